@@ -1,0 +1,411 @@
+//! Reads the CIFAR-10 "binary version" from a directory or straight from its `.tar.gz`, and
+//! turns the file's planar RGB records into interleaved HWC images.
+
+use flate2::read::GzDecoder;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+pub const IMAGE_SIDE: usize = 32;
+pub const IMAGE_BYTES: usize = IMAGE_SIDE * IMAGE_SIDE * 3;
+pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
+pub const RECORDS_PER_FILE: usize = 10_000;
+pub const NUM_CLASSES: usize = 10;
+pub const TRAIN_FILES: [&str; 5] = [
+    "data_batch_1.bin",
+    "data_batch_2.bin",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "data_batch_5.bin",
+];
+pub const TEST_FILE: &str = "test_batch.bin";
+pub const META_FILE: &str = "batches.meta.txt";
+pub const BATCHES_DIR: &str = "cifar-10-batches-bin";
+/// Size of every batch file: 10,000 records of 3,073 bytes.
+pub const BATCH_BYTES: usize = RECORDS_PER_FILE * RECORD_BYTES;
+/// The real meta file is 61 bytes; the cap only keeps a bogus one from being read whole.
+pub const META_MAX_BYTES: u64 = 64 * 1024;
+/// Every file of the binary version, in the order a directory is read (meta first: it is tiny).
+pub const ALL_FILES: [&str; 7] = [
+    META_FILE,
+    TRAIN_FILES[0],
+    TRAIN_FILES[1],
+    TRAIN_FILES[2],
+    TRAIN_FILES[3],
+    TRAIN_FILES[4],
+    TEST_FILE,
+];
+
+const PLANE: usize = IMAGE_SIDE * IMAGE_SIDE;
+
+/// Images stored NHWC: image i is `images[i*3072..(i+1)*3072]`, pixel (y, x) channel c at
+/// `(y*32 + x)*3 + c`; `labels[i]` is its class, 0..9.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Split {
+    pub images: Vec<u8>,
+    pub labels: Vec<u8>,
+}
+
+impl Split {
+    fn zeroed(len: usize) -> Split {
+        Split {
+            images: vec![0; len * IMAGE_BYTES],
+            labels: vec![0; len],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn image(&self, i: usize) -> &[u8] {
+        &self.images[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES]
+    }
+}
+
+// Printing 150 MB of pixels helps nobody: show the size only.
+impl fmt::Debug for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Split")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cifar10 {
+    pub train: Split,
+    pub test: Split,
+    pub class_names: Vec<String>,
+}
+
+/// Why the data could not be read. Every message starts with the file it is about: a full
+/// path, or `archive.tar.gz: member cifar-10-batches-bin/<file>`. Record numbers are 0-based.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path} does not exist")]
+    NotFound { path: String },
+    #[error("{path} is neither a directory nor a .tar.gz / .tgz archive")]
+    Unsupported { path: String },
+    #[error("missing file {file}")]
+    MissingFile { file: String },
+    #[error("{archive}: no member {member}")]
+    MissingMember { archive: String, member: String },
+    #[error("{file} is not a regular file")]
+    NotAFile { file: String },
+    #[error("{file}: cannot read: {cause}")]
+    Read { file: String, cause: io::Error },
+    #[error("{archive}: damaged gzip or tar archive: {cause}")]
+    Archive { archive: String, cause: io::Error },
+    #[error("{file}: {bytes} bytes, expected {BATCH_BYTES} ({RECORDS_PER_FILE} records of {RECORD_BYTES} bytes)")]
+    WrongSize { file: String, bytes: u64 },
+    #[error("{file}: {bytes} bytes, more than the {max} this file may have")]
+    TooLarge { file: String, bytes: u64, max: u64 },
+    #[error("{file}: record {record} has label {label}, expected 0..9")]
+    BadLabel {
+        file: String,
+        record: usize,
+        label: u8,
+    },
+    #[error("{file}: {problem}")]
+    BadMeta { file: String, problem: String },
+}
+
+/// Loads both splits and the class names. `path` is a directory that contains
+/// `cifar-10-batches-bin/`, that directory itself, or a `.tar.gz` / `.tgz` archive, which is
+/// streamed in memory rather than extracted.
+pub fn load(path: &Path) -> Result<Cifar10, DataError> {
+    let mut train = Split::zeroed(TRAIN_FILES.len() * RECORDS_PER_FILE);
+    let mut test = Split::zeroed(RECORDS_PER_FILE);
+    let mut class_names = Vec::new();
+    read_files(path, &ALL_FILES, |member| {
+        match member.name {
+            META_FILE => class_names = parse_meta(&member.label, &member.bytes)?,
+            TEST_FILE => parse_into(&member.label, &member.bytes, &mut test, 0)?,
+            name => {
+                let batch = TRAIN_FILES
+                    .iter()
+                    .position(|f| *f == name)
+                    .expect("read_files hands over only the names asked for");
+                parse_into(
+                    &member.label,
+                    &member.bytes,
+                    &mut train,
+                    batch * RECORDS_PER_FILE,
+                )?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(Cifar10 {
+        train,
+        test,
+        class_names,
+    })
+}
+
+/// Loads only the test split and the class names (an archive is still streamed through).
+pub fn load_test(path: &Path) -> Result<(Split, Vec<String>), DataError> {
+    let mut test = Split::zeroed(RECORDS_PER_FILE);
+    let mut class_names = Vec::new();
+    read_files(path, &[META_FILE, TEST_FILE], |member| {
+        if member.name == META_FILE {
+            class_names = parse_meta(&member.label, &member.bytes)?;
+        } else {
+            parse_into(&member.label, &member.bytes, &mut test, 0)?;
+        }
+        Ok(())
+    })?;
+    Ok((test, class_names))
+}
+
+/// Parses one batch file's bytes (exactly 10,000 records); `name` is used in error messages.
+pub fn parse_batch(name: &str, bytes: &[u8]) -> Result<Split, DataError> {
+    let mut split = Split::zeroed(RECORDS_PER_FILE);
+    parse_into(name, bytes, &mut split, 0)?;
+    Ok(split)
+}
+
+/// Parses `batches.meta.txt`: exactly 10 non-empty names, one per line; trailing blank lines
+/// and surrounding whitespace (such as `\r`) are ignored.
+pub fn parse_meta(name: &str, bytes: &[u8]) -> Result<Vec<String>, DataError> {
+    let bad = |problem: String| DataError::BadMeta {
+        file: name.to_string(),
+        problem,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|e| bad(format!("not UTF-8 text: {e}")))?;
+    let mut names: Vec<&str> = text.lines().map(str::trim).collect();
+    while names.last() == Some(&"") {
+        names.pop();
+    }
+    if names.len() != NUM_CLASSES {
+        return Err(bad(format!(
+            "{} class names, expected {NUM_CLASSES} (one per line)",
+            names.len()
+        )));
+    }
+    if let Some(line) = names.iter().position(|n| n.is_empty()) {
+        return Err(bad(format!(
+            "line {} is empty, expected a class name",
+            line + 1
+        )));
+    }
+    Ok(names.into_iter().map(String::from).collect())
+}
+
+/// Checks one batch file and writes its records, converted to HWC, into `out` from image
+/// `first` on.
+fn parse_into(name: &str, bytes: &[u8], out: &mut Split, first: usize) -> Result<(), DataError> {
+    if bytes.len() != BATCH_BYTES {
+        return Err(DataError::WrongSize {
+            file: name.to_string(),
+            bytes: bytes.len() as u64,
+        });
+    }
+    let labels = &mut out.labels[first..first + RECORDS_PER_FILE];
+    let images = &mut out.images[first * IMAGE_BYTES..(first + RECORDS_PER_FILE) * IMAGE_BYTES];
+    let records = bytes.chunks_exact(RECORD_BYTES);
+    for (record, ((rec, label), image)) in records
+        .zip(labels.iter_mut())
+        .zip(images.chunks_exact_mut(IMAGE_BYTES))
+        .enumerate()
+    {
+        if usize::from(rec[0]) >= NUM_CLASSES {
+            return Err(DataError::BadLabel {
+                file: name.to_string(),
+                record,
+                label: rec[0],
+            });
+        }
+        *label = rec[0];
+        // The file stores whole R, G and B planes; the network wants each pixel's RGB together.
+        let (red, rest) = rec[1..].split_at(PLANE);
+        let (green, blue) = rest.split_at(PLANE);
+        for (((px, r), g), b) in image.chunks_exact_mut(3).zip(red).zip(green).zip(blue) {
+            px.copy_from_slice(&[*r, *g, *b]);
+        }
+    }
+    Ok(())
+}
+
+/// One file of the binary version, read into memory.
+pub(crate) struct Member {
+    /// The file's name inside `cifar-10-batches-bin/` (one of [`ALL_FILES`]).
+    pub name: &'static str,
+    /// How error messages refer to it: its path, or `archive: member …`.
+    pub label: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Hands each of `wanted` to `take`, read from a directory or streamed from an archive.
+fn read_files(
+    path: &Path,
+    wanted: &[&'static str],
+    take: impl FnMut(Member) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    if path.is_dir() {
+        read_dir_files(&batches_dir(path), wanted, take)
+    } else if !path.exists() {
+        Err(DataError::NotFound {
+            path: path.display().to_string(),
+        })
+    } else if is_archive_name(path) {
+        for_each_member(path, wanted, take)
+    } else {
+        Err(DataError::Unsupported {
+            path: path.display().to_string(),
+        })
+    }
+}
+
+fn is_archive_name(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    name.ends_with(".tar.gz") || name.ends_with(".tgz")
+}
+
+/// `path` itself if it is (or looks like) the batches directory, else `path/cifar-10-batches-bin`,
+/// so that a missing file is reported where it was expected.
+fn batches_dir(path: &Path) -> PathBuf {
+    let is_batches = path.file_name().is_some_and(|n| n == BATCHES_DIR)
+        || ALL_FILES.iter().any(|f| path.join(f).exists());
+    if is_batches && !path.join(BATCHES_DIR).is_dir() {
+        path.to_path_buf()
+    } else {
+        path.join(BATCHES_DIR)
+    }
+}
+
+fn read_dir_files(
+    dir: &Path,
+    wanted: &[&'static str],
+    mut take: impl FnMut(Member) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    for &name in wanted {
+        let path = dir.join(name);
+        let label = path.display().to_string();
+        let read_err = |cause| DataError::Read {
+            file: label.clone(),
+            cause,
+        };
+        let file = match File::open(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(DataError::MissingFile { file: label });
+            }
+            other => other.map_err(read_err)?,
+        };
+        let meta = file.metadata().map_err(read_err)?;
+        if !meta.is_file() {
+            return Err(DataError::NotAFile { file: label });
+        }
+        let max = check_size(name, &label, meta.len())?;
+        // Read at most one byte past the cap, in case the file grows after the size check.
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
+        check_size(name, &label, bytes.len() as u64)?;
+        take(Member { name, label, bytes })?;
+    }
+    Ok(())
+}
+
+/// Rejects a file whose size cannot be right before anything is allocated for it; returns
+/// the most bytes it may have.
+fn check_size(name: &str, label: &str, bytes: u64) -> Result<u64, DataError> {
+    if name == META_FILE {
+        if bytes > META_MAX_BYTES {
+            return Err(DataError::TooLarge {
+                file: label.to_string(),
+                bytes,
+                max: META_MAX_BYTES,
+            });
+        }
+        Ok(META_MAX_BYTES)
+    } else if bytes != BATCH_BYTES as u64 {
+        Err(DataError::WrongSize {
+            file: label.to_string(),
+            bytes,
+        })
+    } else {
+        Ok(bytes)
+    }
+}
+
+/// Streams the `.tar.gz` at `archive` and hands each of `wanted` to `take`. Members are matched
+/// by their exact name `cifar-10-batches-bin/<file>` (a leading `./` allowed); every other
+/// member is skipped, and no name from the archive is ever used as a path. Each member's size
+/// is checked against its header before it is read, so a bogus header allocates nothing.
+/// A member that appears twice is handed over twice, later copy last, as `tar x` would keep.
+pub(crate) fn for_each_member<E: From<DataError>>(
+    archive: &Path,
+    wanted: &[&'static str],
+    mut take: impl FnMut(Member) -> Result<(), E>,
+) -> Result<(), E> {
+    let archive_label = archive.display().to_string();
+    let damaged = |cause| DataError::Archive {
+        archive: archive_label.clone(),
+        cause,
+    };
+    let file = File::open(archive).map_err(|cause| DataError::Read {
+        file: archive_label.clone(),
+        cause,
+    })?;
+    let mut tar = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(1 << 20, file)));
+    let mut seen = vec![false; wanted.len()];
+    for entry in tar.entries().map_err(damaged)? {
+        let mut entry = entry.map_err(damaged)?;
+        let path = entry.path_bytes();
+        let path = path.strip_prefix(b"./").unwrap_or(&path);
+        let Some(index) = wanted.iter().position(|w| member_matches(path, w)) else {
+            continue;
+        };
+        let name = wanted[index];
+        let label = format!("{archive_label}: member {BATCHES_DIR}/{name}");
+        if !entry.header().entry_type().is_file() {
+            return Err(DataError::NotAFile { file: label }.into());
+        }
+        let size = entry.size();
+        check_size(name, &label, size)?;
+        let mut bytes = Vec::with_capacity(size as usize);
+        entry.read_to_end(&mut bytes).map_err(damaged)?;
+        if bytes.len() as u64 != size {
+            let cause = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "member {BATCHES_DIR}/{name} ends after {} of its {size} bytes",
+                    bytes.len()
+                ),
+            );
+            return Err(damaged(cause).into());
+        }
+        seen[index] = true;
+        take(Member { name, label, bytes })?;
+    }
+    // The tar reader stops at its end marker; reading the gzip stream to its end makes the
+    // decoder check the CRC and length in the trailer, which catches damage the tar layer misses.
+    io::copy(&mut tar.into_inner(), &mut io::sink()).map_err(damaged)?;
+    if let Some(missing) = seen.iter().position(|s| !s) {
+        let member = format!("{BATCHES_DIR}/{}", wanted[missing]);
+        return Err(DataError::MissingMember {
+            archive: archive_label,
+            member,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn member_matches(path: &[u8], name: &str) -> bool {
+    path.len() == BATCHES_DIR.len() + 1 + name.len()
+        && path.starts_with(BATCHES_DIR.as_bytes())
+        && path[BATCHES_DIR.len()] == b'/'
+        && path.ends_with(name.as_bytes())
+}

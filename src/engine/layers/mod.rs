@@ -1,0 +1,111 @@
+//! One file per kind of layer, each with its forward and backward side by side. Every layer
+//! reads and writes buffers the [`Network`](crate::engine::Network) planned for it.
+
+pub mod batchnorm;
+pub mod elementwise;
+pub mod linear;
+pub mod pool;
+pub mod softmax;
+
+use crate::model::spec::{LayerSpec, PlacedLayer};
+use rand_chacha::ChaCha8Rng;
+
+/// Training uses batch statistics and dropout; evaluation uses moving statistics and no dropout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// What a layer's forward pass reads and writes, for a batch of `n` samples.
+pub struct Forward<'a> {
+    /// The layer's trainable parameters, in [`ParamSpec`](crate::model::spec::ParamSpec) order.
+    pub weights: &'a [f32],
+    /// The layer's moving statistics (BN), updated in training.
+    pub moving: &'a mut [f32],
+    pub x: &'a [f32],
+    pub y: &'a mut [f32],
+    pub n: usize,
+    pub mode: Mode,
+    pub rng: &'a mut ChaCha8Rng,
+}
+
+/// What a layer's backward pass reads and writes. `dx` is `None` for the first layer, whose
+/// input gradient nobody needs.
+pub struct Backward<'a> {
+    pub weights: &'a [f32],
+    pub grads: &'a mut [f32],
+    pub x: &'a [f32],
+    pub y: &'a [f32],
+    pub dy: &'a [f32],
+    pub dx: Option<&'a mut [f32]>,
+    pub n: usize,
+}
+
+pub enum Layer {
+    Conv2d(linear::Conv2d),
+    Dense(linear::Dense),
+    Relu,
+    BatchNorm(batchnorm::BatchNorm),
+    MaxPool(pool::MaxPool),
+    Dropout(elementwise::Dropout),
+    Flatten,
+    Softmax { classes: usize },
+}
+
+impl Layer {
+    /// The layer with its scratch buffers sized for batches of up to `capacity` samples.
+    pub fn new(placed: &PlacedLayer, capacity: usize) -> Layer {
+        match placed.spec {
+            LayerSpec::Conv2d { filters, kernel } => {
+                Layer::Conv2d(linear::Conv2d::new(placed.input, filters, kernel, capacity))
+            }
+            LayerSpec::Dense { units } => {
+                Layer::Dense(linear::Dense::new(placed.input, units, capacity))
+            }
+            LayerSpec::Relu => Layer::Relu,
+            LayerSpec::BatchNorm => Layer::BatchNorm(batchnorm::BatchNorm::new(
+                placed.input.len(),
+                placed.input.channels(),
+                capacity,
+            )),
+            LayerSpec::MaxPool => Layer::MaxPool(pool::MaxPool::new(placed.input, capacity)),
+            LayerSpec::Dropout { rate } => Layer::Dropout(elementwise::Dropout::new(
+                rate,
+                placed.input.len(),
+                capacity,
+            )),
+            LayerSpec::Flatten => Layer::Flatten,
+            LayerSpec::Softmax => Layer::Softmax {
+                classes: placed.output.len(),
+            },
+        }
+    }
+
+    pub fn forward(&mut self, io: Forward) {
+        match self {
+            Layer::Conv2d(l) => l.forward(io),
+            Layer::Dense(l) => l.forward(io),
+            Layer::Relu => elementwise::relu_forward(io),
+            Layer::BatchNorm(l) => l.forward(io),
+            Layer::MaxPool(l) => l.forward(io),
+            Layer::Dropout(l) => l.forward(io),
+            Layer::Flatten => elementwise::flatten_forward(io),
+            Layer::Softmax { classes } => softmax::softmax_forward(io.x, io.y, *classes),
+        }
+    }
+
+    /// Softmax has no backward of its own: the loss hands back the logits' gradient.
+    pub fn backward(&mut self, io: Backward) {
+        match self {
+            Layer::Conv2d(l) => l.backward(io),
+            Layer::Dense(l) => l.backward(io),
+            Layer::Relu => elementwise::relu_backward(io),
+            Layer::BatchNorm(l) => l.backward(io),
+            Layer::MaxPool(l) => l.backward(io),
+            Layer::Dropout(l) => l.backward(io),
+            Layer::Flatten => elementwise::flatten_backward(io),
+            Layer::Softmax { .. } => unreachable!("softmax is fused with the loss"),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The engine: a static list of layers over buffers planned once, explicit forward and
+//! backward per layer, and the heavy arithmetic in [`cpu`] kernels.
+//!
+//! Layout: NHWC (Keras' channels_last). A k×k "same" convolution is then one matrix product
+//! `[N·H·W × k·k·C] · [k·k·C × F]` whose kernel is Keras' HWIO tensor as it is stored, the
+//! output rows are already the next layer's NHWC input, BN after a convolution or a dense layer
+//! is the same per-column reduction, and Flatten is a copy in Keras' order.
+
+pub mod cpu;
+pub mod layers;
+pub mod network;
+
+pub use layers::softmax::BatchMetrics;
+pub use layers::Mode;
+pub use network::Network;

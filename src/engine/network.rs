@@ -1,0 +1,282 @@
+//! A model made runnable: every buffer planned once for a batch capacity, parameters,
+//! gradients and moving statistics each in one flat vector (the optimizer is one loop, a
+//! checkpoint is a few slices), and forward / backward walking the layer list.
+
+use super::layers::softmax::{softmax_cross_entropy, BatchMetrics};
+use super::layers::{Backward, Forward, Layer, Mode};
+use crate::model::spec::{LayerSpec, ParamKind, PlacedLayer};
+use crate::model::ModelSpec;
+use anyhow::{bail, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::{Duration, Instant};
+
+/// Where one named parameter tensor lives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    /// Keras' full weight name, e.g. `conv2d_1/kernel`.
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub kind: ParamKind,
+    /// Offset into [`Network::params`] (trainable) or [`Network::moving`].
+    pub offset: usize,
+}
+
+impl TensorInfo {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Independent random streams of one seed, so changing one use does not shift the others.
+pub mod streams {
+    pub const INIT: u64 = 0;
+    pub const SHUFFLE: u64 = 1;
+    pub const DROPOUT: u64 = 2;
+}
+
+/// A seeded ChaCha8 generator on one of the [`streams`].
+pub fn rng_stream(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
+}
+
+pub struct Network {
+    pub spec: ModelSpec,
+    placed: Vec<PlacedLayer>,
+    layers: Vec<Layer>,
+    capacity: usize,
+    /// Trainable parameters, their gradients, and BN moving statistics: flat, in layer order.
+    pub params: Vec<f32>,
+    pub grads: Vec<f32>,
+    pub moving: Vec<f32>,
+    tensors: Vec<TensorInfo>,
+    /// Per layer: (offset, len) into `params`/`grads`, then into `moving`.
+    ranges: Vec<((usize, usize), (usize, usize))>,
+    /// `acts[0]` is the input batch, `acts[i + 1]` the output of layer i.
+    acts: Vec<Vec<f32>>,
+    /// `grad_acts[i]` is the loss gradient with respect to `acts[i]` (empty for the input).
+    grad_acts: Vec<Vec<f32>>,
+    dropout_rng: ChaCha8Rng,
+    /// Per layer (forward, backward) time, accumulated while profiling is on (`bench`).
+    profile: Option<Vec<(Duration, Duration)>>,
+}
+
+impl Network {
+    /// Builds the network for batches of up to `capacity` samples, with Keras' initial values:
+    /// Glorot-uniform kernels, zero biases, BN gamma 1, beta 0, moving mean 0, variance 1.
+    pub fn new(spec: &ModelSpec, capacity: usize, seed: u64) -> Result<Network> {
+        if capacity == 0 {
+            bail!("batch size must be at least 1");
+        }
+        let placed = spec.place()?;
+        let mut tensors = Vec::new();
+        let mut ranges = Vec::new();
+        let (mut trainable, mut moving) = (0, 0);
+        for layer in &placed {
+            let (t0, m0) = (trainable, moving);
+            for p in &layer.params {
+                let offset = match p.kind {
+                    ParamKind::Trainable => &mut trainable,
+                    ParamKind::Moving => &mut moving,
+                };
+                tensors.push(TensorInfo {
+                    name: format!("{}/{}", layer.name, p.name),
+                    shape: p.shape.clone(),
+                    kind: p.kind,
+                    offset: *offset,
+                });
+                *offset += p.len();
+            }
+            ranges.push(((t0, trainable - t0), (m0, moving - m0)));
+        }
+        let mut acts = vec![vec![0.0; capacity * spec.input.len()]];
+        let mut grad_acts = vec![Vec::new()];
+        for (i, layer) in placed.iter().enumerate() {
+            acts.push(vec![0.0; capacity * layer.output.len()]);
+            // The first layer's input gradient is never needed, nor the softmax output's.
+            let needs_grad = i + 1 < placed.len();
+            grad_acts.push(if needs_grad {
+                vec![0.0; capacity * layer.output.len()]
+            } else {
+                Vec::new()
+            });
+        }
+        let mut net = Network {
+            spec: spec.clone(),
+            layers: placed.iter().map(|p| Layer::new(p, capacity)).collect(),
+            placed,
+            capacity,
+            params: vec![0.0; trainable],
+            grads: vec![0.0; trainable],
+            moving: vec![0.0; moving],
+            tensors,
+            ranges,
+            acts,
+            grad_acts,
+            dropout_rng: rng_stream(seed, streams::DROPOUT),
+            profile: None,
+        };
+        net.initialize(seed);
+        Ok(net)
+    }
+
+    fn initialize(&mut self, seed: u64) {
+        let mut rng = rng_stream(seed, streams::INIT);
+        for (layer, tensors) in self.placed.iter().zip(self.tensors_by_layer()) {
+            for t in tensors {
+                let (store, range) = match t.kind {
+                    ParamKind::Trainable => (&mut self.params, t.offset..t.offset + t.len()),
+                    ParamKind::Moving => (&mut self.moving, t.offset..t.offset + t.len()),
+                };
+                let values = &mut store[range];
+                match t.name.rsplit('/').next().unwrap_or_default() {
+                    "kernel" => {
+                        let (fan_in, fan_out) = fans(&layer.spec, &t.shape);
+                        let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+                        values
+                            .iter_mut()
+                            .for_each(|v| *v = rng.random_range(-limit..limit));
+                    }
+                    "gamma" | "moving_variance" => values.fill(1.0),
+                    _ => values.fill(0.0),
+                }
+            }
+        }
+    }
+
+    /// The tensors of each layer, in layer order (cloned so callers may mutate the network).
+    fn tensors_by_layer(&self) -> Vec<Vec<TensorInfo>> {
+        let mut rest = self.tensors.as_slice();
+        self.placed
+            .iter()
+            .map(|l| {
+                let (mine, others) = rest.split_at(l.params.len());
+                rest = others;
+                mine.to_vec()
+            })
+            .collect()
+    }
+
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.tensors
+    }
+
+    pub fn placed(&self) -> &[PlacedLayer] {
+        &self.placed
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn classes(&self) -> usize {
+        self.spec.classes
+    }
+
+    /// The input buffer for a batch of `n` samples (NHWC f32), to be filled before a pass.
+    pub fn input_mut(&mut self, n: usize) -> &mut [f32] {
+        let len = n * self.spec.input.len();
+        &mut self.acts[0][..len]
+    }
+
+    /// Class probabilities of the last forward pass, `[n × classes]`.
+    pub fn probabilities(&self, n: usize) -> &[f32] {
+        &self.acts[self.layers.len()][..n * self.classes()]
+    }
+
+    pub fn forward(&mut self, n: usize, mode: Mode) {
+        assert!(
+            n >= 1 && n <= self.capacity,
+            "batch of {n} outside 1..={}",
+            self.capacity
+        );
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let started = Instant::now();
+            let ((p0, plen), (m0, mlen)) = self.ranges[i];
+            let (before, after) = self.acts.split_at_mut(i + 1);
+            layer.forward(Forward {
+                weights: &self.params[p0..p0 + plen],
+                moving: &mut self.moving[m0..m0 + mlen],
+                x: &before[i][..n * self.placed[i].input.len()],
+                y: &mut after[0][..n * self.placed[i].output.len()],
+                n,
+                mode,
+                rng: &mut self.dropout_rng,
+            });
+            if let Some(profile) = &mut self.profile {
+                profile[i].0 += started.elapsed();
+            }
+        }
+    }
+
+    /// Loss and accuracy of the last forward pass against `labels` (one per sample).
+    pub fn metrics(&self, labels: &[u8]) -> BatchMetrics {
+        let logits = &self.acts[self.layers.len() - 1][..labels.len() * self.classes()];
+        softmax_cross_entropy(logits, labels, self.classes(), None)
+    }
+
+    /// One training pass over a batch: forward in training mode, the loss, and backward,
+    /// leaving the parameter gradients in [`Network::grads`].
+    pub fn train_batch(&mut self, labels: &[u8]) -> BatchMetrics {
+        let n = labels.len();
+        self.forward(n, Mode::Train);
+        let last = self.layers.len() - 1;
+        let classes = self.classes();
+        let metrics = softmax_cross_entropy(
+            &self.acts[last][..n * classes],
+            labels,
+            classes,
+            Some(&mut self.grad_acts[last][..n * classes]),
+        );
+        for i in (0..last).rev() {
+            let started = Instant::now();
+            let ((p0, plen), _) = self.ranges[i];
+            let (grads_before, grads_after) = self.grad_acts.split_at_mut(i + 1);
+            let dx = (i > 0).then(|| &mut grads_before[i][..n * self.placed[i].input.len()]);
+            let out_len = n * self.placed[i].output.len();
+            self.layers[i].backward(Backward {
+                weights: &self.params[p0..p0 + plen],
+                grads: &mut self.grads[p0..p0 + plen],
+                x: &self.acts[i][..n * self.placed[i].input.len()],
+                y: &self.acts[i + 1][..out_len],
+                dy: &grads_after[0][..out_len],
+                dx,
+                n,
+            });
+            if let Some(profile) = &mut self.profile {
+                profile[i].1 += started.elapsed();
+            }
+        }
+        metrics
+    }
+
+    /// Starts (or restarts) accumulating per-layer times.
+    pub fn start_profiling(&mut self) {
+        self.profile = Some(vec![Default::default(); self.layers.len()]);
+    }
+
+    /// Per layer (forward, backward) time accumulated since [`Network::start_profiling`].
+    pub fn profile(&self) -> Option<&[(Duration, Duration)]> {
+        self.profile.as_deref()
+    }
+
+    /// The dropout generator, for checkpoints that must resume bit for bit.
+    pub fn dropout_rng(&self) -> &ChaCha8Rng {
+        &self.dropout_rng
+    }
+}
+
+/// Glorot's fan-in and fan-out: a conv kernel `[k, k, in, out]` counts its receptive field.
+fn fans(spec: &LayerSpec, shape: &[usize]) -> (usize, usize) {
+    match (spec, shape) {
+        (LayerSpec::Conv2d { .. }, [kh, kw, cin, cout]) => (kh * kw * cin, kh * kw * cout),
+        (_, [fan_in, fan_out]) => (*fan_in, *fan_out),
+        _ => unreachable!("kernels are 2-D or 4-D"),
+    }
+}

@@ -1,0 +1,14 @@
+//! minivgg: the PyImageSearch MiniVGGNet tutorial (and its ShallowNet and LeNet siblings)
+//! trained on CIFAR-10 by a small purpose-built engine.
+//!
+//! The data flows one way: [`data`] reads CIFAR-10 into bytes, [`train`] shuffles and batches
+//! them through an [`engine::Network`] built from a [`model::ModelSpec`], and [`report`] turns
+//! the resulting history and predictions into text, CSV and plots.
+
+pub mod cli;
+pub mod data;
+pub mod engine;
+pub mod fsutil;
+pub mod model;
+pub mod report;
+pub mod train;

@@ -1,0 +1,9 @@
+//! Models as data: a [`ModelSpec`] is an input shape and a list of layers. Shapes, parameter
+//! counts and the Keras-style summary come from the spec alone; [`zoo`] builds the tutorial's
+//! networks and [`io`] saves and loads trained weights.
+
+pub mod io;
+pub mod spec;
+pub mod zoo;
+
+pub use spec::{LayerSpec, ModelSpec, Shape};

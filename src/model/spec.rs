@@ -1,0 +1,312 @@
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// One layer of a sequential model, as the tutorial's Keras code names them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LayerSpec {
+    /// Square kernel, stride 1, "same" padding, with bias.
+    Conv2d {
+        filters: usize,
+        kernel: usize,
+    },
+    Relu,
+    /// Per channel after a convolution, per feature after a dense layer.
+    BatchNorm,
+    /// 2×2 window, stride 2.
+    MaxPool,
+    Dropout {
+        rate: f32,
+    },
+    Flatten,
+    Dense {
+        units: usize,
+    },
+    /// The last layer; training fuses it with categorical cross-entropy.
+    Softmax,
+}
+
+/// The shape of one sample: an image (height, width, channels: NHWC without the N) or a vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Shape {
+    Image { h: usize, w: usize, c: usize },
+    Flat(usize),
+}
+
+impl Shape {
+    pub fn len(self) -> usize {
+        match self {
+            Shape::Image { h, w, c } => h * w * c,
+            Shape::Flat(n) => n,
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// The size of the last axis: channels of an image, features of a vector.
+    pub fn channels(self) -> usize {
+        match self {
+            Shape::Image { c, .. } => c,
+            Shape::Flat(n) => n,
+        }
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shape::Image { h, w, c } => write!(f, "(None, {h}, {w}, {c})"),
+            Shape::Flat(n) => write!(f, "(None, {n})"),
+        }
+    }
+}
+
+/// Whether a parameter tensor is changed by the optimizer (kernels, biases, BN gamma and beta)
+/// or by the forward pass (BN moving statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    Trainable,
+    Moving,
+}
+
+/// One named parameter tensor of a layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    /// Keras' weight name within the layer: kernel, bias, gamma, beta, moving_mean, moving_variance.
+    pub name: &'static str,
+    pub shape: Vec<usize>,
+    pub kind: ParamKind,
+}
+
+impl ParamSpec {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    pub name: String,
+    pub input: Shape,
+    pub classes: usize,
+    pub layers: Vec<LayerSpec>,
+}
+
+/// A layer placed in a model: its Keras name and the shapes around it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedLayer {
+    pub name: String,
+    pub spec: LayerSpec,
+    pub input: Shape,
+    pub output: Shape,
+    pub params: Vec<ParamSpec>,
+}
+
+impl PlacedLayer {
+    /// Places `spec` after a layer whose output is `input`, checking that it fits.
+    pub fn new(name: String, spec: LayerSpec, input: Shape) -> Result<PlacedLayer> {
+        let output = spec.output_shape(input)?;
+        let params = spec.params(input, output);
+        Ok(PlacedLayer {
+            name,
+            spec,
+            input,
+            output,
+            params,
+        })
+    }
+}
+
+impl LayerSpec {
+    /// Keras' class name and the prefix of its automatic layer names.
+    pub fn keras_names(&self) -> (&'static str, &'static str) {
+        match self {
+            LayerSpec::Conv2d { .. } => ("Conv2D", "conv2d"),
+            LayerSpec::Relu | LayerSpec::Softmax => ("Activation", "activation"),
+            LayerSpec::BatchNorm => ("BatchNormalization", "batch_normalization"),
+            LayerSpec::MaxPool => ("MaxPooling2D", "max_pooling2d"),
+            LayerSpec::Dropout { .. } => ("Dropout", "dropout"),
+            LayerSpec::Flatten => ("Flatten", "flatten"),
+            LayerSpec::Dense { .. } => ("Dense", "dense"),
+        }
+    }
+
+    fn output_shape(&self, input: Shape) -> Result<Shape> {
+        Ok(match (self, input) {
+            (LayerSpec::Conv2d { filters, kernel }, Shape::Image { h, w, .. }) => {
+                if *filters == 0 || *kernel == 0 || kernel.is_multiple_of(2) {
+                    bail!("conv2d needs filters > 0 and an odd kernel size, got {filters} filters, kernel {kernel}");
+                }
+                Shape::Image { h, w, c: *filters }
+            }
+            (LayerSpec::MaxPool, Shape::Image { h, w, c }) => {
+                if h < 2 || w < 2 {
+                    bail!("max pooling needs an input of at least 2×2, got {h}×{w}");
+                }
+                Shape::Image {
+                    h: h / 2,
+                    w: w / 2,
+                    c,
+                }
+            }
+            (LayerSpec::Conv2d { .. } | LayerSpec::MaxPool, Shape::Flat(_)) => {
+                bail!(
+                    "{} needs an image input, got a vector",
+                    self.keras_names().0
+                )
+            }
+            (LayerSpec::Flatten, s) => Shape::Flat(s.len()),
+            (LayerSpec::Dense { units }, Shape::Flat(_)) => {
+                if *units == 0 {
+                    bail!("dense needs units > 0");
+                }
+                Shape::Flat(*units)
+            }
+            (LayerSpec::Dense { .. }, Shape::Image { .. }) => {
+                bail!("dense needs a flattened input")
+            }
+            (LayerSpec::Dropout { rate }, s) => {
+                if !(0.0..1.0).contains(rate) {
+                    bail!("dropout rate must be in [0, 1), got {rate}");
+                }
+                s
+            }
+            (LayerSpec::Relu | LayerSpec::BatchNorm | LayerSpec::Softmax, s) => s,
+        })
+    }
+
+    fn params(&self, input: Shape, output: Shape) -> Vec<ParamSpec> {
+        let p = |name, shape, kind| ParamSpec { name, shape, kind };
+        match *self {
+            LayerSpec::Conv2d { filters, kernel } => vec![
+                p(
+                    "kernel",
+                    vec![kernel, kernel, input.channels(), filters],
+                    ParamKind::Trainable,
+                ),
+                p("bias", vec![filters], ParamKind::Trainable),
+            ],
+            LayerSpec::Dense { units } => vec![
+                p("kernel", vec![input.len(), units], ParamKind::Trainable),
+                p("bias", vec![units], ParamKind::Trainable),
+            ],
+            LayerSpec::BatchNorm => {
+                let c = output.channels();
+                vec![
+                    p("gamma", vec![c], ParamKind::Trainable),
+                    p("beta", vec![c], ParamKind::Trainable),
+                    p("moving_mean", vec![c], ParamKind::Moving),
+                    p("moving_variance", vec![c], ParamKind::Moving),
+                ]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl ModelSpec {
+    /// Checks the layer list and works out every layer's name, shapes and parameters.
+    pub fn place(&self) -> Result<Vec<PlacedLayer>> {
+        if self.input.is_empty() || self.classes == 0 {
+            bail!("model {}: empty input shape or no classes", self.name);
+        }
+        match self.layers.last() {
+            Some(LayerSpec::Softmax) => {}
+            _ => bail!("model {}: the last layer must be softmax", self.name),
+        }
+        let mut counters = std::collections::HashMap::new();
+        let mut shape = self.input;
+        let mut placed = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            if matches!(layer, LayerSpec::Softmax) && i + 1 != self.layers.len() {
+                bail!("model {}: softmax may only be the last layer", self.name);
+            }
+            let prefix = layer.keras_names().1;
+            let count = counters.entry(prefix).or_insert(0);
+            *count += 1;
+            let layer = PlacedLayer::new(format!("{prefix}_{count}"), layer.clone(), shape)
+                .map_err(|e| anyhow::anyhow!("model {}, layer {}: {e}", self.name, i + 1))?;
+            shape = layer.output;
+            placed.push(layer);
+        }
+        if shape != Shape::Flat(self.classes) {
+            bail!(
+                "model {}: the output is {shape}, expected {} classes",
+                self.name,
+                self.classes
+            );
+        }
+        Ok(placed)
+    }
+
+    /// Keras' `model.summary()` table.
+    pub fn summary(&self) -> Result<String> {
+        let placed = self.place()?;
+        let rule = "_".repeat(65);
+        let double = "=".repeat(65);
+        let mut out = format!("Model: \"{}\"\n{rule}\n", self.name);
+        out += &format!(
+            "{:<29}{:<26}{:<10}\n{double}\n",
+            "Layer (type)", "Output Shape", "Param #"
+        );
+        let (mut trainable, mut moving) = (0usize, 0usize);
+        for (i, layer) in placed.iter().enumerate() {
+            let count: usize = layer.params.iter().map(ParamSpec::len).sum();
+            for p in &layer.params {
+                match p.kind {
+                    ParamKind::Trainable => trainable += p.len(),
+                    ParamKind::Moving => moving += p.len(),
+                }
+            }
+            let label = format!("{} ({})", layer.name, layer.spec.keras_names().0);
+            out += &format!(
+                "{:<29}{:<26}{:<10}\n",
+                label,
+                layer.output.to_string(),
+                count
+            );
+            out += if i + 1 == placed.len() {
+                &double
+            } else {
+                &rule
+            };
+            out += "\n";
+        }
+        out += &format!("Total params: {}\n", thousands(trainable + moving));
+        out += &format!("Trainable params: {}\n", thousands(trainable));
+        out += &format!("Non-trainable params: {}\n{rule}\n", thousands(moving));
+        Ok(out)
+    }
+
+    /// (trainable, non-trainable) parameter counts.
+    pub fn parameter_counts(&self) -> Result<(usize, usize)> {
+        let mut counts = (0, 0);
+        for p in self.place()?.iter().flat_map(|l| l.params.iter()) {
+            match p.kind {
+                ParamKind::Trainable => counts.0 += p.len(),
+                ParamKind::Moving => counts.1 += p.len(),
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// 2171178 → "2,171,178", as Keras prints counts.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}

@@ -1,0 +1,145 @@
+//! `minivgg bench`: where the time of a training step goes, layer by layer, on synthetic data
+//! (timing does not depend on pixel values, so no data set is needed).
+
+use crate::engine::{Mode, Network};
+use crate::model::spec::{LayerSpec, PlacedLayer};
+use crate::model::ModelSpec;
+use crate::train::sgd::{Sgd, SgdConfig};
+use anyhow::Result;
+use rand::Rng;
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+/// Multiply-adds ×2 of a layer's forward pass and of its backward pass, for `n` samples.
+fn layer_flops(layer: &PlacedLayer, n: usize, first: bool) -> (f64, f64) {
+    let forward = match layer.spec {
+        LayerSpec::Conv2d { filters, kernel } => {
+            2.0 * (n * layer.output.len() / filters) as f64
+                * (kernel * kernel * layer.input.channels() * filters) as f64
+        }
+        LayerSpec::Dense { units } => 2.0 * (n * layer.input.len() * units) as f64,
+        _ => 0.0,
+    };
+    // Backward: the weight gradient, plus the input gradient except for the first layer.
+    (forward, if first { forward } else { 2.0 * forward })
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    pub median: Duration,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
+    samples.sort();
+    Stats {
+        median: samples[samples.len() / 2],
+        min: samples[0],
+        max: samples[samples.len() - 1],
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Times `steps` training steps (after warm-up) and as many inference batches; returns the report.
+pub fn bench(spec: &ModelSpec, batch: usize, steps: usize, warmup: usize) -> Result<String> {
+    let mut net = Network::new(spec, batch, 1)?;
+    let mut rng = rand::rng();
+    net.input_mut(batch)
+        .iter_mut()
+        .for_each(|v| *v = rng.random());
+    let labels: Vec<u8> = (0..batch)
+        .map(|_| rng.random_range(0..spec.classes as u8))
+        .collect();
+    let config = SgdConfig {
+        lr: 0.01,
+        momentum: 0.9,
+        nesterov: true,
+        decay: 0.01 / 40.0,
+    };
+    let mut sgd = Sgd::new(config, net.params.len());
+    let mut step = |net: &mut Network| {
+        let started = Instant::now();
+        net.train_batch(&labels);
+        sgd.step(&mut net.params, &net.grads);
+        started.elapsed()
+    };
+    for _ in 0..warmup {
+        step(&mut net);
+    }
+    net.start_profiling();
+    let train = stats((0..steps).map(|_| step(&mut net)).collect());
+    let profile = net.profile().expect("profiling is on").to_vec();
+    let infer = stats(
+        (0..steps)
+            .map(|_| {
+                let started = Instant::now();
+                net.forward(batch, Mode::Eval);
+                started.elapsed()
+            })
+            .collect(),
+    );
+
+    let mut out = String::new();
+    writeln!(
+        out,
+        "{} — batch {batch}, {steps} steps after {warmup} warm-up, {} threads",
+        spec.name,
+        rayon::current_num_threads()
+    )?;
+    writeln!(
+        out,
+        "{:<26}{:>10}{:>10}{:>12}{:>12}",
+        "layer", "fwd ms", "bwd ms", "fwd GFLOP/s", "bwd GFLOP/s"
+    )?;
+    let (mut total_flops, placed) = (0.0, net.placed().to_vec());
+    for (i, (layer, (fwd, bwd))) in placed.iter().zip(&profile).enumerate() {
+        let (f_flops, b_flops) = layer_flops(layer, batch, i == 0);
+        total_flops += f_flops + b_flops;
+        let (f, b) = (ms(*fwd) / steps as f64, ms(*bwd) / steps as f64);
+        let rate = |flops: f64, t: f64| {
+            if flops > 0.0 {
+                format!("{:.1}", flops / t / 1e6)
+            } else {
+                "-".into()
+            }
+        };
+        writeln!(
+            out,
+            "{:<26}{:>10.2}{:>10.2}{:>12}{:>12}",
+            layer.name,
+            f,
+            b,
+            rate(f_flops, f),
+            rate(b_flops, b)
+        )?;
+    }
+    let batches_per_epoch = 50_000usize.div_ceil(batch);
+    writeln!(
+        out,
+        "train step: median {:.1} ms (min {:.1}, max {:.1}), {:.0} images/s, {:.1} GFLOP/s",
+        ms(train.median),
+        ms(train.min),
+        ms(train.max),
+        batch as f64 / train.median.as_secs_f64(),
+        total_flops / train.median.as_secs_f64() / 1e9
+    )?;
+    writeln!(
+        out,
+        "inference (eval mode): median {:.1} ms/batch (min {:.1}, max {:.1}), {:.0} images/s",
+        ms(infer.median),
+        ms(infer.min),
+        ms(infer.max),
+        batch as f64 / infer.median.as_secs_f64()
+    )?;
+    let epoch = train.median.as_secs_f64() * batches_per_epoch as f64
+        + infer.median.as_secs_f64() * 10_000usize.div_ceil(batch) as f64;
+    writeln!(
+        out,
+        "epoch estimate (50,000 train + 10,000 validation images): {epoch:.1} s"
+    )?;
+    Ok(out)
+}

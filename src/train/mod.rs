@@ -1,0 +1,6 @@
+//! The training loop, the optimizer and the run's history.
+
+pub mod bench;
+pub mod fit;
+pub mod history;
+pub mod sgd;

@@ -1,0 +1,313 @@
+//! Every layer's backward against central finite differences of its forward.
+//!
+//! The layers compute in f32, so the check does too, with a step of 1e-2 and the scalar
+//! objective L = Σ y·r (r fixed random weights) accumulated in f64. Linear layers have no
+//! truncation error, so the tolerance covers f32 rounding (about 1e-4 here) and BN's curvature
+//! (O(step²)): |numeric − analytic| ≤ 3e-3 · max(1, |analytic|). Inputs keep clear of ReLU's
+//! kink and of max-pool ties, where a finite difference is not a derivative.
+
+use minivgg::engine::layers::softmax::softmax_cross_entropy;
+use minivgg::engine::layers::{Backward, Forward, Layer, Mode};
+use minivgg::model::spec::{LayerSpec, ParamKind, PlacedLayer};
+use minivgg::model::Shape;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const STEP: f32 = 1e-2;
+const TOLERANCE: f64 = 3e-3;
+const CHECKS_PER_TENSOR: usize = 40;
+
+struct Case {
+    layer: Layer,
+    placed: PlacedLayer,
+    n: usize,
+    mode: Mode,
+    weights: Vec<f32>,
+    moving: Vec<f32>,
+    r: Vec<f32>,
+}
+
+impl Case {
+    fn new(spec: LayerSpec, input: Shape, n: usize, mode: Mode, rng: &mut ChaCha8Rng) -> Case {
+        let placed = PlacedLayer::new("layer".into(), spec, input).unwrap();
+        let count = |kind| {
+            placed
+                .params
+                .iter()
+                .filter(|p| p.kind == kind)
+                .map(|p| p.len())
+                .sum::<usize>()
+        };
+        let weights = (0..count(ParamKind::Trainable))
+            .map(|_| rng.random_range(-0.5..0.5f32) + 0.2)
+            .collect();
+        // Moving variance must stay positive for evaluation-mode BN.
+        let moving = (0..count(ParamKind::Moving))
+            .map(|_| rng.random_range(0.5..1.5f32))
+            .collect();
+        let r = (0..n * placed.output.len())
+            .map(|_| rng.random_range(-1.0..1.0f32))
+            .collect();
+        Case {
+            layer: Layer::new(&placed, n),
+            placed,
+            n,
+            mode,
+            weights,
+            moving,
+            r,
+        }
+    }
+
+    /// Forward with a fresh copy of the same dropout generator, so every evaluation draws the
+    /// same mask; returns L = Σ y·r and the output.
+    fn objective(&mut self, x: &[f32], weights: &[f32]) -> (f64, Vec<f32>) {
+        let mut y = vec![0.0; self.n * self.placed.output.len()];
+        let mut moving = self.moving.clone();
+        self.layer.forward(Forward {
+            weights,
+            moving: &mut moving,
+            x,
+            y: &mut y,
+            n: self.n,
+            mode: self.mode,
+            rng: &mut ChaCha8Rng::seed_from_u64(7),
+        });
+        let loss = y
+            .iter()
+            .zip(&self.r)
+            .map(|(y, r)| *y as f64 * *r as f64)
+            .sum();
+        (loss, y)
+    }
+
+    fn check(&mut self, x: Vec<f32>, what: &str) {
+        let weights = self.weights.clone();
+        let (_, y) = self.objective(&x, &weights);
+        let mut dx = vec![0.0; x.len()];
+        let mut grads = vec![0.0; weights.len()];
+        let r = self.r.clone();
+        self.layer.backward(Backward {
+            weights: &weights,
+            grads: &mut grads,
+            x: &x,
+            y: &y,
+            dy: &r,
+            dx: Some(&mut dx),
+            n: self.n,
+        });
+        let mut pick = ChaCha8Rng::seed_from_u64(11);
+        let mut coords: Vec<usize> = (0..x.len()).collect();
+        coords.shuffle(&mut pick);
+        for &i in coords.iter().take(CHECKS_PER_TENSOR) {
+            let numeric = self.central_difference(&x, &weights, Some(i), None);
+            assert_close(numeric, dx[i] as f64, &format!("{what}: d/dx[{i}]"));
+        }
+        let mut coords: Vec<usize> = (0..weights.len()).collect();
+        coords.shuffle(&mut pick);
+        for &i in coords.iter().take(CHECKS_PER_TENSOR) {
+            let numeric = self.central_difference(&x, &weights, None, Some(i));
+            assert_close(numeric, grads[i] as f64, &format!("{what}: d/dweight[{i}]"));
+        }
+    }
+
+    fn central_difference(
+        &mut self,
+        x: &[f32],
+        weights: &[f32],
+        xi: Option<usize>,
+        wi: Option<usize>,
+    ) -> f64 {
+        let mut eval = |delta: f32| {
+            let (mut x, mut w) = (x.to_vec(), weights.to_vec());
+            if let Some(i) = xi {
+                x[i] += delta;
+            }
+            if let Some(i) = wi {
+                w[i] += delta;
+            }
+            self.objective(&x, &w).0
+        };
+        (eval(STEP) - eval(-STEP)) / (2.0 * STEP as f64)
+    }
+}
+
+fn assert_close(numeric: f64, analytic: f64, what: &str) {
+    let err = (numeric - analytic).abs();
+    assert!(
+        err <= TOLERANCE * analytic.abs().max(1.0),
+        "{what}: finite difference {numeric:.6}, backward {analytic:.6}"
+    );
+}
+
+/// Values at least 0.1 from zero (ReLU's kink), all distinct by more than 2·STEP (max-pool ties).
+fn spread_input(len: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let mut values: Vec<f32> = (0..len)
+        .map(|i| {
+            let v = 0.1 + 0.05 * (i as f32 / 2.0).floor();
+            if i % 2 == 0 {
+                v
+            } else {
+                -v
+            }
+        })
+        .collect();
+    values.shuffle(rng);
+    let scale = 1.0 / values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    values.iter().map(|v| v * scale * 2.0).collect()
+}
+
+fn check_layer(spec: LayerSpec, input: Shape, mode: Mode) {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let n = 3;
+    let mut case = Case::new(spec.clone(), input, n, mode, &mut rng);
+    let x = spread_input(n * input.len(), &mut rng);
+    case.check(x, &format!("{spec:?} on {input} in {mode:?}"));
+}
+
+const IMAGE: Shape = Shape::Image { h: 6, w: 5, c: 3 };
+
+#[test]
+fn conv3x3_backward_matches_finite_differences() {
+    check_layer(
+        LayerSpec::Conv2d {
+            filters: 4,
+            kernel: 3,
+        },
+        IMAGE,
+        Mode::Train,
+    );
+}
+
+#[test]
+fn conv5x5_backward_matches_finite_differences() {
+    check_layer(
+        LayerSpec::Conv2d {
+            filters: 2,
+            kernel: 5,
+        },
+        IMAGE,
+        Mode::Train,
+    );
+}
+
+#[test]
+fn dense_backward_matches_finite_differences() {
+    check_layer(LayerSpec::Dense { units: 7 }, Shape::Flat(11), Mode::Train);
+}
+
+#[test]
+fn relu_backward_matches_finite_differences() {
+    check_layer(LayerSpec::Relu, IMAGE, Mode::Train);
+}
+
+#[test]
+fn batchnorm_after_conv_backward_matches_finite_differences() {
+    check_layer(LayerSpec::BatchNorm, IMAGE, Mode::Train);
+}
+
+#[test]
+fn batchnorm_after_dense_backward_matches_finite_differences() {
+    check_layer(LayerSpec::BatchNorm, Shape::Flat(5), Mode::Train);
+}
+
+#[test]
+fn batchnorm_in_evaluation_backward_matches_finite_differences() {
+    check_layer(LayerSpec::BatchNorm, IMAGE, Mode::Eval);
+}
+
+#[test]
+fn maxpool_backward_matches_finite_differences() {
+    check_layer(
+        LayerSpec::MaxPool,
+        Shape::Image { h: 6, w: 4, c: 3 },
+        Mode::Train,
+    );
+}
+
+#[test]
+fn dropout_backward_matches_finite_differences() {
+    check_layer(LayerSpec::Dropout { rate: 0.5 }, IMAGE, Mode::Train);
+}
+
+#[test]
+fn flatten_backward_matches_finite_differences() {
+    check_layer(LayerSpec::Flatten, IMAGE, Mode::Train);
+}
+
+#[test]
+fn softmax_cross_entropy_gradient_matches_finite_differences() {
+    let (n, classes) = (4, 10);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let logits: Vec<f32> = (0..n * classes)
+        .map(|_| rng.random_range(-3.0..3.0f32))
+        .collect();
+    let labels = [3u8, 0, 9, 3];
+    let mut grad = vec![0.0; n * classes];
+    let metrics = softmax_cross_entropy(&logits, &labels, classes, Some(&mut grad));
+    for i in 0..n * classes {
+        let eval = |delta: f32| {
+            let mut z = logits.clone();
+            z[i] += delta;
+            softmax_cross_entropy(&z, &labels, classes, None).mean_loss()
+        };
+        let numeric = (eval(STEP) - eval(-STEP)) / (2.0 * STEP as f64);
+        assert_close(
+            numeric,
+            grad[i] as f64,
+            &format!("softmax-CE d/dlogit[{i}]"),
+        );
+    }
+    // Huge logits must neither overflow nor give an infinite loss.
+    let extreme = softmax_cross_entropy(&[1e30, -1e30, 0.0], &[1], 3, None);
+    assert!(
+        extreme.loss_sum.is_finite() && extreme.loss_sum > 1e29,
+        "{extreme:?}"
+    );
+    assert_eq!(metrics.samples, 4);
+}
+
+#[test]
+fn dropout_keeps_the_expected_share_and_scales_it() {
+    let placed = PlacedLayer::new(
+        "d".into(),
+        LayerSpec::Dropout { rate: 0.25 },
+        Shape::Flat(10_000),
+    )
+    .unwrap();
+    let mut layer = Layer::new(&placed, 1);
+    let x = vec![1.0f32; 10_000];
+    let mut y = vec![0.0; 10_000];
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    layer.forward(Forward {
+        weights: &[],
+        moving: &mut [],
+        x: &x,
+        y: &mut y,
+        n: 1,
+        mode: Mode::Train,
+        rng: &mut rng,
+    });
+    let kept = y.iter().filter(|v| **v != 0.0).count();
+    assert!(
+        (7300..=7700).contains(&kept),
+        "kept {kept} of 10000 at rate 0.25"
+    );
+    assert!(y
+        .iter()
+        .all(|v| *v == 0.0 || (*v - 1.0 / 0.75).abs() < 1e-6));
+    layer.forward(Forward {
+        weights: &[],
+        moving: &mut [],
+        x: &x,
+        y: &mut y,
+        n: 1,
+        mode: Mode::Eval,
+        rng: &mut rng,
+    });
+    assert!(
+        y.iter().all(|v| *v == 1.0),
+        "evaluation mode must be the identity"
+    );
+}
