@@ -1,6 +1,8 @@
 //! CIFAR-10 loading and the verified download, on small synthetic archives served from a
 //! local HTTP server, plus one test on the real data set.
 
+mod common;
+
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use md5::{Digest, Md5};
@@ -642,18 +644,7 @@ fn download_never_writes_outside_the_cache() {
 /// The real data set: `$MINIVGG_DATA` (CI sets it), else the shared copy next to the crate.
 #[test]
 fn real_cifar10() {
-    let fallback =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/cifar-10-binary.tar.gz");
-    let path = match std::env::var_os("MINIVGG_DATA") {
-        Some(env) => PathBuf::from(env),
-        None => fallback.clone(),
-    };
-    assert!(
-        path.exists(),
-        "CIFAR-10 not found: looked for $MINIVGG_DATA ({:?}), then {}",
-        std::env::var_os("MINIVGG_DATA"),
-        fallback.display()
-    );
+    let path = common::real_data_path();
     let start = std::time::Instant::now();
     let data = cifar10::load(&path).unwrap();
     eprintln!("loaded {} in {:.2?}", path.display(), start.elapsed());

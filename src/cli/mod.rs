@@ -74,15 +74,15 @@ pub struct TrainArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
     pub lr: f32,
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
     pub momentum: f32,
     /// Plain momentum instead of Nesterov's.
     #[arg(long)]
     pub no_nesterov: bool,
     /// Time-based learning-rate decay per update. Default: lr / epochs, as the tutorial.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub decay: Option<f32>,
     /// Seed for initialisation, shuffling and dropout. Default: a random seed, printed.
     #[arg(long)]

@@ -1,0 +1,16 @@
+//! What the integration tests share: where the real CIFAR-10 is.
+
+use std::path::{Path, PathBuf};
+
+/// The real data set: $MINIVGG_DATA (CI sets it), else the copy beside the checkout
+/// (`../shared/data/cifar-10-binary.tar.gz`), else the program's own cache, downloading the
+/// official archive into it as `minivgg train` would. Never skips: no data is a failure.
+pub fn real_data_path() -> PathBuf {
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/cifar-10-binary.tar.gz");
+    if std::env::var_os("MINIVGG_DATA").is_none() && beside.exists() {
+        return beside;
+    }
+    minivgg::data::download::resolve_data_path(None).unwrap_or_else(|e| {
+        panic!("CIFAR-10 is needed for this test and was not found ($MINIVGG_DATA, {}, the cache): {e:#}", beside.display())
+    })
+}
