@@ -7,7 +7,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn minivgg(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_minivgg")).args(args).env("MINIVGG_DATA", common::real_data_path()).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_minivgg"))
+        .args(args)
+        .env("MINIVGG_DATA", common::real_data_path())
+        .output()
+        .unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -16,7 +20,11 @@ fn text(bytes: &[u8]) -> String {
 
 /// The value after `key: ` in a Keras-style line.
 fn field(line: &str, key: &str) -> f64 {
-    let rest = &line[line.find(&format!("{key}: ")).unwrap_or_else(|| panic!("no {key} in {line}")) + key.len() + 2..];
+    let rest = &line[line
+        .find(&format!("{key}: "))
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        + key.len()
+        + 2..];
     rest.split_whitespace().next().unwrap().parse().unwrap()
 }
 
@@ -37,16 +45,35 @@ fn one_epoch_of_minivggnet_reaches_half_accuracy_and_reloads() {
         weights.to_str().unwrap(),
     ]);
     let stdout = text(&out.stdout);
-    assert!(out.status.success(), "train failed:\n{stdout}\n{}", text(&out.stderr));
-    let epoch = stdout.lines().find(|l| l.starts_with("Epoch 1/1 - ")).expect("an epoch line");
+    assert!(
+        out.status.success(),
+        "train failed:\n{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let epoch = stdout
+        .lines()
+        .find(|l| l.starts_with("Epoch 1/1 - "))
+        .expect("an epoch line");
     let val_acc = field(epoch, "val_acc");
     // The tutorial's first epoch reaches 52 %; PyTorch on the same recipe 53.5 %.
-    assert!(val_acc >= 0.50, "val_acc {val_acc} after one epoch: {epoch}");
-    assert!(field(epoch, "loss") < 2.0 && field(epoch, "acc") > 0.35, "{epoch}");
-    assert!(stdout.contains("    accuracy                           "), "no classification report:\n{stdout}");
+    assert!(
+        val_acc >= 0.50,
+        "val_acc {val_acc} after one epoch: {epoch}"
+    );
+    assert!(
+        field(epoch, "loss") < 2.0 && field(epoch, "acc") > 0.35,
+        "{epoch}"
+    );
+    assert!(
+        stdout.contains("    accuracy                           "),
+        "no classification report:\n{stdout}"
+    );
 
     let csv = std::fs::read_to_string(dir.path().join("out/plot.csv")).unwrap();
-    assert!(csv.starts_with("epoch,seconds,loss,acc,val_loss,val_acc\n1,"), "{csv}");
+    assert!(
+        csv.starts_with("epoch,seconds,loss,acc,val_loss,val_acc\n1,"),
+        "{csv}"
+    );
     let png = image::open(&plot).unwrap();
     assert!(png.width() >= 640 && png.height() >= 480);
     let report = std::fs::read_to_string(dir.path().join("out/plot_report.txt")).unwrap();
@@ -55,9 +82,19 @@ fn one_epoch_of_minivggnet_reaches_half_accuracy_and_reloads() {
     // The saved model gives back the same test accuracy.
     let out = minivgg(&["evaluate", "--weights", weights.to_str().unwrap()]);
     let eval = text(&out.stdout);
-    assert!(out.status.success(), "evaluate failed:\n{eval}\n{}", text(&out.stderr));
-    assert!(eval.contains(&format!("accuracy {val_acc:.4}")), "expected accuracy {val_acc:.4}:\n{eval}");
-    assert!(eval.contains(&report), "evaluate's report differs from train's:\n{eval}\n---\n{report}");
+    assert!(
+        out.status.success(),
+        "evaluate failed:\n{eval}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        eval.contains(&format!("accuracy {val_acc:.4}")),
+        "expected accuracy {val_acc:.4}:\n{eval}"
+    );
+    assert!(
+        eval.contains(&report),
+        "evaluate's report differs from train's:\n{eval}\n---\n{report}"
+    );
 }
 
 #[test]
@@ -65,7 +102,12 @@ fn summary_prints_keras_totals() {
     let out = minivgg(&["summary", "--model", "minivggnet"]);
     let stdout = text(&out.stdout);
     assert!(out.status.success());
-    assert!(stdout.contains("Total params: 2,171,178\nTrainable params: 2,169,770\nNon-trainable params: 1,408\n"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "Total params: 2,171,178\nTrainable params: 2,169,770\nNon-trainable params: 1,408\n"
+        ),
+        "{stdout}"
+    );
     let out = minivgg(&["summary", "--model", "minivggnet", "--no-bn"]);
     assert!(text(&out.stdout).contains("Total params: 2,168,362\n"));
 }
@@ -74,7 +116,10 @@ fn assert_usage_error(args: &[&str], message: &str) {
     let out = minivgg(args);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert!(stderr.contains(message), "{args:?}: expected {message:?} in {stderr:?}");
+    assert!(
+        stderr.contains(message),
+        "{args:?}: expected {message:?} in {stderr:?}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -83,15 +128,43 @@ fn bad_flags_are_named_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let plot = dir.path().join("p.png");
     let plot = plot.to_str().unwrap();
-    assert_usage_error(&["train", "--output", plot, "--epochs", "0"], "error: --epochs must be at least 1");
-    assert_usage_error(&["train", "--output", plot, "--batch-size", "0"], "error: --batch-size must be at least 1");
-    assert_usage_error(&["train", "--output", plot, "--lr", "-1"], "error: --lr must be a positive number, got -1");
-    assert_usage_error(&["train", "--output", plot, "--lr", "NaN"], "error: --lr must be a positive number, got NaN");
-    assert_usage_error(&["train", "--output", plot, "--momentum", "1"], "error: --momentum must be in [0, 1), got 1");
-    assert_usage_error(&["train", "--output", plot, "--model", "vgg16"], "error: --model: unknown model \"vgg16\"");
-    assert_usage_error(&["summary", "--model", "lenet", "--no-bn"], "--no-bn applies to minivggnet only");
-    assert_usage_error(&["train", "--epochs", "x"], "invalid value 'x' for '--epochs <EPOCHS>'");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a rejected run left files behind");
+    assert_usage_error(
+        &["train", "--output", plot, "--epochs", "0"],
+        "error: --epochs must be at least 1",
+    );
+    assert_usage_error(
+        &["train", "--output", plot, "--batch-size", "0"],
+        "error: --batch-size must be at least 1",
+    );
+    assert_usage_error(
+        &["train", "--output", plot, "--lr", "-1"],
+        "error: --lr must be a positive number, got -1",
+    );
+    assert_usage_error(
+        &["train", "--output", plot, "--lr", "NaN"],
+        "error: --lr must be a positive number, got NaN",
+    );
+    assert_usage_error(
+        &["train", "--output", plot, "--momentum", "1"],
+        "error: --momentum must be in [0, 1), got 1",
+    );
+    assert_usage_error(
+        &["train", "--output", plot, "--model", "vgg16"],
+        "error: --model: unknown model \"vgg16\"",
+    );
+    assert_usage_error(
+        &["summary", "--model", "lenet", "--no-bn"],
+        "--no-bn applies to minivggnet only",
+    );
+    assert_usage_error(
+        &["train", "--epochs", "x"],
+        "invalid value 'x' for '--epochs <EPOCHS>'",
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "a rejected run left files behind"
+    );
 }
 
 #[test]
@@ -104,8 +177,14 @@ fn unwritable_output_fails_before_training() {
     let out = minivgg(&["train", "--output", plot.to_str().unwrap()]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(&format!("output {} is not writable", plot.display())), "{stderr}");
-    assert!(started.elapsed().as_secs() < 10, "it should fail before loading data");
+    assert!(
+        stderr.contains(&format!("output {} is not writable", plot.display())),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "it should fail before loading data"
+    );
     assert!(!Path::new(&plot).exists());
 }
 
@@ -117,7 +196,10 @@ fn evaluate_names_a_weights_file_that_is_not_a_model() {
     let out = minivgg(&["evaluate", "--weights", bogus.to_str().unwrap()]);
     let stderr = text(&out.stderr);
     assert_ne!(out.status.code(), Some(0));
-    assert!(stderr.contains(&format!("{}: not a safetensors file", bogus.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: not a safetensors file", bogus.display())),
+        "{stderr}"
+    );
     let missing = dir.path().join("missing.safetensors");
     let out = minivgg(&["evaluate", "--weights", missing.to_str().unwrap()]);
     assert!(text(&out.stderr).contains(&format!("cannot read weights file {}", missing.display())));

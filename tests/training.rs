@@ -20,9 +20,18 @@ fn synthetic(len: usize, seed: u64) -> Split {
 fn train(seed: u64) -> (Vec<f32>, Vec<f32>, History) {
     let (train, validation) = (synthetic(200, 1), synthetic(50, 2));
     let mut net = Network::new(&zoo::minivggnet(true), 64, seed).unwrap();
-    let config = SgdConfig { lr: 0.01, momentum: 0.9, nesterov: true, decay: 0.01 / 40.0 };
+    let config = SgdConfig {
+        lr: 0.01,
+        momentum: 0.9,
+        nesterov: true,
+        decay: 0.01 / 40.0,
+    };
     let mut sgd = Sgd::new(config, net.params.len());
-    let fit_config = FitConfig { epochs: 2, seed, progress: false };
+    let fit_config = FitConfig {
+        epochs: 2,
+        seed,
+        progress: false,
+    };
     let mut history = fit(&mut net, &mut sgd, &train, &validation, &fit_config, |_| {}).unwrap();
     history.epochs.iter_mut().for_each(|e| e.seconds = 0.0);
     (net.params, net.moving, history)
@@ -37,5 +46,9 @@ fn the_same_seed_reproduces_a_run_bit_for_bit() {
     assert_eq!(bits(&moving_a), bits(&moving_b));
     assert_eq!(history_a, history_b);
     let (params_c, _, _) = train(6);
-    assert_ne!(bits(&params_a), bits(&params_c), "another seed must give another run");
+    assert_ne!(
+        bits(&params_a),
+        bits(&params_c),
+        "another seed must give another run"
+    );
 }

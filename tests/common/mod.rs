@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 /// (`../shared/data/cifar-10-binary.tar.gz`), else the program's own cache, downloading the
 /// official archive into it as `minivgg train` would. Never skips: no data is a failure.
 pub fn real_data_path() -> PathBuf {
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/cifar-10-binary.tar.gz");
+    let beside =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/cifar-10-binary.tar.gz");
     if std::env::var_os("MINIVGG_DATA").is_none() && beside.exists() {
         return beside;
     }
