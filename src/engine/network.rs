@@ -3,6 +3,7 @@
 //! checkpoint is a few slices), and forward / backward walking the layer list.
 
 use super::layers::softmax::{softmax_cross_entropy, BatchMetrics};
+use super::layers::elementwise::{dropout_key, mix64};
 use super::layers::{Backward, Forward, Layer, Mode};
 use crate::model::spec::{LayerSpec, ParamKind, PlacedLayer};
 use crate::model::ModelSpec;
@@ -36,7 +37,6 @@ impl TensorInfo {
 pub mod streams {
     pub const INIT: u64 = 0;
     pub const SHUFFLE: u64 = 1;
-    pub const DROPOUT: u64 = 2;
 }
 
 /// A seeded ChaCha8 generator on one of the [`streams`].
@@ -62,7 +62,10 @@ pub struct Network {
     acts: Vec<Vec<f32>>,
     /// `grad_acts[i]` is the loss gradient with respect to `acts[i]` (empty for the input).
     grad_acts: Vec<Vec<f32>>,
-    dropout_rng: ChaCha8Rng,
+    /// Dropout masks are a function of (seed, training step, layer): see [`dropout_key`].
+    dropout_seed: u64,
+    /// Training passes done so far.
+    pub train_steps: u64,
     /// Per layer (forward, backward) time, accumulated while profiling is on (`bench`).
     profile: Option<Vec<(Duration, Duration)>>,
 }
@@ -119,7 +122,8 @@ impl Network {
             ranges,
             acts,
             grad_acts,
-            dropout_rng: rng_stream(seed, streams::DROPOUT),
+            dropout_seed: mix64(seed ^ 0xD50B_D50B),
+            train_steps: 0,
             profile: None,
         };
         net.initialize(seed);
@@ -207,7 +211,7 @@ impl Network {
                 y: &mut after[0][..n * self.placed[i].output.len()],
                 n,
                 mode,
-                rng: &mut self.dropout_rng,
+                dropout_key: dropout_key(self.dropout_seed, self.train_steps, i),
             });
             if let Some(profile) = &mut self.profile {
                 profile[i].0 += started.elapsed();
@@ -253,6 +257,7 @@ impl Network {
                 profile[i].1 += started.elapsed();
             }
         }
+        self.train_steps += 1;
         metrics
     }
 
@@ -266,9 +271,8 @@ impl Network {
         self.profile.as_deref()
     }
 
-    /// The dropout generator, for checkpoints that must resume bit for bit.
-    pub fn dropout_rng(&self) -> &ChaCha8Rng {
-        &self.dropout_rng
+    pub fn dropout_seed(&self) -> u64 {
+        self.dropout_seed
     }
 }
 

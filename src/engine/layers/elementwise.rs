@@ -1,7 +1,6 @@
 //! The layers that act on each value alone: ReLU, Dropout and Flatten.
 
 use super::{Backward, Forward, Mode};
-use rand::Rng;
 use rayon::prelude::*;
 
 const CHUNK: usize = 1 << 14;
@@ -45,19 +44,49 @@ pub fn flatten_backward(io: Backward) {
     }
 }
 
+/// SplitMix64's output function: a cheap, well-mixed 64-bit hash.
+#[inline]
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The key of one dropout layer's mask in one training step.
+pub fn dropout_key(seed: u64, step: u64, layer: usize) -> u64 {
+    mix64(seed.wrapping_add(mix64(step.wrapping_mul(1 << 8).wrapping_add(layer as u64))))
+}
+
+/// Whether value `index` survives dropout under `key`: a counter-based draw (SplitMix64 at
+/// position `index`), so a mask needs no generator state, splits across threads freely and
+/// the CUDA kernel draws the very same mask.
+#[inline]
+pub fn dropout_keeps(key: u64, index: usize, rate: f32) -> bool {
+    let bits = mix64(key.wrapping_add((index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+    (bits >> 40) as f32 * (1.0 / (1u64 << 24) as f32) >= rate
+}
+
 /// Inverted dropout: kept values are scaled by 1/(1 − rate) in training, so evaluation is
-/// the identity.
+/// the identity. Backward redraws the mask from its key instead of storing it.
 pub struct Dropout {
     rate: f32,
-    mask: Vec<f32>,
+    /// The mask of the last training forward pass.
+    key: u64,
 }
 
 impl Dropout {
-    pub fn new(rate: f32, per_sample: usize, capacity: usize) -> Self {
-        Dropout {
-            rate,
-            mask: vec![0.0; per_sample * capacity],
-        }
+    pub fn new(rate: f32) -> Self {
+        Dropout { rate, key: 0 }
+    }
+
+    /// `out[i] = input[i] · (kept ? 1/(1 − rate) : 0)`.
+    fn apply(&self, input: &[f32], out: &mut [f32]) {
+        let (key, rate, scale) = (self.key, self.rate, 1.0 / (1.0 - self.rate));
+        out.par_chunks_mut(CHUNK).zip(input.par_chunks(CHUNK)).enumerate().for_each(|(c, (out, input))| {
+            for (i, (o, v)) in out.iter_mut().zip(input).enumerate() {
+                *o = if dropout_keeps(key, c * CHUNK + i, rate) { v * scale } else { 0.0 };
+            }
+        });
     }
 
     pub fn forward(&mut self, io: Forward) {
@@ -65,26 +94,16 @@ impl Dropout {
         match io.mode {
             Mode::Eval => io.y.copy_from_slice(&io.x[..len]),
             Mode::Train => {
-                let scale = 1.0 / (1.0 - self.rate);
-                for m in &mut self.mask[..len] {
-                    *m = if io.rng.random::<f32>() >= self.rate {
-                        scale
-                    } else {
-                        0.0
-                    };
-                }
-                for ((y, x), m) in io.y.iter_mut().zip(io.x).zip(&self.mask) {
-                    *y = x * m;
-                }
+                self.key = io.dropout_key;
+                self.apply(&io.x[..len], io.y);
             }
         }
     }
 
     pub fn backward(&mut self, io: Backward) {
         if let Some(dx) = io.dx {
-            for ((dx, dy), m) in dx.iter_mut().zip(io.dy).zip(&self.mask) {
-                *dx = dy * m;
-            }
+            let len = dx.len();
+            self.apply(&io.dy[..len], dx);
         }
     }
 }

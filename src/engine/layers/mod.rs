@@ -8,7 +8,6 @@ pub mod pool;
 pub mod softmax;
 
 use crate::model::spec::{LayerSpec, PlacedLayer};
-use rand_chacha::ChaCha8Rng;
 
 /// Training uses batch statistics and dropout; evaluation uses moving statistics and no dropout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +26,8 @@ pub struct Forward<'a> {
     pub y: &'a mut [f32],
     pub n: usize,
     pub mode: Mode,
-    pub rng: &'a mut ChaCha8Rng,
+    /// Draws dropout masks in training (see [`elementwise::dropout_keeps`]).
+    pub dropout_key: u64,
 }
 
 /// What a layer's backward pass reads and writes. `dx` is `None` for the first layer, whose
@@ -70,11 +70,7 @@ impl Layer {
                 capacity,
             )),
             LayerSpec::MaxPool => Layer::MaxPool(pool::MaxPool::new(placed.input, capacity)),
-            LayerSpec::Dropout { rate } => Layer::Dropout(elementwise::Dropout::new(
-                rate,
-                placed.input.len(),
-                capacity,
-            )),
+            LayerSpec::Dropout { rate } => Layer::Dropout(elementwise::Dropout::new(rate)),
             LayerSpec::Flatten => Layer::Flatten,
             LayerSpec::Softmax => Layer::Softmax {
                 classes: placed.output.len(),
