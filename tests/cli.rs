@@ -204,3 +204,20 @@ fn evaluate_names_a_weights_file_that_is_not_a_model() {
     let out = minivgg(&["evaluate", "--weights", missing.to_str().unwrap()]);
     assert!(text(&out.stderr).contains(&format!("cannot read weights file {}", missing.display())));
 }
+
+#[test]
+#[cfg(not(feature = "cuda"))]
+fn device_cuda_in_a_cpu_build_says_how_to_get_it() {
+    let out = minivgg(&["train", "--device", "cuda", "--epochs", "1"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "error: --device cuda: this minivgg was built without CUDA support; rebuild it with \
+         `cargo build --release --features cuda`, or use --device cpu"
+    );
+    assert_usage_error(
+        &["train", "--device", "tpu"],
+        "unknown device \"tpu\"; expected cpu, cuda or cuda:N",
+    );
+}

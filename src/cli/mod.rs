@@ -2,13 +2,14 @@
 //! any work starts, and the subcommands wired to the library.
 
 use crate::data::{cifar10, download};
+use crate::engine::device::Device;
 use crate::engine::Network;
 use crate::fsutil::{atomic_write_bytes, ensure_writable};
 use crate::model::{io as model_io, zoo, ModelSpec};
 use crate::report::classification::classification_report;
 use crate::report::plot::plot_history;
 use crate::train::bench::bench;
-use crate::train::fit::{epoch_line, evaluate, fit, FitConfig};
+use crate::train::fit::{check_device, epoch_line, evaluate_on, fit_on, FitConfig};
 use crate::train::sgd::{Sgd, SgdConfig};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -50,6 +51,8 @@ pub struct BenchArgs {
     pub steps: usize,
     #[arg(long)]
     pub threads: Option<usize>,
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +98,9 @@ pub struct TrainArgs {
     /// Worker threads. Default: one per CPU core.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// cpu, or cuda[:N] for an NVIDIA GPU (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +122,8 @@ pub struct EvaluateArgs {
     pub batch_size: usize,
     #[arg(long)]
     pub threads: Option<usize>,
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
 }
 
 /// An error in what the user asked for (a flag's value): exit code 2, like clap's own.
@@ -138,7 +146,13 @@ pub fn run(cli: Cli) -> Result<()> {
             set_threads(args.threads)?;
             print!(
                 "{}",
-                bench(&model_spec(&args.model)?, args.batch_size, args.steps, 5)?
+                bench(
+                    args.device,
+                    &model_spec(&args.model)?,
+                    args.batch_size,
+                    args.steps,
+                    5
+                )?
             );
             Ok(())
         }
@@ -232,6 +246,7 @@ fn train(args: TrainArgs) -> Result<()> {
         ensure_writable(path)?;
     }
     set_threads(args.threads)?;
+    check_device(args.device)?;
     let seed = args.seed.unwrap_or_else(rand::random);
 
     println!("[INFO] loading CIFAR-10 data...");
@@ -259,24 +274,21 @@ fn train(args: TrainArgs) -> Result<()> {
         seed,
         progress: true,
     };
-    let history = fit(
+    let (history, predictions) = fit_on(
+        args.device,
         &mut net,
         &mut sgd,
         &data.train,
         &data.test,
         &config,
-        |record| {
-            println!("{}", epoch_line(record, args.epochs));
-        },
+        |record| println!("{}", epoch_line(record, args.epochs)),
     )?;
     println!(
         "[INFO] trained {} epochs in {:.1}s",
         args.epochs,
         started.elapsed().as_secs_f64()
     );
-
     println!("[INFO] evaluating network...");
-    let (_, predictions) = evaluate(&mut net, &data.test);
     let report =
         classification_report(&data.test.labels, &predictions, &data.class_names).to_string();
     print!("{report}");
@@ -303,10 +315,11 @@ fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
         return Err(usage("--batch-size must be at least 1".into()));
     }
     set_threads(args.threads)?;
+    check_device(args.device)?;
     let mut net = model_io::load(&args.weights, args.batch_size)?;
     let data_path = download::resolve_data_path(args.data.data.as_deref())?;
     let (test, class_names) = cifar10::load_test(&data_path)?;
-    let (metrics, predictions) = evaluate(&mut net, &test);
+    let (metrics, predictions) = evaluate_on(args.device, &mut net, &test)?;
     println!(
         "[INFO] {} on {} test images: loss {:.4}, accuracy {:.4}",
         net.spec.name,

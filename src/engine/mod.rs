@@ -7,9 +7,12 @@
 //! is the same per-column reduction, and Flatten is a copy in Keras' order.
 
 pub mod cpu;
+pub mod device;
 pub mod layers;
 pub mod network;
 
 pub use layers::softmax::BatchMetrics;
 pub use layers::Mode;
 pub use network::Network;
+#[cfg(feature = "cuda")]
+pub mod cuda;

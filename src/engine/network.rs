@@ -2,8 +2,8 @@
 //! gradients and moving statistics each in one flat vector (the optimizer is one loop, a
 //! checkpoint is a few slices), and forward / backward walking the layer list.
 
-use super::layers::softmax::{softmax_cross_entropy, BatchMetrics};
 use super::layers::elementwise::{dropout_key, mix64};
+use super::layers::softmax::{softmax_cross_entropy, BatchMetrics};
 use super::layers::{Backward, Forward, Layer, Mode};
 use crate::model::spec::{LayerSpec, ParamKind, PlacedLayer};
 use crate::model::ModelSpec;
@@ -33,6 +33,15 @@ impl TensorInfo {
     }
 }
 
+/// Where one layer's tensors sit in the flat vectors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRanges {
+    /// Into [`Network::params`] and [`Network::grads`].
+    pub weights: std::ops::Range<usize>,
+    /// Into [`Network::moving`].
+    pub moving: std::ops::Range<usize>,
+}
+
 /// Independent random streams of one seed, so changing one use does not shift the others.
 pub mod streams {
     pub const INIT: u64 = 0;
@@ -56,8 +65,7 @@ pub struct Network {
     pub grads: Vec<f32>,
     pub moving: Vec<f32>,
     tensors: Vec<TensorInfo>,
-    /// Per layer: (offset, len) into `params`/`grads`, then into `moving`.
-    ranges: Vec<((usize, usize), (usize, usize))>,
+    ranges: Vec<LayerRanges>,
     /// `acts[0]` is the input batch, `acts[i + 1]` the output of layer i.
     acts: Vec<Vec<f32>>,
     /// `grad_acts[i]` is the loss gradient with respect to `acts[i]` (empty for the input).
@@ -96,7 +104,10 @@ impl Network {
                 });
                 *offset += p.len();
             }
-            ranges.push(((t0, trainable - t0), (m0, moving - m0)));
+            ranges.push(LayerRanges {
+                weights: t0..trainable,
+                moving: m0..moving,
+            });
         }
         let mut acts = vec![vec![0.0; capacity * spec.input.len()]];
         let mut grad_acts = vec![Vec::new()];
@@ -171,6 +182,10 @@ impl Network {
         &self.tensors
     }
 
+    pub fn layer_ranges(&self) -> &[LayerRanges] {
+        &self.ranges
+    }
+
     pub fn placed(&self) -> &[PlacedLayer] {
         &self.placed
     }
@@ -202,11 +217,11 @@ impl Network {
         );
         for (i, layer) in self.layers.iter_mut().enumerate() {
             let started = Instant::now();
-            let ((p0, plen), (m0, mlen)) = self.ranges[i];
+            let LayerRanges { weights, moving } = self.ranges[i].clone();
             let (before, after) = self.acts.split_at_mut(i + 1);
             layer.forward(Forward {
-                weights: &self.params[p0..p0 + plen],
-                moving: &mut self.moving[m0..m0 + mlen],
+                weights: &self.params[weights],
+                moving: &mut self.moving[moving],
                 x: &before[i][..n * self.placed[i].input.len()],
                 y: &mut after[0][..n * self.placed[i].output.len()],
                 n,
@@ -240,13 +255,13 @@ impl Network {
         );
         for i in (0..last).rev() {
             let started = Instant::now();
-            let ((p0, plen), _) = self.ranges[i];
+            let weights = self.ranges[i].weights.clone();
             let (grads_before, grads_after) = self.grad_acts.split_at_mut(i + 1);
             let dx = (i > 0).then(|| &mut grads_before[i][..n * self.placed[i].input.len()]);
             let out_len = n * self.placed[i].output.len();
             self.layers[i].backward(Backward {
-                weights: &self.params[p0..p0 + plen],
-                grads: &mut self.grads[p0..p0 + plen],
+                weights: &self.params[weights.clone()],
+                grads: &mut self.grads[weights],
                 x: &self.acts[i][..n * self.placed[i].input.len()],
                 y: &self.acts[i + 1][..out_len],
                 dy: &grads_after[0][..out_len],

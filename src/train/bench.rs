@@ -1,6 +1,7 @@
 //! `minivgg bench`: where the time of a training step goes, layer by layer, on synthetic data
 //! (timing does not depend on pixel values, so no data set is needed).
 
+use crate::engine::device::Device;
 use crate::engine::{Mode, Network};
 use crate::model::spec::{LayerSpec, PlacedLayer};
 use crate::model::ModelSpec;
@@ -44,8 +45,113 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Times `steps` training steps (after warm-up) and as many inference batches; returns the report.
-pub fn bench(spec: &ModelSpec, batch: usize, steps: usize, warmup: usize) -> Result<String> {
+/// Times `steps` training steps (after warm-up) and as many inference batches on `device`;
+/// returns the report.
+pub fn bench(
+    device: Device,
+    spec: &ModelSpec,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+) -> Result<String> {
+    match device {
+        Device::Cpu => bench_cpu(spec, batch, steps, warmup),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(ordinal) => bench_gpu(ordinal, spec, batch, steps, warmup),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => Err(crate::train::fit::no_cuda()),
+    }
+}
+
+/// The lines both devices print: step and inference times, throughput, and the epoch.
+fn summary(
+    out: &mut String,
+    batch: usize,
+    flops: f64,
+    train: Stats,
+    infer: Stats,
+    epoch: &str,
+) -> Result<()> {
+    writeln!(
+        out,
+        "train step: median {:.3} ms (min {:.3}, max {:.3}), {:.0} images/s, {:.1} GFLOP/s",
+        ms(train.median),
+        ms(train.min),
+        ms(train.max),
+        batch as f64 / train.median.as_secs_f64(),
+        flops / train.median.as_secs_f64() / 1e9
+    )?;
+    writeln!(
+        out,
+        "inference (eval mode): median {:.3} ms/batch (min {:.3}, max {:.3}), {:.0} images/s",
+        ms(infer.median),
+        ms(infer.min),
+        ms(infer.max),
+        batch as f64 / infer.median.as_secs_f64()
+    )?;
+    writeln!(out, "{epoch}")?;
+    Ok(())
+}
+
+#[cfg(feature = "cuda")]
+fn bench_gpu(
+    ordinal: usize,
+    spec: &ModelSpec,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+) -> Result<String> {
+    use crate::data::cifar10::{Split, IMAGE_BYTES};
+    use crate::engine::cuda::trainer::{GpuTrainer, Pass};
+    use crate::engine::cuda::Gpu;
+    let gpu = Gpu::open(ordinal)?;
+    let name = gpu.name.clone();
+    let net = Network::new(spec, batch, 1)?;
+    let sgd = Sgd::new(
+        SgdConfig {
+            lr: 0.01,
+            momentum: 0.9,
+            nesterov: true,
+            decay: 0.01 / 40.0,
+        },
+        net.params.len(),
+    );
+    let mut rng = rand::rng();
+    let mut synthetic = |len: usize| Split {
+        images: (0..len * IMAGE_BYTES).map(|_| rng.random()).collect(),
+        labels: (0..len)
+            .map(|_| rng.random_range(0..spec.classes as u8))
+            .collect(),
+    };
+    let (train, validation) = (synthetic(50_000), synthetic(10_000));
+    let mut trainer = GpuTrainer::new(gpu, &net, &sgd, &train, &validation)?;
+    let to_stats =
+        |times: Vec<f64>| stats(times.into_iter().map(Duration::from_secs_f64).collect());
+    let train_steps = to_stats(trainer.time_passes(Pass::Train, steps, warmup)?);
+    let infer = to_stats(trainer.time_passes(Pass::Eval, steps, warmup)?);
+    let order: Vec<usize> = (0..train.len()).collect();
+    trainer.epoch(&order)?;
+    let started = Instant::now();
+    trainer.epoch(&order)?;
+    let epoch = started.elapsed().as_secs_f64();
+    let flops: f64 = net
+        .placed()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let (f, b) = layer_flops(l, batch, i == 0);
+            f + b
+        })
+        .sum();
+    let mut out = String::new();
+    writeln!(out, "{} on {name} (cuda:{ordinal}) — batch {batch}, {steps} steps after {warmup} warm-up, CUDA graphs", spec.name)?;
+    let epoch_line =
+        format!("epoch (measured, 50,000 train + 10,000 validation images): {epoch:.2} s");
+    summary(&mut out, batch, flops, train_steps, infer, &epoch_line)?;
+    Ok(out)
+}
+
+fn bench_cpu(spec: &ModelSpec, batch: usize, steps: usize, warmup: usize) -> Result<String> {
     let mut net = Network::new(spec, batch, 1)?;
     let mut rng = rand::rng();
     net.input_mut(batch)
@@ -117,29 +223,10 @@ pub fn bench(spec: &ModelSpec, batch: usize, steps: usize, warmup: usize) -> Res
             rate(b_flops, b)
         )?;
     }
-    let batches_per_epoch = 50_000usize.div_ceil(batch);
-    writeln!(
-        out,
-        "train step: median {:.1} ms (min {:.1}, max {:.1}), {:.0} images/s, {:.1} GFLOP/s",
-        ms(train.median),
-        ms(train.min),
-        ms(train.max),
-        batch as f64 / train.median.as_secs_f64(),
-        total_flops / train.median.as_secs_f64() / 1e9
-    )?;
-    writeln!(
-        out,
-        "inference (eval mode): median {:.1} ms/batch (min {:.1}, max {:.1}), {:.0} images/s",
-        ms(infer.median),
-        ms(infer.min),
-        ms(infer.max),
-        batch as f64 / infer.median.as_secs_f64()
-    )?;
-    let epoch = train.median.as_secs_f64() * batches_per_epoch as f64
+    let epoch = train.median.as_secs_f64() * 50_000usize.div_ceil(batch) as f64
         + infer.median.as_secs_f64() * 10_000usize.div_ceil(batch) as f64;
-    writeln!(
-        out,
-        "epoch estimate (50,000 train + 10,000 validation images): {epoch:.1} s"
-    )?;
+    let epoch_line =
+        format!("epoch estimate (50,000 train + 10,000 validation images): {epoch:.1} s");
+    summary(&mut out, batch, total_flops, train, infer, &epoch_line)?;
     Ok(out)
 }

@@ -5,6 +5,7 @@ use super::history::{EpochRecord, History};
 use super::sgd::Sgd;
 use crate::data::batches::{gather, shuffled_order};
 use crate::data::cifar10::Split;
+use crate::engine::device::Device;
 use crate::engine::network::{rng_stream, streams};
 use crate::engine::{BatchMetrics, Mode, Network};
 use anyhow::{bail, Result};
@@ -97,6 +98,73 @@ pub fn evaluate(net: &mut Network, split: &Split) -> (BatchMetrics, Vec<u8>) {
         }
     }
     (total, predictions)
+}
+
+/// Trains on `device`, then predicts `validation` with the trained network: the history and
+/// the predicted class of each validation image.
+pub fn fit_on(
+    device: Device,
+    net: &mut Network,
+    sgd: &mut Sgd,
+    train: &Split,
+    validation: &Split,
+    config: &FitConfig,
+    on_epoch: impl FnMut(&EpochRecord),
+) -> Result<(History, Vec<u8>)> {
+    match device {
+        Device::Cpu => {
+            let history = fit(net, sgd, train, validation, config, on_epoch)?;
+            let (_, predictions) = evaluate(net, validation);
+            Ok((history, predictions))
+        }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(ordinal) => {
+            let gpu = crate::engine::cuda::Gpu::open(ordinal)?;
+            crate::engine::cuda::trainer::fit_on_gpu(
+                gpu, net, sgd, train, validation, config, on_epoch,
+            )
+        }
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => Err(no_cuda()),
+    }
+}
+
+/// [`evaluate`] on `device`.
+pub fn evaluate_on(
+    device: Device,
+    net: &mut Network,
+    split: &Split,
+) -> Result<(BatchMetrics, Vec<u8>)> {
+    match device {
+        Device::Cpu => Ok(evaluate(net, split)),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(ordinal) => {
+            let gpu = crate::engine::cuda::Gpu::open(ordinal)?;
+            crate::engine::cuda::trainer::evaluate_on_gpu(gpu, net, split)
+        }
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => Err(no_cuda()),
+    }
+}
+
+/// Fails at once, before any data is loaded, if `device` cannot be used.
+pub fn check_device(device: Device) -> Result<()> {
+    match device {
+        Device::Cpu => Ok(()),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(ordinal) => crate::engine::cuda::Gpu::open(ordinal).map(drop),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => Err(no_cuda()),
+    }
+}
+
+/// The answer to `--device cuda` in a build without the `cuda` feature.
+#[cfg(not(feature = "cuda"))]
+pub fn no_cuda() -> anyhow::Error {
+    anyhow::anyhow!(
+        "--device cuda: this minivgg was built without CUDA support; rebuild it with \
+         `cargo build --release --features cuda`, or use --device cpu"
+    )
 }
 
 /// Keras' per-epoch line.

@@ -82,11 +82,18 @@ impl Dropout {
     /// `out[i] = input[i] · (kept ? 1/(1 − rate) : 0)`.
     fn apply(&self, input: &[f32], out: &mut [f32]) {
         let (key, rate, scale) = (self.key, self.rate, 1.0 / (1.0 - self.rate));
-        out.par_chunks_mut(CHUNK).zip(input.par_chunks(CHUNK)).enumerate().for_each(|(c, (out, input))| {
-            for (i, (o, v)) in out.iter_mut().zip(input).enumerate() {
-                *o = if dropout_keeps(key, c * CHUNK + i, rate) { v * scale } else { 0.0 };
-            }
-        });
+        out.par_chunks_mut(CHUNK)
+            .zip(input.par_chunks(CHUNK))
+            .enumerate()
+            .for_each(|(c, (out, input))| {
+                for (i, (o, v)) in out.iter_mut().zip(input).enumerate() {
+                    *o = if dropout_keeps(key, c * CHUNK + i, rate) {
+                        v * scale
+                    } else {
+                        0.0
+                    };
+                }
+            });
     }
 
     pub fn forward(&mut self, io: Forward) {

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Time one PyTorch (eager, CPU) training step and one inference batch of MiniVGGNet.
+
+The PyTorch counterpart of `minivgg bench`: the same network (the PyImageSearch MiniVGGNet
+as built in Keras), the same optimizer, the same batch size, on random data that is already in
+memory as float32, so only the network's own work is timed.
+
+Prints exactly one JSON line on stdout, for example:
+
+    {"contestant": "pytorch", "layout": "channels_last", "bn": true, "threads": 2,
+     "batch_size": 64, "steps": 30, "warmup": 5,
+     "train_ms": {"median": 95.1, "min": 90.2, "max": 110.7},
+     "infer_ms": {"median": 20.3, "min": 19.8, "max": 25.0}, "torch": "2.15.0", ...}
+
+The median is taken like minivgg's (`sorted[n // 2]`, the upper median for an even count) so
+both sides are summarised the same way.
+
+Usage: bench_pytorch.py [--threads 2] [--steps 30] [--warmup 5] [--batch-size 64]
+                        [--channels-last] [--no-bn] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    p.add_argument("--steps", type=int, default=30, help="timed steps, after warm-up (default 30)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up steps (default 5)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="NHWC memory format for the model and the input (default: contiguous NCHW)",
+    )
+    p.add_argument(
+        "--no-bn", action="store_true", help="MiniVGGNet without its five batch-normalization layers"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    for name in ("threads", "steps", "batch_size"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0:
+        p.error("--warmup must be at least 0")
+    return args
+
+
+def minivggnet(bn: bool = True, classes: int = 10):
+    """MiniVGGNet exactly as the Keras original (PyImageSearch), input 3×32×32.
+
+    Keras' Conv2D(padding="same") → Activation("relu") → BatchNormalization(axis=chanDim):
+    the batch norm comes after the ReLU. Keras' BN momentum 0.99 is PyTorch's 0.01
+    (PyTorch weights the new batch statistic, Keras the running average), and Keras' epsilon
+    is 1e-3.
+    """
+    import torch.nn as nn
+
+    def bn2d(c):
+        return [nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)] if bn else []
+
+    def conv(cin, cout):
+        return [nn.Conv2d(cin, cout, kernel_size=3, padding=1), nn.ReLU(inplace=True), *bn2d(cout)]
+
+    layers = [
+        *conv(3, 32),
+        *conv(32, 32),
+        nn.MaxPool2d(2),
+        nn.Dropout(0.25),
+        *conv(32, 64),
+        *conv(64, 64),
+        nn.MaxPool2d(2),
+        nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(64 * 8 * 8, 512),
+        nn.ReLU(inplace=True),
+        *([nn.BatchNorm1d(512, eps=1e-3, momentum=0.01)] if bn else []),
+        nn.Dropout(0.5),
+        nn.Linear(512, classes),  # logits: CrossEntropyLoss applies the softmax
+    ]
+    return nn.Sequential(*layers)
+
+
+def summarise(samples_s: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1e3 for s in samples_s)
+    return {"median": ms[len(ms) // 2], "min": ms[0], "max": ms[-1]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    import torch
+    import torch.nn as nn
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = minivggnet(bn=not args.no_bn).to(memory_format=layout)
+    x = torch.rand(args.batch_size, 3, 32, 32, dtype=torch.float32).contiguous(memory_format=layout)
+    y = torch.randint(0, 10, (args.batch_size,))
+    criterion = nn.CrossEntropyLoss()
+    # Keras' SGD(lr=0.01, momentum=0.9, nesterov=True); the tutorial's decay=0.01/40 only changes
+    # the learning rate's value, not the work of a step.
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+
+    def train_step() -> float:
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss = criterion(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return time.perf_counter() - started
+
+    model.train()
+    for _ in range(args.warmup):
+        train_step()
+    train = [train_step() for _ in range(args.steps)]
+
+    model.eval()
+
+    def infer_step() -> float:
+        started = time.perf_counter()
+        with torch.inference_mode():
+            model(x)
+        return time.perf_counter() - started
+
+    for _ in range(args.warmup):
+        infer_step()
+    infer = [infer_step() for _ in range(args.steps)]
+
+    result = {
+        "contestant": "pytorch",
+        "layout": "channels_last" if args.channels_last else "channels_first",
+        "bn": not args.no_bn,
+        "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "train_ms": summarise(train),
+        "infer_ms": summarise(infer),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+// minivgg's CUDA kernels, compiled at run time by NVRTC. Each mirrors one CPU function of
+// src/engine (named in its comment) and computes the same values in the same precision.
+// Scalar parameters are all 8 bytes wide (long long, double) so the host passes every
+// argument as one u64.
+
+typedef unsigned long long u64;
+typedef long long i64;
+typedef unsigned char u8;
+
+#define GRID_STRIDE(i, n) \
+    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)blockDim.x * gridDim.x)
+
+// Step state shared by the kernels of one captured graph (the host never touches it mid-epoch).
+#define STATE_TRAIN_STEPS 0 // training passes done: selects dropout masks
+#define STATE_ITERATIONS 1  // SGD updates done: the decayed learning rate
+#define STATE_CURSOR 2      // first sample of the current batch in the epoch's order
+
+// A sum over the block (blockDim.x a power of two, at most 256), returned to every thread.
+__device__ double block_sum(double v, double* shared) {
+    shared[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
+        __syncthreads();
+    }
+    double total = shared[0];
+    __syncthreads();
+    return total;
+}
+
+// data::batches::gather: the batch at the cursor, NHWC f32 in [0, 1], and its labels.
+extern "C" __global__ void gather_batch(const u8* images, const u8* labels, const unsigned int* order,
+                                        const u64* state, i64 n, i64 image_len, float* out, int* out_labels) {
+    i64 cursor = (i64)state[STATE_CURSOR];
+    GRID_STRIDE(i, n * image_len) {
+        i64 s = i / image_len, j = i % image_len;
+        u64 src = order[cursor + s];
+        out[i] = (float)images[src * image_len + j] / 255.0f;
+        if (j == 0) out_labels[s] = labels[src];
+    }
+}
+
+// The end of a pass (engine::Network::train_batch's count): the cursor moves on, and a
+// training pass moves dropout on to the next step's masks.
+extern "C" __global__ void end_pass(u64* state, i64 n, i64 training) {
+    state[STATE_CURSOR] += n;
+    if (training) state[STATE_TRAIN_STEPS] += 1;
+}
+
+// After sgd_step: one more update done (train::sgd::Sgd::iterations).
+extern "C" __global__ void count_update(u64* state) { state[STATE_ITERATIONS] += 1; }
+
+extern "C" __global__ void reset_cursor(u64* state) { state[STATE_CURSOR] = 0; }
+
+// cpu::im2col::im2col
+extern "C" __global__ void im2col(const float* x, float* cols, i64 n, i64 h, i64 w, i64 c, i64 k) {
+    i64 patch = k * k * c, pad = k / 2;
+    GRID_STRIDE(i, n * h * w * patch) {
+        i64 row = i / patch, p = i % patch;
+        i64 ch = p % c, tap = p / c, kx = tap % k, ky = tap / k;
+        i64 ox = row % w, oy = (row / w) % h, img = row / (w * h);
+        i64 iy = oy + ky - pad, ix = ox + kx - pad;
+        cols[i] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x[((img * h + iy) * w + ix) * c + ch] : 0.0f;
+    }
+}
+
+// cpu::im2col::col2im, as a gather (one thread per input value): no atomics, deterministic.
+extern "C" __global__ void col2im(const float* cols, float* dx, i64 n, i64 h, i64 w, i64 c, i64 k) {
+    i64 patch = k * k * c, pad = k / 2;
+    GRID_STRIDE(i, n * h * w * c) {
+        i64 ch = i % c, ix = (i / c) % w, iy = (i / (c * w)) % h, img = i / (c * w * h);
+        float sum = 0.0f;
+        for (i64 ky = 0; ky < k; ++ky) {
+            i64 oy = iy - ky + pad;
+            if (oy < 0 || oy >= h) continue;
+            for (i64 kx = 0; kx < k; ++kx) {
+                i64 ox = ix - kx + pad;
+                if (ox < 0 || ox >= w) continue;
+                sum += cols[((img * h + oy) * w + ox) * patch + (ky * k + kx) * c + ch];
+            }
+        }
+        dx[i] = sum;
+    }
+}
+
+// layers::linear::affine_forward's bias rows (the product is then added by cuBLAS).
+extern "C" __global__ void fill_rows(float* y, const float* bias, i64 rows, i64 cols) {
+    GRID_STRIDE(i, rows * cols) { y[i] = bias[i % cols]; }
+}
+
+// cpu::reduce::column_sums (bias gradients): one block per column.
+extern "C" __global__ void column_sums(const float* x, i64 rows, i64 cols, float* out) {
+    __shared__ double shared[256];
+    i64 col = blockIdx.x;
+    double s = 0.0;
+    for (i64 r = threadIdx.x; r < rows; r += blockDim.x) s += (double)x[r * cols + col];
+    double total = block_sum(s, shared);
+    if (threadIdx.x == 0) out[col] = (float)total;
+}
+
+// layers::batchnorm forward, training: batch mean and variance (two passes), moving averages.
+extern "C" __global__ void bn_train_stats(const float* x, i64 rows, i64 c, float* mean, float* inv_std,
+                                          float* moving_mean, float* moving_var, double momentum, double eps) {
+    __shared__ double shared[256];
+    i64 ch = blockIdx.x;
+    double s = 0.0;
+    for (i64 r = threadIdx.x; r < rows; r += blockDim.x) s += (double)x[r * c + ch];
+    double m = block_sum(s, shared) / (double)rows;
+    double v = 0.0;
+    for (i64 r = threadIdx.x; r < rows; r += blockDim.x) {
+        double d = (double)x[r * c + ch] - m;
+        v += d * d;
+    }
+    double var = block_sum(v, shared) / (double)rows;
+    if (threadIdx.x == 0) {
+        mean[ch] = (float)m;
+        inv_std[ch] = (float)(1.0 / sqrt(var + eps));
+        double unbiased = rows > 1 ? var * (double)rows / (double)(rows - 1) : var;
+        moving_mean[ch] = (float)((double)moving_mean[ch] * momentum + m * (1.0 - momentum));
+        moving_var[ch] = (float)((double)moving_var[ch] * momentum + unbiased * (1.0 - momentum));
+    }
+}
+
+// layers::batchnorm forward, evaluation: the moving statistics.
+extern "C" __global__ void bn_eval_stats(const float* moving_mean, const float* moving_var, i64 c, double eps,
+                                         float* mean, float* inv_std) {
+    GRID_STRIDE(ch, c) {
+        mean[ch] = moving_mean[ch];
+        inv_std[ch] = (float)(1.0 / sqrt((double)moving_var[ch] + eps));
+    }
+}
+
+extern "C" __global__ void bn_apply(const float* x, float* y, const float* mean, const float* inv_std,
+                                    const float* gamma, const float* beta, i64 rows, i64 c) {
+    GRID_STRIDE(i, rows * c) {
+        i64 j = i % c;
+        y[i] = gamma[j] * (x[i] - mean[j]) * inv_std[j] + beta[j];
+    }
+}
+
+// layers::batchnorm backward: gamma's and beta's gradients, and the means the input gradient
+// subtracts (zero in evaluation mode, whose statistics do not depend on the input).
+extern "C" __global__ void bn_backward_sums(const float* x, const float* dy, const float* mean,
+                                            const float* inv_std, i64 rows, i64 c, i64 training,
+                                            float* gamma_grad, float* beta_grad, float* mean_dy,
+                                            float* mean_dy_xhat) {
+    __shared__ double shared[256];
+    i64 ch = blockIdx.x;
+    double s_dy = 0.0, s_dy_xhat = 0.0;
+    for (i64 r = threadIdx.x; r < rows; r += blockDim.x) {
+        float xhat = (x[r * c + ch] - mean[ch]) * inv_std[ch];
+        float g = dy[r * c + ch];
+        s_dy += (double)g;
+        s_dy_xhat += (double)(g * xhat);
+    }
+    double sum_dy = block_sum(s_dy, shared);
+    double sum_dy_xhat = block_sum(s_dy_xhat, shared);
+    if (threadIdx.x == 0) {
+        beta_grad[ch] = (float)sum_dy;
+        gamma_grad[ch] = (float)sum_dy_xhat;
+        mean_dy[ch] = training ? (float)(sum_dy / (double)rows) : 0.0f;
+        mean_dy_xhat[ch] = training ? (float)(sum_dy_xhat / (double)rows) : 0.0f;
+    }
+}
+
+extern "C" __global__ void bn_backward_dx(const float* x, const float* dy, const float* mean, const float* inv_std,
+                                          const float* gamma, const float* mean_dy, const float* mean_dy_xhat,
+                                          i64 rows, i64 c, float* dx) {
+    GRID_STRIDE(i, rows * c) {
+        i64 j = i % c;
+        float xhat = (x[i] - mean[j]) * inv_std[j];
+        dx[i] = gamma[j] * inv_std[j] * (dy[i] - mean_dy[j] - xhat * mean_dy_xhat[j]);
+    }
+}
+
+// layers::elementwise
+extern "C" __global__ void relu_forward(const float* x, float* y, i64 len) {
+    GRID_STRIDE(i, len) { y[i] = fmaxf(x[i], 0.0f); }
+}
+
+extern "C" __global__ void relu_backward(const float* y, const float* dy, float* dx, i64 len) {
+    GRID_STRIDE(i, len) { dx[i] = y[i] > 0.0f ? dy[i] : 0.0f; }
+}
+
+extern "C" __global__ void copy(const float* x, float* y, i64 len) {
+    GRID_STRIDE(i, len) { y[i] = x[i]; }
+}
+
+// layers::elementwise::{mix64, dropout_key, dropout_keeps}, bit for bit.
+__device__ u64 mix64(u64 z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+// Forward (training) and backward alike: out = in · (kept ? 1/(1 − rate) : 0), the mask drawn
+// from (seed, training step, layer), so backward redraws the forward's mask.
+extern "C" __global__ void dropout_apply(const float* in, float* out, i64 len, double rate, u64 seed,
+                                         i64 layer, const u64* state) {
+    u64 key = mix64(seed + mix64(state[STATE_TRAIN_STEPS] * 256ULL + (u64)layer));
+    float r = (float)rate;
+    float scale = 1.0f / (1.0f - r);
+    GRID_STRIDE(i, len) {
+        u64 bits = mix64(key + ((u64)i + 1ULL) * 0x9E3779B97F4A7C15ULL);
+        out[i] = (float)(bits >> 40) * (1.0f / 16777216.0f) >= r ? in[i] * scale : 0.0f;
+    }
+}
+
+// layers::pool::MaxPool, 2×2 stride 2 over NHWC; `winners` holds dy·2 + dx of each maximum.
+extern "C" __global__ void maxpool_forward(const float* x, float* y, u8* winners, i64 n, i64 h, i64 w, i64 c) {
+    i64 oh = h / 2, ow = w / 2;
+    GRID_STRIDE(i, n * oh * ow * c) {
+        i64 ch = i % c, ox = (i / c) % ow, oy = (i / (c * ow)) % oh, img = i / (c * ow * oh);
+        float best = 0.0f;
+        u8 arg = 0;
+        for (int t = 0; t < 4; ++t) {
+            i64 iy = 2 * oy + t / 2, ix = 2 * ox + t % 2;
+            float v = x[((img * h + iy) * w + ix) * c + ch];
+            if (t == 0 || v > best) {
+                best = v;
+                arg = (u8)t;
+            }
+        }
+        y[i] = best;
+        winners[i] = arg;
+    }
+}
+
+// One thread per input value: its gradient is dy where it won its window, else 0.
+extern "C" __global__ void maxpool_backward(const float* dy, const u8* winners, float* dx, i64 n, i64 h, i64 w,
+                                            i64 c) {
+    i64 oh = h / 2, ow = w / 2;
+    GRID_STRIDE(i, n * h * w * c) {
+        i64 ch = i % c, ix = (i / c) % w, iy = (i / (c * w)) % h, img = i / (c * w * h);
+        i64 oy = iy / 2, ox = ix / 2;
+        float g = 0.0f;
+        if (oy < oh && ox < ow) {
+            i64 o = ((img * oh + oy) * ow + ox) * c + ch;
+            if (winners[o] == (u8)((iy % 2) * 2 + ix % 2)) g = dy[o];
+        }
+        dx[i] = g;
+    }
+}
+
+// layers::softmax: probabilities, the fused cross-entropy's gradient (when `grad` is not null),
+// the predicted class of each sample at the cursor (when `predictions` is not null), and the
+// batch's loss sum, correct count and sample count added to `metrics`. One block.
+extern "C" __global__ void softmax_cross_entropy(const float* logits, const int* labels, i64 n, i64 classes,
+                                                 float* probs, float* grad, int* predictions, const u64* state,
+                                                 double* metrics) {
+    __shared__ double shared[256];
+    double loss = 0.0, correct = 0.0;
+    for (i64 s = threadIdx.x; s < n; s += blockDim.x) {
+        const float* z = logits + s * classes;
+        i64 argmax = 0;
+        float max = z[0];
+        for (i64 j = 1; j < classes; ++j)
+            if (z[j] > max) {
+                max = z[j];
+                argmax = j;
+            }
+        double sum_exp = 0.0;
+        for (i64 j = 0; j < classes; ++j) sum_exp += exp((double)(z[j] - max));
+        double log_sum_exp = (double)max + log(sum_exp);
+        i64 label = labels[s];
+        loss += log_sum_exp - (double)z[label];
+        correct += argmax == label ? 1.0 : 0.0;
+        for (i64 j = 0; j < classes; ++j) {
+            double p = exp((double)z[j] - log_sum_exp);
+            probs[s * classes + j] = (float)p;
+            if (grad) grad[s * classes + j] = (float)((p - (j == label ? 1.0 : 0.0)) / (double)n);
+        }
+        if (predictions) predictions[state[STATE_CURSOR] + s] = (int)argmax;
+    }
+    double total_loss = block_sum(loss, shared);
+    double total_correct = block_sum(correct, shared);
+    if (threadIdx.x == 0) {
+        metrics[0] += total_loss;
+        metrics[1] += total_correct;
+        metrics[2] += (double)n;
+    }
+}
+
+// train::sgd::Sgd::step, with the update count read on the device.
+extern "C" __global__ void sgd_step(float* w, const float* g, float* v, i64 len, double lr, double decay,
+                                    double momentum, i64 nesterov, const u64* state) {
+    float lr_t = (float)(lr / (1.0 + decay * (double)state[STATE_ITERATIONS]));
+    float m = (float)momentum;
+    GRID_STRIDE(i, len) {
+        float vi = m * v[i] - lr_t * g[i];
+        v[i] = vi;
+        w[i] += nesterov ? m * vi - lr_t * g[i] : vi;
+    }
+}

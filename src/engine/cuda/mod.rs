@@ -1,0 +1,333 @@
+//! The NVIDIA GPU backend (cargo feature `cuda`). The same layers as [`super::layers`] on the
+//! CPU: elementwise work, im2col, BN, pooling, dropout and the loss as NVRTC kernels
+//! (`kernels.cu`, each naming the CPU function it mirrors), matrix products on cuBLAS, over
+//! device buffers planned once. The driver, NVRTC and cuBLAS are loaded at run time, so the
+//! build needs no CUDA toolkit; a machine without them gets an error, never a panic.
+
+pub mod network;
+pub mod trainer;
+
+use super::cpu::matmul::Layout;
+use anyhow::{anyhow, bail, Result};
+use cudarc::cublas::sys::{cublasOperation_t, cublasSetWorkspace_v2, cublasStatus_t};
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
+    LaunchConfig, PushKernelArg, ValidAsZeroBits,
+};
+use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const KERNEL_SOURCE: &str = include_str!("kernels.cu");
+
+/// Every `extern "C"` kernel of kernels.cu.
+const KERNELS: [&str; 21] = [
+    "gather_batch",
+    "end_pass",
+    "count_update",
+    "reset_cursor",
+    "im2col",
+    "col2im",
+    "fill_rows",
+    "column_sums",
+    "bn_train_stats",
+    "bn_eval_stats",
+    "bn_apply",
+    "bn_backward_sums",
+    "bn_backward_dx",
+    "relu_forward",
+    "relu_backward",
+    "copy",
+    "dropout_apply",
+    "maxpool_forward",
+    "maxpool_backward",
+    "softmax_cross_entropy",
+    "sgd_step",
+];
+
+/// cuBLAS gets a workspace of its own, so no product allocates memory inside a captured graph.
+const CUBLAS_WORKSPACE_BYTES: usize = 32 << 20;
+
+/// Suggests the way out in every CUDA error.
+fn unusable(what: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("--device cuda: {what}; use --device cpu to train on the CPU")
+}
+
+/// One GPU: its context, the stream every kernel and product goes to, cuBLAS and the kernels.
+pub struct Gpu {
+    pub name: String,
+    pub stream: Arc<CudaStream>,
+    blas: CudaBlas,
+    _workspace: CudaSlice<u8>,
+    kernels: HashMap<&'static str, CudaFunction>,
+}
+
+/// A kernel argument. Every scalar parameter of kernels.cu is 8 bytes wide (a pointer,
+/// `long long` or `double`), so each argument travels as the bits of one u64.
+#[derive(Debug, Clone, Copy)]
+pub struct Arg(pub u64);
+
+impl From<usize> for Arg {
+    fn from(v: usize) -> Arg {
+        Arg(v as u64)
+    }
+}
+
+impl From<bool> for Arg {
+    fn from(v: bool) -> Arg {
+        Arg(v as u64)
+    }
+}
+
+impl From<f64> for Arg {
+    fn from(v: f64) -> Arg {
+        Arg(v.to_bits())
+    }
+}
+
+impl From<f32> for Arg {
+    fn from(v: f32) -> Arg {
+        Arg((v as f64).to_bits())
+    }
+}
+
+/// A grid-stride launch over `len` values.
+pub fn elementwise(len: usize) -> LaunchConfig {
+    let blocks = len.div_ceil(256).clamp(1, 16_384) as u32;
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// One block of 256 threads per column (per-channel reductions).
+pub fn per_column(columns: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (columns as u32, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+pub fn one_block() -> LaunchConfig {
+    per_column(1)
+}
+
+impl Gpu {
+    /// Opens CUDA device `ordinal`, compiles the kernels and sets up cuBLAS.
+    pub fn open(ordinal: usize) -> Result<Gpu> {
+        // SAFETY: these only try to dlopen the libraries; nothing is called through them.
+        let present = unsafe {
+            [
+                (
+                    "the NVIDIA driver (libcuda.so)",
+                    cudarc::driver::sys::is_culib_present(),
+                ),
+                (
+                    "NVRTC (libnvrtc.so, CUDA 13)",
+                    cudarc::nvrtc::sys::is_culib_present(),
+                ),
+                (
+                    "cuBLAS (libcublas.so.13)",
+                    cudarc::cublas::sys::is_culib_present(),
+                ),
+            ]
+        };
+        if let Some((missing, _)) = present.iter().find(|(_, found)| !found) {
+            return Err(unusable(format!("{missing} was not found")));
+        }
+        let count = CudaContext::device_count()
+            .map_err(|e| unusable(format!("the NVIDIA driver failed: {e}")))?;
+        if count <= 0 {
+            return Err(unusable("no CUDA device is present"));
+        }
+        if ordinal >= count as usize {
+            return Err(unusable(format!(
+                "there is no device cuda:{ordinal} ({count} present)"
+            )));
+        }
+        let ctx = CudaContext::new(ordinal)
+            .map_err(|e| unusable(format!("cannot open cuda:{ordinal}: {e}")))?;
+        // Cross-stream event tracking breaks graph capture (CUDA_ERROR_STREAM_CAPTURE_ISOLATION);
+        // everything here runs on one stream.
+        // SAFETY: no buffer exists yet, and this program uses one stream only.
+        unsafe { ctx.disable_event_tracking() };
+        let name = ctx.name().unwrap_or_else(|_| format!("cuda:{ordinal}"));
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| unusable(format!("cannot create a stream: {e}")))?;
+        // No FMA contraction: the kernels round like the CPU code they mirror.
+        let options = CompileOptions {
+            fmad: Some(false),
+            ..Default::default()
+        };
+        let ptx = compile_ptx_with_opts(KERNEL_SOURCE, options)
+            .map_err(|e| unusable(format!("NVRTC could not compile the kernels: {e}")))?;
+        let module = ctx
+            .load_module(ptx)
+            .map_err(|e| unusable(format!("cannot load the kernels: {e}")))?;
+        let mut kernels = HashMap::new();
+        for name in KERNELS {
+            let f = module
+                .load_function(name)
+                .map_err(|e| unusable(format!("kernel {name}: {e}")))?;
+            kernels.insert(name, f);
+        }
+        let blas = CudaBlas::new(stream.clone())
+            .map_err(|e| unusable(format!("cuBLAS failed to start: {e}")))?;
+        let workspace = stream
+            .alloc_zeros::<u8>(CUBLAS_WORKSPACE_BYTES)
+            .map_err(|e| out_of_memory(&e))?;
+        let (workspace_ptr, _) = workspace.device_ptr(&stream);
+        // SAFETY: the workspace outlives the handle's use (both live in this struct).
+        let status = unsafe {
+            cublasSetWorkspace_v2(
+                *blas.handle(),
+                workspace_ptr as *mut _,
+                CUBLAS_WORKSPACE_BYTES,
+            )
+        };
+        if status != cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            return Err(unusable(format!(
+                "cuBLAS refused its workspace: {status:?}"
+            )));
+        }
+        Ok(Gpu {
+            name,
+            stream,
+            blas,
+            _workspace: workspace,
+            kernels,
+        })
+    }
+
+    /// A zeroed device buffer (at least one element, so every buffer has an address).
+    pub fn zeros<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<CudaSlice<T>> {
+        self.stream
+            .alloc_zeros::<T>(len.max(1))
+            .map_err(|e| out_of_memory(&e))
+    }
+
+    pub fn upload<T: DeviceRepr>(&self, host: &[T], device: &mut CudaSlice<T>) -> Result<()> {
+        self.stream
+            .memcpy_htod(host, device)
+            .map_err(|e| unusable(format!("copy to the GPU failed: {e}")))
+    }
+
+    pub fn download<T: DeviceRepr + Default + Clone>(
+        &self,
+        device: &CudaSlice<T>,
+        len: usize,
+    ) -> Result<Vec<T>> {
+        let mut host = vec![T::default(); device.len()];
+        self.stream
+            .memcpy_dtoh(device, &mut host)
+            .map_err(|e| unusable(format!("copy from the GPU failed: {e}")))?;
+        self.synchronize()?;
+        host.truncate(len);
+        Ok(host)
+    }
+
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream
+            .synchronize()
+            .map_err(|e| unusable(format!("the GPU failed: {e}")))
+    }
+
+    /// The device address of a buffer, for kernel arguments and cuBLAS.
+    pub fn ptr<T>(&self, buffer: &CudaSlice<T>) -> u64 {
+        buffer.device_ptr(&self.stream).0
+    }
+
+    pub fn launch(&self, kernel: &str, config: LaunchConfig, args: &[Arg]) -> Result<()> {
+        let f = self
+            .kernels
+            .get(kernel)
+            .ok_or_else(|| anyhow!("no kernel {kernel}"))?;
+        let mut builder = self.stream.launch_builder(f);
+        for arg in args {
+            builder.arg(&arg.0);
+        }
+        // SAFETY: every kernel's parameters are 8-byte values in the order the callers in this
+        // module pass them; the buffers they address are sized by the network's plan.
+        unsafe { builder.launch(config) }
+            .map_err(|e| unusable(format!("kernel {kernel} failed: {e}")))?;
+        Ok(())
+    }
+
+    /// The mirror of [`super::cpu::matmul::matmul`]: `c[m×n] = a[m×k] · b[k×n]` (+ old `c`), all
+    /// row-major at device addresses. cuBLAS is column-major, so it computes `cᵀ = bᵀ · aᵀ`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        &self,
+        c: u64,
+        a: u64,
+        a_layout: Layout,
+        b: u64,
+        b_layout: Layout,
+        m: usize,
+        k: usize,
+        n: usize,
+        accumulate: bool,
+    ) -> Result<()> {
+        use cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
+        let (op_b, ld_b) = match b_layout {
+            Layout::AsIs => (CUBLAS_OP_N, n),
+            Layout::Transposed => (CUBLAS_OP_T, k),
+        };
+        let (op_a, ld_a) = match a_layout {
+            Layout::AsIs => (CUBLAS_OP_N, k),
+            Layout::Transposed => (CUBLAS_OP_T, m),
+        };
+        let (alpha, beta) = (1.0f32, if accumulate { 1.0f32 } else { 0.0 });
+        // SAFETY: the callers pass buffers of at least m·k, k·n and m·n floats.
+        unsafe {
+            cudarc::cublas::result::sgemm(
+                *self.blas.handle(),
+                op_b,
+                op_a,
+                n as i32,
+                m as i32,
+                k as i32,
+                &alpha,
+                b as *const f32,
+                ld_b as i32,
+                a as *const f32,
+                ld_a as i32,
+                &beta,
+                c as *mut f32,
+                n as i32,
+            )
+        }
+        .map_err(|e| unusable(format!("cuBLAS sgemm failed: {e:?}")))
+    }
+
+    /// Records what `encode` enqueues as a CUDA graph instead of running it.
+    pub fn capture(&self, encode: impl FnOnce() -> Result<()>) -> Result<CudaGraph> {
+        self.stream
+            .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(|e| unusable(format!("cannot capture a CUDA graph: {e}")))?;
+        let encoded = encode();
+        let graph = self
+            .stream
+            .end_capture(CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH)
+            .map_err(|e| unusable(format!("cannot capture a CUDA graph: {e}")))?;
+        encoded?;
+        let Some(graph) = graph else {
+            bail!("the captured CUDA graph is empty")
+        };
+        graph
+            .upload()
+            .map_err(|e| unusable(format!("cannot upload a CUDA graph: {e}")))?;
+        Ok(graph)
+    }
+}
+
+fn out_of_memory(e: &dyn std::fmt::Display) -> anyhow::Error {
+    unusable(format!(
+        "cannot allocate GPU memory ({e}); a smaller --batch-size needs less"
+    ))
+}

@@ -1,0 +1,673 @@
+//! [`Network`](crate::engine::Network) on the GPU: the same plan (layer list, flat parameter
+//! vectors, one buffer per activation and gradient), each layer's forward and backward
+//! enqueued as kernels and cuBLAS products that read and write only device memory, so a whole
+//! training pass can be captured once as a CUDA graph and replayed.
+
+use super::{elementwise, one_block, per_column, Arg, Gpu};
+use crate::engine::cpu::matmul::Layout;
+use crate::engine::layers::batchnorm::{EPSILON, MOMENTUM};
+use crate::engine::network::LayerRanges;
+use crate::engine::{BatchMetrics, Mode, Network};
+use crate::model::spec::{LayerSpec, PlacedLayer};
+use crate::model::Shape;
+use crate::train::sgd::Sgd;
+use anyhow::Result;
+use cudarc::driver::CudaSlice;
+
+/// Indices into the device step state (see `STATE_*` in kernels.cu).
+const STATE_TRAIN_STEPS: usize = 0;
+const STATE_ITERATIONS: usize = 1;
+const STATE_LEN: usize = 4;
+
+/// Per-layer device scratch, as the CPU layers keep theirs.
+enum Scratch {
+    None,
+    /// Conv2D: the im2col patches, reused for their gradients in backward.
+    Cols(CudaSlice<f32>),
+    /// BatchNorm: mean, 1/std, mean of dy, mean of dy·x̂ (4 × channels).
+    BatchNorm(CudaSlice<f32>),
+    /// MaxPool: which window position won.
+    Winners(CudaSlice<u8>),
+}
+
+/// Where a pass reads its batch from: images and labels on the device, an order of indices,
+/// and the step state's cursor into it.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSource {
+    pub images: u64,
+    pub labels: u64,
+    pub order: u64,
+}
+
+pub struct CudaNetwork {
+    pub gpu: Gpu,
+    placed: Vec<PlacedLayer>,
+    ranges: Vec<LayerRanges>,
+    capacity: usize,
+    classes: usize,
+    dropout_seed: u64,
+    sgd: crate::train::sgd::SgdConfig,
+    params: CudaSlice<f32>,
+    grads: CudaSlice<f32>,
+    velocity: CudaSlice<f32>,
+    moving: CudaSlice<f32>,
+    acts: Vec<CudaSlice<f32>>,
+    grad_acts: Vec<CudaSlice<f32>>,
+    scratch: Vec<Scratch>,
+    labels: CudaSlice<i32>,
+    /// Train steps, SGD iterations, cursor (kernels.cu's `STATE_*`).
+    pub state: CudaSlice<u64>,
+}
+
+impl CudaNetwork {
+    /// The host network and optimizer, copied to the GPU.
+    pub fn from_host(gpu: Gpu, net: &Network, sgd: &Sgd) -> Result<CudaNetwork> {
+        let placed = net.placed().to_vec();
+        let capacity = net.capacity();
+        let upload = |host: &[f32]| -> Result<CudaSlice<f32>> {
+            let mut device = gpu.zeros::<f32>(host.len())?;
+            gpu.upload(host, &mut device)?;
+            Ok(device)
+        };
+        let (params, velocity, moving) = (
+            upload(&net.params)?,
+            upload(&sgd.velocity)?,
+            upload(&net.moving)?,
+        );
+        let grads = gpu.zeros::<f32>(net.params.len())?;
+        let mut acts = vec![gpu.zeros::<f32>(capacity * net.spec.input.len())?];
+        let mut grad_acts = vec![gpu.zeros::<f32>(1)?];
+        for layer in &placed {
+            acts.push(gpu.zeros::<f32>(capacity * layer.output.len())?);
+            grad_acts.push(gpu.zeros::<f32>(capacity * layer.output.len())?);
+        }
+        let scratch = placed
+            .iter()
+            .map(|layer| {
+                Ok(match (&layer.spec, layer.input) {
+                    (LayerSpec::Conv2d { kernel, .. }, Shape::Image { h, w, c }) => {
+                        Scratch::Cols(gpu.zeros::<f32>(capacity * h * w * kernel * kernel * c)?)
+                    }
+                    (LayerSpec::BatchNorm, input) => {
+                        Scratch::BatchNorm(gpu.zeros::<f32>(4 * input.channels())?)
+                    }
+                    (LayerSpec::MaxPool, _) => {
+                        Scratch::Winners(gpu.zeros::<u8>(capacity * layer.output.len())?)
+                    }
+                    _ => Scratch::None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut state = gpu.zeros::<u64>(STATE_LEN)?;
+        let mut host_state = [0u64; STATE_LEN];
+        host_state[STATE_TRAIN_STEPS] = net.train_steps;
+        host_state[STATE_ITERATIONS] = sgd.iterations;
+        gpu.upload(&host_state, &mut state)?;
+        let labels = gpu.zeros::<i32>(capacity)?;
+        Ok(CudaNetwork {
+            ranges: net.layer_ranges().to_vec(),
+            classes: net.classes(),
+            dropout_seed: net.dropout_seed(),
+            sgd: sgd.config,
+            placed,
+            capacity,
+            params,
+            grads,
+            velocity,
+            moving,
+            acts,
+            grad_acts,
+            scratch,
+            labels,
+            state,
+            gpu,
+        })
+    }
+
+    /// Copies the trained state back into the host network and optimizer.
+    pub fn download_into(&self, net: &mut Network, sgd: &mut Sgd) -> Result<()> {
+        net.params = self.gpu.download(&self.params, net.params.len())?;
+        net.moving = self.gpu.download(&self.moving, net.moving.len())?;
+        sgd.velocity = self.gpu.download(&self.velocity, sgd.velocity.len())?;
+        let state = self.gpu.download(&self.state, STATE_LEN)?;
+        net.train_steps = state[STATE_TRAIN_STEPS];
+        sgd.iterations = state[STATE_ITERATIONS];
+        Ok(())
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The gradients of the last backward pass (for tests).
+    pub fn download_grads(&self) -> Result<Vec<f32>> {
+        self.gpu
+            .download(&self.grads, self.ranges.last().map_or(0, |r| r.weights.end))
+    }
+
+    pub fn download_moving(&self) -> Result<Vec<f32>> {
+        self.gpu
+            .download(&self.moving, self.ranges.last().map_or(0, |r| r.moving.end))
+    }
+
+    /// Class probabilities of the last forward pass, `[n × classes]`.
+    pub fn download_probabilities(&self, n: usize) -> Result<Vec<f32>> {
+        self.gpu
+            .download(&self.acts[self.placed.len()], n * self.classes)
+    }
+
+    /// Puts a host batch (NHWC f32) and its labels on the device (tests; training gathers on
+    /// the device).
+    pub fn upload_batch(&mut self, input: &[f32], labels: &[u8]) -> Result<()> {
+        let labels: Vec<i32> = labels.iter().map(|&l| l as i32).collect();
+        self.gpu.upload(input, &mut self.acts[0])?;
+        self.gpu.upload(&labels, &mut self.labels)
+    }
+
+    /// [`Network::train_batch`] from a host batch, run at once: forward in training mode, the
+    /// loss and backward, leaving the gradients on the device.
+    pub fn train_batch(&mut self, input: &[f32], labels: &[u8]) -> Result<BatchMetrics> {
+        self.run_batch(input, labels, Mode::Train)
+    }
+
+    /// A forward pass in evaluation mode and the loss, from a host batch, run at once.
+    pub fn eval_batch(&mut self, input: &[f32], labels: &[u8]) -> Result<BatchMetrics> {
+        self.run_batch(input, labels, Mode::Eval)
+    }
+
+    fn run_batch(&mut self, input: &[f32], labels: &[u8], mode: Mode) -> Result<BatchMetrics> {
+        let n = labels.len();
+        self.upload_batch(input, labels)?;
+        let metrics = self.gpu.zeros::<f64>(3)?;
+        self.encode_forward(n, mode)?;
+        self.encode_loss(n, mode, None, self.gpu.ptr(&metrics))?;
+        if mode == Mode::Train {
+            self.encode_backward(n)?;
+            self.encode_end_pass(n, mode)?;
+        }
+        let m = self.gpu.download(&metrics, 3)?;
+        Ok(BatchMetrics {
+            loss_sum: m[0],
+            correct: m[1] as usize,
+            samples: m[2] as usize,
+        })
+    }
+
+    /// [`Sgd::step`] on the device, run at once.
+    pub fn sgd_step(&self) -> Result<()> {
+        self.encode_sgd()?;
+        self.gpu.synchronize()
+    }
+
+    pub fn download_params(&self) -> Result<Vec<f32>> {
+        self.gpu.download(
+            &self.params,
+            self.ranges.last().map_or(0, |r| r.weights.end),
+        )
+    }
+
+    fn weights(&self, i: usize) -> (u64, u64) {
+        let base = self.gpu.ptr(&self.params);
+        let grads = self.gpu.ptr(&self.grads);
+        let offset = (self.ranges[i].weights.start * 4) as u64;
+        (base + offset, grads + offset)
+    }
+
+    fn moving_ptr(&self, i: usize) -> u64 {
+        self.gpu.ptr(&self.moving) + (self.ranges[i].moving.start * 4) as u64
+    }
+
+    /// Enqueues the gather of the batch of `n` at the cursor of `source`'s order.
+    pub fn encode_gather(&self, source: BatchSource, n: usize) -> Result<()> {
+        let image_len = self.placed[0].input.len();
+        let args = [
+            Arg(source.images),
+            Arg(source.labels),
+            Arg(source.order),
+            Arg(self.gpu.ptr(&self.state)),
+            n.into(),
+            image_len.into(),
+            Arg(self.gpu.ptr(&self.acts[0])),
+            Arg(self.gpu.ptr(&self.labels)),
+        ];
+        self.gpu
+            .launch("gather_batch", elementwise(n * image_len), &args)
+    }
+
+    /// Enqueues every layer's forward pass over the batch in the input buffer.
+    pub fn encode_forward(&self, n: usize, mode: Mode) -> Result<()> {
+        for (i, layer) in self.placed.iter().enumerate() {
+            self.encode_layer_forward(i, layer, n, mode)?;
+        }
+        Ok(())
+    }
+
+    fn encode_layer_forward(
+        &self,
+        i: usize,
+        layer: &PlacedLayer,
+        n: usize,
+        mode: Mode,
+    ) -> Result<()> {
+        let gpu = &self.gpu;
+        let (x, y) = (gpu.ptr(&self.acts[i]), gpu.ptr(&self.acts[i + 1]));
+        let (weights, _) = self.weights(i);
+        let (in_len, out_len) = (n * layer.input.len(), n * layer.output.len());
+        match (&layer.spec, &self.scratch[i]) {
+            (LayerSpec::Conv2d { filters, kernel }, Scratch::Cols(cols)) => {
+                let Shape::Image { h, w, c } = layer.input else {
+                    unreachable!("conv inputs are images")
+                };
+                let (rows, patch, cols) = (n * h * w, kernel * kernel * c, gpu.ptr(cols));
+                let geometry = [n.into(), h.into(), w.into(), c.into(), (*kernel).into()];
+                gpu.launch(
+                    "im2col",
+                    elementwise(rows * patch),
+                    &[&[Arg(x), Arg(cols)][..], &geometry].concat(),
+                )?;
+                self.encode_affine(cols, weights, y, rows, patch, *filters)
+            }
+            (LayerSpec::Dense { units }, _) => {
+                self.encode_affine(x, weights, y, n, layer.input.len(), *units)
+            }
+            (LayerSpec::Relu, _) => gpu.launch(
+                "relu_forward",
+                elementwise(in_len),
+                &[Arg(x), Arg(y), in_len.into()],
+            ),
+            (LayerSpec::Flatten, _) => gpu.launch(
+                "copy",
+                elementwise(in_len),
+                &[Arg(x), Arg(y), in_len.into()],
+            ),
+            (LayerSpec::Dropout { rate }, _) => match mode {
+                Mode::Eval => gpu.launch(
+                    "copy",
+                    elementwise(in_len),
+                    &[Arg(x), Arg(y), in_len.into()],
+                ),
+                Mode::Train => self.encode_dropout(x, y, in_len, *rate, i),
+            },
+            (LayerSpec::MaxPool, Scratch::Winners(winners)) => {
+                let Shape::Image { h, w, c } = layer.input else {
+                    unreachable!("pool inputs are images")
+                };
+                let args = [
+                    Arg(x),
+                    Arg(y),
+                    Arg(gpu.ptr(winners)),
+                    n.into(),
+                    h.into(),
+                    w.into(),
+                    c.into(),
+                ];
+                gpu.launch("maxpool_forward", elementwise(out_len), &args)
+            }
+            (LayerSpec::BatchNorm, Scratch::BatchNorm(stats)) => {
+                let c = layer.input.channels();
+                let rows = in_len / c;
+                let (mean, inv_std) = (gpu.ptr(stats), gpu.ptr(stats) + 4 * c as u64);
+                let moving = self.moving_ptr(i);
+                match mode {
+                    Mode::Train => {
+                        let args = [
+                            Arg(x),
+                            rows.into(),
+                            c.into(),
+                            Arg(mean),
+                            Arg(inv_std),
+                            Arg(moving),
+                            Arg(moving + 4 * c as u64),
+                            MOMENTUM.into(),
+                            EPSILON.into(),
+                        ];
+                        gpu.launch("bn_train_stats", per_column(c), &args)?;
+                    }
+                    Mode::Eval => {
+                        let args = [
+                            Arg(moving),
+                            Arg(moving + 4 * c as u64),
+                            c.into(),
+                            EPSILON.into(),
+                            Arg(mean),
+                            Arg(inv_std),
+                        ];
+                        gpu.launch("bn_eval_stats", elementwise(c), &args)?;
+                    }
+                }
+                let (gamma, beta) = (weights, weights + 4 * c as u64);
+                let args = [
+                    Arg(x),
+                    Arg(y),
+                    Arg(mean),
+                    Arg(inv_std),
+                    Arg(gamma),
+                    Arg(beta),
+                    rows.into(),
+                    c.into(),
+                ];
+                gpu.launch("bn_apply", elementwise(in_len), &args)
+            }
+            // The softmax's probabilities come with the loss (encode_loss).
+            (LayerSpec::Softmax, _) => Ok(()),
+            (spec, _) => unreachable!("{spec:?} has no scratch of its kind"),
+        }
+    }
+
+    /// `y[rows × out] = a · kernel + bias` (layers::linear::affine_forward).
+    fn encode_affine(
+        &self,
+        a: u64,
+        weights: u64,
+        y: u64,
+        rows: usize,
+        inputs: usize,
+        outputs: usize,
+    ) -> Result<()> {
+        let bias = weights + (inputs * outputs * 4) as u64;
+        self.gpu.launch(
+            "fill_rows",
+            elementwise(rows * outputs),
+            &[Arg(y), Arg(bias), rows.into(), outputs.into()],
+        )?;
+        self.gpu.matmul(
+            y,
+            a,
+            Layout::AsIs,
+            weights,
+            Layout::AsIs,
+            rows,
+            inputs,
+            outputs,
+            true,
+        )
+    }
+
+    fn encode_dropout(
+        &self,
+        input: u64,
+        out: u64,
+        len: usize,
+        rate: f32,
+        layer: usize,
+    ) -> Result<()> {
+        let args = [
+            Arg(input),
+            Arg(out),
+            len.into(),
+            rate.into(),
+            Arg(self.dropout_seed),
+            layer.into(),
+            Arg(self.gpu.ptr(&self.state)),
+        ];
+        self.gpu.launch("dropout_apply", elementwise(len), &args)
+    }
+
+    /// Enqueues the softmax and the loss over the labels on the device: probabilities, the
+    /// logits' gradient when training, predictions at the cursor when `predictions` is given,
+    /// and the batch's loss, correct count and samples added to the three f64 at `metrics`.
+    pub fn encode_loss(
+        &self,
+        n: usize,
+        mode: Mode,
+        predictions: Option<u64>,
+        metrics: u64,
+    ) -> Result<()> {
+        let last = self.placed.len() - 1;
+        let gpu = &self.gpu;
+        let grad = match mode {
+            Mode::Train => gpu.ptr(&self.grad_acts[last]),
+            Mode::Eval => 0,
+        };
+        let args = [
+            Arg(gpu.ptr(&self.acts[last])),
+            Arg(gpu.ptr(&self.labels)),
+            n.into(),
+            self.classes.into(),
+            Arg(gpu.ptr(&self.acts[last + 1])),
+            Arg(grad),
+            Arg(predictions.unwrap_or(0)),
+            Arg(gpu.ptr(&self.state)),
+            Arg(metrics),
+        ];
+        gpu.launch("softmax_cross_entropy", one_block(), &args)
+    }
+
+    /// Enqueues every layer's backward pass, from the loss gradient the loss left.
+    pub fn encode_backward(&self, n: usize) -> Result<()> {
+        for i in (0..self.placed.len() - 1).rev() {
+            self.encode_layer_backward(i, n)?;
+        }
+        Ok(())
+    }
+
+    fn encode_layer_backward(&self, i: usize, n: usize) -> Result<()> {
+        let gpu = &self.gpu;
+        let layer = &self.placed[i];
+        let (x, y) = (gpu.ptr(&self.acts[i]), gpu.ptr(&self.acts[i + 1]));
+        let dy = gpu.ptr(&self.grad_acts[i + 1]);
+        // The first layer's input gradient is never needed.
+        let dx = (i > 0).then(|| gpu.ptr(&self.grad_acts[i]));
+        let (weights, grads) = self.weights(i);
+        let in_len = n * layer.input.len();
+        match (&layer.spec, &self.scratch[i]) {
+            (LayerSpec::Conv2d { filters, kernel }, Scratch::Cols(cols)) => {
+                let Shape::Image { h, w, c } = layer.input else {
+                    unreachable!("conv inputs are images")
+                };
+                let (rows, patch, cols) = (n * h * w, kernel * kernel * c, gpu.ptr(cols));
+                self.encode_weight_grads(cols, dy, grads, rows, patch, *filters)?;
+                if let Some(dx) = dx {
+                    gpu.matmul(
+                        cols,
+                        dy,
+                        Layout::AsIs,
+                        weights,
+                        Layout::Transposed,
+                        rows,
+                        *filters,
+                        patch,
+                        false,
+                    )?;
+                    let args = [
+                        Arg(cols),
+                        Arg(dx),
+                        n.into(),
+                        h.into(),
+                        w.into(),
+                        c.into(),
+                        (*kernel).into(),
+                    ];
+                    gpu.launch("col2im", elementwise(in_len), &args)?;
+                }
+                Ok(())
+            }
+            (LayerSpec::Dense { units }, _) => {
+                let inputs = layer.input.len();
+                self.encode_weight_grads(x, dy, grads, n, inputs, *units)?;
+                match dx {
+                    Some(dx) => gpu.matmul(
+                        dx,
+                        dy,
+                        Layout::AsIs,
+                        weights,
+                        Layout::Transposed,
+                        n,
+                        *units,
+                        inputs,
+                        false,
+                    ),
+                    None => Ok(()),
+                }
+            }
+            (LayerSpec::Relu, _) => match dx {
+                Some(dx) => gpu.launch(
+                    "relu_backward",
+                    elementwise(in_len),
+                    &[Arg(y), Arg(dy), Arg(dx), in_len.into()],
+                ),
+                None => Ok(()),
+            },
+            (LayerSpec::Flatten, _) => match dx {
+                Some(dx) => gpu.launch(
+                    "copy",
+                    elementwise(in_len),
+                    &[Arg(dy), Arg(dx), in_len.into()],
+                ),
+                None => Ok(()),
+            },
+            (LayerSpec::Dropout { rate }, _) => match dx {
+                Some(dx) => self.encode_dropout(dy, dx, in_len, *rate, i),
+                None => Ok(()),
+            },
+            (LayerSpec::MaxPool, Scratch::Winners(winners)) => match dx {
+                Some(dx) => {
+                    let Shape::Image { h, w, c } = layer.input else {
+                        unreachable!("pool inputs are images")
+                    };
+                    let args = [
+                        Arg(dy),
+                        Arg(gpu.ptr(winners)),
+                        Arg(dx),
+                        n.into(),
+                        h.into(),
+                        w.into(),
+                        c.into(),
+                    ];
+                    gpu.launch("maxpool_backward", elementwise(in_len), &args)
+                }
+                None => Ok(()),
+            },
+            (LayerSpec::BatchNorm, Scratch::BatchNorm(stats)) => {
+                let c = layer.input.channels();
+                let rows = in_len / c;
+                let stat = |k: u64| gpu.ptr(stats) + k * 4 * c as u64;
+                let (gamma_grad, beta_grad) = (grads, grads + 4 * c as u64);
+                // Backward follows a training forward pass: batch statistics.
+                let args = [
+                    Arg(x),
+                    Arg(dy),
+                    Arg(stat(0)),
+                    Arg(stat(1)),
+                    rows.into(),
+                    c.into(),
+                    true.into(),
+                    Arg(gamma_grad),
+                    Arg(beta_grad),
+                    Arg(stat(2)),
+                    Arg(stat(3)),
+                ];
+                gpu.launch("bn_backward_sums", per_column(c), &args)?;
+                match dx {
+                    Some(dx) => {
+                        let args = [
+                            Arg(x),
+                            Arg(dy),
+                            Arg(stat(0)),
+                            Arg(stat(1)),
+                            Arg(weights),
+                            Arg(stat(2)),
+                            Arg(stat(3)),
+                            rows.into(),
+                            c.into(),
+                            Arg(dx),
+                        ];
+                        gpu.launch("bn_backward_dx", elementwise(in_len), &args)
+                    }
+                    None => Ok(()),
+                }
+            }
+            (spec, _) => unreachable!("{spec:?} has no backward here"),
+        }
+    }
+
+    /// Kernel gradient `aᵀ · dy` and bias gradient `Σ_rows dy` (layers::linear::WeightGrads).
+    fn encode_weight_grads(
+        &self,
+        a: u64,
+        dy: u64,
+        grads: u64,
+        rows: usize,
+        inputs: usize,
+        outputs: usize,
+    ) -> Result<()> {
+        self.gpu.matmul(
+            grads,
+            a,
+            Layout::Transposed,
+            dy,
+            Layout::AsIs,
+            inputs,
+            rows,
+            outputs,
+            false,
+        )?;
+        let bias_grad = grads + (inputs * outputs * 4) as u64;
+        self.gpu.launch(
+            "column_sums",
+            per_column(outputs),
+            &[Arg(dy), rows.into(), outputs.into(), Arg(bias_grad)],
+        )
+    }
+
+    /// Enqueues the SGD update of every trainable parameter and counts it (train::sgd::Sgd::step).
+    pub fn encode_sgd(&self) -> Result<()> {
+        let len = self.ranges.last().map_or(0, |r| r.weights.end);
+        let gpu = &self.gpu;
+        let args = [
+            Arg(gpu.ptr(&self.params)),
+            Arg(gpu.ptr(&self.grads)),
+            Arg(gpu.ptr(&self.velocity)),
+            len.into(),
+            self.sgd.lr.into(),
+            self.sgd.decay.into(),
+            self.sgd.momentum.into(),
+            self.sgd.nesterov.into(),
+            Arg(gpu.ptr(&self.state)),
+        ];
+        gpu.launch("sgd_step", elementwise(len), &args)?;
+        gpu.launch("count_update", one_block(), &[Arg(gpu.ptr(&self.state))])
+    }
+
+    /// Enqueues the end of a pass of `n` samples: the cursor moves on, a training pass counts.
+    pub fn encode_end_pass(&self, n: usize, mode: Mode) -> Result<()> {
+        let args = [
+            Arg(self.gpu.ptr(&self.state)),
+            n.into(),
+            (mode == Mode::Train).into(),
+        ];
+        self.gpu.launch("end_pass", one_block(), &args)
+    }
+
+    pub fn encode_reset_cursor(&self) -> Result<()> {
+        self.gpu.launch(
+            "reset_cursor",
+            one_block(),
+            &[Arg(self.gpu.ptr(&self.state))],
+        )
+    }
+
+    /// One whole training pass (train::fit's loop body): gather, forward, loss, backward, update.
+    pub fn encode_train_pass(&self, source: BatchSource, n: usize, metrics: u64) -> Result<()> {
+        self.encode_gather(source, n)?;
+        self.encode_forward(n, Mode::Train)?;
+        self.encode_loss(n, Mode::Train, None, metrics)?;
+        self.encode_backward(n)?;
+        self.encode_end_pass(n, Mode::Train)?;
+        self.encode_sgd()
+    }
+
+    /// One evaluation pass (train::fit::evaluate's loop body), predictions kept at the cursor.
+    pub fn encode_eval_pass(
+        &self,
+        source: BatchSource,
+        n: usize,
+        predictions: u64,
+        metrics: u64,
+    ) -> Result<()> {
+        self.encode_gather(source, n)?;
+        self.encode_forward(n, Mode::Eval)?;
+        self.encode_loss(n, Mode::Eval, Some(predictions), metrics)?;
+        self.encode_end_pass(n, Mode::Eval)
+    }
+}

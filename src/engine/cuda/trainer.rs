@@ -1,0 +1,286 @@
+//! train::fit on the GPU: the data set sits on the device as bytes, each epoch's order (drawn
+//! on the host from the same seeded stream as the CPU path, 200 KB) is the only upload, every
+//! pass is a replay of a CUDA graph captured once, and the metrics come back once per epoch.
+
+use super::network::{BatchSource, CudaNetwork};
+use super::Gpu;
+use crate::data::batches::shuffled_order;
+use crate::data::cifar10::Split;
+use crate::engine::network::{rng_stream, streams};
+use crate::engine::{BatchMetrics, Network};
+use crate::train::fit::FitConfig;
+use crate::train::history::{EpochRecord, History};
+use crate::train::sgd::{Sgd, SgdConfig};
+use anyhow::{bail, Result};
+use cudarc::driver::{CudaGraph, CudaSlice};
+use std::time::Instant;
+
+/// A split on the device: images (NHWC bytes), labels, and the order passes read it in.
+struct DeviceSplit {
+    images: CudaSlice<u8>,
+    labels: CudaSlice<u8>,
+    order: CudaSlice<u32>,
+    len: usize,
+}
+
+impl DeviceSplit {
+    fn upload(gpu: &Gpu, split: &Split) -> Result<DeviceSplit> {
+        let mut images = gpu.zeros::<u8>(split.images.len())?;
+        let mut labels = gpu.zeros::<u8>(split.len())?;
+        let mut order = gpu.zeros::<u32>(split.len())?;
+        gpu.upload(&split.images, &mut images)?;
+        gpu.upload(&split.labels, &mut labels)?;
+        let identity: Vec<u32> = (0..split.len() as u32).collect();
+        gpu.upload(&identity, &mut order)?;
+        Ok(DeviceSplit {
+            images,
+            labels,
+            order,
+            len: split.len(),
+        })
+    }
+
+    fn source(&self, gpu: &Gpu) -> BatchSource {
+        BatchSource {
+            images: gpu.ptr(&self.images),
+            labels: gpu.ptr(&self.labels),
+            order: gpu.ptr(&self.order),
+        }
+    }
+}
+
+/// The graphs of one kind of pass over a split: full batches, then the partial last one.
+struct EpochGraphs {
+    full: CudaGraph,
+    tail: Option<CudaGraph>,
+    full_batches: usize,
+}
+
+impl EpochGraphs {
+    fn capture(
+        gpu: &Gpu,
+        len: usize,
+        batch: usize,
+        encode: impl Fn(usize) -> Result<()>,
+    ) -> Result<EpochGraphs> {
+        let full = gpu.capture(|| encode(batch))?;
+        let tail = match len % batch {
+            0 => None,
+            rest => Some(gpu.capture(|| encode(rest))?),
+        };
+        Ok(EpochGraphs {
+            full,
+            tail,
+            full_batches: len / batch,
+        })
+    }
+
+    fn replay(&self) -> Result<()> {
+        for _ in 0..self.full_batches {
+            self.full.launch()?;
+        }
+        if let Some(tail) = &self.tail {
+            tail.launch()?;
+        }
+        Ok(())
+    }
+}
+
+/// Offsets of the two metric triples (loss sum, correct, samples) in the metrics buffer.
+const TRAIN_METRICS: u64 = 0;
+const VALIDATION_METRICS: u64 = 3 * 8;
+
+pub struct GpuTrainer {
+    cuda: CudaNetwork,
+    train: DeviceSplit,
+    validation: DeviceSplit,
+    metrics: CudaSlice<f64>,
+    predictions: CudaSlice<i32>,
+    train_graphs: EpochGraphs,
+    validation_graphs: EpochGraphs,
+}
+
+impl GpuTrainer {
+    /// Copies the network, optimizer and data to the GPU and captures the passes' graphs.
+    pub fn new(
+        gpu: Gpu,
+        net: &Network,
+        sgd: &Sgd,
+        train: &Split,
+        validation: &Split,
+    ) -> Result<GpuTrainer> {
+        let cuda = CudaNetwork::from_host(gpu, net, sgd)?;
+        let gpu = &cuda.gpu;
+        let (train_split, validation_split) = (
+            DeviceSplit::upload(gpu, train)?,
+            DeviceSplit::upload(gpu, validation)?,
+        );
+        let metrics = gpu.zeros::<f64>(6)?;
+        let predictions = gpu.zeros::<i32>(validation.len())?;
+        let batch = cuda.capacity();
+        let (metrics_ptr, predictions_ptr) = (gpu.ptr(&metrics), gpu.ptr(&predictions));
+        let train_source = train_split.source(gpu);
+        let validation_source = validation_split.source(gpu);
+        let train_graphs = EpochGraphs::capture(gpu, train.len(), batch, |n| {
+            cuda.encode_train_pass(train_source, n, metrics_ptr + TRAIN_METRICS)
+        })?;
+        let validation_graphs = EpochGraphs::capture(gpu, validation.len(), batch, |n| {
+            cuda.encode_eval_pass(
+                validation_source,
+                n,
+                predictions_ptr,
+                metrics_ptr + VALIDATION_METRICS,
+            )
+        })?;
+        Ok(GpuTrainer {
+            cuda,
+            train: train_split,
+            validation: validation_split,
+            metrics,
+            predictions,
+            train_graphs,
+            validation_graphs,
+        })
+    }
+
+    /// One epoch in `order` (indices into the training split), then validation; returns the
+    /// (loss, acc, val_loss, val_acc) of the epoch.
+    pub fn epoch(&mut self, order: &[usize]) -> Result<[f64; 4]> {
+        let gpu = &self.cuda.gpu;
+        let order: Vec<u32> = order.iter().map(|&i| i as u32).collect();
+        gpu.upload(&order, &mut self.train.order)?;
+        gpu.stream.memset_zeros(&mut self.metrics)?;
+        self.cuda.encode_reset_cursor()?;
+        self.train_graphs.replay()?;
+        self.cuda.encode_reset_cursor()?;
+        self.validation_graphs.replay()?;
+        let m = gpu.download(&self.metrics, 6)?;
+        Ok([m[0] / m[2], m[1] / m[2], m[3] / m[5], m[4] / m[5]])
+    }
+
+    /// The predicted class of every validation image, from the last epoch's validation.
+    pub fn predictions(&self) -> Result<Vec<u8>> {
+        let predictions = self
+            .cuda
+            .gpu
+            .download(&self.predictions, self.validation.len)?;
+        Ok(predictions.into_iter().map(|p| p as u8).collect())
+    }
+
+    /// Times `steps` replays of a full-batch pass, after `warmup`; returns each one's seconds.
+    /// Training passes change the weights: for benchmarks only.
+    pub fn time_passes(&mut self, which: Pass, steps: usize, warmup: usize) -> Result<Vec<f64>> {
+        let gpu = &self.cuda.gpu;
+        let graph = match which {
+            Pass::Train => &self.train_graphs.full,
+            Pass::Eval => &self.validation_graphs.full,
+        };
+        let mut times = Vec::with_capacity(steps);
+        for i in 0..warmup + steps {
+            // Keep the cursor inside the data however many steps are timed.
+            if i % self
+                .train_graphs
+                .full_batches
+                .min(self.validation_graphs.full_batches)
+                .max(1)
+                == 0
+            {
+                self.cuda.encode_reset_cursor()?;
+            }
+            let started = Instant::now();
+            graph.launch()?;
+            gpu.synchronize()?;
+            if i >= warmup {
+                times.push(started.elapsed().as_secs_f64());
+            }
+        }
+        Ok(times)
+    }
+
+    pub fn download_into(&self, net: &mut Network, sgd: &mut Sgd) -> Result<()> {
+        self.cuda.download_into(net, sgd)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    Train,
+    Eval,
+}
+
+/// [`crate::train::fit::evaluate`] on the GPU: loss, accuracy and predictions over a split.
+pub fn evaluate_on_gpu(gpu: Gpu, net: &Network, split: &Split) -> Result<(BatchMetrics, Vec<u8>)> {
+    // Evaluation needs no optimizer state; an idle one fills the network's optimizer buffers.
+    let idle = Sgd::new(
+        SgdConfig {
+            lr: 0.0,
+            momentum: 0.0,
+            nesterov: false,
+            decay: 0.0,
+        },
+        net.params.len(),
+    );
+    let cuda = CudaNetwork::from_host(gpu, net, &idle)?;
+    let gpu = &cuda.gpu;
+    let data = DeviceSplit::upload(gpu, split)?;
+    let metrics = gpu.zeros::<f64>(3)?;
+    let predictions = gpu.zeros::<i32>(split.len())?;
+    cuda.encode_reset_cursor()?;
+    let batch = cuda.capacity();
+    for start in (0..split.len()).step_by(batch) {
+        let n = batch.min(split.len() - start);
+        cuda.encode_eval_pass(
+            data.source(gpu),
+            n,
+            gpu.ptr(&predictions),
+            gpu.ptr(&metrics),
+        )?;
+    }
+    let m = gpu.download(&metrics, 3)?;
+    let totals = BatchMetrics {
+        loss_sum: m[0],
+        correct: m[1] as usize,
+        samples: m[2] as usize,
+    };
+    let predictions = gpu
+        .download(&predictions, split.len())?
+        .into_iter()
+        .map(|p| p as u8)
+        .collect();
+    Ok((totals, predictions))
+}
+
+/// [`crate::train::fit::fit`] on the GPU; also returns the final validation predictions.
+pub fn fit_on_gpu(
+    gpu: Gpu,
+    net: &mut Network,
+    sgd: &mut Sgd,
+    train: &Split,
+    validation: &Split,
+    config: &FitConfig,
+    mut on_epoch: impl FnMut(&EpochRecord),
+) -> Result<(History, Vec<u8>)> {
+    let mut trainer = GpuTrainer::new(gpu, net, sgd, train, validation)?;
+    let mut shuffle_rng = rng_stream(config.seed, streams::SHUFFLE);
+    let mut history = History::default();
+    for epoch in 1..=config.epochs {
+        let started = Instant::now();
+        let order = shuffled_order(train.len(), &mut shuffle_rng);
+        let [loss, acc, val_loss, val_acc] = trainer.epoch(&order)?;
+        if !loss.is_finite() {
+            bail!("training diverged: the loss is {loss} in epoch {epoch}");
+        }
+        let record = EpochRecord {
+            epoch,
+            seconds: started.elapsed().as_secs_f64(),
+            loss,
+            acc,
+            val_loss,
+            val_acc,
+        };
+        on_epoch(&record);
+        history.push(record);
+    }
+    trainer.download_into(net, sgd)?;
+    Ok((history, trainer.predictions()?))
+}

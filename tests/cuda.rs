@@ -1,0 +1,149 @@
+//! The CUDA backend. Without a GPU (CI) the build is checked and `--device cuda` must answer
+//! with a clear error; the parity tests need an NVIDIA GPU and are ignored elsewhere, saying
+//! so: run them with `cargo test --release --features cuda --test cuda -- --include-ignored`.
+#![cfg(feature = "cuda")]
+
+use minivgg::engine::cuda::network::CudaNetwork;
+use minivgg::engine::cuda::Gpu;
+use minivgg::engine::{Mode, Network};
+use minivgg::model::{zoo, ModelSpec};
+use minivgg::train::sgd::{Sgd, SgdConfig};
+use rand::{Rng, SeedableRng};
+use std::process::Command;
+
+#[test]
+fn device_cuda_either_works_or_says_what_is_missing() {
+    let out = Command::new(env!("CARGO_BIN_EXE_minivgg"))
+        .args(["bench", "--device", "cuda", "--steps", "2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // SAFETY: only tries to load the driver library.
+    if unsafe { cudarc::driver::sys::is_culib_present() } {
+        assert!(
+            out.status.success(),
+            "a machine with the NVIDIA driver must run the GPU bench: {stderr}"
+        );
+    } else {
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            stderr.trim(),
+            "error: --device cuda: the NVIDIA driver (libcuda.so) was not found; use --device cpu to train on the CPU"
+        );
+    }
+}
+
+/// max |a − b| / max |a|: the error relative to the tensor's scale.
+fn relative_error(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = a
+        .iter()
+        .fold(0.0f64, |m, v| m.max(v.abs() as f64))
+        .max(1e-12);
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs() as f64))
+        / scale
+}
+
+fn check_parity(spec: &ModelSpec) {
+    let batch = 8;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let input: Vec<f32> = (0..batch * spec.input.len())
+        .map(|_| rng.random())
+        .collect();
+    let labels: Vec<u8> = (0..batch).map(|_| rng.random_range(0..10)).collect();
+    let config = SgdConfig {
+        lr: 0.01,
+        momentum: 0.9,
+        nesterov: true,
+        decay: 0.01 / 40.0,
+    };
+    let mut net = Network::new(spec, batch, 4).unwrap();
+    let mut sgd = Sgd::new(config, net.params.len());
+    let mut cuda = CudaNetwork::from_host(Gpu::open(0).unwrap(), &net, &sgd).unwrap();
+    let name = &spec.name;
+
+    // Two training steps, so the second runs from updated weights and new dropout masks.
+    for step in 0..2 {
+        net.input_mut(batch).copy_from_slice(&input);
+        let cpu = net.train_batch(&labels);
+        let gpu = cuda.train_batch(&input, &labels).unwrap();
+        assert!(
+            (cpu.loss_sum - gpu.loss_sum).abs() <= 1e-4 * cpu.loss_sum.abs(),
+            "{name} step {step}: loss {cpu:?} vs {gpu:?}"
+        );
+        assert_eq!(cpu.correct, gpu.correct, "{name} step {step}");
+        let probs = cuda.download_probabilities(batch).unwrap();
+        assert!(
+            relative_error(net.probabilities(batch), &probs) <= 1e-4,
+            "{name} step {step}: probabilities"
+        );
+        let grads = cuda.download_grads().unwrap();
+        for t in net
+            .tensors()
+            .iter()
+            .filter(|t| t.kind == minivgg::model::spec::ParamKind::Trainable)
+        {
+            let range = t.offset..t.offset + t.len();
+            let err = relative_error(&net.grads[range.clone()], &grads[range]);
+            assert!(
+                err <= 1e-4,
+                "{name} step {step}: gradient of {} off by {err:e}",
+                t.name
+            );
+        }
+        assert!(
+            relative_error(&net.moving, &cuda.download_moving().unwrap()) <= 1e-4,
+            "{name}: moving statistics"
+        );
+        sgd.step(&mut net.params, &net.grads);
+        cuda.sgd_step().unwrap();
+        let err = relative_error(&net.params, &cuda.download_params().unwrap());
+        assert!(
+            err <= 1e-4,
+            "{name} step {step}: parameters after SGD off by {err:e}"
+        );
+    }
+
+    // Evaluation mode: moving statistics, no dropout.
+    net.input_mut(batch).copy_from_slice(&input);
+    net.forward(batch, Mode::Eval);
+    let cpu = net.metrics(&labels);
+    let gpu = cuda.eval_batch(&input, &labels).unwrap();
+    assert!(
+        (cpu.loss_sum - gpu.loss_sum).abs() <= 1e-4 * cpu.loss_sum.abs(),
+        "{name} eval: {cpu:?} vs {gpu:?}"
+    );
+    assert!(
+        relative_error(
+            net.probabilities(batch),
+            &cuda.download_probabilities(batch).unwrap()
+        ) <= 1e-4
+    );
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run with --include-ignored on a machine with one"]
+fn minivggnet_with_bn_matches_the_cpu() {
+    check_parity(&zoo::minivggnet(true));
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run with --include-ignored on a machine with one"]
+fn minivggnet_without_bn_matches_the_cpu() {
+    check_parity(&zoo::minivggnet(false));
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run with --include-ignored on a machine with one"]
+fn shallownet_matches_the_cpu() {
+    check_parity(&zoo::shallownet());
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run with --include-ignored on a machine with one"]
+fn lenet_matches_the_cpu() {
+    check_parity(&zoo::lenet());
+}
