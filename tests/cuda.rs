@@ -54,12 +54,7 @@ fn check_parity(spec: &ModelSpec) {
         .map(|_| rng.random())
         .collect();
     let labels: Vec<u8> = (0..batch).map(|_| rng.random_range(0..10)).collect();
-    let config = SgdConfig {
-        lr: 0.01,
-        momentum: 0.9,
-        nesterov: true,
-        decay: 0.01 / 40.0,
-    };
+    let config = SgdConfig::TUTORIAL;
     let mut net = Network::new(spec, batch, 4).unwrap();
     let mut sgd = Sgd::new(config, net.params.len());
     let mut cuda = CudaNetwork::from_host(Gpu::open(0).unwrap(), &net, &sgd).unwrap();

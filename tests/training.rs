@@ -20,12 +20,7 @@ fn synthetic(len: usize, seed: u64) -> Split {
 fn train(seed: u64) -> (Vec<f32>, Vec<f32>, History) {
     let (train, validation) = (synthetic(200, 1), synthetic(50, 2));
     let mut net = Network::new(&zoo::minivggnet(true), 64, seed).unwrap();
-    let config = SgdConfig {
-        lr: 0.01,
-        momentum: 0.9,
-        nesterov: true,
-        decay: 0.01 / 40.0,
-    };
+    let config = SgdConfig::TUTORIAL;
     let mut sgd = Sgd::new(config, net.params.len());
     let fit_config = FitConfig {
         epochs: 2,

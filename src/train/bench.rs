@@ -107,15 +107,7 @@ fn bench_gpu(
     let gpu = Gpu::open(ordinal)?;
     let name = gpu.name.clone();
     let net = Network::new(spec, batch, 1)?;
-    let sgd = Sgd::new(
-        SgdConfig {
-            lr: 0.01,
-            momentum: 0.9,
-            nesterov: true,
-            decay: 0.01 / 40.0,
-        },
-        net.params.len(),
-    );
+    let sgd = Sgd::new(SgdConfig::TUTORIAL, net.params.len());
     let mut rng = rand::rng();
     let mut synthetic = |len: usize| Split {
         images: (0..len * IMAGE_BYTES).map(|_| rng.random()).collect(),
@@ -160,12 +152,7 @@ fn bench_cpu(spec: &ModelSpec, batch: usize, steps: usize, warmup: usize) -> Res
     let labels: Vec<u8> = (0..batch)
         .map(|_| rng.random_range(0..spec.classes as u8))
         .collect();
-    let config = SgdConfig {
-        lr: 0.01,
-        momentum: 0.9,
-        nesterov: true,
-        decay: 0.01 / 40.0,
-    };
+    let config = SgdConfig::TUTORIAL;
     let mut sgd = Sgd::new(config, net.params.len());
     let mut step = |net: &mut Network| {
         let started = Instant::now();

@@ -20,6 +20,16 @@ pub struct Sgd {
     pub velocity: Vec<f32>,
 }
 
+impl SgdConfig {
+    /// The tutorial's optimizer: `SGD(lr=0.01, decay=0.01 / 40, momentum=0.9, nesterov=True)`.
+    pub const TUTORIAL: SgdConfig = SgdConfig {
+        lr: 0.01,
+        momentum: 0.9,
+        nesterov: true,
+        decay: 0.01 / 40.0,
+    };
+}
+
 const CHUNK: usize = 1 << 14;
 
 impl Sgd {
