@@ -88,36 +88,99 @@ extern "C" __global__ void fill_rows(float* y, const float* bias, i64 rows, i64 
     GRID_STRIDE(i, rows * cols) { y[i] = bias[i % cols]; }
 }
 
-// cpu::reduce::column_sums (bias gradients): one block per column.
-extern "C" __global__ void column_sums(const float* x, i64 rows, i64 cols, float* out) {
-    __shared__ double shared[256];
-    i64 col = blockIdx.x;
-    double s = 0.0;
-    for (i64 r = threadIdx.x; r < rows; r += blockDim.x) s += (double)x[r * cols + col];
-    double total = block_sum(s, shared);
-    if (threadIdx.x == 0) out[col] = (float)total;
+// Column reductions (cpu::reduce): blocks of 32 columns × 8 row lanes read whole rows of a
+// 32-column tile at once (coalesced), each block sums one chunk of rows in double, and a
+// finishing kernel adds the chunks per column in a fixed order: deterministic, no atomics.
+#define TILE 32
+#define LANES 8
+#define SUM_X 0            // Σ x
+#define SUM_CENTRED_SQ 1   // Σ (x − mean64)²
+#define SUM_DY_DY_XHAT 2   // Σ dy, and Σ dy·x̂ with x̂ = (x − mean)·inv_std
+
+// partials[chunk][0..cols) and [chunk][cols..2·cols) (the second quantity of SUM_DY_DY_XHAT).
+extern "C" __global__ void column_partials(const float* x, const float* dy, const double* mean64, const float* mean,
+                                           const float* inv_std, i64 rows, i64 cols, i64 rows_per_chunk, i64 what,
+                                           double* partials) {
+    __shared__ double first[LANES][TILE], second[LANES][TILE];
+    i64 col = blockIdx.y * TILE + threadIdx.x;
+    i64 start = blockIdx.x * rows_per_chunk;
+    i64 end = min(rows, start + rows_per_chunk);
+    double a = 0.0, b = 0.0;
+    if (col < cols) {
+        for (i64 r = start + threadIdx.y; r < end; r += LANES) {
+            float v = x[r * cols + col];
+            if (what == SUM_X) {
+                a += (double)v;
+            } else if (what == SUM_CENTRED_SQ) {
+                double d = (double)v - mean64[col];
+                a += d * d;
+            } else {
+                float xhat = (v - mean[col]) * inv_std[col];
+                float g = dy[r * cols + col];
+                a += (double)g;
+                b += (double)(g * xhat);
+            }
+        }
+    }
+    first[threadIdx.y][threadIdx.x] = a;
+    second[threadIdx.y][threadIdx.x] = b;
+    __syncthreads();
+    if (threadIdx.y == 0 && col < cols) {
+        double ta = 0.0, tb = 0.0;
+        for (int lane = 0; lane < LANES; ++lane) {
+            ta += first[lane][threadIdx.x];
+            tb += second[lane][threadIdx.x];
+        }
+        partials[blockIdx.x * 2 * cols + col] = ta;
+        partials[blockIdx.x * 2 * cols + cols + col] = tb;
+    }
 }
 
-// layers::batchnorm forward, training: batch mean and variance (two passes), moving averages.
-extern "C" __global__ void bn_train_stats(const float* x, i64 rows, i64 c, float* mean, float* inv_std,
-                                          float* moving_mean, float* moving_var, double momentum, double eps) {
-    __shared__ double shared[256];
-    i64 ch = blockIdx.x;
-    double s = 0.0;
-    for (i64 r = threadIdx.x; r < rows; r += blockDim.x) s += (double)x[r * c + ch];
-    double m = block_sum(s, shared) / (double)rows;
-    double v = 0.0;
-    for (i64 r = threadIdx.x; r < rows; r += blockDim.x) {
-        double d = (double)x[r * c + ch] - m;
-        v += d * d;
-    }
-    double var = block_sum(v, shared) / (double)rows;
-    if (threadIdx.x == 0) {
+__device__ double chunk_total(const double* partials, i64 chunks, i64 cols, i64 col) {
+    double total = 0.0;
+    for (i64 k = 0; k < chunks; ++k) total += partials[k * 2 * cols + col];
+    return total;
+}
+
+// Bias gradients: Σ_rows dy (layers::linear::WeightGrads).
+extern "C" __global__ void bias_grad_finish(const double* partials, i64 chunks, i64 cols, float* out) {
+    GRID_STRIDE(col, cols) { out[col] = (float)chunk_total(partials, chunks, cols, col); }
+}
+
+// layers::batchnorm forward, training, first pass: the batch mean.
+extern "C" __global__ void bn_mean_finish(const double* partials, i64 chunks, i64 c, i64 rows, double* mean64) {
+    GRID_STRIDE(ch, c) { mean64[ch] = chunk_total(partials, chunks, c, ch) / (double)rows; }
+}
+
+// Second pass: the (biased) batch variance, 1/std, and the moving averages, which take the
+// unbiased variance as Keras and PyTorch do.
+extern "C" __global__ void bn_var_finish(const double* partials, i64 chunks, i64 c, i64 rows, const double* mean64,
+                                         float* mean, float* inv_std, float* moving_mean, float* moving_var,
+                                         double momentum, double eps) {
+    GRID_STRIDE(ch, c) {
+        double m = mean64[ch];
+        double var = chunk_total(partials, chunks, c, ch) / (double)rows;
         mean[ch] = (float)m;
         inv_std[ch] = (float)(1.0 / sqrt(var + eps));
         double unbiased = rows > 1 ? var * (double)rows / (double)(rows - 1) : var;
         moving_mean[ch] = (float)((double)moving_mean[ch] * momentum + m * (1.0 - momentum));
         moving_var[ch] = (float)((double)moving_var[ch] * momentum + unbiased * (1.0 - momentum));
+    }
+}
+
+// layers::batchnorm backward: gamma's and beta's gradients, and the means the input gradient
+// subtracts (zero in evaluation mode, whose statistics do not depend on the input).
+extern "C" __global__ void bn_backward_finish(const double* partials, i64 chunks, i64 c, i64 rows, i64 training,
+                                              float* gamma_grad, float* beta_grad, float* mean_dy,
+                                              float* mean_dy_xhat) {
+    GRID_STRIDE(ch, c) {
+        double sum_dy = chunk_total(partials, chunks, c, ch);
+        double sum_dy_xhat = 0.0;
+        for (i64 k = 0; k < chunks; ++k) sum_dy_xhat += partials[k * 2 * c + c + ch];
+        beta_grad[ch] = (float)sum_dy;
+        gamma_grad[ch] = (float)sum_dy_xhat;
+        mean_dy[ch] = training ? (float)(sum_dy / (double)rows) : 0.0f;
+        mean_dy_xhat[ch] = training ? (float)(sum_dy_xhat / (double)rows) : 0.0f;
     }
 }
 
@@ -135,31 +198,6 @@ extern "C" __global__ void bn_apply(const float* x, float* y, const float* mean,
     GRID_STRIDE(i, rows * c) {
         i64 j = i % c;
         y[i] = gamma[j] * (x[i] - mean[j]) * inv_std[j] + beta[j];
-    }
-}
-
-// layers::batchnorm backward: gamma's and beta's gradients, and the means the input gradient
-// subtracts (zero in evaluation mode, whose statistics do not depend on the input).
-extern "C" __global__ void bn_backward_sums(const float* x, const float* dy, const float* mean,
-                                            const float* inv_std, i64 rows, i64 c, i64 training,
-                                            float* gamma_grad, float* beta_grad, float* mean_dy,
-                                            float* mean_dy_xhat) {
-    __shared__ double shared[256];
-    i64 ch = blockIdx.x;
-    double s_dy = 0.0, s_dy_xhat = 0.0;
-    for (i64 r = threadIdx.x; r < rows; r += blockDim.x) {
-        float xhat = (x[r * c + ch] - mean[ch]) * inv_std[ch];
-        float g = dy[r * c + ch];
-        s_dy += (double)g;
-        s_dy_xhat += (double)(g * xhat);
-    }
-    double sum_dy = block_sum(s_dy, shared);
-    double sum_dy_xhat = block_sum(s_dy_xhat, shared);
-    if (threadIdx.x == 0) {
-        beta_grad[ch] = (float)sum_dy;
-        gamma_grad[ch] = (float)sum_dy_xhat;
-        mean_dy[ch] = training ? (float)(sum_dy / (double)rows) : 0.0f;
-        mean_dy_xhat[ch] = training ? (float)(sum_dy_xhat / (double)rows) : 0.0f;
     }
 }
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 const KERNEL_SOURCE: &str = include_str!("kernels.cu");
 
 /// Every `extern "C"` kernel of kernels.cu.
-const KERNELS: [&str; 21] = [
+const KERNELS: [&str; 23] = [
     "gather_batch",
     "end_pass",
     "count_update",
@@ -31,11 +31,13 @@ const KERNELS: [&str; 21] = [
     "im2col",
     "col2im",
     "fill_rows",
-    "column_sums",
-    "bn_train_stats",
+    "column_partials",
+    "bias_grad_finish",
+    "bn_mean_finish",
+    "bn_var_finish",
+    "bn_backward_finish",
     "bn_eval_stats",
     "bn_apply",
-    "bn_backward_sums",
     "bn_backward_dx",
     "relu_forward",
     "relu_backward",
@@ -103,17 +105,13 @@ pub fn elementwise(len: usize) -> LaunchConfig {
     }
 }
 
-/// One block of 256 threads per column (per-channel reductions).
-pub fn per_column(columns: usize) -> LaunchConfig {
+/// One block of 256 threads (the loss, and the step counters).
+pub fn one_block() -> LaunchConfig {
     LaunchConfig {
-        grid_dim: (columns as u32, 1, 1),
+        grid_dim: (1, 1, 1),
         block_dim: (256, 1, 1),
         shared_mem_bytes: 0,
     }
-}
-
-pub fn one_block() -> LaunchConfig {
-    per_column(1)
 }
 
 impl Gpu {

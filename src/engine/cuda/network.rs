@@ -3,7 +3,7 @@
 //! enqueued as kernels and cuBLAS products that read and write only device memory, so a whole
 //! training pass can be captured once as a CUDA graph and replayed.
 
-use super::{elementwise, one_block, per_column, Arg, Gpu};
+use super::{elementwise, one_block, Arg, Gpu};
 use crate::engine::cpu::matmul::Layout;
 use crate::engine::layers::batchnorm::{EPSILON, MOMENTUM};
 use crate::engine::network::LayerRanges;
@@ -12,20 +12,29 @@ use crate::model::spec::{LayerSpec, PlacedLayer};
 use crate::model::Shape;
 use crate::train::sgd::Sgd;
 use anyhow::Result;
-use cudarc::driver::CudaSlice;
+use cudarc::driver::{CudaSlice, LaunchConfig};
 
 /// Indices into the device step state (see `STATE_*` in kernels.cu).
 const STATE_TRAIN_STEPS: usize = 0;
 const STATE_ITERATIONS: usize = 1;
 const STATE_LEN: usize = 4;
 
+/// Column reductions split their rows into at most this many chunks (kernels.cu's
+/// `column_partials`), each summed by one block of 32 columns × `LANES` rows.
+const MAX_CHUNKS: usize = 256;
+const LANES: usize = 8;
+const SUM_X: usize = 0;
+const SUM_CENTRED_SQ: usize = 1;
+const SUM_DY_DY_XHAT: usize = 2;
+
 /// Per-layer device scratch, as the CPU layers keep theirs.
 enum Scratch {
     None,
     /// Conv2D: the im2col patches, reused for their gradients in backward.
     Cols(CudaSlice<f32>),
-    /// BatchNorm: mean, 1/std, mean of dy, mean of dy·x̂ (4 × channels).
-    BatchNorm(CudaSlice<f32>),
+    /// BatchNorm: mean, 1/std, mean of dy, mean of dy·x̂ (4 × channels), and the batch mean
+    /// in f64 for the variance pass.
+    BatchNorm(CudaSlice<f32>, CudaSlice<f64>),
     /// MaxPool: which window position won.
     Winners(CudaSlice<u8>),
 }
@@ -55,6 +64,9 @@ pub struct CudaNetwork {
     grad_acts: Vec<CudaSlice<f32>>,
     scratch: Vec<Scratch>,
     labels: CudaSlice<i32>,
+    /// Per-chunk column sums of the reductions (bias gradients, BN statistics), shared by all
+    /// layers since the stream runs them one after another.
+    partials: CudaSlice<f64>,
     /// Train steps, SGD iterations, cursor (kernels.cu's `STATE_*`).
     pub state: CudaSlice<u64>,
 }
@@ -88,9 +100,10 @@ impl CudaNetwork {
                     (LayerSpec::Conv2d { kernel, .. }, Shape::Image { h, w, c }) => {
                         Scratch::Cols(gpu.zeros::<f32>(capacity * h * w * kernel * kernel * c)?)
                     }
-                    (LayerSpec::BatchNorm, input) => {
-                        Scratch::BatchNorm(gpu.zeros::<f32>(4 * input.channels())?)
-                    }
+                    (LayerSpec::BatchNorm, input) => Scratch::BatchNorm(
+                        gpu.zeros::<f32>(4 * input.channels())?,
+                        gpu.zeros::<f64>(input.channels())?,
+                    ),
                     (LayerSpec::MaxPool, _) => {
                         Scratch::Winners(gpu.zeros::<u8>(capacity * layer.output.len())?)
                     }
@@ -104,7 +117,14 @@ impl CudaNetwork {
         host_state[STATE_ITERATIONS] = sgd.iterations;
         gpu.upload(&host_state, &mut state)?;
         let labels = gpu.zeros::<i32>(capacity)?;
+        let widest = placed
+            .iter()
+            .map(|l| l.output.channels())
+            .max()
+            .unwrap_or(1);
+        let partials = gpu.zeros::<f64>(MAX_CHUNKS * 2 * widest)?;
         Ok(CudaNetwork {
+            partials,
             ranges: net.layer_ranges().to_vec(),
             classes: net.classes(),
             dropout_seed: net.dropout_seed(),
@@ -303,30 +323,53 @@ impl CudaNetwork {
                 ];
                 gpu.launch("maxpool_forward", elementwise(out_len), &args)
             }
-            (LayerSpec::BatchNorm, Scratch::BatchNorm(stats)) => {
+            (LayerSpec::BatchNorm, Scratch::BatchNorm(stats, mean64)) => {
                 let c = layer.input.channels();
                 let rows = in_len / c;
                 let (mean, inv_std) = (gpu.ptr(stats), gpu.ptr(stats) + 4 * c as u64);
-                let moving = self.moving_ptr(i);
+                let (mean64, moving) = (gpu.ptr(mean64), self.moving_ptr(i));
+                let moving_var = moving + 4 * c as u64;
                 match mode {
                     Mode::Train => {
+                        let partials = gpu.ptr(&self.partials);
+                        let chunks = self.encode_column_partials(x, 0, 0, 0, 0, rows, c, SUM_X)?;
                         let args = [
-                            Arg(x),
-                            rows.into(),
+                            Arg(partials),
+                            chunks.into(),
                             c.into(),
+                            rows.into(),
+                            Arg(mean64),
+                        ];
+                        gpu.launch("bn_mean_finish", elementwise(c), &args)?;
+                        let chunks = self.encode_column_partials(
+                            x,
+                            0,
+                            mean64,
+                            0,
+                            0,
+                            rows,
+                            c,
+                            SUM_CENTRED_SQ,
+                        )?;
+                        let args = [
+                            Arg(partials),
+                            chunks.into(),
+                            c.into(),
+                            rows.into(),
+                            Arg(mean64),
                             Arg(mean),
                             Arg(inv_std),
                             Arg(moving),
-                            Arg(moving + 4 * c as u64),
+                            Arg(moving_var),
                             MOMENTUM.into(),
                             EPSILON.into(),
                         ];
-                        gpu.launch("bn_train_stats", per_column(c), &args)?;
+                        gpu.launch("bn_var_finish", elementwise(c), &args)?;
                     }
                     Mode::Eval => {
                         let args = [
                             Arg(moving),
-                            Arg(moving + 4 * c as u64),
+                            Arg(moving_var),
                             c.into(),
                             EPSILON.into(),
                             Arg(mean),
@@ -538,26 +581,34 @@ impl CudaNetwork {
                 }
                 None => Ok(()),
             },
-            (LayerSpec::BatchNorm, Scratch::BatchNorm(stats)) => {
+            (LayerSpec::BatchNorm, Scratch::BatchNorm(stats, _)) => {
                 let c = layer.input.channels();
                 let rows = in_len / c;
                 let stat = |k: u64| gpu.ptr(stats) + k * 4 * c as u64;
                 let (gamma_grad, beta_grad) = (grads, grads + 4 * c as u64);
+                let chunks = self.encode_column_partials(
+                    x,
+                    dy,
+                    0,
+                    stat(0),
+                    stat(1),
+                    rows,
+                    c,
+                    SUM_DY_DY_XHAT,
+                )?;
                 // Backward follows a training forward pass: batch statistics.
                 let args = [
-                    Arg(x),
-                    Arg(dy),
-                    Arg(stat(0)),
-                    Arg(stat(1)),
-                    rows.into(),
+                    Arg(gpu.ptr(&self.partials)),
+                    chunks.into(),
                     c.into(),
+                    rows.into(),
                     true.into(),
                     Arg(gamma_grad),
                     Arg(beta_grad),
                     Arg(stat(2)),
                     Arg(stat(3)),
                 ];
-                gpu.launch("bn_backward_sums", per_column(c), &args)?;
+                gpu.launch("bn_backward_finish", elementwise(c), &args)?;
                 match dx {
                     Some(dx) => {
                         let args = [
@@ -603,11 +654,53 @@ impl CudaNetwork {
             false,
         )?;
         let bias_grad = grads + (inputs * outputs * 4) as u64;
-        self.gpu.launch(
-            "column_sums",
-            per_column(outputs),
-            &[Arg(dy), rows.into(), outputs.into(), Arg(bias_grad)],
-        )
+        let chunks = self.encode_column_partials(dy, 0, 0, 0, 0, rows, outputs, SUM_X)?;
+        let args = [
+            Arg(self.gpu.ptr(&self.partials)),
+            chunks.into(),
+            outputs.into(),
+            Arg(bias_grad),
+        ];
+        self.gpu
+            .launch("bias_grad_finish", elementwise(outputs), &args)
+    }
+
+    /// Enqueues the per-chunk column sums `what` (kernels.cu's SUM_*) of `x[rows × cols]` into
+    /// the partials buffer; returns the number of chunks for the finishing kernel. Unused
+    /// operands are 0.
+    #[allow(clippy::too_many_arguments)]
+    fn encode_column_partials(
+        &self,
+        x: u64,
+        dy: u64,
+        mean64: u64,
+        mean: u64,
+        inv_std: u64,
+        rows: usize,
+        cols: usize,
+        what: usize,
+    ) -> Result<usize> {
+        let rows_per_chunk = rows.div_ceil(MAX_CHUNKS).max(LANES);
+        let chunks = rows.div_ceil(rows_per_chunk);
+        let config = LaunchConfig {
+            grid_dim: (chunks as u32, cols.div_ceil(32) as u32, 1),
+            block_dim: (32, LANES as u32, 1),
+            shared_mem_bytes: 0,
+        };
+        let args = [
+            Arg(x),
+            Arg(dy),
+            Arg(mean64),
+            Arg(mean),
+            Arg(inv_std),
+            rows.into(),
+            cols.into(),
+            rows_per_chunk.into(),
+            what.into(),
+            Arg(self.gpu.ptr(&self.partials)),
+        ];
+        self.gpu.launch("column_partials", config, &args)?;
+        Ok(chunks)
     }
 
     /// Enqueues the SGD update of every trainable parameter and counts it (train::sgd::Sgd::step).
