@@ -221,3 +221,108 @@ fn device_cuda_in_a_cpu_build_says_how_to_get_it() {
         "unknown device \"tpu\"; expected cpu, cuda or cuda:N",
     );
 }
+
+#[test]
+fn ctrl_c_writes_a_checkpoint_and_resume_ends_as_the_uninterrupted_run() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str| -> Vec<String> {
+        let out = dir.path().join(name);
+        let flags = [
+            "train",
+            "--model",
+            "shallownet",
+            "--epochs",
+            "2",
+            "--seed",
+            "3",
+            "--threads",
+            "2",
+        ];
+        let paths = [
+            "--output",
+            &format!("{}/plot.png", out.display()),
+            "--save",
+            &format!("{}/model.safetensors", out.display()),
+        ];
+        flags
+            .iter()
+            .chain(paths.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let out = minivgg(&run("whole").iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_minivgg"))
+        .args(run("stopped"))
+        .env("MINIVGG_DATA", common::real_data_path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Once training runs (the handler is installed by then), let some batches pass, then Ctrl-C.
+    assert!(lines.any(|l| l.unwrap().starts_with("[INFO] training network")));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let stopped = child.wait_with_output().unwrap();
+    let stderr = text(&stopped.stderr);
+    let checkpoint = dir.path().join("stopped/plot_checkpoint");
+    assert_eq!(stopped.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "go on with `minivgg train --resume {}`",
+            checkpoint.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("stopped/model.safetensors").exists(),
+        "an interrupted run saved a model"
+    );
+
+    let out = minivgg(&[
+        "train",
+        "--resume",
+        checkpoint.to_str().unwrap(),
+        "--threads",
+        "2",
+    ]);
+    assert!(out.status.success(), "resume failed: {}", text(&out.stderr));
+    let model =
+        |name: &str| std::fs::read(dir.path().join(name).join("model.safetensors")).unwrap();
+    assert!(
+        model("whole") == model("stopped"),
+        "the resumed run's weights differ from the uninterrupted run's"
+    );
+    let metrics = |name: &str| -> Vec<String> {
+        let csv = std::fs::read_to_string(dir.path().join(name).join("plot.csv")).unwrap();
+        // Every column but the wall time.
+        csv.lines()
+            .map(|l| {
+                l.split(',')
+                    .enumerate()
+                    .filter(|(i, _)| *i != 1)
+                    .map(|(_, v)| v)
+                    .collect()
+            })
+            .collect()
+    };
+    assert_eq!(metrics("whole"), metrics("stopped"));
+    assert_usage_error(
+        &[
+            "train",
+            "--resume",
+            checkpoint.to_str().unwrap(),
+            "--lr",
+            "0.1",
+        ],
+        "cannot be used with",
+    );
+}

@@ -1,13 +1,17 @@
-//! The training loop on synthetic data: `--seed` reproduces a run bit for bit, and another
-//! seed gives another run.
+//! The training loop on synthetic data: `--seed` reproduces a run bit for bit, another seed
+//! gives another run, and a run stopped after any batch and resumed from its checkpoint file
+//! ends exactly where the uninterrupted run ends.
 
 use minivgg::data::cifar10::{Split, IMAGE_BYTES};
 use minivgg::engine::Network;
 use minivgg::model::zoo;
-use minivgg::train::fit::{fit, FitConfig};
+use minivgg::train::checkpoint::{self, RunSettings};
+use minivgg::train::fit::{fit, FitConfig, Outcome, Progress};
 use minivgg::train::history::History;
 use minivgg::train::sgd::{Sgd, SgdConfig};
 use rand::{Rng, SeedableRng};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 fn synthetic(len: usize, seed: u64) -> Split {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -17,26 +21,47 @@ fn synthetic(len: usize, seed: u64) -> Split {
     }
 }
 
+const EPOCHS: usize = 2;
+
+/// A run's end state, with the history's wall times (which no two runs share) zeroed.
+fn end_state(net: Network, mut history: History) -> (Vec<f32>, Vec<f32>, History) {
+    history.epochs.iter_mut().for_each(|e| e.seconds = 0.0);
+    (net.params, net.moving, history)
+}
+
 fn train(seed: u64) -> (Vec<f32>, Vec<f32>, History) {
     let (train, validation) = (synthetic(200, 1), synthetic(50, 2));
     let mut net = Network::new(&zoo::minivggnet(true), 64, seed).unwrap();
-    let config = SgdConfig::TUTORIAL;
-    let mut sgd = Sgd::new(config, net.params.len());
-    let fit_config = FitConfig {
-        epochs: 2,
+    let mut sgd = Sgd::new(SgdConfig::TUTORIAL, net.params.len());
+    let config = FitConfig {
+        epochs: EPOCHS,
         seed,
         progress: false,
+        stop: None,
     };
-    let mut history = fit(&mut net, &mut sgd, &train, &validation, &fit_config, |_| {}).unwrap();
-    history.epochs.iter_mut().for_each(|e| e.seconds = 0.0);
-    (net.params, net.moving, history)
+    let mut progress = Progress::default();
+    let outcome = fit(
+        &mut net,
+        &mut sgd,
+        &train,
+        &validation,
+        &config,
+        &mut progress,
+        |_| {},
+        |_, _, _| Ok(()),
+    );
+    assert_eq!(outcome.unwrap(), Outcome::Finished);
+    end_state(net, progress.history)
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
 }
 
 #[test]
 fn the_same_seed_reproduces_a_run_bit_for_bit() {
     let (params_a, moving_a, history_a) = train(5);
     let (params_b, moving_b, history_b) = train(5);
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&params_a), bits(&params_b));
     assert_eq!(bits(&moving_a), bits(&moving_b));
     assert_eq!(history_a, history_b);
@@ -46,4 +71,57 @@ fn the_same_seed_reproduces_a_run_bit_for_bit() {
         bits(&params_c),
         "another seed must give another run"
     );
+}
+
+#[test]
+fn a_run_stopped_after_every_batch_and_resumed_from_disk_ends_bit_identical() {
+    let seed = 5;
+    let (train_split, validation) = (synthetic(200, 1), synthetic(50, 2));
+    let dir = tempfile::tempdir().unwrap();
+    let settings = RunSettings {
+        epochs: EPOCHS,
+        batch_size: 64,
+        sgd: SgdConfig::TUTORIAL,
+        seed,
+        output: dir.path().join("plot.png"),
+        save: None,
+    };
+    let mut net = Network::new(&zoo::minivggnet(true), 64, seed).unwrap();
+    let mut sgd = Sgd::new(settings.sgd, net.params.len());
+    let mut progress = Progress::default();
+    // A stop requested before the call: every call trains one batch, checkpoints and stops.
+    let config = FitConfig {
+        epochs: EPOCHS,
+        seed,
+        progress: false,
+        stop: Some(Arc::new(AtomicBool::new(true))),
+    };
+    let mut stops = 0;
+    loop {
+        let outcome = fit(
+            &mut net,
+            &mut sgd,
+            &train_split,
+            &validation,
+            &config,
+            &mut progress,
+            |_| {},
+            |n, s, p| checkpoint::write(dir.path(), n, s, &settings, p),
+        )
+        .unwrap();
+        if outcome == Outcome::Finished {
+            break;
+        }
+        stops += 1;
+        // Go on as a new process would: from the file alone.
+        let resumed = checkpoint::read(dir.path()).unwrap();
+        assert_eq!(resumed.settings, settings);
+        (net, sgd, progress) = (resumed.net, resumed.sgd, resumed.progress);
+    }
+    assert_eq!(stops, EPOCHS * 200usize.div_ceil(64), "one stop per batch");
+    let (params, moving, history) = end_state(net, progress.history);
+    let (want_params, want_moving, want_history) = train(seed);
+    assert_eq!(bits(&params), bits(&want_params));
+    assert_eq!(bits(&moving), bits(&want_moving));
+    assert_eq!(history, want_history);
 }

@@ -9,11 +9,16 @@ use crate::model::{io as model_io, zoo, ModelSpec};
 use crate::report::classification::classification_report;
 use crate::report::plot::plot_history;
 use crate::train::bench::bench;
-use crate::train::fit::{check_device, epoch_line, evaluate_on, fit_on, FitConfig};
+use crate::train::checkpoint::{self, Checkpoint, RunSettings};
+use crate::train::fit::{
+    check_device, epoch_line, evaluate_on, fit_on, FitConfig, Outcome, Progress,
+};
 use crate::train::sgd::{Sgd, SgdConfig};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, Parser)]
@@ -101,6 +106,15 @@ pub struct TrainArgs {
     /// cpu, or cuda[:N] for an NVIDIA GPU (a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: Device,
+    /// Where the checkpoint written after every epoch (and on Ctrl-C) goes.
+    /// Default: beside the plot, <plot name>_checkpoint/.
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Go on with the run whose checkpoint is in DIR, with that run's own settings.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "model", "no_bn", "output", "epochs", "batch_size", "lr", "momentum", "no_nesterov", "decay", "seed", "save",
+    ])]
+    pub resume: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -227,18 +241,95 @@ fn beside(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(format!("{stem}{suffix}"))
 }
 
-fn train(args: TrainArgs) -> Result<()> {
-    check_flags(&args)?;
+/// A run stopped by Ctrl-C (or SIGTERM) after writing its checkpoint: exit code 130.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted; the run is saved in {}: go on with `minivgg train --resume {}`", .0.display(), .0.display())]
+pub struct Interrupted(pub PathBuf);
+
+/// A new run from the flags, or the run a checkpoint holds.
+fn start_run(args: &TrainArgs) -> Result<(Checkpoint, PathBuf)> {
+    if let Some(dir) = &args.resume {
+        let run = checkpoint::read(dir)?;
+        println!(
+            "[INFO] resuming {} from {}: epoch {} of {}, after batch {}",
+            run.net.spec.name,
+            dir.display(),
+            run.progress.epoch(),
+            run.settings.epochs,
+            run.progress.batches_done
+        );
+        return Ok((
+            run,
+            args.checkpoint_dir.clone().unwrap_or_else(|| dir.clone()),
+        ));
+    }
+    check_flags(args)?;
     let spec = model_spec(&args.model)?;
-    let plot_path = args.output.clone().unwrap_or_else(|| default_output(&spec));
+    let settings = RunSettings {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        sgd: SgdConfig {
+            lr: args.lr,
+            momentum: args.momentum,
+            nesterov: !args.no_nesterov,
+            decay: args.decay.unwrap_or(args.lr / args.epochs as f32),
+        },
+        seed: args.seed.unwrap_or_else(rand::random),
+        output: args.output.clone().unwrap_or_else(|| default_output(&spec)),
+        save: args.save.clone(),
+    };
+    let net = Network::new(&spec, settings.batch_size, settings.seed)?;
+    let sgd = Sgd::new(settings.sgd, net.params.len());
+    let dir = args
+        .checkpoint_dir
+        .clone()
+        .unwrap_or_else(|| beside(&settings.output, "_checkpoint"));
+    Ok((
+        Checkpoint {
+            net,
+            sgd,
+            settings,
+            progress: Progress::default(),
+        },
+        dir,
+    ))
+}
+
+/// Ctrl-C and SIGTERM ask the run to stop after the current batch; a second one quits at once.
+fn stop_on_signal() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\n[INFO] stopping after this batch to write a checkpoint (again to quit at once)"
+        );
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let (run, checkpoint_dir) = start_run(&args)?;
+    let Checkpoint {
+        mut net,
+        mut sgd,
+        settings,
+        mut progress,
+    } = run;
+    let plot_path = settings.output.clone();
     let csv_path = beside(&plot_path, ".csv");
     let report_path = beside(&plot_path, "_report.txt");
+    let checkpoint_path = checkpoint_dir.join(checkpoint::CHECKPOINT_FILE);
     // Fail now, not after hours of training.
     for path in [
         Some(&plot_path),
         Some(&csv_path),
         Some(&report_path),
-        args.save.as_ref(),
+        Some(&checkpoint_path),
+        settings.save.as_ref(),
     ]
     .into_iter()
     .flatten()
@@ -247,45 +338,48 @@ fn train(args: TrainArgs) -> Result<()> {
     }
     set_threads(args.threads)?;
     check_device(args.device)?;
-    let seed = args.seed.unwrap_or_else(rand::random);
 
     println!("[INFO] loading CIFAR-10 data...");
     let data_path = download::resolve_data_path(args.data.data.as_deref())?;
     let data = cifar10::load(&data_path)?;
 
-    println!(
-        "[INFO] compiling model... ({}, seed {seed}, {} threads)",
-        spec.name,
-        rayon::current_num_threads()
-    );
-    let mut net = Network::new(&spec, args.batch_size, seed)?;
-    let sgd_config = SgdConfig {
-        lr: args.lr,
-        momentum: args.momentum,
-        nesterov: !args.no_nesterov,
-        decay: args.decay.unwrap_or(args.lr / args.epochs as f32),
+    let on = match args.device {
+        Device::Cpu => format!("{} threads", rayon::current_num_threads()),
+        gpu => gpu.to_string(),
     };
-    let mut sgd = Sgd::new(sgd_config, net.params.len());
-
-    println!("[INFO] training network...");
+    println!(
+        "[INFO] compiling model... ({}, seed {}, {on})",
+        net.spec.name, settings.seed
+    );
+    println!(
+        "[INFO] training network... (checkpoints in {})",
+        checkpoint_dir.display()
+    );
     let started = Instant::now();
     let config = FitConfig {
-        epochs: args.epochs,
-        seed,
+        epochs: settings.epochs,
+        seed: settings.seed,
         progress: true,
+        stop: Some(stop_on_signal()?),
     };
-    let (history, predictions) = fit_on(
+    let (outcome, predictions) = fit_on(
         args.device,
         &mut net,
         &mut sgd,
         &data.train,
         &data.test,
         &config,
-        |record| println!("{}", epoch_line(record, args.epochs)),
+        &mut progress,
+        |record| println!("{}", epoch_line(record, settings.epochs)),
+        |net, sgd, progress| checkpoint::write(&checkpoint_dir, net, sgd, &settings, progress),
     )?;
+    if outcome == Outcome::Interrupted {
+        return Err(Interrupted(checkpoint_dir).into());
+    }
+    let history = progress.history;
     println!(
         "[INFO] trained {} epochs in {:.1}s",
-        args.epochs,
+        settings.epochs,
         started.elapsed().as_secs_f64()
     );
     println!("[INFO] evaluating network...");
@@ -295,15 +389,18 @@ fn train(args: TrainArgs) -> Result<()> {
 
     history.write_csv(&csv_path)?;
     atomic_write_bytes(&report_path, report.as_bytes())?;
-    let title = "Training Loss and Accuracy on CIFAR-10";
-    plot_history(&history, &plot_path, title)?;
+    plot_history(
+        &history,
+        &plot_path,
+        "Training Loss and Accuracy on CIFAR-10",
+    )?;
     println!(
         "[INFO] wrote {}, {} and {}",
         plot_path.display(),
         csv_path.display(),
         report_path.display()
     );
-    if let Some(path) = &args.save {
+    if let Some(path) = &settings.save {
         model_io::save(&net, path)?;
         println!("[INFO] saved model to {}", path.display());
     }

@@ -42,19 +42,6 @@ pub struct LayerRanges {
     pub moving: std::ops::Range<usize>,
 }
 
-/// Independent random streams of one seed, so changing one use does not shift the others.
-pub mod streams {
-    pub const INIT: u64 = 0;
-    pub const SHUFFLE: u64 = 1;
-}
-
-/// A seeded ChaCha8 generator on one of the [`streams`].
-pub fn rng_stream(seed: u64, stream: u64) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(stream);
-    rng
-}
-
 pub struct Network {
     pub spec: ModelSpec,
     placed: Vec<PlacedLayer>,
@@ -71,7 +58,7 @@ pub struct Network {
     /// `grad_acts[i]` is the loss gradient with respect to `acts[i]` (empty for the input).
     grad_acts: Vec<Vec<f32>>,
     /// Dropout masks are a function of (seed, training step, layer): see [`dropout_key`].
-    dropout_seed: u64,
+    pub dropout_seed: u64,
     /// Training passes done so far.
     pub train_steps: u64,
     /// Per layer (forward, backward) time, accumulated while profiling is on (`bench`).
@@ -142,7 +129,8 @@ impl Network {
     }
 
     fn initialize(&mut self, seed: u64) {
-        let mut rng = rng_stream(seed, streams::INIT);
+        // Stream 0 of the seed; shuffling reads stream 1 (data::batches::epoch_order).
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         for (layer, tensors) in self.placed.iter().zip(self.tensors_by_layer()) {
             for t in tensors {
                 let (store, range) = match t.kind {
@@ -284,10 +272,6 @@ impl Network {
     /// Per layer (forward, backward) time accumulated since [`Network::start_profiling`].
     pub fn profile(&self) -> Option<&[(Duration, Duration)]> {
         self.profile.as_deref()
-    }
-
-    pub fn dropout_seed(&self) -> u64 {
-        self.dropout_seed
     }
 }
 

@@ -1,6 +1,6 @@
 //! Trained models as safetensors: one tensor per Keras weight (`conv2d_1/kernel` in HWIO,
 //! `batch_normalization_1/moving_mean`, …) and the [`ModelSpec`] as JSON in the metadata, so
-//! one file rebuilds the model.
+//! one file rebuilds the model. Checkpoints are the same file with extra tensors and metadata.
 
 use super::spec::ParamKind;
 use super::ModelSpec;
@@ -13,8 +13,18 @@ use std::path::Path;
 
 const SPEC_KEY: &str = "minivgg_spec";
 
-pub fn save(net: &Network, path: &Path) -> Result<()> {
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = net
+fn le_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The network's tensors, then `extras` (name, values as a vector), with `metadata` beside
+/// the architecture.
+pub fn to_bytes(
+    net: &Network,
+    extras: &[(&str, &[f32])],
+    mut metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = net
         .tensors()
         .iter()
         .map(|t| {
@@ -22,14 +32,19 @@ pub fn save(net: &Network, path: &Path) -> Result<()> {
                 ParamKind::Trainable => &net.params,
                 ParamKind::Moving => &net.moving,
             };
-            let data = store[t.offset..t.offset + t.len()]
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect();
-            (t.name.clone(), data, t.shape.clone())
+            (
+                t.name.clone(),
+                le_bytes(&store[t.offset..t.offset + t.len()]),
+                t.shape.clone(),
+            )
         })
         .collect();
-    let views = bytes
+    tensors.extend(
+        extras
+            .iter()
+            .map(|(name, values)| (name.to_string(), le_bytes(values), vec![values.len()])),
+    );
+    let views = tensors
         .iter()
         .map(|(name, data, shape)| {
             Ok((
@@ -38,28 +53,32 @@ pub fn save(net: &Network, path: &Path) -> Result<()> {
             ))
         })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
-    let metadata = HashMap::from([(SPEC_KEY.to_string(), serde_json::to_string(&net.spec)?)]);
-    let file = safetensors::tensor::serialize(views, Some(metadata))?;
-    atomic_write_bytes(path, &file)
+    metadata.insert(SPEC_KEY.to_string(), serde_json::to_string(&net.spec)?);
+    Ok(safetensors::tensor::serialize(views, Some(metadata))?)
+}
+
+pub fn save(net: &Network, path: &Path) -> Result<()> {
+    atomic_write_bytes(path, &to_bytes(net, &[], HashMap::new())?)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read weights file {}", path.display()))
 }
 
-fn spec_from_bytes(path: &Path, bytes: &[u8]) -> Result<ModelSpec> {
+/// The string metadata of a safetensors file.
+pub fn read_metadata(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String>> {
     let (_, metadata) = SafeTensors::read_metadata(bytes)
         .map_err(|e| anyhow!("{}: not a safetensors file ({e})", path.display()))?;
-    let json = metadata
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(SPEC_KEY))
-        .ok_or_else(|| {
-            anyhow!(
-                "{}: safetensors file without a minivgg architecture ({SPEC_KEY})",
-                path.display()
-            )
-        })?;
+    Ok(metadata.metadata().clone().unwrap_or_default())
+}
+
+fn spec_of(path: &Path, metadata: &HashMap<String, String>) -> Result<ModelSpec> {
+    let json = metadata.get(SPEC_KEY).ok_or_else(|| {
+        anyhow!(
+            "{}: safetensors file without a minivgg architecture ({SPEC_KEY})",
+            path.display()
+        )
+    })?;
     let spec: ModelSpec = serde_json::from_str(json)
         .map_err(|e| anyhow!("{}: unreadable minivgg architecture: {e}", path.display()))?;
     spec.place()
@@ -69,26 +88,50 @@ fn spec_from_bytes(path: &Path, bytes: &[u8]) -> Result<ModelSpec> {
 
 /// The architecture stored in a weights file.
 pub fn read_spec(path: &Path) -> Result<ModelSpec> {
-    spec_from_bytes(path, &read(path)?)
+    let bytes = read(path)?;
+    spec_of(path, &read_metadata(path, &bytes)?)
 }
 
-/// Rebuilds the saved network for batches of up to `capacity` samples.
-pub fn load(path: &Path, capacity: usize) -> Result<Network> {
-    let bytes = read(path)?;
-    let spec = spec_from_bytes(path, &bytes)?;
-    let file = SafeTensors::deserialize(&bytes)
+/// What [`from_bytes`] rebuilds: the network, the metadata, and the extra tensors asked for.
+pub struct Loaded {
+    pub net: Network,
+    pub metadata: HashMap<String, String>,
+    pub extras: HashMap<String, Vec<f32>>,
+}
+
+fn f32s(data: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    data.chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Rebuilds the network saved in `bytes` (read from `path`, named in errors) for batches of up
+/// to `capacity`, with the extra vectors `extras` that must be there too.
+pub fn from_bytes(path: &Path, bytes: &[u8], capacity: usize, extras: &[&str]) -> Result<Loaded> {
+    let metadata = read_metadata(path, bytes)?;
+    let spec = spec_of(path, &metadata)?;
+    let file = SafeTensors::deserialize(bytes)
         .map_err(|e| anyhow!("{}: not a safetensors file ({e})", path.display()))?;
     let mut net = Network::new(&spec, capacity, 0)?;
-    for t in net.tensors().to_vec() {
+    let tensor = |name: &str| -> Result<TensorView<'_>> {
         let view = file
-            .tensor(&t.name)
-            .map_err(|_| anyhow!("{}: tensor {} is missing", path.display(), t.name))?;
-        if view.dtype() != Dtype::F32 || view.shape() != t.shape.as_slice() {
+            .tensor(name)
+            .map_err(|_| anyhow!("{}: tensor {name} is missing", path.display()))?;
+        if view.dtype() != Dtype::F32 {
             bail!(
-                "{}: tensor {} is {:?} {:?}, the architecture needs F32 {:?}",
+                "{}: tensor {name} is {:?}, expected F32",
+                path.display(),
+                view.dtype()
+            );
+        }
+        Ok(view)
+    };
+    for t in net.tensors().to_vec() {
+        let view = tensor(&t.name)?;
+        if view.shape() != t.shape.as_slice() {
+            bail!(
+                "{}: tensor {} has shape {:?}, the architecture needs {:?}",
                 path.display(),
                 t.name,
-                view.dtype(),
                 view.shape(),
                 t.shape
             );
@@ -97,20 +140,33 @@ pub fn load(path: &Path, capacity: usize) -> Result<Network> {
             ParamKind::Trainable => &mut net.params,
             ParamKind::Moving => &mut net.moving,
         };
-        for (v, b) in store[t.offset..t.offset + t.len()]
+        for (v, x) in store[t.offset..t.offset + t.len()]
             .iter_mut()
-            .zip(view.data().chunks_exact(4))
+            .zip(f32s(view.data()))
         {
-            *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            *v = x;
         }
     }
-    let expected = net.tensors().len();
+    let extras = extras
+        .iter()
+        .map(|name| Ok((name.to_string(), f32s(tensor(name)?.data()).collect())))
+        .collect::<Result<HashMap<_, _>>>()?;
+    let expected = net.tensors().len() + extras.len();
     if file.len() != expected {
         bail!(
-            "{}: holds {} tensors, the architecture has {expected}",
+            "{}: holds {} tensors, expected {expected}",
             path.display(),
             file.len()
         );
     }
-    Ok(net)
+    Ok(Loaded {
+        net,
+        metadata,
+        extras,
+    })
+}
+
+/// Rebuilds the saved network for batches of up to `capacity` samples.
+pub fn load(path: &Path, capacity: usize) -> Result<Network> {
+    Ok(from_bytes(path, &read(path)?, capacity, &[])?.net)
 }

@@ -1,15 +1,17 @@
 //! Keras' `model.fit` for this recipe: shuffle every epoch, train on every batch (the last,
-//! partial one too), validate on the test split, and report each epoch.
+//! partial one too), validate on the test split, and report each epoch; plus where a run
+//! stands, so it can stop at any batch and go on from there exactly.
 
 use super::history::{EpochRecord, History};
 use super::sgd::Sgd;
-use crate::data::batches::{gather, shuffled_order};
+use crate::data::batches::{epoch_order, gather};
 use crate::data::cifar10::Split;
 use crate::engine::device::Device;
-use crate::engine::network::{rng_stream, streams};
 use crate::engine::{BatchMetrics, Mode, Network};
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 pub struct FitConfig {
@@ -17,29 +19,66 @@ pub struct FitConfig {
     pub seed: u64,
     /// Draws a progress bar per epoch (on a terminal only; indicatif hides it otherwise).
     pub progress: bool,
+    /// Set (by Ctrl-C) to stop after the current batch.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
-/// Trains `net` on `train`, validating on `validation` after every epoch. The batch size is the
-/// network's capacity. `on_epoch` sees each epoch's record as soon as it is complete.
+impl FitConfig {
+    pub fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+}
+
+/// Where a run stands: the epochs done, and in the epoch under way the batches done, what
+/// they measured and how long they took.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    pub history: History,
+    pub batches_done: usize,
+    pub partial: BatchMetrics,
+    pub partial_seconds: f64,
+}
+
+impl Progress {
+    /// The epoch under way (or next), from 1.
+    pub fn epoch(&self) -> usize {
+        self.history.epochs.len() + 1
+    }
+}
+
+/// How a call to [`fit`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Finished,
+    /// Stopped on request after a batch; the checkpoint callback has seen that state.
+    Interrupted,
+}
+
+/// Trains `net` on `train` from `progress` until `config.epochs` are done, validating on
+/// `validation` after every epoch. The batch size is the network's capacity. `on_epoch` sees
+/// each epoch's record as soon as it is complete; `checkpoint` sees the whole state after every
+/// epoch and when a stop is requested.
+#[allow(clippy::too_many_arguments)]
 pub fn fit(
     net: &mut Network,
     sgd: &mut Sgd,
     train: &Split,
     validation: &Split,
     config: &FitConfig,
+    progress: &mut Progress,
     mut on_epoch: impl FnMut(&EpochRecord),
-) -> Result<History> {
+    mut checkpoint: impl FnMut(&Network, &Sgd, &Progress) -> Result<()>,
+) -> Result<Outcome> {
     let batch = net.capacity();
-    let mut shuffle_rng = rng_stream(config.seed, streams::SHUFFLE);
     let mut labels = Vec::with_capacity(batch);
-    let mut history = History::default();
     let batches = train.len().div_ceil(batch);
-    for epoch in 1..=config.epochs {
+    while progress.history.epochs.len() < config.epochs {
+        let epoch = progress.epoch();
         let started = Instant::now();
-        let order = shuffled_order(train.len(), &mut shuffle_rng);
+        let order = epoch_order(train.len(), config.seed, epoch);
         let bar = progress_bar(config.progress, batches as u64, epoch, config.epochs);
-        let mut seen = BatchMetrics::default();
-        for (b, indices) in order.chunks(batch).enumerate() {
+        bar.set_position(progress.batches_done as u64);
+        for (b, indices) in order.chunks(batch).enumerate().skip(progress.batches_done) {
             gather(train, indices, net.input_mut(indices.len()), &mut labels);
             let metrics = net.train_batch(&labels);
             if !metrics.loss_sum.is_finite() {
@@ -50,30 +89,46 @@ pub fn fit(
                 );
             }
             sgd.step(&mut net.params, &net.grads);
-            seen += metrics;
+            progress.partial += metrics;
+            progress.batches_done = b + 1;
             bar.inc(1);
             if b % 16 == 0 {
                 bar.set_message(format!(
                     "loss: {:.4} - acc: {:.4}",
-                    seen.mean_loss(),
-                    seen.accuracy()
+                    progress.partial.mean_loss(),
+                    progress.partial.accuracy()
                 ));
+            }
+            if config.stop_requested() {
+                bar.finish_and_clear();
+                progress.partial_seconds += started.elapsed().as_secs_f64();
+                checkpoint(net, sgd, progress)?;
+                return Ok(Outcome::Interrupted);
             }
         }
         bar.finish_and_clear();
         let (val, _) = evaluate(net, validation);
         let record = EpochRecord {
             epoch,
-            seconds: started.elapsed().as_secs_f64(),
-            loss: seen.mean_loss(),
-            acc: seen.accuracy(),
+            seconds: progress.partial_seconds + started.elapsed().as_secs_f64(),
+            loss: progress.partial.mean_loss(),
+            acc: progress.partial.accuracy(),
             val_loss: val.mean_loss(),
             val_acc: val.accuracy(),
         };
+        finish_epoch(progress, record);
         on_epoch(&record);
-        history.push(record);
+        checkpoint(net, sgd, progress)?;
     }
-    Ok(history)
+    Ok(Outcome::Finished)
+}
+
+/// Files a finished epoch's record and clears the epoch under way.
+pub fn finish_epoch(progress: &mut Progress, record: EpochRecord) {
+    progress.history.push(record);
+    progress.batches_done = 0;
+    progress.partial = BatchMetrics::default();
+    progress.partial_seconds = 0.0;
 }
 
 /// Loss and accuracy over a whole split in evaluation mode, and the predicted class of each
@@ -100,8 +155,9 @@ pub fn evaluate(net: &mut Network, split: &Split) -> (BatchMetrics, Vec<u8>) {
     (total, predictions)
 }
 
-/// Trains on `device`, then predicts `validation` with the trained network: the history and
-/// the predicted class of each validation image.
+/// [`fit`] on `device`; a finished run then predicts `validation` with the trained network
+/// (the predicted class of each image).
+#[allow(clippy::too_many_arguments)]
 pub fn fit_on(
     device: Device,
     net: &mut Network,
@@ -109,19 +165,26 @@ pub fn fit_on(
     train: &Split,
     validation: &Split,
     config: &FitConfig,
+    progress: &mut Progress,
     on_epoch: impl FnMut(&EpochRecord),
-) -> Result<(History, Vec<u8>)> {
+    checkpoint: impl FnMut(&Network, &Sgd, &Progress) -> Result<()>,
+) -> Result<(Outcome, Vec<u8>)> {
     match device {
         Device::Cpu => {
-            let history = fit(net, sgd, train, validation, config, on_epoch)?;
-            let (_, predictions) = evaluate(net, validation);
-            Ok((history, predictions))
+            let outcome = fit(
+                net, sgd, train, validation, config, progress, on_epoch, checkpoint,
+            )?;
+            let predictions = match outcome {
+                Outcome::Finished => evaluate(net, validation).1,
+                Outcome::Interrupted => Vec::new(),
+            };
+            Ok((outcome, predictions))
         }
         #[cfg(feature = "cuda")]
         Device::Cuda(ordinal) => {
             let gpu = crate::engine::cuda::Gpu::open(ordinal)?;
             crate::engine::cuda::trainer::fit_on_gpu(
-                gpu, net, sgd, train, validation, config, on_epoch,
+                gpu, net, sgd, train, validation, config, progress, on_epoch, checkpoint,
             )
         }
         #[cfg(not(feature = "cuda"))]

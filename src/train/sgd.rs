@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SgdConfig {
     pub lr: f32,
     pub momentum: f32,

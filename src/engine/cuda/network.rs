@@ -127,7 +127,7 @@ impl CudaNetwork {
             partials,
             ranges: net.layer_ranges().to_vec(),
             classes: net.classes(),
-            dropout_seed: net.dropout_seed(),
+            dropout_seed: net.dropout_seed,
             sgd: sgd.config,
             placed,
             capacity,

@@ -4,12 +4,11 @@
 
 use super::network::{BatchSource, CudaNetwork};
 use super::Gpu;
-use crate::data::batches::shuffled_order;
+use crate::data::batches::epoch_order;
 use crate::data::cifar10::Split;
-use crate::engine::network::{rng_stream, streams};
 use crate::engine::{BatchMetrics, Network};
-use crate::train::fit::FitConfig;
-use crate::train::history::{EpochRecord, History};
+use crate::train::fit::{finish_epoch, FitConfig, Outcome, Progress};
+use crate::train::history::EpochRecord;
 use crate::train::sgd::{Sgd, SgdConfig};
 use anyhow::{bail, Result};
 use cudarc::driver::{CudaGraph, CudaSlice};
@@ -250,7 +249,9 @@ pub fn evaluate_on_gpu(gpu: Gpu, net: &Network, split: &Split) -> Result<(BatchM
     Ok((totals, predictions))
 }
 
-/// [`crate::train::fit::fit`] on the GPU; also returns the final validation predictions.
+/// [`crate::train::fit::fit`] on the GPU; a finished run also returns the final validation
+/// predictions. Stops and checkpoints at epoch boundaries (an epoch takes well under a second).
+#[allow(clippy::too_many_arguments)]
 pub fn fit_on_gpu(
     gpu: Gpu,
     net: &mut Network,
@@ -258,14 +259,23 @@ pub fn fit_on_gpu(
     train: &Split,
     validation: &Split,
     config: &FitConfig,
+    progress: &mut Progress,
     mut on_epoch: impl FnMut(&EpochRecord),
-) -> Result<(History, Vec<u8>)> {
+    mut checkpoint: impl FnMut(&Network, &Sgd, &Progress) -> Result<()>,
+) -> Result<(Outcome, Vec<u8>)> {
+    if progress.batches_done > 0 {
+        bail!(
+            "--device cuda resumes at epoch boundaries, and this checkpoint stopped in epoch {} after \
+             batch {}: resume it with --device cpu",
+            progress.epoch(),
+            progress.batches_done
+        );
+    }
     let mut trainer = GpuTrainer::new(gpu, net, sgd, train, validation)?;
-    let mut shuffle_rng = rng_stream(config.seed, streams::SHUFFLE);
-    let mut history = History::default();
-    for epoch in 1..=config.epochs {
+    while progress.history.epochs.len() < config.epochs {
+        let epoch = progress.epoch();
         let started = Instant::now();
-        let order = shuffled_order(train.len(), &mut shuffle_rng);
+        let order = epoch_order(train.len(), config.seed, epoch);
         let [loss, acc, val_loss, val_acc] = trainer.epoch(&order)?;
         if !loss.is_finite() {
             bail!("training diverged: the loss is {loss} in epoch {epoch}");
@@ -278,9 +288,13 @@ pub fn fit_on_gpu(
             val_loss,
             val_acc,
         };
+        finish_epoch(progress, record);
         on_epoch(&record);
-        history.push(record);
+        trainer.download_into(net, sgd)?;
+        checkpoint(net, sgd, progress)?;
+        if config.stop_requested() {
+            return Ok((Outcome::Interrupted, Vec::new()));
+        }
     }
-    trainer.download_into(net, sgd)?;
-    Ok((history, trainer.predictions()?))
+    Ok((Outcome::Finished, trainer.predictions()?))
 }

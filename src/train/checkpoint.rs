@@ -1,0 +1,136 @@
+//! Checkpoints: after every epoch (and on Ctrl-C) the whole state of a run — weights, BN
+//! statistics, SGD velocities and step count, the dropout step, the history and where the epoch
+//! under way stands — in one safetensors file written atomically, so `train --resume DIR`
+//! goes on exactly as if the run had never stopped.
+
+use super::fit::Progress;
+use super::history::History;
+use super::sgd::{Sgd, SgdConfig};
+use crate::engine::{BatchMetrics, Network};
+use crate::fsutil::atomic_write_bytes;
+use crate::model::io;
+use anyhow::{anyhow, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+const RUN_KEY: &str = "minivgg_run";
+const VELOCITY: &str = "optimizer/velocity";
+
+/// What a run was asked to do: a resumed run takes these, not new flags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub sgd: SgdConfig,
+    pub seed: u64,
+    pub output: PathBuf,
+    pub save: Option<PathBuf>,
+}
+
+/// The metadata half of a checkpoint.
+#[derive(Debug, Serialize, Deserialize)]
+struct RunState {
+    settings: RunSettings,
+    dropout_seed: u64,
+    train_steps: u64,
+    iterations: u64,
+    history_csv: String,
+    batches_done: usize,
+    partial_loss_sum: f64,
+    partial_correct: usize,
+    partial_samples: usize,
+    partial_seconds: f64,
+}
+
+pub struct Checkpoint {
+    pub net: Network,
+    pub sgd: Sgd,
+    pub settings: RunSettings,
+    pub progress: Progress,
+}
+
+/// Writes `dir/checkpoint.safetensors` (temporary file, fsync, rename: the last good one stays
+/// until the new one is complete).
+pub fn write(
+    dir: &Path,
+    net: &Network,
+    sgd: &Sgd,
+    settings: &RunSettings,
+    progress: &Progress,
+) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create checkpoint directory {}", dir.display()))?;
+    let state = RunState {
+        settings: settings.clone(),
+        dropout_seed: net.dropout_seed,
+        train_steps: net.train_steps,
+        iterations: sgd.iterations,
+        history_csv: progress.history.to_csv(),
+        batches_done: progress.batches_done,
+        partial_loss_sum: progress.partial.loss_sum,
+        partial_correct: progress.partial.correct,
+        partial_samples: progress.partial.samples,
+        partial_seconds: progress.partial_seconds,
+    };
+    let metadata = HashMap::from([(RUN_KEY.to_string(), serde_json::to_string(&state)?)]);
+    let bytes = io::to_bytes(net, &[(VELOCITY, &sgd.velocity)], metadata)?;
+    atomic_write_bytes(&dir.join(CHECKPOINT_FILE), &bytes)
+}
+
+/// Reads the checkpoint in `dir`.
+pub fn read(dir: &Path) -> Result<Checkpoint> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("--resume: cannot read {}", path.display()))?;
+    let metadata = io::read_metadata(&path, &bytes)?;
+    let state: RunState = metadata
+        .get(RUN_KEY)
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: not a minivgg checkpoint (no {RUN_KEY})",
+                path.display()
+            )
+        })
+        .and_then(|json| {
+            serde_json::from_str(json)
+                .map_err(|e| anyhow!("{}: unreadable run state: {e}", path.display()))
+        })?;
+    let mut loaded = io::from_bytes(&path, &bytes, state.settings.batch_size, &[VELOCITY])?;
+    let velocity = loaded.extras.remove(VELOCITY).unwrap_or_default();
+    if velocity.len() != loaded.net.params.len() {
+        return Err(anyhow!(
+            "{}: {VELOCITY} has {} values, expected {}",
+            path.display(),
+            velocity.len(),
+            loaded.net.params.len()
+        ));
+    }
+    let mut net = loaded.net;
+    net.train_steps = state.train_steps;
+    net.dropout_seed = state.dropout_seed;
+    let sgd = Sgd {
+        config: state.settings.sgd,
+        iterations: state.iterations,
+        velocity,
+    };
+    let history = History::from_csv(&state.history_csv)
+        .with_context(|| format!("{}: history", path.display()))?;
+    let progress = Progress {
+        history,
+        batches_done: state.batches_done,
+        partial: BatchMetrics {
+            loss_sum: state.partial_loss_sum,
+            correct: state.partial_correct,
+            samples: state.partial_samples,
+        },
+        partial_seconds: state.partial_seconds,
+    };
+    Ok(Checkpoint {
+        net,
+        sgd,
+        settings: state.settings,
+        progress,
+    })
+}
