@@ -1,5 +1,5 @@
 use clap::Parser;
-use minivgg::cli::{run, Cli, Interrupted, UsageError};
+use minivgg::cli::{exit_code, run, Cli};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -7,16 +7,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            // Bad flags exit 2, as clap's own parse errors do; an interrupted run 130, as a
-            // shell reports Ctrl-C; everything else 1.
-            let code = if err.downcast_ref::<UsageError>().is_some() {
-                2
-            } else if err.downcast_ref::<Interrupted>().is_some() {
-                130
-            } else {
-                1
-            };
-            ExitCode::from(code)
+            ExitCode::from(exit_code(&err))
         }
     }
 }

@@ -3,20 +3,10 @@
 
 mod common;
 
+use common::{minivgg, text};
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn minivgg(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_minivgg"))
-        .args(args)
-        .env("MINIVGG_DATA", common::real_data_path())
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use std::process::Command;
 
 /// The value after `key: ` in a Keras-style line.
 fn field(line: &str, key: &str) -> f64 {
@@ -78,6 +68,25 @@ fn one_epoch_of_minivggnet_reaches_half_accuracy_and_reloads() {
     assert!(png.width() >= 640 && png.height() >= 480);
     let report = std::fs::read_to_string(dir.path().join("out/plot_report.txt")).unwrap();
     assert!(stdout.contains(&report));
+    // The confusion matrix: a table whose rows sum to the 1,000 test images of each class,
+    // and its heat map beside the plot.
+    let table: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("true\\pred"))
+        .skip(1)
+        .take(10)
+        .collect();
+    assert_eq!(table.len(), 10, "no confusion matrix:\n{stdout}");
+    for row in &table {
+        let counts: u64 = row
+            .split_whitespace()
+            .skip(1)
+            .map(|c| c.parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(counts, 1000, "{row}");
+    }
+    let heat_map = image::open(dir.path().join("out/plot_confusion.png")).unwrap();
+    assert_eq!((heat_map.width(), heat_map.height()), (800, 800));
 
     // The saved model gives back the same test accuracy.
     let out = minivgg(&["evaluate", "--weights", weights.to_str().unwrap()]);
@@ -95,6 +104,11 @@ fn one_epoch_of_minivggnet_reaches_half_accuracy_and_reloads() {
         eval.contains(&report),
         "evaluate's report differs from train's:\n{eval}\n---\n{report}"
     );
+    assert!(
+        eval.contains(&table.join("\n")),
+        "evaluate's confusion matrix differs"
+    );
+    assert!(dir.path().join("model_confusion.png").is_file());
 }
 
 #[test]

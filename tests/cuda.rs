@@ -3,7 +3,11 @@
 //! so: run them with `cargo test --release --features cuda --test cuda -- --include-ignored`.
 #![cfg(feature = "cuda")]
 
+use minivgg::data::augment;
+use minivgg::data::batches::{epoch_order, gather};
+use minivgg::data::cifar10::{Split, IMAGE_BYTES};
 use minivgg::engine::cuda::network::CudaNetwork;
+use minivgg::engine::cuda::trainer::GpuTrainer;
 use minivgg::engine::cuda::Gpu;
 use minivgg::engine::{Mode, Network};
 use minivgg::model::{zoo, ModelSpec};
@@ -60,8 +64,11 @@ fn check_parity(spec: &ModelSpec) {
     let mut cuda = CudaNetwork::from_host(Gpu::open(0).unwrap(), &net, &sgd).unwrap();
     let name = &spec.name;
 
-    // Two training steps, so the second runs from updated weights and new dropout masks.
+    // Two training steps, so the second runs from updated weights and new dropout masks. Each
+    // starts from the CPU's weights: two devices' roundings, carried from step to step, would
+    // flip ReLUs and max-pool choices near their kinks and compare two different functions.
     for step in 0..2 {
+        cuda.upload_params(&net.params).unwrap();
         net.input_mut(batch).copy_from_slice(&input);
         let cpu = net.train_batch(&labels);
         let gpu = cuda.train_batch(&input, &labels).unwrap();
@@ -141,4 +148,34 @@ fn shallownet_matches_the_cpu() {
 #[ignore = "needs an NVIDIA GPU: run with --include-ignored on a machine with one"]
 fn lenet_matches_the_cpu() {
     check_parity(&zoo::lenet());
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run with --include-ignored on a machine with one"]
+fn gathered_batches_match_the_cpu_with_and_without_augmentation() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let split = Split {
+        images: (0..300 * IMAGE_BYTES).map(|_| rng.random()).collect(),
+        labels: (0..300).map(|_| rng.random_range(0..10)).collect(),
+    };
+    let mut net = Network::new(&zoo::shallownet(), 64, 1).unwrap();
+    let sgd = Sgd::new(SgdConfig::TUTORIAL, net.params.len());
+    let order = epoch_order(split.len(), 7, 2);
+    for augment in [false, true] {
+        let key = augment.then(|| augment::epoch_key(7, 2));
+        let mut trainer =
+            GpuTrainer::new(Gpu::open(0).unwrap(), &net, &sgd, &split, &split, augment).unwrap();
+        let gpu = trainer.first_batch(&order, key).unwrap();
+        let mut labels = Vec::new();
+        gather(&split, &order[..64], key, net.input_mut(64), &mut labels);
+        let cpu = net.input_mut(64).to_vec();
+        let same = cpu
+            .iter()
+            .zip(&gpu)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(
+            same && cpu.len() == gpu.len(),
+            "augment {augment}: batches differ"
+        );
+    }
 }

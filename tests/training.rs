@@ -1,6 +1,6 @@
 //! The training loop on synthetic data: `--seed` reproduces a run bit for bit, another seed
 //! gives another run, and a run stopped after any batch and resumed from its checkpoint file
-//! ends exactly where the uninterrupted run ends.
+//! ends exactly where the uninterrupted run ends, with `--augment` too.
 
 use minivgg::data::cifar10::{Split, IMAGE_BYTES};
 use minivgg::engine::Network;
@@ -29,7 +29,7 @@ fn end_state(net: Network, mut history: History) -> (Vec<f32>, Vec<f32>, History
     (net.params, net.moving, history)
 }
 
-fn train(seed: u64) -> (Vec<f32>, Vec<f32>, History) {
+fn train(seed: u64, augment: bool) -> (Vec<f32>, Vec<f32>, History) {
     let (train, validation) = (synthetic(200, 1), synthetic(50, 2));
     let mut net = Network::new(&zoo::minivggnet(true), 64, seed).unwrap();
     let mut sgd = Sgd::new(SgdConfig::TUTORIAL, net.params.len());
@@ -38,6 +38,7 @@ fn train(seed: u64) -> (Vec<f32>, Vec<f32>, History) {
         seed,
         progress: false,
         stop: None,
+        augment,
     };
     let mut progress = Progress::default();
     let outcome = fit(
@@ -60,16 +61,23 @@ fn bits(v: &[f32]) -> Vec<u32> {
 
 #[test]
 fn the_same_seed_reproduces_a_run_bit_for_bit() {
-    let (params_a, moving_a, history_a) = train(5);
-    let (params_b, moving_b, history_b) = train(5);
-    assert_eq!(bits(&params_a), bits(&params_b));
-    assert_eq!(bits(&moving_a), bits(&moving_b));
-    assert_eq!(history_a, history_b);
-    let (params_c, _, _) = train(6);
+    for augment in [false, true] {
+        let (params_a, moving_a, history_a) = train(5, augment);
+        let (params_b, moving_b, history_b) = train(5, augment);
+        assert_eq!(bits(&params_a), bits(&params_b), "augment {augment}");
+        assert_eq!(bits(&moving_a), bits(&moving_b), "augment {augment}");
+        assert_eq!(history_a, history_b, "augment {augment}");
+        let (params_c, _, _) = train(6, augment);
+        assert_ne!(
+            bits(&params_a),
+            bits(&params_c),
+            "another seed must give another run"
+        );
+    }
     assert_ne!(
-        bits(&params_a),
-        bits(&params_c),
-        "another seed must give another run"
+        bits(&train(5, false).0),
+        bits(&train(5, true).0),
+        "augmentation must change the run"
     );
 }
 
@@ -85,6 +93,8 @@ fn a_run_stopped_after_every_batch_and_resumed_from_disk_ends_bit_identical() {
         seed,
         output: dir.path().join("plot.png"),
         save: None,
+        augment: true,
+        limit: None,
     };
     let mut net = Network::new(&zoo::minivggnet(true), 64, seed).unwrap();
     let mut sgd = Sgd::new(settings.sgd, net.params.len());
@@ -95,6 +105,7 @@ fn a_run_stopped_after_every_batch_and_resumed_from_disk_ends_bit_identical() {
         seed,
         progress: false,
         stop: Some(Arc::new(AtomicBool::new(true))),
+        augment: settings.augment,
     };
     let mut stops = 0;
     loop {
@@ -120,7 +131,7 @@ fn a_run_stopped_after_every_batch_and_resumed_from_disk_ends_bit_identical() {
     }
     assert_eq!(stops, EPOCHS * 200usize.div_ceil(64), "one stop per batch");
     let (params, moving, history) = end_state(net, progress.history);
-    let (want_params, want_moving, want_history) = train(seed);
+    let (want_params, want_moving, want_history) = train(seed, settings.augment);
     assert_eq!(bits(&params), bits(&want_params));
     assert_eq!(bits(&moving), bits(&want_moving));
     assert_eq!(history, want_history);

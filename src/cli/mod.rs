@@ -1,18 +1,23 @@
 //! The `minivgg` command line: flags with the tutorial's values as defaults, checked before
 //! any work starts, and the subcommands wired to the library.
 
-use crate::data::{cifar10, download};
+use crate::data::cifar10::{self, Cifar10, Split, IMAGE_BYTES};
+use crate::data::{download, images};
 use crate::engine::device::Device;
 use crate::engine::Network;
 use crate::fsutil::{atomic_write_bytes, ensure_writable};
 use crate::model::{io as model_io, zoo, ModelSpec};
-use crate::report::classification::classification_report;
-use crate::report::plot::plot_history;
+use crate::report::classification::{
+    classification_report, confusion_matrix, format_confusion_matrix,
+};
+use crate::report::plot::{plot_comparison, plot_confusion, plot_history};
 use crate::train::bench::bench;
 use crate::train::checkpoint::{self, Checkpoint, RunSettings};
 use crate::train::fit::{
-    check_device, epoch_line, evaluate_on, fit_on, FitConfig, Outcome, Progress,
+    check_device, epoch_line, evaluate_on, fit_on, predict_probabilities, FitConfig, Outcome,
+    Progress,
 };
+use crate::train::history::History;
 use crate::train::sgd::{Sgd, SgdConfig};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -37,8 +42,14 @@ pub enum Command {
     /// Train a network with the tutorial's recipe, then print the classification report and
     /// save the plot, the history CSV and (with --save) the model.
     Train(TrainArgs),
-    /// Reload a saved model and print its classification report on the test set.
+    /// The tutorial's experiment: MiniVGGNet with and without batch normalization from the
+    /// same seed, their curves side by side and a table of both.
+    Compare(CompareArgs),
+    /// Reload a saved model and print its classification report and confusion matrix on the
+    /// test set.
     Evaluate(EvaluateArgs),
+    /// Classify PNG or JPEG files of any size with a saved model: top classes per file.
+    Predict(PredictArgs),
     /// Print a Keras-style model summary.
     Summary(ModelArgs),
     /// Time training steps and inference, layer by layer, on synthetic data.
@@ -62,7 +73,7 @@ pub struct BenchArgs {
 
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Architecture: minivggnet, shallownet or lenet.
+    /// Architecture: minivggnet, shallownet or lenet, or a model file saved by `train --save`.
     #[arg(long, default_value = "minivggnet")]
     pub model: String,
     /// MiniVGGNet without its five batch-normalization layers (the tutorial's ablation).
@@ -74,10 +85,31 @@ pub struct ModelArgs {
 pub struct TrainArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// The loss/accuracy plot (PNG); the history CSV and report are written beside it.
-    /// Default: output/cifar10_minivggnet_with_bn.png, …_without_bn.png, or output/cifar10_<model>.png.
+    /// The loss/accuracy plot (PNG); the history CSV, report and confusion matrix are written
+    /// beside it. Default: output/cifar10_minivggnet_with_bn.png, …_without_bn.png, or
+    /// output/cifar10_<model>.png.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// Save the trained model (safetensors with its architecture) to this file.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Where the checkpoint written after every epoch (and on Ctrl-C) goes.
+    /// Default: beside the plot, <plot name>_checkpoint/.
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Go on with the run whose checkpoint is in DIR, with that run's own settings.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "model", "no_bn", "output", "epochs", "batch_size", "lr", "momentum", "no_nesterov",
+        "decay", "seed", "save", "augment", "limit",
+    ])]
+    pub resume: Option<PathBuf>,
+}
+
+/// The recipe and where it runs: shared by `train` and `compare`.
+#[derive(Debug, Args)]
+pub struct RecipeArgs {
     #[arg(long, default_value_t = 40)]
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]
@@ -92,29 +124,49 @@ pub struct TrainArgs {
     /// Time-based learning-rate decay per update. Default: lr / epochs, as the tutorial.
     #[arg(long, allow_negative_numbers = true)]
     pub decay: Option<f32>,
-    /// Seed for initialisation, shuffling and dropout. Default: a random seed, printed.
+    /// Seed for initialisation, shuffling, dropout and augmentation. Default: a random seed,
+    /// printed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Augment the training images: a random 32×32 crop of the image padded by 4 pixels, and
+    /// a horizontal flip half of the time (drawn from the seed).
+    #[arg(long)]
+    pub augment: bool,
+    /// Use only the first N training and N test images (quick trials; the report then covers
+    /// those N test images).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Save the trained model (safetensors with its architecture) to this file.
-    #[arg(long)]
-    pub save: Option<PathBuf>,
     /// Worker threads. Default: one per CPU core.
     #[arg(long)]
     pub threads: Option<usize>,
     /// cpu, or cuda[:N] for an NVIDIA GPU (a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: Device,
-    /// Where the checkpoint written after every epoch (and on Ctrl-C) goes.
-    /// Default: beside the plot, <plot name>_checkpoint/.
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The side-by-side figure (PNG). The table goes beside it as <name>.md, and each run's
+    /// own plot, CSV, report and confusion matrix as <name>_with_bn.png, <name>_without_bn.png…
+    #[arg(long, default_value = "output/cifar10_minivggnet_bn_comparison.png")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A model saved by `train --save`.
     #[arg(long)]
-    pub checkpoint_dir: Option<PathBuf>,
-    /// Go on with the run whose checkpoint is in DIR, with that run's own settings.
-    #[arg(long, value_name = "DIR", conflicts_with_all = [
-        "model", "no_bn", "output", "epochs", "batch_size", "lr", "momentum", "no_nesterov", "decay", "seed", "save",
-    ])]
-    pub resume: Option<PathBuf>,
+    pub weights: PathBuf,
+    /// PNG or JPEG files, any size: each is resized to 32×32 (aspect ratio not kept).
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// How many of the most likely classes to print per image.
+    #[arg(long, default_value_t = 3)]
+    pub top: usize,
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +190,9 @@ pub struct EvaluateArgs {
     pub threads: Option<usize>,
     #[arg(long, default_value = "cpu")]
     pub device: Device,
+    /// The confusion matrix heat map (PNG). Default: beside the weights, <name>_confusion.png.
+    #[arg(long)]
+    pub confusion: Option<PathBuf>,
 }
 
 /// An error in what the user asked for (a flag's value): exit code 2, like clap's own.
@@ -152,7 +207,9 @@ fn usage(message: String) -> anyhow::Error {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train(args),
+        Command::Compare(args) => compare(args),
         Command::Evaluate(args) => evaluate_saved(args),
+        Command::Predict(args) => predict(args),
         Command::Bench(args) => {
             if args.batch_size == 0 || args.steps == 0 {
                 return Err(usage("--batch-size and --steps must be at least 1".into()));
@@ -178,10 +235,20 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn model_spec(args: &ModelArgs) -> Result<ModelSpec> {
+    let path = Path::new(&args.model);
+    if path.is_file() {
+        if args.no_bn {
+            return Err(usage(format!(
+                "--no-bn applies to the built-in models, not to the saved model {}",
+                path.display()
+            )));
+        }
+        return model_io::read_spec(path);
+    }
     zoo::by_name(&args.model, !args.no_bn).map_err(|e| usage(format!("--model: {e}")))
 }
 
-fn check_flags(args: &TrainArgs) -> Result<()> {
+fn check_flags(args: &RecipeArgs) -> Result<()> {
     if args.epochs == 0 {
         return Err(usage("--epochs must be at least 1".into()));
     }
@@ -207,7 +274,41 @@ fn check_flags(args: &TrainArgs) -> Result<()> {
             )));
         }
     }
+    if args.limit == Some(0) {
+        return Err(usage("--limit must be at least 1".into()));
+    }
     Ok(())
+}
+
+/// A new run's settings from the recipe flags, its plot at `output`.
+fn run_settings(recipe: &RecipeArgs, output: PathBuf, save: Option<PathBuf>) -> RunSettings {
+    RunSettings {
+        epochs: recipe.epochs,
+        batch_size: recipe.batch_size,
+        sgd: SgdConfig {
+            lr: recipe.lr,
+            momentum: recipe.momentum,
+            nesterov: !recipe.no_nesterov,
+            decay: recipe.decay.unwrap_or(recipe.lr / recipe.epochs as f32),
+        },
+        seed: recipe.seed.unwrap_or_else(rand::random),
+        output,
+        save,
+        augment: recipe.augment,
+        limit: recipe.limit,
+    }
+}
+
+/// A new run of `spec` from the start.
+fn fresh_run(spec: &ModelSpec, settings: RunSettings) -> Result<Checkpoint> {
+    let net = Network::new(spec, settings.batch_size, settings.seed)?;
+    let sgd = Sgd::new(settings.sgd, net.params.len());
+    Ok(Checkpoint {
+        net,
+        sgd,
+        settings,
+        progress: Progress::default(),
+    })
 }
 
 fn set_threads(threads: Option<usize>) -> Result<()> {
@@ -241,6 +342,21 @@ fn beside(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(format!("{stem}{suffix}"))
 }
 
+/// The process exit code for `err`: 2 for bad input (a flag, a file), as clap's own parse
+/// errors; 130 for an interrupted run, as a shell reports Ctrl-C; 1 for everything else.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<UsageError>().is_some()
+        || err.downcast_ref::<UnreadableImages>().is_some()
+        || err.downcast_ref::<cifar10::DataError>().is_some()
+    {
+        2
+    } else if err.downcast_ref::<Interrupted>().is_some() {
+        130
+    } else {
+        1
+    }
+}
+
 /// A run stopped by Ctrl-C (or SIGTERM) after writing its checkpoint: exit code 130.
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted; the run is saved in {}: go on with `minivgg train --resume {}`", .0.display(), .0.display())]
@@ -263,36 +379,15 @@ fn start_run(args: &TrainArgs) -> Result<(Checkpoint, PathBuf)> {
             args.checkpoint_dir.clone().unwrap_or_else(|| dir.clone()),
         ));
     }
-    check_flags(args)?;
+    check_flags(&args.recipe)?;
     let spec = model_spec(&args.model)?;
-    let settings = RunSettings {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        sgd: SgdConfig {
-            lr: args.lr,
-            momentum: args.momentum,
-            nesterov: !args.no_nesterov,
-            decay: args.decay.unwrap_or(args.lr / args.epochs as f32),
-        },
-        seed: args.seed.unwrap_or_else(rand::random),
-        output: args.output.clone().unwrap_or_else(|| default_output(&spec)),
-        save: args.save.clone(),
-    };
-    let net = Network::new(&spec, settings.batch_size, settings.seed)?;
-    let sgd = Sgd::new(settings.sgd, net.params.len());
+    let output = args.output.clone().unwrap_or_else(|| default_output(&spec));
+    let settings = run_settings(&args.recipe, output, args.save.clone());
     let dir = args
         .checkpoint_dir
         .clone()
         .unwrap_or_else(|| beside(&settings.output, "_checkpoint"));
-    Ok((
-        Checkpoint {
-            net,
-            sgd,
-            settings,
-            progress: Progress::default(),
-        },
-        dir,
-    ))
+    Ok((fresh_run(&spec, settings)?, dir))
 }
 
 /// Ctrl-C and SIGTERM ask the run to stop after the current batch; a second one quits at once.
@@ -311,59 +406,115 @@ fn stop_on_signal() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// The files one training run writes: its plot, and beside it the history, the report, the
+/// confusion matrix and the checkpoint directory; the model where `--save` says.
+struct RunFiles {
+    plot: PathBuf,
+    csv: PathBuf,
+    report: PathBuf,
+    confusion: PathBuf,
+    checkpoint_dir: PathBuf,
+    save: Option<PathBuf>,
+}
+
+impl RunFiles {
+    fn new(settings: &RunSettings, checkpoint_dir: PathBuf) -> RunFiles {
+        let plot = settings.output.clone();
+        RunFiles {
+            csv: beside(&plot, ".csv"),
+            report: beside(&plot, "_report.txt"),
+            confusion: beside(&plot, "_confusion.png"),
+            plot,
+            checkpoint_dir,
+            save: settings.save.clone(),
+        }
+    }
+
+    /// Fails now, not after hours of training, if any of them cannot be written.
+    fn check_writable(&self) -> Result<()> {
+        let checkpoint = self.checkpoint_dir.join(checkpoint::CHECKPOINT_FILE);
+        for path in [
+            &self.plot,
+            &self.csv,
+            &self.report,
+            &self.confusion,
+            &checkpoint,
+        ]
+        .into_iter()
+        .chain(&self.save)
+        {
+            ensure_writable(path)?;
+        }
+        Ok(())
+    }
+}
+
+/// The data a run trains and validates on: CIFAR-10, cut to `--limit` images per split.
+fn load_data(data: &DataArgs, limit: Option<usize>) -> Result<Cifar10> {
+    println!("[INFO] loading CIFAR-10 data...");
+    let data_path = download::resolve_data_path(data.data.as_deref())?;
+    let mut data = cifar10::load(&data_path)?;
+    if let Some(limit) = limit {
+        data.train.truncate(limit);
+        data.test.truncate(limit);
+    }
+    Ok(data)
+}
+
+fn device_label(device: Device) -> String {
+    match device {
+        Device::Cpu => format!("{} threads", rayon::current_num_threads()),
+        gpu => gpu.to_string(),
+    }
+}
+
 fn train(args: TrainArgs) -> Result<()> {
     let (run, checkpoint_dir) = start_run(&args)?;
+    let files = RunFiles::new(&run.settings, checkpoint_dir);
+    files.check_writable()?;
+    set_threads(args.recipe.threads)?;
+    check_device(args.recipe.device)?;
+    let data = load_data(&args.recipe.data, run.settings.limit)?;
+    train_run(run, &files, args.recipe.device, &data, stop_on_signal()?)?;
+    Ok(())
+}
+
+/// Trains one run to its end on `data`, then prints its report and confusion matrix and writes
+/// its files; returns its history.
+fn train_run(
+    run: Checkpoint,
+    files: &RunFiles,
+    device: Device,
+    data: &Cifar10,
+    stop: Arc<AtomicBool>,
+) -> Result<History> {
     let Checkpoint {
         mut net,
         mut sgd,
         settings,
         mut progress,
     } = run;
-    let plot_path = settings.output.clone();
-    let csv_path = beside(&plot_path, ".csv");
-    let report_path = beside(&plot_path, "_report.txt");
-    let checkpoint_path = checkpoint_dir.join(checkpoint::CHECKPOINT_FILE);
-    // Fail now, not after hours of training.
-    for path in [
-        Some(&plot_path),
-        Some(&csv_path),
-        Some(&report_path),
-        Some(&checkpoint_path),
-        settings.save.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        ensure_writable(path)?;
-    }
-    set_threads(args.threads)?;
-    check_device(args.device)?;
-
-    println!("[INFO] loading CIFAR-10 data...");
-    let data_path = download::resolve_data_path(args.data.data.as_deref())?;
-    let data = cifar10::load(&data_path)?;
-
-    let on = match args.device {
-        Device::Cpu => format!("{} threads", rayon::current_num_threads()),
-        gpu => gpu.to_string(),
-    };
     println!(
-        "[INFO] compiling model... ({}, seed {}, {on})",
-        net.spec.name, settings.seed
+        "[INFO] compiling model... ({}, seed {}{}, {})",
+        net.spec.name,
+        settings.seed,
+        if settings.augment { ", augmented" } else { "" },
+        device_label(device)
     );
     println!(
         "[INFO] training network... (checkpoints in {})",
-        checkpoint_dir.display()
+        files.checkpoint_dir.display()
     );
     let started = Instant::now();
     let config = FitConfig {
         epochs: settings.epochs,
         seed: settings.seed,
         progress: true,
-        stop: Some(stop_on_signal()?),
+        stop: Some(stop),
+        augment: settings.augment,
     };
     let (outcome, predictions) = fit_on(
-        args.device,
+        device,
         &mut net,
         &mut sgd,
         &data.train,
@@ -371,46 +522,167 @@ fn train(args: TrainArgs) -> Result<()> {
         &config,
         &mut progress,
         |record| println!("{}", epoch_line(record, settings.epochs)),
-        |net, sgd, progress| checkpoint::write(&checkpoint_dir, net, sgd, &settings, progress),
+        |net, sgd, progress| {
+            checkpoint::write(&files.checkpoint_dir, net, sgd, &settings, progress)
+        },
     )?;
     if outcome == Outcome::Interrupted {
-        return Err(Interrupted(checkpoint_dir).into());
+        return Err(Interrupted(files.checkpoint_dir.clone()).into());
     }
-    let history = progress.history;
     println!(
         "[INFO] trained {} epochs in {:.1}s",
         settings.epochs,
         started.elapsed().as_secs_f64()
     );
     println!("[INFO] evaluating network...");
-    let report =
-        classification_report(&data.test.labels, &predictions, &data.class_names).to_string();
-    print!("{report}");
-
-    history.write_csv(&csv_path)?;
-    atomic_write_bytes(&report_path, report.as_bytes())?;
+    report_predictions(
+        &data.test,
+        &predictions,
+        &data.class_names,
+        Some(&files.report),
+        &files.confusion,
+    )?;
+    progress.history.write_csv(&files.csv)?;
     plot_history(
-        &history,
-        &plot_path,
+        &progress.history,
+        &files.plot,
         "Training Loss and Accuracy on CIFAR-10",
     )?;
     println!(
         "[INFO] wrote {}, {} and {}",
-        plot_path.display(),
-        csv_path.display(),
-        report_path.display()
+        files.plot.display(),
+        files.csv.display(),
+        files.report.display()
     );
-    if let Some(path) = &settings.save {
+    if let Some(path) = &files.save {
         model_io::save(&net, path)?;
         println!("[INFO] saved model to {}", path.display());
     }
+    Ok(progress.history)
+}
+
+/// Prints the classification report and the confusion matrix of `predictions` on `test`,
+/// saves the report as text at `report` (if given) and the matrix as a heat map at `confusion`.
+fn report_predictions(
+    test: &Split,
+    predictions: &[u8],
+    class_names: &[String],
+    report: Option<&Path>,
+    confusion: &Path,
+) -> Result<()> {
+    let text = classification_report(&test.labels, predictions, class_names).to_string();
+    print!("{text}");
+    let cm = confusion_matrix(&test.labels, predictions, class_names.len());
+    println!("\n[INFO] confusion matrix (rows: true class, columns: predicted class)");
+    print!("{}", format_confusion_matrix(&cm, class_names));
+    if let Some(path) = report {
+        atomic_write_bytes(path, text.as_bytes())?;
+    }
+    plot_confusion(&cm, class_names, confusion)?;
+    println!(
+        "[INFO] wrote the confusion matrix heat map to {}",
+        confusion.display()
+    );
     Ok(())
+}
+
+/// The two arms of the tutorial's ablation: (file suffix, with BN, figure title).
+const COMPARED: [(&str, bool, &str); 2] = [
+    ("_with_bn", true, "MiniVGGNet with batch normalization"),
+    (
+        "_without_bn",
+        false,
+        "MiniVGGNet without batch normalization",
+    ),
+];
+
+fn compare(args: CompareArgs) -> Result<()> {
+    check_flags(&args.recipe)?;
+    // One seed for both arms, drawn once if not given: the comparison is of BN alone.
+    let seed = args.recipe.seed.unwrap_or_else(rand::random);
+    let table_path = args.output.with_extension("md");
+    let arms: Vec<(Checkpoint, RunFiles, &str)> = COMPARED
+        .iter()
+        .map(|&(suffix, bn, title)| {
+            let plot = beside(&args.output, &format!("{suffix}.png"));
+            let mut settings = run_settings(&args.recipe, plot, None);
+            settings.seed = seed;
+            let dir = beside(&settings.output, "_checkpoint");
+            let files = RunFiles::new(&settings, dir);
+            Ok((fresh_run(&zoo::minivggnet(bn), settings)?, files, title))
+        })
+        .collect::<Result<_>>()?;
+    for path in [&args.output, &table_path] {
+        ensure_writable(path)?;
+    }
+    for (_, files, _) in &arms {
+        files.check_writable()?;
+    }
+    set_threads(args.recipe.threads)?;
+    check_device(args.recipe.device)?;
+    let data = load_data(&args.recipe.data, args.recipe.limit)?;
+    let stop = stop_on_signal()?;
+    let mut histories = Vec::new();
+    for (run, files, title) in arms {
+        println!("[INFO] {title}");
+        histories.push((
+            train_run(run, &files, args.recipe.device, &data, stop.clone())?,
+            title,
+        ));
+    }
+    let panels: Vec<(&History, &str)> = histories.iter().map(|(h, t)| (h, *t)).collect();
+    plot_comparison(&panels, &args.output)?;
+    let table = comparison_table(&panels, seed, args.recipe.device);
+    atomic_write_bytes(&table_path, table.as_bytes())?;
+    println!("\n{table}");
+    println!(
+        "[INFO] wrote {} and {}",
+        args.output.display(),
+        table_path.display()
+    );
+    Ok(())
+}
+
+/// The comparison as a Markdown table: each run's last epoch, its best validation accuracy
+/// and the mean time per epoch.
+pub fn comparison_table(runs: &[(&History, &str)], seed: u64, device: Device) -> String {
+    let mut out = format!(
+        "MiniVGGNet on CIFAR-10 with and without batch normalization (seed {seed}, {})\n\n\
+         | run | epochs | loss | acc | val_loss | val_acc | best val_acc (epoch) | s/epoch |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        device_label(device)
+    );
+    for (history, title) in runs {
+        let Some(last) = history.last() else { continue };
+        let best = history
+            .epochs
+            .iter()
+            .fold(last, |b, e| if e.val_acc > b.val_acc { e } else { b });
+        let seconds =
+            history.epochs.iter().map(|e| e.seconds).sum::<f64>() / history.epochs.len() as f64;
+        out.push_str(&format!(
+            "| {title} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} ({}) | {seconds:.1} |\n",
+            history.epochs.len(),
+            last.loss,
+            last.acc,
+            last.val_loss,
+            last.val_acc,
+            best.val_acc,
+            best.epoch
+        ));
+    }
+    out
 }
 
 fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
     if args.batch_size == 0 {
         return Err(usage("--batch-size must be at least 1".into()));
     }
+    let confusion = args
+        .confusion
+        .clone()
+        .unwrap_or_else(|| beside(&args.weights, "_confusion.png"));
+    ensure_writable(&confusion)?;
     set_threads(args.threads)?;
     check_device(args.device)?;
     let mut net = model_io::load(&args.weights, args.batch_size)?;
@@ -424,9 +696,52 @@ fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
         metrics.mean_loss(),
         metrics.accuracy()
     );
-    print!(
-        "{}",
-        classification_report(&test.labels, &predictions, &class_names)
-    );
+    report_predictions(&test, &predictions, &class_names, None, &confusion)
+}
+
+/// A file `predict` could not read: the others are still classified, then exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} of the images could not be read (see above)")]
+pub struct UnreadableImages(pub usize);
+
+fn predict(args: PredictArgs) -> Result<()> {
+    if args.top == 0 {
+        return Err(usage("--top must be at least 1".into()));
+    }
+    let mut net = model_io::load(&args.weights, 64)?;
+    let mut readable = Vec::new();
+    let mut split = Split {
+        images: Vec::new(),
+        labels: Vec::new(),
+    };
+    let mut failed = 0;
+    for path in &args.images {
+        match images::load_as_cifar(path) {
+            Ok(pixels) => {
+                split.images.extend_from_slice(&pixels);
+                split.labels.push(0);
+                readable.push(path);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+            }
+        }
+    }
+    debug_assert_eq!(split.images.len(), readable.len() * IMAGE_BYTES);
+    let names = cifar10::CLASS_NAMES;
+    for (path, probs) in readable.iter().zip(predict_probabilities(&mut net, &split)) {
+        let mut ranked: Vec<usize> = (0..probs.len()).collect();
+        ranked.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+        let top: Vec<String> = ranked
+            .iter()
+            .take(args.top)
+            .map(|&c| format!("{} {:.1} %", names[c], 100.0 * probs[c]))
+            .collect();
+        println!("{}: {}", path.display(), top.join(", "));
+    }
+    if failed > 0 {
+        return Err(UnreadableImages(failed).into());
+    }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! From stored records to the engine's f32 input: a seeded epoch order and the gather of one
 //! batch, scaled to [0, 1] as the tutorial's `astype("float") / 255.0`.
 
-use super::cifar10::{Split, IMAGE_BYTES};
+use super::augment;
+use super::cifar10::{Split, IMAGE_BYTES, IMAGE_SIDE};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -21,12 +22,41 @@ pub fn epoch_order(len: usize, seed: u64, epoch: usize) -> Vec<usize> {
 /// The ChaCha stream of the seed that shuffles (the network's initialisation uses stream 0).
 const SHUFFLE_STREAM: u64 = 1;
 
-/// Writes the images at `indices` as NHWC f32 in [0, 1] into `input`, their labels into `labels`.
-pub fn gather(split: &Split, indices: &[usize], input: &mut [f32], labels: &mut Vec<u8>) {
+/// Writes the images at `indices` as NHWC f32 in [0, 1] into `input`, their labels into
+/// `labels`; with an augmentation key (see [`augment::epoch_key`]), each image cropped and
+/// flipped as [`augment::draw`] says.
+pub fn gather(
+    split: &Split,
+    indices: &[usize],
+    augment_key: Option<u64>,
+    input: &mut [f32],
+    labels: &mut Vec<u8>,
+) {
     labels.clear();
+    let side = IMAGE_SIDE as i64;
     for (dst, &i) in input.chunks_exact_mut(IMAGE_BYTES).zip(indices) {
-        for (d, s) in dst.iter_mut().zip(split.image(i)) {
-            *d = *s as f32 / 255.0;
+        let image = split.image(i);
+        match augment_key {
+            None => {
+                for (d, s) in dst.iter_mut().zip(image) {
+                    *d = *s as f32 / 255.0;
+                }
+            }
+            Some(key) => {
+                let crop = augment::draw(key, i);
+                for (p, pixel) in dst.chunks_exact_mut(3).enumerate() {
+                    let (y, x) = ((p / IMAGE_SIDE) as i64, (p % IMAGE_SIDE) as i64);
+                    match crop.source(y, x, side, side) {
+                        Some((sy, sx)) => {
+                            let at = (sy * side + sx) as usize * 3;
+                            for (d, s) in pixel.iter_mut().zip(&image[at..at + 3]) {
+                                *d = *s as f32 / 255.0;
+                            }
+                        }
+                        None => pixel.fill(0.0),
+                    }
+                }
+            }
         }
         labels.push(split.labels[i]);
     }

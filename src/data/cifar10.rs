@@ -12,6 +12,19 @@ pub const IMAGE_BYTES: usize = IMAGE_SIDE * IMAGE_SIDE * 3;
 pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
 pub const RECORDS_PER_FILE: usize = 10_000;
 pub const NUM_CLASSES: usize = 10;
+/// The class names of `batches.meta.txt`, in label order; what a saved model predicts.
+pub const CLASS_NAMES: [&str; NUM_CLASSES] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
 pub const TRAIN_FILES: [&str; 5] = [
     "data_batch_1.bin",
     "data_batch_2.bin",
@@ -65,6 +78,12 @@ impl Split {
 
     pub fn image(&self, i: usize) -> &[u8] {
         &self.images[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES]
+    }
+
+    /// Keeps the first `len` images (all of them if there are fewer).
+    pub fn truncate(&mut self, len: usize) {
+        self.labels.truncate(len);
+        self.images.truncate(len * IMAGE_BYTES);
     }
 }
 

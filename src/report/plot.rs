@@ -69,36 +69,214 @@ const SERIES: [(&str, RGBColor); 4] = [
 
 /// Renders the plot (see [`render_history_png`]) and writes it atomically to `path`.
 pub fn plot_history(history: &History, path: &Path, title: &str) -> Result<()> {
-    let png = render_history_png(history, title)?;
-    atomic_write_bytes(path, &png)
-        .with_context(|| format!("cannot save the training plot to {}", path.display()))
+    write_png(path, render_history_png(history, title), "training plot")
+}
+
+/// Renders runs side by side (see [`render_panels_png`]) and writes them atomically to `path`.
+pub fn plot_comparison(panels: &[(&History, &str)], path: &Path) -> Result<()> {
+    write_png(path, render_panels_png(panels), "comparison plot")
+}
+
+/// Renders the heat map (see [`render_confusion_png`]) and writes it atomically to `path`.
+pub fn plot_confusion(cm: &[Vec<u64>], class_names: &[String], path: &Path) -> Result<()> {
+    write_png(
+        path,
+        render_confusion_png(cm, class_names),
+        "confusion matrix",
+    )
+}
+
+fn write_png(path: &Path, png: Result<Vec<u8>>, what: &str) -> Result<()> {
+    atomic_write_bytes(path, &png?)
+        .with_context(|| format!("cannot save the {what} to {}", path.display()))
 }
 
 /// The tutorial's figure as PNG bytes: loss and accuracy, training and validation, against the
 /// epoch index 0..N-1 (the tutorial's `np.arange(0, N)`). Non-finite values (a diverged run)
 /// leave gaps. Fails on an empty history, which has nothing to plot.
 pub fn render_history_png(history: &History, title: &str) -> Result<Vec<u8>> {
-    if history.epochs.is_empty() {
+    render_panels_png(&[(history, title)])
+}
+
+/// Several runs' figures in a row, each 800×600 with its own title, on the same x and y axes
+/// so their curves compare at a glance (the tutorial's Figure 2).
+pub fn render_panels_png(panels: &[(&History, &str)]) -> Result<Vec<u8>> {
+    if panels.is_empty() || panels.iter().any(|(h, _)| h.epochs.is_empty()) {
         bail!("cannot plot the training history: it has no epochs");
     }
+    let epochs = panels
+        .iter()
+        .map(|(h, _)| h.epochs.len())
+        .max()
+        .unwrap_or(1);
+    let y_max = panels
+        .iter()
+        .flat_map(|(h, _)| &h.epochs)
+        .flat_map(|e| [e.loss, e.val_loss, e.acc, e.val_acc])
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max);
+    render_png(
+        WIDTH * panels.len() as u32,
+        HEIGHT,
+        "training plot",
+        |root| {
+            for (area, (history, title)) in root.split_evenly((1, panels.len())).iter().zip(panels)
+            {
+                draw_figure(area, history, title, epochs, y_max)?;
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Draws on a supersampled canvas of `width`×`height` output pixels and encodes the result
+/// as PNG; `what` names the figure in errors.
+fn render_png(
+    width: u32,
+    height: u32,
+    what: &str,
+    draw: impl FnOnce(&Area) -> DrawResult,
+) -> Result<Vec<u8>> {
     register_font()?;
-    let (w, h) = (WIDTH * SUPERSAMPLE, HEIGHT * SUPERSAMPLE);
+    let (w, h) = (width * SUPERSAMPLE, height * SUPERSAMPLE);
     let mut canvas = vec![0u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut canvas, (w, h)).into_drawing_area();
-        draw_figure(&root, history, title)
-            .map_err(|e| anyhow!("cannot draw the training plot: {e}"))?;
+        draw(&root).map_err(|e| anyhow!("cannot draw the {what}: {e}"))?;
         root.present()
-            .map_err(|e| anyhow!("cannot draw the training plot: {e}"))?;
+            .map_err(|e| anyhow!("cannot draw the {what}: {e}"))?;
     }
     let small = downsample(&canvas, w as usize, h as usize, SUPERSAMPLE as usize);
-    let image = image::RgbImage::from_raw(WIDTH, HEIGHT, small)
+    let image = image::RgbImage::from_raw(width, height, small)
         .context("plot buffer has the wrong size")?;
     let mut png = std::io::Cursor::new(Vec::new());
     image
         .write_to(&mut png, image::ImageOutputFormat::Png)
-        .context("cannot encode the training plot as PNG")?;
+        .with_context(|| format!("cannot encode the {what} as PNG"))?;
     Ok(png.into_inner())
+}
+
+/// Output size of the confusion-matrix heat map.
+const CONFUSION_SIZE: u32 = 800;
+/// matplotlib's "Blues" colour map, at nine evenly spaced stops.
+const BLUES: [RGBColor; 9] = [
+    RGBColor(0xF7, 0xFB, 0xFF),
+    RGBColor(0xDE, 0xEB, 0xF7),
+    RGBColor(0xC6, 0xDB, 0xEF),
+    RGBColor(0x9E, 0xCA, 0xE1),
+    RGBColor(0x6B, 0xAE, 0xD6),
+    RGBColor(0x42, 0x92, 0xC6),
+    RGBColor(0x21, 0x71, 0xB5),
+    RGBColor(0x08, 0x51, 0x9C),
+    RGBColor(0x08, 0x30, 0x6B),
+];
+
+fn blues(t: f64) -> RGBColor {
+    let x = t.clamp(0.0, 1.0) * (BLUES.len() - 1) as f64;
+    let i = (x.floor() as usize).min(BLUES.len() - 2);
+    let f = x - i as f64;
+    let (a, b) = (BLUES[i], BLUES[i + 1]);
+    let mix = |p: u8, q: u8| (p as f64 + (q as f64 - p as f64) * f).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// scikit-learn's `ConfusionMatrixDisplay` as PNG bytes (800×800): one cell per (true,
+/// predicted) pair shaded by its count on the "Blues" map, the count written in it (white on
+/// dark cells), class names along both axes.
+pub fn render_confusion_png(cm: &[Vec<u64>], class_names: &[String]) -> Result<Vec<u8>> {
+    let n = class_names.len();
+    if n == 0 || cm.len() != n || cm.iter().any(|row| row.len() != n) {
+        bail!("cannot plot a confusion matrix that is not square over the class names");
+    }
+    let max = cm.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
+    render_png(CONFUSION_SIZE, CONFUSION_SIZE, "confusion matrix", |root| {
+        let side = (CONFUSION_SIZE * SUPERSAMPLE) as f64;
+        let (left, top, cell) = (0.2 * side, 0.08 * side, 0.072 * side);
+        let (right, bottom) = (left + cell * n as f64, top + cell * n as f64);
+        root.fill(&WHITE)?;
+        let tick_em = pt(TICK_FONT_PT);
+        for (t, row) in cm.iter().enumerate() {
+            for (p, &count) in row.iter().enumerate() {
+                let (x0, y0) = (left + cell * p as f64, top + cell * t as f64);
+                let shade = count as f64 / max;
+                root.draw(&Rectangle::new(
+                    [
+                        (x0.round() as i32, y0.round() as i32),
+                        ((x0 + cell).round() as i32, (y0 + cell).round() as i32),
+                    ],
+                    blues(shade).filled(),
+                ))?;
+                let ink = if shade > 0.5 { WHITE } else { BLACK };
+                let baseline = y0 + cell / 2.0 + HALF_DIGIT_PER_EM * tick_em;
+                let text = count.to_string();
+                text_at(
+                    root,
+                    &text,
+                    TICK_FONT_PT,
+                    &ink,
+                    HPos::Center,
+                    x0 + cell / 2.0,
+                    baseline,
+                )?;
+            }
+        }
+        let gap = pt(TICK_LENGTH_PT + TICK_PAD_PT);
+        let mut widest: f64 = 0.0;
+        for (i, name) in class_names.iter().enumerate() {
+            let centre = top + cell * (i as f64 + 0.5);
+            widest = widest.max(text_width(root, name, TICK_FONT_PT));
+            let baseline = centre + HALF_DIGIT_PER_EM * tick_em;
+            text_at(
+                root,
+                name,
+                TICK_FONT_PT,
+                &BLACK,
+                HPos::Right,
+                left - gap,
+                baseline,
+            )?;
+            // Column labels read upwards, as scikit-learn's xticks_rotation="vertical".
+            let vertical = font(TICK_FONT_PT).transform(FontTransform::Rotate270);
+            let x = left + cell * (i as f64 + 0.5) - vertical.get_size() / 2.0;
+            root.draw_text(
+                name,
+                &vertical.color(&BLACK).pos(Pos::new(HPos::Right, VPos::Top)),
+                (x.round() as i32, (bottom + gap).round() as i32),
+            )?;
+        }
+        let label_em = pt(LABEL_FONT_PT);
+        let centre_x = (left + right) / 2.0;
+        let below = bottom + gap + widest + pt(LABEL_PAD_PT) + ASCENT_PER_EM * label_em;
+        text_at(
+            root,
+            "Predicted label",
+            LABEL_FONT_PT,
+            &BLACK,
+            HPos::Center,
+            centre_x,
+            below,
+        )?;
+        let y_label = font(LABEL_FONT_PT).transform(FontTransform::Rotate270);
+        let x = left - gap - widest - pt(LABEL_PAD_PT) - DESCENT_PER_EM * label_em;
+        root.draw_text(
+            "True label",
+            &y_label.color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top)),
+            (
+                (x - y_label.get_size() / 2.0).round() as i32,
+                ((top + bottom) / 2.0).round() as i32,
+            ),
+        )?;
+        let title = "Confusion matrix on the CIFAR-10 test set";
+        text_at(
+            root,
+            title,
+            TITLE_FONT_PT,
+            &BLACK,
+            HPos::Center,
+            centre_x,
+            top - pt(TITLE_PAD_PT),
+        )
+    })
 }
 
 /// Registers the bundled font once per process: plotters' ab_glyph backend has no system fonts.
@@ -177,22 +355,24 @@ impl Axes {
     }
 }
 
-fn draw_figure(root: &Area, history: &History, title: &str) -> DrawResult {
+/// One figure on `root`; x spans `epochs` epochs and y reaches past `y_max`, so figures drawn
+/// side by side share their axes.
+fn draw_figure(
+    root: &Area,
+    history: &History,
+    title: &str,
+    epochs: usize,
+    y_max: f64,
+) -> DrawResult {
     let (w, h) = root.dim_in_pixel();
     let (w, h) = (w as f64, h as f64);
-    let n = history.epochs.len();
+    let n = epochs;
     let series: Vec<Vec<f64>> = vec![
         history.epochs.iter().map(|e| e.loss).collect(),
         history.epochs.iter().map(|e| e.val_loss).collect(),
         history.epochs.iter().map(|e| e.acc).collect(),
         history.epochs.iter().map(|e| e.val_acc).collect(),
     ];
-    let y_max = series
-        .iter()
-        .flatten()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(0.0, f64::max);
     // matplotlib's 5% x margins; a single epoch gets a unit-wide range centred on it.
     let last = (n - 1) as f64;
     let x_range = if n == 1 {

@@ -116,15 +116,15 @@ fn bench_gpu(
             .collect(),
     };
     let (train, validation) = (synthetic(50_000), synthetic(10_000));
-    let mut trainer = GpuTrainer::new(gpu, &net, &sgd, &train, &validation)?;
+    let mut trainer = GpuTrainer::new(gpu, &net, &sgd, &train, &validation, false)?;
     let to_stats =
         |times: Vec<f64>| stats(times.into_iter().map(Duration::from_secs_f64).collect());
     let train_steps = to_stats(trainer.time_passes(Pass::Train, steps, warmup)?);
     let infer = to_stats(trainer.time_passes(Pass::Eval, steps, warmup)?);
     let order: Vec<usize> = (0..train.len()).collect();
-    trainer.epoch(&order)?;
+    trainer.epoch(&order, None)?;
     let started = Instant::now();
-    trainer.epoch(&order)?;
+    trainer.epoch(&order, None)?;
     let epoch = started.elapsed().as_secs_f64();
     let flops: f64 = net
         .placed()

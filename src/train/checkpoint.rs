@@ -27,6 +27,12 @@ pub struct RunSettings {
     pub seed: u64,
     pub output: PathBuf,
     pub save: Option<PathBuf>,
+    /// `--augment`: random crops and flips of the training images.
+    #[serde(default)]
+    pub augment: bool,
+    /// `--limit N`: only the first N images of each split.
+    #[serde(default)]
+    pub limit: Option<usize>,
 }
 
 /// The metadata half of a checkpoint.

@@ -4,6 +4,7 @@
 
 use super::history::{EpochRecord, History};
 use super::sgd::Sgd;
+use crate::data::augment;
 use crate::data::batches::{epoch_order, gather};
 use crate::data::cifar10::Split;
 use crate::engine::device::Device;
@@ -21,11 +22,18 @@ pub struct FitConfig {
     pub progress: bool,
     /// Set (by Ctrl-C) to stop after the current batch.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Random crops and flips of the training images (`--augment`).
+    pub augment: bool,
 }
 
 impl FitConfig {
     pub fn stop_requested(&self) -> bool {
         self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+
+    /// The augmentation key of `epoch`, if the run augments.
+    pub fn augment_key(&self, epoch: usize) -> Option<u64> {
+        self.augment.then(|| augment::epoch_key(self.seed, epoch))
     }
 }
 
@@ -76,10 +84,17 @@ pub fn fit(
         let epoch = progress.epoch();
         let started = Instant::now();
         let order = epoch_order(train.len(), config.seed, epoch);
+        let augment_key = config.augment_key(epoch);
         let bar = progress_bar(config.progress, batches as u64, epoch, config.epochs);
         bar.set_position(progress.batches_done as u64);
         for (b, indices) in order.chunks(batch).enumerate().skip(progress.batches_done) {
-            gather(train, indices, net.input_mut(indices.len()), &mut labels);
+            gather(
+                train,
+                indices,
+                augment_key,
+                net.input_mut(indices.len()),
+                &mut labels,
+            );
             let metrics = net.train_batch(&labels);
             if !metrics.loss_sum.is_finite() {
                 bail!(
@@ -134,25 +149,49 @@ pub fn finish_epoch(progress: &mut Progress, record: EpochRecord) {
 /// Loss and accuracy over a whole split in evaluation mode, and the predicted class of each
 /// image, in batches of the network's capacity.
 pub fn evaluate(net: &mut Network, split: &Split) -> (BatchMetrics, Vec<u8>) {
-    let batch = net.capacity();
-    let classes = net.classes();
-    let mut labels = Vec::with_capacity(batch);
     let mut total = BatchMetrics::default();
     let mut predictions = Vec::with_capacity(split.len());
-    let indices: Vec<usize> = (0..split.len()).collect();
-    for chunk in indices.chunks(batch) {
-        gather(split, chunk, net.input_mut(chunk.len()), &mut labels);
-        net.forward(chunk.len(), Mode::Eval);
-        total += net.metrics(&labels);
-        for probs in net.probabilities(chunk.len()).chunks_exact(classes) {
+    for_each_eval_batch(net, split, |net, n, labels| {
+        total += net.metrics(labels);
+        for probs in net.probabilities(n).chunks_exact(net.classes()) {
             let best = probs
                 .iter()
                 .enumerate()
                 .fold(0, |best, (j, p)| if *p > probs[best] { j } else { best });
             predictions.push(best as u8);
         }
-    }
+    });
     (total, predictions)
+}
+
+/// The class probabilities of every image of `split` in evaluation mode, a row per image.
+pub fn predict_probabilities(net: &mut Network, split: &Split) -> Vec<Vec<f32>> {
+    let mut rows = Vec::with_capacity(split.len());
+    for_each_eval_batch(net, split, |net, n, _| {
+        rows.extend(
+            net.probabilities(n)
+                .chunks_exact(net.classes())
+                .map(<[f32]>::to_vec),
+        );
+    });
+    rows
+}
+
+/// Runs `split` forward in evaluation mode in batches of the network's capacity, handing each
+/// batch's network (outputs in place), size and labels to `each`.
+fn for_each_eval_batch(
+    net: &mut Network,
+    split: &Split,
+    mut each: impl FnMut(&Network, usize, &[u8]),
+) {
+    let batch = net.capacity();
+    let mut labels = Vec::with_capacity(batch);
+    let indices: Vec<usize> = (0..split.len()).collect();
+    for chunk in indices.chunks(batch) {
+        gather(split, chunk, None, net.input_mut(chunk.len()), &mut labels);
+        net.forward(chunk.len(), Mode::Eval);
+        each(net, chunk.len(), &labels);
+    }
 }
 
 /// [`fit`] on `device`; a finished run then predicts `validation` with the trained network

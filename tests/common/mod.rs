@@ -1,6 +1,7 @@
-//! What the integration tests share: where the real CIFAR-10 is.
+//! What the integration tests share: where the real CIFAR-10 is, and running the binary.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// The real data set: $MINIVGG_DATA (CI sets it), else the copy beside the checkout
 /// (`../shared/data/cifar-10-binary.tar.gz`), else the program's own cache, downloading the
@@ -14,4 +15,19 @@ pub fn real_data_path() -> PathBuf {
     minivgg::data::download::resolve_data_path(None).unwrap_or_else(|e| {
         panic!("CIFAR-10 is needed for this test and was not found ($MINIVGG_DATA, {}, the cache): {e:#}", beside.display())
     })
+}
+
+/// Runs the `minivgg` binary with `args` on the real data.
+#[allow(dead_code)] // each test crate compiles this module and not all of them run the binary
+pub fn minivgg(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_minivgg"))
+        .args(args)
+        .env("MINIVGG_DATA", real_data_path())
+        .output()
+        .unwrap()
+}
+
+#[allow(dead_code)]
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }

@@ -14,6 +14,14 @@ typedef unsigned char u8;
 #define STATE_TRAIN_STEPS 0 // training passes done: selects dropout masks
 #define STATE_ITERATIONS 1  // SGD updates done: the decayed learning rate
 #define STATE_CURSOR 2      // first sample of the current batch in the epoch's order
+#define STATE_AUGMENT_KEY 3 // data::augment::epoch_key of the epoch under way
+
+// layers::elementwise::mix64, bit for bit (dropout masks and augmentation draws).
+__device__ u64 mix64(u64 z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
 
 // A sum over the block (blockDim.x a power of two, at most 256), returned to every thread.
 __device__ double block_sum(double v, double* shared) {
@@ -28,17 +36,35 @@ __device__ double block_sum(double v, double* shared) {
     return total;
 }
 
-// data::batches::gather: the batch at the cursor, NHWC f32 in [0, 1], and its labels.
+// data::batches::gather: the batch at the cursor, NHWC f32 in [0, 1], and its labels; with
+// `augment`, each image cropped and flipped as data::augment::draw says under the epoch's key.
 extern "C" __global__ void gather_batch(const u8* images, const u8* labels, const unsigned int* order,
-                                        const u64* state, i64 n, i64 image_len, float* out, int* out_labels) {
+                                        const u64* state, i64 n, i64 height, i64 width, i64 channels,
+                                        i64 augment, i64 pad, float* out, int* out_labels) {
     i64 cursor = (i64)state[STATE_CURSOR];
+    i64 image_len = height * width * channels;
     GRID_STRIDE(i, n * image_len) {
         i64 s = i / image_len, j = i % image_len;
         u64 src = order[cursor + s];
-        out[i] = (float)images[src * image_len + j] / 255.0f;
         if (j == 0) out_labels[s] = labels[src];
+        if (!augment) {
+            out[i] = (float)images[src * image_len + j] / 255.0f;
+            continue;
+        }
+        // data::augment::draw and CropFlip::source.
+        u64 bits = mix64(state[STATE_AUGMENT_KEY] + (src + 1) * 0x9E3779B97F4A7C15ULL);
+        i64 dy = (i64)(((bits & 0xFFFF) * (2 * pad + 1)) >> 16) - pad;
+        i64 dx = (i64)((((bits >> 16) & 0xFFFF) * (2 * pad + 1)) >> 16) - pad;
+        i64 c = j % channels, x = (j / channels) % width, y = j / (channels * width);
+        if ((bits >> 32) & 1) x = width - 1 - x;
+        i64 sy = y + dy, sx = x + dx;
+        bool inside = sy >= 0 && sy < height && sx >= 0 && sx < width;
+        out[i] = inside ? (float)images[src * image_len + (sy * width + sx) * channels + c] / 255.0f : 0.0f;
     }
 }
+
+// The epoch's augmentation key, set before the epoch's passes are replayed.
+extern "C" __global__ void set_augment_key(u64* state, u64 key) { state[STATE_AUGMENT_KEY] = key; }
 
 // The end of a pass (engine::Network::train_batch's count): the cursor moves on, and a
 // training pass moves dropout on to the next step's masks.
@@ -224,12 +250,6 @@ extern "C" __global__ void copy(const float* x, float* y, i64 len) {
     GRID_STRIDE(i, len) { y[i] = x[i]; }
 }
 
-// layers::elementwise::{mix64, dropout_key, dropout_keeps}, bit for bit.
-__device__ u64 mix64(u64 z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
 
 // Forward (training) and backward alike: out = in · (kept ? 1/(1 − rate) : 0), the mask drawn
 // from (seed, training step, layer), so backward redraws the forward's mask.

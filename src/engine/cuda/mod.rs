@@ -23,8 +23,9 @@ use std::sync::Arc;
 const KERNEL_SOURCE: &str = include_str!("kernels.cu");
 
 /// Every `extern "C"` kernel of kernels.cu.
-const KERNELS: [&str; 23] = [
+const KERNELS: [&str; 24] = [
     "gather_batch",
+    "set_augment_key",
     "end_pass",
     "count_update",
     "reset_cursor",

@@ -11,7 +11,7 @@ use crate::engine::{BatchMetrics, Mode, Network};
 use crate::model::spec::{LayerSpec, PlacedLayer};
 use crate::model::Shape;
 use crate::train::sgd::Sgd;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use cudarc::driver::{CudaSlice, LaunchConfig};
 
 /// Indices into the device step state (see `STATE_*` in kernels.cu).
@@ -46,6 +46,8 @@ pub struct BatchSource {
     pub images: u64,
     pub labels: u64,
     pub order: u64,
+    /// Crop and flip each image under the step state's augmentation key (`--augment`).
+    pub augment: bool,
 }
 
 pub struct CudaNetwork {
@@ -176,6 +178,17 @@ impl CudaNetwork {
             .download(&self.acts[self.placed.len()], n * self.classes)
     }
 
+    /// The input buffer's first `n` images (NHWC f32).
+    pub fn download_input(&self, n: usize) -> Result<Vec<f32>> {
+        self.gpu
+            .download(&self.acts[0], n * self.placed[0].input.len())
+    }
+
+    /// Replaces the weights (the optimizer's state stays).
+    pub fn upload_params(&mut self, params: &[f32]) -> Result<()> {
+        self.gpu.upload(params, &mut self.params)
+    }
+
     /// Puts a host batch (NHWC f32) and its labels on the device (tests; training gathers on
     /// the device).
     pub fn upload_batch(&mut self, input: &[f32], labels: &[u8]) -> Result<()> {
@@ -239,19 +252,26 @@ impl CudaNetwork {
 
     /// Enqueues the gather of the batch of `n` at the cursor of `source`'s order.
     pub fn encode_gather(&self, source: BatchSource, n: usize) -> Result<()> {
-        let image_len = self.placed[0].input.len();
+        let input = self.placed[0].input;
+        let Shape::Image { h, w, c } = input else {
+            bail!("the network's input must be an image, not {input:?}");
+        };
         let args = [
             Arg(source.images),
             Arg(source.labels),
             Arg(source.order),
             Arg(self.gpu.ptr(&self.state)),
             n.into(),
-            image_len.into(),
+            h.into(),
+            w.into(),
+            c.into(),
+            usize::from(source.augment).into(),
+            (crate::data::augment::PAD as usize).into(),
             Arg(self.gpu.ptr(&self.acts[0])),
             Arg(self.gpu.ptr(&self.labels)),
         ];
         self.gpu
-            .launch("gather_batch", elementwise(n * image_len), &args)
+            .launch("gather_batch", elementwise(n * input.len()), &args)
     }
 
     /// Enqueues every layer's forward pass over the batch in the input buffer.
@@ -730,6 +750,15 @@ impl CudaNetwork {
             (mode == Mode::Train).into(),
         ];
         self.gpu.launch("end_pass", one_block(), &args)
+    }
+
+    /// Sets the augmentation key the next passes' gathers draw from.
+    pub fn encode_set_augment_key(&self, key: u64) -> Result<()> {
+        self.gpu.launch(
+            "set_augment_key",
+            one_block(),
+            &[Arg(self.gpu.ptr(&self.state)), Arg(key)],
+        )
     }
 
     pub fn encode_reset_cursor(&self) -> Result<()> {

@@ -39,11 +39,12 @@ impl DeviceSplit {
         })
     }
 
-    fn source(&self, gpu: &Gpu) -> BatchSource {
+    fn source(&self, gpu: &Gpu, augment: bool) -> BatchSource {
         BatchSource {
             images: gpu.ptr(&self.images),
             labels: gpu.ptr(&self.labels),
             order: gpu.ptr(&self.order),
+            augment,
         }
     }
 }
@@ -97,16 +98,19 @@ pub struct GpuTrainer {
     predictions: CudaSlice<i32>,
     train_graphs: EpochGraphs,
     validation_graphs: EpochGraphs,
+    augment: bool,
 }
 
 impl GpuTrainer {
-    /// Copies the network, optimizer and data to the GPU and captures the passes' graphs.
+    /// Copies the network, optimizer and data to the GPU and captures the passes' graphs;
+    /// training passes crop and flip their images if `augment`.
     pub fn new(
         gpu: Gpu,
         net: &Network,
         sgd: &Sgd,
         train: &Split,
         validation: &Split,
+        augment: bool,
     ) -> Result<GpuTrainer> {
         let cuda = CudaNetwork::from_host(gpu, net, sgd)?;
         let gpu = &cuda.gpu;
@@ -118,8 +122,8 @@ impl GpuTrainer {
         let predictions = gpu.zeros::<i32>(validation.len())?;
         let batch = cuda.capacity();
         let (metrics_ptr, predictions_ptr) = (gpu.ptr(&metrics), gpu.ptr(&predictions));
-        let train_source = train_split.source(gpu);
-        let validation_source = validation_split.source(gpu);
+        let train_source = train_split.source(gpu, augment);
+        let validation_source = validation_split.source(gpu, false);
         let train_graphs = EpochGraphs::capture(gpu, train.len(), batch, |n| {
             cuda.encode_train_pass(train_source, n, metrics_ptr + TRAIN_METRICS)
         })?;
@@ -139,15 +143,35 @@ impl GpuTrainer {
             predictions,
             train_graphs,
             validation_graphs,
+            augment,
         })
     }
 
-    /// One epoch in `order` (indices into the training split), then validation; returns the
-    /// (loss, acc, val_loss, val_acc) of the epoch.
-    pub fn epoch(&mut self, order: &[usize]) -> Result<[f64; 4]> {
+    /// The first training batch of an epoch in `order` under `augment_key`, as the training
+    /// pass gathers it (NHWC f32): what the CPU's `gather` must equal.
+    pub fn first_batch(&mut self, order: &[usize], augment_key: Option<u64>) -> Result<Vec<f32>> {
+        let n = self.cuda.capacity().min(order.len());
+        let order: Vec<u32> = order.iter().map(|&i| i as u32).collect();
+        self.cuda.gpu.upload(&order, &mut self.train.order)?;
+        if let Some(key) = augment_key {
+            self.cuda.encode_set_augment_key(key)?;
+        }
+        self.cuda.encode_reset_cursor()?;
+        let source = self.train.source(&self.cuda.gpu, self.augment);
+        self.cuda.encode_gather(source, n)?;
+        self.cuda.download_input(n)
+    }
+
+    /// One epoch in `order` (indices into the training split), its images augmented under
+    /// `augment_key` if the trainer augments, then validation; returns the (loss, acc,
+    /// val_loss, val_acc) of the epoch.
+    pub fn epoch(&mut self, order: &[usize], augment_key: Option<u64>) -> Result<[f64; 4]> {
         let gpu = &self.cuda.gpu;
         let order: Vec<u32> = order.iter().map(|&i| i as u32).collect();
         gpu.upload(&order, &mut self.train.order)?;
+        if let Some(key) = augment_key {
+            self.cuda.encode_set_augment_key(key)?;
+        }
         gpu.stream.memset_zeros(&mut self.metrics)?;
         self.cuda.encode_reset_cursor()?;
         self.train_graphs.replay()?;
@@ -229,7 +253,7 @@ pub fn evaluate_on_gpu(gpu: Gpu, net: &Network, split: &Split) -> Result<(BatchM
     for start in (0..split.len()).step_by(batch) {
         let n = batch.min(split.len() - start);
         cuda.encode_eval_pass(
-            data.source(gpu),
+            data.source(gpu, false),
             n,
             gpu.ptr(&predictions),
             gpu.ptr(&metrics),
@@ -271,12 +295,12 @@ pub fn fit_on_gpu(
             progress.batches_done
         );
     }
-    let mut trainer = GpuTrainer::new(gpu, net, sgd, train, validation)?;
+    let mut trainer = GpuTrainer::new(gpu, net, sgd, train, validation, config.augment)?;
     while progress.history.epochs.len() < config.epochs {
         let epoch = progress.epoch();
         let started = Instant::now();
         let order = epoch_order(train.len(), config.seed, epoch);
-        let [loss, acc, val_loss, val_acc] = trainer.epoch(&order)?;
+        let [loss, acc, val_loss, val_acc] = trainer.epoch(&order, config.augment_key(epoch))?;
         if !loss.is_finite() {
             bail!("training diverged: the loss is {loss} in epoch {epoch}");
         }
