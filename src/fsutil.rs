@@ -1,36 +1,44 @@
 //! File writing that never leaves a half-written file behind.
 
-use anyhow::{Context, Result};
-use std::io::Write;
+use anyhow::Result;
+use std::io::{self, Write};
 use std::path::Path;
 
+/// A file that could not be written (a full disk, a read-only directory, …). The temporary
+/// file is gone by then and the target untouched.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {cause}")]
+pub struct WriteError {
+    pub path: String,
+    pub cause: io::Error,
+}
+
 /// Writes `path` through a temporary file in the same directory, fsyncs it and renames it
-/// into place, so readers see either the old file or the complete new one.
+/// into place, so readers see either the old file or the complete new one. I/O failures are
+/// [`WriteError`]s; `write`'s own errors come back as they are, with the path.
 pub fn atomic_write(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    let failed = |cause: io::Error| WriteError {
+        path: path.display().to_string(),
+        cause,
+    };
     let dir = parent_dir(path);
+    std::fs::create_dir_all(dir).map_err(failed)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".minivgg-")
         .suffix(".tmp")
         .tempfile_in(dir)
-        .with_context(|| {
-            format!(
-                "cannot write {}: cannot create a file in {}",
-                path.display(),
-                dir.display()
-            )
-        })?;
+        .map_err(failed)?;
     {
-        let mut buffered = std::io::BufWriter::new(tmp.as_file_mut());
-        write(&mut buffered).with_context(|| format!("cannot write {}", path.display()))?;
-        buffered
-            .flush()
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let mut buffered = io::BufWriter::new(tmp.as_file_mut());
+        write(&mut buffered).map_err(|e| match e.downcast::<io::Error>() {
+            Ok(cause) => failed(cause).into(),
+            Err(other) => other.context(format!("cannot write {}", path.display())),
+        })?;
+        buffered.flush().map_err(failed)?;
     }
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.as_file().sync_all().map_err(failed)?;
+    // Dropping `tmp` on any error above deletes the temporary file.
+    tmp.persist(path).map_err(|e| failed(e.error))?;
     Ok(())
 }
 
@@ -39,34 +47,55 @@ pub fn atomic_write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     atomic_write(path, |w| Ok(w.write_all(bytes)?))
 }
 
-/// Fails early, before hours of training, if `path` could not be written later: its directory
-/// is created if missing and must accept a new file.
-pub fn ensure_writable(path: &Path) -> Result<()> {
-    let dir = parent_dir(path);
-    std::fs::create_dir_all(dir).with_context(|| {
-        format!(
-            "output {} is not writable: cannot create directory {}",
-            path.display(),
-            dir.display()
-        )
-    })?;
+/// Fails early, before hours of training, if `path` could not be written later: it must not
+/// be a directory, and its directory — or, where that does not exist yet, the nearest
+/// ancestor that does, in which it would be created — must accept a new file. Creates
+/// nothing, so a run that fails before writing leaves no trace.
+pub fn ensure_writable(path: &Path) -> Result<(), NotWritable> {
+    let output = path.display().to_string();
+    let not_writable = |why: String| NotWritable {
+        output: output.clone(),
+        why,
+    };
     if path.is_dir() {
-        anyhow::bail!(
-            "output {} is a directory, expected a file path",
-            path.display()
-        );
+        return Err(not_writable(
+            "it is a directory, expected a file path".into(),
+        ));
+    }
+    let mut dir = parent_dir(path);
+    while !dir.exists() {
+        match dir.parent() {
+            Some(up) if !up.as_os_str().is_empty() => dir = up,
+            _ => {
+                dir = Path::new(".");
+                break;
+            }
+        }
+    }
+    if !dir.is_dir() {
+        return Err(not_writable(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
     }
     tempfile::Builder::new()
         .prefix(".minivgg-probe-")
         .tempfile_in(dir)
-        .with_context(|| {
-            format!(
-                "output {} is not writable: directory {} does not accept new files",
-                path.display(),
+        .map_err(|e| {
+            not_writable(format!(
+                "directory {} does not accept new files: {e}",
                 dir.display()
-            )
+            ))
         })?;
     Ok(())
+}
+
+/// An output path that [`ensure_writable`] found unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("output {output} is not writable: {why}")]
+pub struct NotWritable {
+    pub output: String,
+    pub why: String,
 }
 
 fn parent_dir(path: &Path) -> &Path {

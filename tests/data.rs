@@ -14,6 +14,7 @@ use minivgg::data::download::download_verified;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::thread::{self, JoinHandle};
 
@@ -680,4 +681,321 @@ fn real_cifar10() {
     let (test, names) = cifar10::load_test(&path).unwrap();
     assert!(test == data.test);
     assert_eq!(names, NAMES);
+}
+
+/// Every file and directory under `root`, files with their size and modification time: what
+/// a failed command must leave as it found it. (A directory's own time changes when a probe
+/// file comes and goes in it, which leaves nothing behind.)
+fn snapshot(root: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+                found.push((entry.path(), 0, None));
+            } else {
+                found.push((entry.path(), meta.len(), Some(meta.modified().unwrap())));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A saved-model file whose tensors are LeNet's while its architecture says ShallowNet.
+fn mismatched_model() -> Vec<u8> {
+    use minivgg::engine::Network;
+    use minivgg::model::{io as model_io, zoo};
+    use safetensors::tensor::SafeTensors;
+    let lenet = Network::new(&zoo::lenet(), 1, 1).unwrap();
+    let bytes = model_io::to_bytes(&lenet, &[], Default::default()).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let metadata = std::collections::HashMap::from([(
+        "minivgg_spec".to_string(),
+        serde_json::to_string(&zoo::shallownet()).unwrap(),
+    )]);
+    safetensors::tensor::serialize(file.tensors(), Some(metadata)).unwrap()
+}
+
+/// Issue: every bad input gets one clear line naming the flag or file, exit code 2, no
+/// panic, and no new or altered file.
+#[test]
+fn every_bad_input_exits_2_naming_what_is_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let out = root.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let plot = out.join("plot.png");
+    let data = root.join("data");
+    let batches = data.join(BATCHES_DIR);
+    let archive = root.join("c.tar.gz");
+    let weights = root.join("model.safetensors");
+    let real_model = {
+        let net = minivgg::engine::Network::new(&minivgg::model::zoo::shallownet(), 1, 1).unwrap();
+        minivgg::model::io::to_bytes(&net, &[], Default::default()).unwrap()
+    };
+    let garbage_tar = {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        gz.write_all(&[0x5a; 10_000]).unwrap();
+        gz.finish().unwrap()
+    };
+    let mut wrong_records = vec![0u8; RECORDS_PER_FILE * (RECORD_BYTES - 1)];
+    wrong_records[0] = 1;
+    let mut label_10 = batch(3);
+    label_10[42 * RECORD_BYTES] = 10;
+    let mut oversized = batch(1);
+    oversized.push(0);
+    let mut truncated = batch(1);
+    truncated.truncate(1000);
+
+    enum Setup {
+        None,
+        Dir(Vec<(&'static str, Vec<u8>)>),
+        Archive(Vec<u8>),
+        Weights(Vec<u8>),
+        File(PathBuf),
+    }
+    let train_on = |path: &Path| -> Vec<String> {
+        [
+            "train",
+            "--epochs",
+            "1",
+            "--data",
+            path.to_str().unwrap(),
+            "--output",
+            plot.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let flags = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec![
+            "train".to_string(),
+            "--output".into(),
+            plot.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let evaluate = vec![
+        "evaluate".to_string(),
+        "--weights".into(),
+        weights.display().to_string(),
+    ];
+    let batch_2 = batches.join("data_batch_2.bin").display().to_string();
+    let cases: Vec<(&str, Setup, Vec<String>, String)> = vec![
+        (
+            "missing batch file",
+            Setup::Dir(without(TRAIN_FILES[2])),
+            train_on(&data),
+            format!("missing file {}", batches.join("data_batch_3.bin").display()),
+        ),
+        (
+            "truncated batch file",
+            Setup::Dir(replacing(TRAIN_FILES[1], truncated)),
+            train_on(&data),
+            format!("{batch_2}: 1000 bytes, expected 30730000"),
+        ),
+        (
+            "oversized batch file",
+            Setup::Dir(replacing(TRAIN_FILES[1], oversized)),
+            train_on(&data),
+            format!("{batch_2}: 30730001 bytes, expected 30730000"),
+        ),
+        (
+            "records of the wrong size",
+            Setup::Dir(replacing(TRAIN_FILES[1], wrong_records)),
+            train_on(&data),
+            format!("{batch_2}: 30720000 bytes, expected 30730000 (10000 records of 3073 bytes)"),
+        ),
+        (
+            "label above 9",
+            Setup::Dir(replacing(TRAIN_FILES[3], label_10)),
+            train_on(&data),
+            format!(
+                "{}: record 42 has label 10, expected 0..9",
+                batches.join("data_batch_4.bin").display()
+            ),
+        ),
+        (
+            "corrupt gzip",
+            Setup::Archive(b"this is not gzip".to_vec()),
+            train_on(&archive),
+            format!("{}: damaged gzip or tar archive", archive.display()),
+        ),
+        (
+            "corrupt tar",
+            Setup::Archive(garbage_tar),
+            train_on(&archive),
+            format!("{}: damaged gzip or tar archive", archive.display()),
+        ),
+        (
+            "member with ..",
+            Setup::Archive(tar_gz(&[(
+                "../cifar-10-batches-bin/batches.meta.txt",
+                &meta(),
+            )])),
+            train_on(&archive),
+            format!("{}: no member cifar-10-batches-bin/", archive.display()),
+        ),
+        (
+            "member with an absolute path",
+            Setup::Archive(tar_gz(&[("/cifar-10-batches-bin/batches.meta.txt", &meta())])),
+            train_on(&archive),
+            format!("{}: no member cifar-10-batches-bin/", archive.display()),
+        ),
+        (
+            "data path that does not exist",
+            Setup::None,
+            train_on(&root.join("nowhere")),
+            "data path".to_string() + &format!(" {} (from --data) does not exist", root.join("nowhere").display()),
+        ),
+        (
+            "truncated weights",
+            Setup::Weights(real_model[..real_model.len() / 2].to_vec()),
+            evaluate.clone(),
+            format!("{}: ", weights.display()),
+        ),
+        (
+            "weights file that does not exist",
+            Setup::None,
+            vec![
+                "evaluate".into(),
+                "--weights".into(),
+                root.join("missing.safetensors").display().to_string(),
+            ],
+            format!("cannot read weights file {}", root.join("missing.safetensors").display()),
+        ),
+        (
+            "weights that are not safetensors",
+            Setup::Weights(b"hello".to_vec()),
+            evaluate.clone(),
+            format!("{}: not a safetensors file", weights.display()),
+        ),
+        (
+            "weights that do not fit the architecture",
+            Setup::Weights(mismatched_model()),
+            evaluate.clone(),
+            format!(
+                "{}: tensor conv2d_1/kernel has shape [5, 5, 3, 20], the architecture needs [3, 3, 3, 32]",
+                weights.display()
+            ),
+        ),
+        (
+            "architecture that does not exist",
+            Setup::None,
+            flags(&["--model", "resnet"]),
+            "--model: ".into(),
+        ),
+        ("batch size 0", Setup::None, flags(&["--batch-size", "0"]), "--batch-size must be at least 1".into()),
+        ("epochs 0", Setup::None, flags(&["--epochs", "0"]), "--epochs must be at least 1".into()),
+        ("negative lr", Setup::None, flags(&["--lr", "-0.1"]), "--lr must be a positive number, got -0.1".into()),
+        ("NaN lr", Setup::None, flags(&["--lr", "NaN"]), "--lr must be a positive number, got NaN".into()),
+        ("momentum 1", Setup::None, flags(&["--momentum", "1"]), "--momentum must be in [0, 1), got 1".into()),
+        ("negative momentum", Setup::None, flags(&["--momentum", "-0.5"]), "--momentum must be in [0, 1), got -0.5".into()),
+        (
+            "output directory that cannot be written",
+            Setup::File(root.join("a-file")),
+            vec![
+                "train".into(),
+                "--output".into(),
+                root.join("a-file/plot.png").display().to_string(),
+            ],
+            format!("output {} is not writable", root.join("a-file/plot.png").display()),
+        ),
+    ];
+    for (name, setup, args, fragment) in cases {
+        match &setup {
+            Setup::None => {}
+            Setup::Dir(files) => {
+                write_dir(&data, files);
+            }
+            Setup::Archive(bytes) => {
+                write(&archive, bytes);
+            }
+            Setup::Weights(bytes) => {
+                write(&weights, bytes);
+            }
+            Setup::File(path) => {
+                write(path, b"a file, not a directory");
+            }
+        }
+        let before = snapshot(root);
+        let run = Command::new(env!("CARGO_BIN_EXE_minivgg"))
+            .args(&args)
+            .env_remove("MINIVGG_DATA")
+            .env("HOME", root)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        let line = stderr.lines().last().unwrap_or_default();
+        assert!(
+            line.starts_with("error: ") && line.contains(&fragment),
+            "{name}: expected {fragment:?} in {stderr:?}"
+        );
+        assert_eq!(snapshot(root), before, "{name}: files changed");
+        let _ = std::fs::remove_dir_all(&data);
+        let _ = std::fs::remove_file(&archive);
+        let _ = std::fs::remove_file(&weights);
+    }
+}
+
+/// A disk that fills while the checkpoint is saved: simulated with a file-size limit (writes
+/// past it fail with EFBIG, SIGXFSZ ignored). Exit 2, the file named, nothing half-written.
+#[test]
+fn a_full_disk_while_saving_leaves_no_partial_file() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let checkpoints = tmp.path().join("ckpt");
+    std::fs::create_dir(&checkpoints).unwrap();
+    let plot = tmp.path().join("plot.png");
+    let before = snapshot(tmp.path());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_minivgg"));
+    command
+        .args([
+            "train",
+            "--model",
+            "shallownet",
+            "--epochs",
+            "1",
+            "--limit",
+            "64",
+        ])
+        .arg("--output")
+        .arg(&plot)
+        .arg("--checkpoint-dir")
+        .arg(&checkpoints)
+        .env("MINIVGG_DATA", common::real_data_path());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 256 * 1024,
+                rlim_max: 256 * 1024,
+            };
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let run = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let want = format!(
+        "error: cannot write {}: File too large",
+        checkpoints.join("checkpoint.safetensors").display()
+    );
+    assert!(
+        stderr.trim_end().starts_with(&want),
+        "expected {want:?}: {stderr}"
+    );
+    assert_eq!(snapshot(tmp.path()), before, "no file may be left behind");
 }

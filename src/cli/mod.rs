@@ -5,7 +5,7 @@ use crate::data::cifar10::{self, Cifar10, Split, IMAGE_BYTES};
 use crate::data::{download, images};
 use crate::engine::device::Device;
 use crate::engine::Network;
-use crate::fsutil::{atomic_write_bytes, ensure_writable};
+use crate::fsutil::{atomic_write_bytes, ensure_writable, NotWritable, WriteError};
 use crate::model::{io as model_io, zoo, ModelSpec};
 use crate::report::classification::{
     classification_report, confusion_matrix, format_confusion_matrix,
@@ -14,8 +14,8 @@ use crate::report::plot::{plot_comparison, plot_confusion, plot_history};
 use crate::train::bench::bench;
 use crate::train::checkpoint::{self, Checkpoint, RunSettings};
 use crate::train::fit::{
-    check_device, epoch_line, evaluate_on, fit_on, predict_probabilities, FitConfig, Outcome,
-    Progress,
+    check_device, epoch_line, evaluate_on, fit_on, predict_probabilities, Diverged, FitConfig,
+    Outcome, Progress,
 };
 use crate::train::history::History;
 use crate::train::sgd::{Sgd, SgdConfig};
@@ -243,7 +243,7 @@ fn model_spec(args: &ModelArgs) -> Result<ModelSpec> {
                 path.display()
             )));
         }
-        return model_io::read_spec(path);
+        return model_io::read_spec(path).map_err(bad_input);
     }
     zoo::by_name(&args.model, !args.no_bn).map_err(|e| usage(format!("--model: {e}")))
 }
@@ -342,16 +342,33 @@ fn beside(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(format!("{stem}{suffix}"))
 }
 
-/// The process exit code for `err`: 2 for bad input (a flag, a file), as clap's own parse
-/// errors; 130 for an interrupted run, as a shell reports Ctrl-C; 1 for everything else.
+/// Input the user gave that cannot be used: a data set, a saved model or checkpoint, an
+/// output path. Exit code 2, like a bad flag.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct BadInput(pub anyhow::Error);
+
+fn bad_input(err: anyhow::Error) -> anyhow::Error {
+    BadInput(err).into()
+}
+
+/// The process exit code for `err`: 130 for an interrupted run, as a shell reports Ctrl-C; 2
+/// for bad input (a flag, a file, a path that cannot be written, a disk that is full), as
+/// clap's own parse errors; 1 for everything else.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<UsageError>().is_some()
-        || err.downcast_ref::<UnreadableImages>().is_some()
-        || err.downcast_ref::<cifar10::DataError>().is_some()
-    {
+    if err.chain().any(|e| e.is::<Interrupted>()) {
+        return 130;
+    }
+    let bad = err.chain().any(|e| {
+        e.is::<UsageError>()
+            || e.is::<BadInput>()
+            || e.is::<UnreadableImages>()
+            || e.is::<cifar10::DataError>()
+            || e.is::<WriteError>()
+            || e.is::<NotWritable>()
+    });
+    if bad {
         2
-    } else if err.downcast_ref::<Interrupted>().is_some() {
-        130
     } else {
         1
     }
@@ -365,7 +382,7 @@ pub struct Interrupted(pub PathBuf);
 /// A new run from the flags, or the run a checkpoint holds.
 fn start_run(args: &TrainArgs) -> Result<(Checkpoint, PathBuf)> {
     if let Some(dir) = &args.resume {
-        let run = checkpoint::read(dir)?;
+        let run = checkpoint::read(dir).map_err(bad_input)?;
         println!(
             "[INFO] resuming {} from {}: epoch {} of {}, after batch {}",
             run.net.spec.name,
@@ -452,13 +469,22 @@ impl RunFiles {
 /// The data a run trains and validates on: CIFAR-10, cut to `--limit` images per split.
 fn load_data(data: &DataArgs, limit: Option<usize>) -> Result<Cifar10> {
     println!("[INFO] loading CIFAR-10 data...");
-    let data_path = download::resolve_data_path(data.data.as_deref())?;
+    let data_path = resolve_data_path(data)?;
     let mut data = cifar10::load(&data_path)?;
     if let Some(limit) = limit {
         data.train.truncate(limit);
         data.test.truncate(limit);
     }
     Ok(data)
+}
+
+/// Where the data is; a path the user named (flag or environment) that is not there is bad
+/// input, a failed download is not.
+fn resolve_data_path(data: &DataArgs) -> Result<PathBuf> {
+    let named =
+        data.data.is_some() || std::env::var_os(download::DATA_ENV).is_some_and(|v| !v.is_empty());
+    download::resolve_data_path(data.data.as_deref())
+        .map_err(|e| if named { bad_input(e) } else { e })
 }
 
 fn device_label(device: Device) -> String {
@@ -525,7 +551,14 @@ fn train_run(
         |net, sgd, progress| {
             checkpoint::write(&files.checkpoint_dir, net, sgd, &settings, progress)
         },
-    )?;
+    )
+    .map_err(|e| match e.downcast_ref::<Diverged>() {
+        Some(diverged) => anyhow::anyhow!(
+            "{diverged}; {}",
+            last_good_checkpoint(&files.checkpoint_dir)
+        ),
+        None => e,
+    })?;
     if outcome == Outcome::Interrupted {
         return Err(Interrupted(files.checkpoint_dir.clone()).into());
     }
@@ -559,6 +592,20 @@ fn train_run(
         println!("[INFO] saved model to {}", path.display());
     }
     Ok(progress.history)
+}
+
+/// Where a stopped run can go on from, in words.
+fn last_good_checkpoint(dir: &Path) -> String {
+    match checkpoint::read(dir) {
+        Ok(run) => format!(
+            "the last good checkpoint, after epoch {} batch {}, is in {} (minivgg train --resume {})",
+            run.progress.history.epochs.len(),
+            run.progress.batches_done,
+            dir.display(),
+            dir.display()
+        ),
+        Err(_) => format!("no checkpoint was written yet in {}", dir.display()),
+    }
 }
 
 /// Prints the classification report and the confusion matrix of `predictions` on `test`,
@@ -685,8 +732,8 @@ fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
     ensure_writable(&confusion)?;
     set_threads(args.threads)?;
     check_device(args.device)?;
-    let mut net = model_io::load(&args.weights, args.batch_size)?;
-    let data_path = download::resolve_data_path(args.data.data.as_deref())?;
+    let mut net = model_io::load(&args.weights, args.batch_size).map_err(bad_input)?;
+    let data_path = resolve_data_path(&args.data)?;
     let (test, class_names) = cifar10::load_test(&data_path)?;
     let (metrics, predictions) = evaluate_on(args.device, &mut net, &test)?;
     println!(
@@ -708,7 +755,7 @@ fn predict(args: PredictArgs) -> Result<()> {
     if args.top == 0 {
         return Err(usage("--top must be at least 1".into()));
     }
-    let mut net = model_io::load(&args.weights, 64)?;
+    let mut net = model_io::load(&args.weights, 64).map_err(bad_input)?;
     let mut readable = Vec::new();
     let mut split = Split {
         images: Vec::new(),

@@ -54,6 +54,16 @@ impl Progress {
     }
 }
 
+/// A non-finite loss: the run stops there, in `batch` of `epoch` (the GPU checks once per
+/// epoch, so it names no batch).
+#[derive(Debug, thiserror::Error)]
+#[error("training diverged: the loss is {loss} at epoch {epoch}{}", batch.map(|b| format!(", batch {b}")).unwrap_or_default())]
+pub struct Diverged {
+    pub loss: f64,
+    pub epoch: usize,
+    pub batch: Option<usize>,
+}
+
 /// How a call to [`fit`] ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -97,11 +107,11 @@ pub fn fit(
             );
             let metrics = net.train_batch(&labels);
             if !metrics.loss_sum.is_finite() {
-                bail!(
-                    "training diverged: the loss is {} at epoch {epoch}, batch {}",
-                    metrics.loss_sum,
-                    b + 1
-                );
+                bail!(Diverged {
+                    loss: metrics.loss_sum,
+                    epoch,
+                    batch: Some(b + 1),
+                });
             }
             sgd.step(&mut net.params, &net.grads);
             progress.partial += metrics;

@@ -7,7 +7,7 @@ use super::Gpu;
 use crate::data::batches::epoch_order;
 use crate::data::cifar10::Split;
 use crate::engine::{BatchMetrics, Network};
-use crate::train::fit::{finish_epoch, FitConfig, Outcome, Progress};
+use crate::train::fit::{finish_epoch, Diverged, FitConfig, Outcome, Progress};
 use crate::train::history::EpochRecord;
 use crate::train::sgd::{Sgd, SgdConfig};
 use anyhow::{bail, Result};
@@ -302,7 +302,11 @@ pub fn fit_on_gpu(
         let order = epoch_order(train.len(), config.seed, epoch);
         let [loss, acc, val_loss, val_acc] = trainer.epoch(&order, config.augment_key(epoch))?;
         if !loss.is_finite() {
-            bail!("training diverged: the loss is {loss} in epoch {epoch}");
+            bail!(Diverged {
+                loss,
+                epoch,
+                batch: None
+            });
         }
         let record = EpochRecord {
             epoch,
