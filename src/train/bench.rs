@@ -25,6 +25,17 @@ fn layer_flops(layer: &PlacedLayer, n: usize, first: bool) -> (f64, f64) {
     (forward, if first { forward } else { 2.0 * forward })
 }
 
+/// Each layer's (forward, backward) flops for `n` samples, and their total: one training step.
+fn step_flops(placed: &[PlacedLayer], n: usize) -> (Vec<(f64, f64)>, f64) {
+    let per_layer: Vec<(f64, f64)> = placed
+        .iter()
+        .enumerate()
+        .map(|(i, layer)| layer_flops(layer, n, i == 0))
+        .collect();
+    let total = per_layer.iter().map(|(f, b)| f + b).sum();
+    (per_layer, total)
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Stats {
     pub median: Duration,
@@ -126,15 +137,7 @@ fn bench_gpu(
     let started = Instant::now();
     trainer.epoch(&order, None)?;
     let epoch = started.elapsed().as_secs_f64();
-    let flops: f64 = net
-        .placed()
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let (f, b) = layer_flops(l, batch, i == 0);
-            f + b
-        })
-        .sum();
+    let (_, flops) = step_flops(net.placed(), batch);
     let mut out = String::new();
     writeln!(out, "{} on {name} (cuda:{ordinal}) — batch {batch}, {steps} steps after {warmup} warm-up, CUDA graphs", spec.name)?;
     let epoch_line =
@@ -188,10 +191,10 @@ fn bench_cpu(spec: &ModelSpec, batch: usize, steps: usize, warmup: usize) -> Res
         "{:<26}{:>10}{:>10}{:>12}{:>12}",
         "layer", "fwd ms", "bwd ms", "fwd GFLOP/s", "bwd GFLOP/s"
     )?;
-    let (mut total_flops, placed) = (0.0, net.placed().to_vec());
-    for (i, (layer, (fwd, bwd))) in placed.iter().zip(&profile).enumerate() {
-        let (f_flops, b_flops) = layer_flops(layer, batch, i == 0);
-        total_flops += f_flops + b_flops;
+    let (per_layer, total_flops) = step_flops(net.placed(), batch);
+    for ((layer, (fwd, bwd)), (f_flops, b_flops)) in
+        net.placed().iter().zip(&profile).zip(per_layer)
+    {
         let (f, b) = (ms(*fwd) / steps as f64, ms(*bwd) / steps as f64);
         let rate = |flops: f64, t: f64| {
             if flops > 0.0 {
