@@ -383,3 +383,37 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run() {
         "killed {kills} times (seeded {seed}), the run ended with other weights"
     );
 }
+
+/// Issue: a non-finite loss stops the run with an error naming the epoch, the batch and the
+/// last good checkpoint.
+#[test]
+fn a_diverging_run_names_epoch_batch_and_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("plot.png");
+    let out = minivgg(&[
+        "train",
+        "--model",
+        "shallownet",
+        "--limit",
+        "256",
+        "--epochs",
+        "2",
+        "--seed",
+        "1",
+        "--lr",
+        "1e30",
+        "--output",
+        plot.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "error: training diverged: the loss is NaN at epoch 1, batch 2; no checkpoint was \
+             written yet in {}",
+            dir.path().join("plot_checkpoint").display()
+        )
+    );
+    assert!(!plot.exists());
+}
