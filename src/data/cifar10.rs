@@ -139,10 +139,24 @@ pub enum DataError {
 /// `cifar-10-batches-bin/`, that directory itself, or a `.tar.gz` / `.tgz` archive, which is
 /// streamed in memory rather than extracted.
 pub fn load(path: &Path) -> Result<Cifar10, DataError> {
+    load_members(|take| read_files(path, &ALL_FILES, take))
+}
+
+/// Loads both splits and the class names from the bytes of a `.tar.gz` archive, as [`load`]
+/// does from an archive file; `name` stands for the archive in error messages.
+pub fn load_archive_bytes(name: &str, bytes: &[u8]) -> Result<Cifar10, DataError> {
+    load_members(|take| for_each_member_in(name, bytes, &ALL_FILES, take))
+}
+
+/// What [`load`] and [`load_archive_bytes`] share: `read` hands each of [`ALL_FILES`] to the
+/// callback it is given.
+fn load_members(
+    read: impl FnOnce(&mut dyn FnMut(Member) -> Result<(), DataError>) -> Result<(), DataError>,
+) -> Result<Cifar10, DataError> {
     let mut train = Split::zeroed(TRAIN_FILES.len() * RECORDS_PER_FILE);
     let mut test = Split::zeroed(RECORDS_PER_FILE);
     let mut class_names = Vec::new();
-    read_files(path, &ALL_FILES, |member| {
+    read(&mut |member| {
         match member.name {
             META_FILE => class_names = parse_meta(&member.label, &member.bytes)?,
             TEST_FILE => parse_into(&member.label, &member.bytes, &mut test, 0)?,
@@ -366,18 +380,29 @@ fn check_size(name: &str, label: &str, bytes: u64) -> Result<u64, DataError> {
 pub(crate) fn for_each_member<E: From<DataError>>(
     archive: &Path,
     wanted: &[&'static str],
-    mut take: impl FnMut(Member) -> Result<(), E>,
+    take: impl FnMut(Member) -> Result<(), E>,
 ) -> Result<(), E> {
     let archive_label = archive.display().to_string();
-    let damaged = |cause| DataError::Archive {
-        archive: archive_label.clone(),
-        cause,
-    };
     let file = File::open(archive).map_err(|cause| DataError::Read {
         file: archive_label.clone(),
         cause,
     })?;
-    let mut tar = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(1 << 20, file)));
+    let reader = BufReader::with_capacity(1 << 20, file);
+    for_each_member_in(&archive_label, reader, wanted, take)
+}
+
+/// [`for_each_member`] on an archive read from `reader`; `archive_label` names it in errors.
+fn for_each_member_in<E: From<DataError>>(
+    archive_label: &str,
+    reader: impl Read,
+    wanted: &[&'static str],
+    mut take: impl FnMut(Member) -> Result<(), E>,
+) -> Result<(), E> {
+    let damaged = |cause| DataError::Archive {
+        archive: archive_label.to_string(),
+        cause,
+    };
+    let mut tar = tar::Archive::new(GzDecoder::new(reader));
     let mut seen = vec![false; wanted.len()];
     for entry in tar.entries().map_err(damaged)? {
         let mut entry = entry.map_err(damaged)?;
@@ -414,7 +439,7 @@ pub(crate) fn for_each_member<E: From<DataError>>(
     if let Some(missing) = seen.iter().position(|s| !s) {
         let member = format!("{BATCHES_DIR}/{}", wanted[missing]);
         return Err(DataError::MissingMember {
-            archive: archive_label,
+            archive: archive_label.to_string(),
             member,
         }
         .into());
@@ -427,4 +452,44 @@ fn member_matches(path: &[u8], name: &str) -> bool {
         && path.starts_with(BATCHES_DIR.as_bytes())
         && path[BATCHES_DIR.len()] == b'/'
         && path.ends_with(name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{write::GzEncoder, Compression};
+
+    fn archive(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        for (name, bytes) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, format!("{BATCHES_DIR}/{name}"), *bytes)
+                .unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn archive_bytes_load_as_the_archive_file_does() {
+        let meta = CLASS_NAMES.join("\n");
+        let cases = [
+            archive(&[(META_FILE, meta.as_bytes())]),
+            archive(&[(META_FILE, meta.as_bytes()), (TEST_FILE, b"short")]),
+            archive(&[(META_FILE, b"cat\ndog\n")]),
+            b"\x1f\x8b not gzip".to_vec(),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.tar.gz");
+        for bytes in cases {
+            std::fs::write(&path, &bytes).unwrap();
+            let from_file = load(&path).unwrap_err().to_string();
+            let from_bytes = load_archive_bytes(&path.display().to_string(), &bytes)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(from_bytes, from_file);
+        }
+    }
 }

@@ -2,8 +2,8 @@
 //! `batch_normalization_1/moving_mean`, …) and the [`ModelSpec`] as JSON in the metadata, so
 //! one file rebuilds the model. Checkpoints are the same file with extra tensors and metadata.
 
-use super::spec::ParamKind;
-use super::ModelSpec;
+use super::spec::{LayerSpec, ParamKind, PlacedLayer};
+use super::{ModelSpec, Shape};
 use crate::engine::Network;
 use crate::fsutil::atomic_write_bytes;
 use anyhow::{anyhow, bail, Context, Result};
@@ -12,6 +12,16 @@ use std::collections::HashMap;
 use std::path::Path;
 
 const SPEC_KEY: &str = "minivgg_spec";
+
+/// The most any one size of a stored architecture may be (a side or the channels of the input,
+/// classes, filters, kernel, units): small enough that no shape or parameter count that
+/// [`ModelSpec::place`] works out from them can overflow.
+pub const MAX_ARCH_SIZE: usize = u16::MAX as usize;
+/// The most floats a stored architecture may need per sample of a batch (256 MiB), counting
+/// every layer's output, its gradient and the layer's own buffers.
+pub const MAX_FLOATS_PER_SAMPLE: u128 = 1 << 26;
+/// The most floats a loaded network's buffers may take for its batch capacity (16 GiB).
+pub const MAX_BATCH_FLOATS: u128 = 1 << 32;
 
 fn le_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
@@ -72,7 +82,13 @@ pub fn read_metadata(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String
     Ok(metadata.metadata().clone().unwrap_or_default())
 }
 
-fn spec_of(path: &Path, metadata: &HashMap<String, String>) -> Result<ModelSpec> {
+/// The architecture stored in `metadata` of a file of `file_len` bytes, checked before anything
+/// is allocated for it; also returns what it needs per sample ([`floats_per_sample`]).
+fn spec_of(
+    path: &Path,
+    metadata: &HashMap<String, String>,
+    file_len: usize,
+) -> Result<(ModelSpec, u128)> {
     let json = metadata.get(SPEC_KEY).ok_or_else(|| {
         anyhow!(
             "{}: safetensors file without a minivgg architecture ({SPEC_KEY})",
@@ -81,15 +97,83 @@ fn spec_of(path: &Path, metadata: &HashMap<String, String>) -> Result<ModelSpec>
     })?;
     let spec: ModelSpec = serde_json::from_str(json)
         .map_err(|e| anyhow!("{}: unreadable minivgg architecture: {e}", path.display()))?;
-    spec.place()
-        .map_err(|e| anyhow!("{}: invalid architecture: {e}", path.display()))?;
-    Ok(spec)
+    let invalid = |e: anyhow::Error| anyhow!("{}: invalid architecture: {e}", path.display());
+    check_arch_sizes(&spec).map_err(invalid)?;
+    let placed = spec.place().map_err(invalid)?;
+    // Every parameter is stored in the file as an F32: a count the file cannot hold is a
+    // damaged or forged architecture, rejected before the network allocates it.
+    let params: u128 = placed
+        .iter()
+        .flat_map(|l| &l.params)
+        .map(|p| p.shape.iter().map(|&d| d as u128).product::<u128>())
+        .sum();
+    if params * 4 > file_len as u128 {
+        bail!(
+            "{}: invalid architecture: {params} parameters, more than the file's {file_len} bytes hold",
+            path.display()
+        );
+    }
+    let per_sample = floats_per_sample(&spec, &placed);
+    if per_sample > MAX_FLOATS_PER_SAMPLE {
+        bail!(
+            "{}: invalid architecture: needs {per_sample} floats per sample, more than the {MAX_FLOATS_PER_SAMPLE} allowed",
+            path.display()
+        );
+    }
+    Ok((spec, per_sample))
+}
+
+/// Rejects any size above [`MAX_ARCH_SIZE`], so that placing the architecture cannot overflow.
+fn check_arch_sizes(spec: &ModelSpec) -> Result<()> {
+    let mut sizes = vec![("classes", spec.classes)];
+    match spec.input {
+        Shape::Image { h, w, c } => sizes.extend([
+            ("input height", h),
+            ("input width", w),
+            ("input channels", c),
+        ]),
+        Shape::Flat(n) => sizes.push(("input size", n)),
+    }
+    for layer in &spec.layers {
+        match *layer {
+            LayerSpec::Conv2d { filters, kernel } => {
+                sizes.extend([("conv2d filters", filters), ("conv2d kernel", kernel)])
+            }
+            LayerSpec::Dense { units } => sizes.push(("dense units", units)),
+            _ => {}
+        }
+    }
+    match sizes.into_iter().find(|&(_, n)| n > MAX_ARCH_SIZE) {
+        Some((what, n)) => bail!("model {}: {what} {n}, more than {MAX_ARCH_SIZE}", spec.name),
+        None => Ok(()),
+    }
+}
+
+/// A bound on the floats the network needs per sample of a batch: the input, each layer's
+/// output and its gradient, four more of that size for the layer's own buffers (reduction
+/// partials in f64, pooling winners), and a convolution's im2col patches.
+fn floats_per_sample(spec: &ModelSpec, placed: &[PlacedLayer]) -> u128 {
+    let len = |s: Shape| s.len() as u128;
+    len(spec.input)
+        + placed
+            .iter()
+            .map(|l| {
+                let patches = match (&l.spec, l.input) {
+                    (LayerSpec::Conv2d { kernel, .. }, Shape::Image { h, w, c }) => {
+                        let k = *kernel as u128;
+                        h as u128 * w as u128 * k * k * c as u128
+                    }
+                    _ => 0,
+                };
+                6 * len(l.output) + patches
+            })
+            .sum::<u128>()
 }
 
 /// The architecture stored in a weights file.
 pub fn read_spec(path: &Path) -> Result<ModelSpec> {
     let bytes = read(path)?;
-    spec_of(path, &read_metadata(path, &bytes)?)
+    Ok(spec_of(path, &read_metadata(path, &bytes)?, bytes.len())?.0)
 }
 
 /// What [`from_bytes`] rebuilds: the network, the metadata, and the extra tensors asked for.
@@ -108,9 +192,19 @@ fn f32s(data: &[u8]) -> impl Iterator<Item = f32> + '_ {
 /// to `capacity`, with the extra vectors `extras` that must be there too.
 pub fn from_bytes(path: &Path, bytes: &[u8], capacity: usize, extras: &[&str]) -> Result<Loaded> {
     let metadata = read_metadata(path, bytes)?;
-    let spec = spec_of(path, &metadata)?;
+    let (spec, per_sample) = spec_of(path, &metadata, bytes.len())?;
     let file = SafeTensors::deserialize(bytes)
         .map_err(|e| anyhow!("{}: not a safetensors file ({e})", path.display()))?;
+    let floats = per_sample * capacity as u128;
+    if floats > MAX_BATCH_FLOATS {
+        bail!(
+            "{}: batches of {capacity} would need {:.1} GiB for {}, more than the {} GiB allowed",
+            path.display(),
+            floats as f64 * 4.0 / (1u64 << 30) as f64,
+            spec.name,
+            (MAX_BATCH_FLOATS * 4) >> 30
+        );
+    }
     let mut net = Network::new(&spec, capacity, 0)?;
     let tensor = |name: &str| -> Result<TensorView<'_>> {
         let view = file
@@ -169,4 +263,75 @@ pub fn from_bytes(path: &Path, bytes: &[u8], capacity: usize, extras: &[&str]) -
 /// Rebuilds the saved network for batches of up to `capacity` samples.
 pub fn load(path: &Path, capacity: usize) -> Result<Network> {
     Ok(from_bytes(path, &read(path)?, capacity, &[])?.net)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::zoo;
+
+    fn file_with_spec(json: &str) -> Vec<u8> {
+        let metadata = HashMap::from([(SPEC_KEY.to_string(), json.to_string())]);
+        let none: Vec<(&str, TensorView<'_>)> = Vec::new();
+        safetensors::tensor::serialize(none, Some(metadata)).unwrap()
+    }
+
+    fn load_err(json: &str, capacity: usize) -> String {
+        let bytes = file_with_spec(json);
+        match from_bytes(Path::new("m.safetensors"), &bytes, capacity, &[]) {
+            Ok(_) => panic!("{json} loaded"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// An architecture without parameters: `pools` max pools, then flatten and softmax.
+    fn pooled(h: usize, w: usize, c: usize, pools: usize, classes: usize) -> String {
+        let layers = vec![r#"{"type":"max_pool"}"#; pools].join(",");
+        format!(
+            r#"{{"name":"x","input":{{"Image":{{"h":{h},"w":{w},"c":{c}}}}},"classes":{classes},"layers":[{layers},{{"type":"flatten"}},{{"type":"softmax"}}]}}"#
+        )
+    }
+
+    #[test]
+    fn sizes_that_would_overflow_are_errors() {
+        let err = load_err(&pooled(4_000_000_000_000_000_000, 4, 3, 1, 6), 1);
+        assert!(
+            err.contains("input height 4000000000000000000, more than 65535"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn buffers_beyond_the_limits_are_errors() {
+        // No parameters, so the file's size does not bound it: 65535² floats for the input.
+        let err = load_err(&pooled(65535, 65535, 1, 8, 255 * 255), 1);
+        assert!(err.contains("floats per sample"), "{err}");
+        // About 6 million floats per sample pass, but not for batches of 1024.
+        let err = load_err(&pooled(1024, 1024, 2, 3, 128 * 128 * 2), 1024);
+        assert!(err.contains("batches of 1024 would need"), "{err}");
+        // With batches of 2 it loads (it has no tensors to miss).
+        let bytes = file_with_spec(&pooled(1024, 1024, 2, 3, 128 * 128 * 2));
+        assert!(from_bytes(Path::new("m"), &bytes, 2, &[]).is_ok());
+    }
+
+    #[test]
+    fn parameters_the_file_cannot_hold_are_errors() {
+        let mut spec = zoo::shallownet();
+        spec.layers[0] = LayerSpec::Conv2d {
+            filters: 60000,
+            kernel: 9,
+        };
+        let err = load_err(&serde_json::to_string(&spec).unwrap(), 1);
+        assert!(err.contains("parameters, more than the file's"), "{err}");
+    }
+
+    #[test]
+    fn saved_models_still_load() {
+        for spec in [zoo::minivggnet(true), zoo::shallownet()] {
+            let net = Network::new(&spec, 2, 1).unwrap();
+            let bytes = to_bytes(&net, &[], HashMap::new()).unwrap();
+            let loaded = from_bytes(Path::new("m"), &bytes, 64, &[]).unwrap();
+            assert_eq!(loaded.net.params, net.params);
+        }
+    }
 }
