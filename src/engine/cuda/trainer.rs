@@ -147,16 +147,21 @@ impl GpuTrainer {
         })
     }
 
-    /// The first training batch of an epoch in `order` under `augment_key`, as the training
-    /// pass gathers it (NHWC f32): what the CPU's `gather` must equal.
-    pub fn first_batch(&mut self, order: &[usize], augment_key: Option<u64>) -> Result<Vec<f32>> {
-        let n = self.cuda.capacity().min(order.len());
+    /// Puts the epoch's order and augmentation key on the device and the cursor at its start.
+    fn start_epoch(&mut self, order: &[usize], augment_key: Option<u64>) -> Result<()> {
         let order: Vec<u32> = order.iter().map(|&i| i as u32).collect();
         self.cuda.gpu.upload(&order, &mut self.train.order)?;
         if let Some(key) = augment_key {
             self.cuda.encode_set_augment_key(key)?;
         }
-        self.cuda.encode_reset_cursor()?;
+        self.cuda.encode_reset_cursor()
+    }
+
+    /// The first training batch of an epoch in `order` under `augment_key`, as the training
+    /// pass gathers it (NHWC f32): what the CPU's `gather` must equal.
+    pub fn first_batch(&mut self, order: &[usize], augment_key: Option<u64>) -> Result<Vec<f32>> {
+        let n = self.cuda.capacity().min(order.len());
+        self.start_epoch(order, augment_key)?;
         let source = self.train.source(&self.cuda.gpu, self.augment);
         self.cuda.encode_gather(source, n)?;
         self.cuda.download_input(n)
@@ -166,18 +171,12 @@ impl GpuTrainer {
     /// `augment_key` if the trainer augments, then validation; returns the (loss, acc,
     /// val_loss, val_acc) of the epoch.
     pub fn epoch(&mut self, order: &[usize], augment_key: Option<u64>) -> Result<[f64; 4]> {
-        let gpu = &self.cuda.gpu;
-        let order: Vec<u32> = order.iter().map(|&i| i as u32).collect();
-        gpu.upload(&order, &mut self.train.order)?;
-        if let Some(key) = augment_key {
-            self.cuda.encode_set_augment_key(key)?;
-        }
-        gpu.stream.memset_zeros(&mut self.metrics)?;
-        self.cuda.encode_reset_cursor()?;
+        self.cuda.gpu.stream.memset_zeros(&mut self.metrics)?;
+        self.start_epoch(order, augment_key)?;
         self.train_graphs.replay()?;
         self.cuda.encode_reset_cursor()?;
         self.validation_graphs.replay()?;
-        let m = gpu.download(&self.metrics, 6)?;
+        let m = self.cuda.gpu.download(&self.metrics, 6)?;
         Ok([m[0] / m[2], m[1] / m[2], m[3] / m[5], m[4] / m[5]])
     }
 
