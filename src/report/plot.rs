@@ -256,15 +256,15 @@ pub fn render_confusion_png(cm: &[Vec<u64>], class_names: &[String]) -> Result<V
             centre_x,
             below,
         )?;
-        let y_label = font(LABEL_FONT_PT).transform(FontTransform::Rotate270);
-        let x = left - gap - widest - pt(LABEL_PAD_PT) - DESCENT_PER_EM * label_em;
-        root.draw_text(
+        let baseline = left - gap - widest - pt(LABEL_PAD_PT) - DESCENT_PER_EM * label_em;
+        let centre_y = (top + bottom) / 2.0;
+        vertical_text_at(
+            root,
             "True label",
-            &y_label.color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top)),
-            (
-                (x - y_label.get_size() / 2.0).round() as i32,
-                ((top + bottom) / 2.0).round() as i32,
-            ),
+            LABEL_FONT_PT,
+            &BLACK,
+            baseline,
+            centre_y,
         )?;
         let title = "Confusion matrix on the CIFAR-10 test set";
         text_at(
@@ -326,6 +326,23 @@ fn text_at(
     let top = baseline_y - f.get_size() / 2.0;
     let style = f.color(color).pos(Pos::new(h, VPos::Top));
     area.draw_text(text, &style, (x.round() as i32, top.round() as i32))
+}
+
+/// Draws `text` turned a quarter to read upwards, centred on `centre_y`, with its baseline at
+/// `baseline_x`: rotated, the glyphs' "down" is +x, so the baseline lies half a size right of
+/// the anchor.
+fn vertical_text_at(
+    area: &Area,
+    text: &str,
+    size_pt: f64,
+    color: &RGBColor,
+    baseline_x: f64,
+    centre_y: f64,
+) -> DrawResult {
+    let f = font(size_pt).transform(FontTransform::Rotate270);
+    let x = baseline_x - f.get_size() / 2.0;
+    let style = f.color(color).pos(Pos::new(HPos::Center, VPos::Top));
+    area.draw_text(text, &style, (x.round() as i32, centre_y.round() as i32))
 }
 
 fn text_width(area: &Area, text: &str, size_pt: f64) -> f64 {
@@ -465,16 +482,14 @@ fn draw_figure(
     )?;
     let y_desc_baseline =
         axes.left - label_gap - widest_y_label - pt(LABEL_PAD_PT) - DESCENT_PER_EM * label_em;
-    let y_desc = font(LABEL_FONT_PT).transform(FontTransform::Rotate270);
     let centre_y = (axes.top + axes.bottom) / 2.0;
-    // Rotated a quarter turn, the glyphs' "down" is +x: the baseline lies half a size right.
-    let y_desc_x = y_desc_baseline - y_desc.get_size() / 2.0;
-    root.draw_text(
+    vertical_text_at(
+        root,
         "Loss/Accuracy",
-        &y_desc
-            .color(&TEXT_GREY)
-            .pos(Pos::new(HPos::Center, VPos::Top)),
-        (y_desc_x.round() as i32, centre_y.round() as i32),
+        LABEL_FONT_PT,
+        &TEXT_GREY,
+        y_desc_baseline,
+        centre_y,
     )?;
     text_at(
         root,
