@@ -280,8 +280,14 @@ fn check_flags(args: &RecipeArgs) -> Result<()> {
     Ok(())
 }
 
-/// A new run's settings from the recipe flags, its plot at `output`.
-fn run_settings(recipe: &RecipeArgs, output: PathBuf, save: Option<PathBuf>) -> RunSettings {
+/// A new run's settings from the recipe flags (`seed` drawn already if not given), its plot
+/// at `output`.
+fn run_settings(
+    recipe: &RecipeArgs,
+    seed: u64,
+    output: PathBuf,
+    save: Option<PathBuf>,
+) -> RunSettings {
     RunSettings {
         epochs: recipe.epochs,
         batch_size: recipe.batch_size,
@@ -291,7 +297,7 @@ fn run_settings(recipe: &RecipeArgs, output: PathBuf, save: Option<PathBuf>) -> 
             nesterov: !recipe.no_nesterov,
             decay: recipe.decay.unwrap_or(recipe.lr / recipe.epochs as f32),
         },
-        seed: recipe.seed.unwrap_or_else(rand::random),
+        seed,
         output,
         save,
         augment: recipe.augment,
@@ -399,7 +405,8 @@ fn start_run(args: &TrainArgs) -> Result<(Checkpoint, PathBuf)> {
     check_flags(&args.recipe)?;
     let spec = model_spec(&args.model)?;
     let output = args.output.clone().unwrap_or_else(|| default_output(&spec));
-    let settings = run_settings(&args.recipe, output, args.save.clone());
+    let seed = args.recipe.seed.unwrap_or_else(rand::random);
+    let settings = run_settings(&args.recipe, seed, output, args.save.clone());
     let dir = args
         .checkpoint_dir
         .clone()
@@ -652,8 +659,7 @@ fn compare(args: CompareArgs) -> Result<()> {
         .iter()
         .map(|&(suffix, bn, title)| {
             let plot = beside(&args.output, &format!("{suffix}.png"));
-            let mut settings = run_settings(&args.recipe, plot, None);
-            settings.seed = seed;
+            let settings = run_settings(&args.recipe, seed, plot, None);
             let dir = beside(&settings.output, "_checkpoint");
             let files = RunFiles::new(&settings, dir);
             Ok((fresh_run(&zoo::minivggnet(bn), settings)?, files, title))
