@@ -7,8 +7,8 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use md5::{Digest, Md5};
 use minivgg::data::cifar10::{
-    self, Cifar10, ALL_FILES, BATCHES_DIR, BATCH_BYTES, IMAGE_BYTES, META_FILE, RECORDS_PER_FILE,
-    RECORD_BYTES, TEST_FILE, TRAIN_FILES,
+    self, Cifar10, ALL_FILES, BATCHES_DIR, BATCH_BYTES, CLASS_NAMES, IMAGE_BYTES, META_FILE,
+    RECORDS_PER_FILE, RECORD_BYTES, TEST_FILE, TRAIN_FILES,
 };
 use minivgg::data::download::download_verified;
 use std::io::{Read, Write};
@@ -17,19 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::thread::{self, JoinHandle};
-
-const NAMES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
 
 /// Synthetic label of record `r` in file `file` (0..4 training batches, 5 the test batch).
 fn label(file: usize, r: usize) -> u8 {
@@ -57,7 +44,7 @@ fn batch(file: usize) -> Vec<u8> {
 
 /// The meta file as the official archive writes it, trailing blank line included.
 fn meta() -> Vec<u8> {
-    format!("{}\n\n", NAMES.join("\n")).into_bytes()
+    format!("{}\n\n", CLASS_NAMES.join("\n")).into_bytes()
 }
 
 /// All seven files, keyed by their name inside `cifar-10-batches-bin/`.
@@ -172,7 +159,7 @@ fn check_synthetic(data: &Cifar10) {
     }
     assert_eq!(data.test.image(5)[MARK_HWC..MARK_HWC + 3], [205, 100, 50]);
     assert!(data.train.image(4).iter().all(|&b| b == 0));
-    assert_eq!(data.class_names, NAMES);
+    assert_eq!(data.class_names, CLASS_NAMES);
 }
 
 #[test]
@@ -205,7 +192,7 @@ fn load_test_needs_only_test_batch_and_names() {
         assert_eq!(test.len(), 10_000);
         assert_eq!(test.labels[..3], [label(5, 0), label(5, 1), label(5, 2)]);
         assert_eq!(test.image(5)[MARK_HWC..MARK_HWC + 3], [205, 100, 50]);
-        assert_eq!(names, NAMES);
+        assert_eq!(names, CLASS_NAMES);
     }
     // The full load still wants the training batches.
     assert_eq!(
@@ -238,20 +225,31 @@ fn parse_batch_checks_size_and_labels() {
 
 #[test]
 fn parse_meta_wants_ten_names() {
-    let names = cifar10::parse_meta("m", format!("{}\r\n\r\n\n", NAMES.join("\r\n")).as_bytes());
-    assert_eq!(names.unwrap(), NAMES);
-    let err = cifar10::parse_meta("m", NAMES[..9].join("\n").as_bytes()).unwrap_err();
+    let names = cifar10::parse_meta(
+        "m",
+        format!("{}\r\n\r\n\n", CLASS_NAMES.join("\r\n")).as_bytes(),
+    );
+    assert_eq!(names.unwrap(), CLASS_NAMES);
+    let err = cifar10::parse_meta("m", CLASS_NAMES[..9].join("\n").as_bytes()).unwrap_err();
     assert_eq!(
         err.to_string(),
         "m: 9 class names, expected 10 (one per line)"
     );
-    let gap = format!("{}\n\n{}", NAMES[..3].join("\n"), NAMES[3..].join("\n"));
+    let gap = format!(
+        "{}\n\n{}",
+        CLASS_NAMES[..3].join("\n"),
+        CLASS_NAMES[3..].join("\n")
+    );
     let err = cifar10::parse_meta("m", gap.as_bytes()).unwrap_err();
     assert_eq!(
         err.to_string(),
         "m: 11 class names, expected 10 (one per line)"
     );
-    let blank = format!("{}\n \n{}", NAMES[..3].join("\n"), NAMES[4..].join("\n"));
+    let blank = format!(
+        "{}\n \n{}",
+        CLASS_NAMES[..3].join("\n"),
+        CLASS_NAMES[4..].join("\n")
+    );
     let err = cifar10::parse_meta("m", blank.as_bytes()).unwrap_err();
     assert_eq!(err.to_string(), "m: line 4 is empty, expected a class name");
     let err = cifar10::parse_meta("m", b"\xff").unwrap_err().to_string();
@@ -665,7 +663,7 @@ fn real_cifar10() {
         .iter()
         .for_each(|&l| test_counts[l as usize] += 1);
     assert_eq!(test_counts, [1000; 10]);
-    assert_eq!(data.class_names, NAMES);
+    assert_eq!(data.class_names, CLASS_NAMES);
     // Per-channel means published with the data: they come out right only if every pixel's
     // R, G and B land in the channel slots 0, 1, 2.
     let mut sums = [0u64; 3];
@@ -680,7 +678,7 @@ fn real_cifar10() {
     }
     let (test, names) = cifar10::load_test(&path).unwrap();
     assert!(test == data.test);
-    assert_eq!(names, NAMES);
+    assert_eq!(names, CLASS_NAMES);
 }
 
 /// Every file and directory under `root`, files with their size and modification time: what

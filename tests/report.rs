@@ -142,18 +142,7 @@ fn cifar10_sized_report_matches_sklearn_to_the_bit() {
         vec![16, 8, 28, 26, 5, 15, 28, 25, 240, 19],
         vec![1, 22, 14, 2, 7, 16, 21, 15, 18, 190],
     ];
-    let class_names = names(&[
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ]);
+    let class_names = names(&minivgg::data::cifar10::CLASS_NAMES);
     let report = ClassificationReport::from_confusion(&cm, &class_names);
     // sklearn's averages (numpy pairwise sums), compared exactly.
     assert_eq!(report.accuracy, 0.6102385107620709);
