@@ -1,7 +1,7 @@
 //! The `minivgg` command line: flags with the tutorial's values as defaults, checked before
 //! any work starts, and the subcommands wired to the library.
 
-use crate::data::cifar10::{self, Cifar10, Split, IMAGE_BYTES};
+use crate::data::cifar10::{self, Cifar10, Split, IMAGE_BYTES, TRAIN_IMAGES};
 use crate::data::{download, images};
 use crate::engine::device::Device;
 use crate::engine::Network;
@@ -102,9 +102,15 @@ pub struct TrainArgs {
     /// Go on with the run whose checkpoint is in DIR, with that run's own settings.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "model", "no_bn", "output", "epochs", "batch_size", "lr", "momentum", "no_nesterov",
-        "decay", "seed", "save", "augment", "limit",
+        "decay", "schedule", "seed", "save", "augment", "limit",
     ])]
     pub resume: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Schedule {
+    Keras,
+    Linear,
 }
 
 /// The recipe and where it runs: shared by `train` and `compare`.
@@ -121,9 +127,15 @@ pub struct RecipeArgs {
     /// Plain momentum instead of Nesterov's.
     #[arg(long)]
     pub no_nesterov: bool,
-    /// Time-based learning-rate decay per update. Default: lr / epochs, as the tutorial.
+    /// Time-based learning-rate decay per update. Default: lr / epochs, as the tutorial
+    /// (0 with `--schedule linear`).
     #[arg(long, allow_negative_numbers = true)]
     pub decay: Option<f32>,
+    /// How the learning rate falls per update t: `keras`, the tutorial's lr / (1 + decay·t);
+    /// or `linear`, which also scales it by 1 − t/T so it reaches 0 at the run's last update
+    /// (the series' later polynomial decay, power 1).
+    #[arg(long, value_enum, default_value = "keras")]
+    pub schedule: Schedule,
     /// Seed for initialisation, shuffling, dropout and augmentation. Default: a random seed,
     /// printed.
     #[arg(long)]
@@ -295,7 +307,17 @@ fn run_settings(
             lr: recipe.lr,
             momentum: recipe.momentum,
             nesterov: !recipe.no_nesterov,
-            decay: recipe.decay.unwrap_or(recipe.lr / recipe.epochs as f32),
+            decay: recipe.decay.unwrap_or(match recipe.schedule {
+                Schedule::Keras => recipe.lr / recipe.epochs as f32,
+                Schedule::Linear => 0.0,
+            }),
+            anneal_updates: match recipe.schedule {
+                Schedule::Keras => 0,
+                Schedule::Linear => {
+                    let images = recipe.limit.map_or(TRAIN_IMAGES, |n| n.min(TRAIN_IMAGES));
+                    (recipe.epochs * images.div_ceil(recipe.batch_size)) as u64
+                }
+            },
         },
         seed,
         output,
@@ -528,10 +550,15 @@ fn train_run(
         mut progress,
     } = run;
     println!(
-        "[INFO] compiling model... ({}, seed {}{}, {})",
+        "[INFO] compiling model... ({}, seed {}{}{}, {})",
         net.spec.name,
         settings.seed,
         if settings.augment { ", augmented" } else { "" },
+        if settings.sgd.anneal_updates > 0 {
+            ", linear schedule"
+        } else {
+            ""
+        },
         device_label(device)
     );
     println!(
@@ -797,4 +824,44 @@ fn predict(args: PredictArgs) -> Result<()> {
         return Err(UnreadableImages(failed).into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings_of(flags: &[&str]) -> RunSettings {
+        let cli = Cli::try_parse_from(["minivgg", "train"].iter().chain(flags)).unwrap();
+        let Command::Train(args) = cli.command else {
+            unreachable!()
+        };
+        run_settings(&args.recipe, 1, PathBuf::from("p.png"), None)
+    }
+
+    #[test]
+    fn the_tutorial_schedule_decays_by_lr_over_epochs_and_never_anneals() {
+        let sgd = settings_of(&["--lr", "0.02", "--epochs", "10"]).sgd;
+        assert_eq!(sgd.decay, 0.02 / 10.0);
+        assert_eq!(sgd.anneal_updates, 0);
+    }
+
+    #[test]
+    fn the_linear_schedule_ends_at_the_runs_last_update() {
+        // 1,000 images in batches of 64: 16 updates per epoch, 3 epochs.
+        let flags = ["--schedule", "linear", "--epochs", "3", "--limit", "1000"];
+        let sgd = settings_of(&flags).sgd;
+        assert_eq!((sgd.decay, sgd.anneal_updates), (0.0, 48));
+        assert_eq!(sgd.lr_at(48), 0.0);
+        // The whole training split when --limit is absent or larger.
+        let flags = [
+            "--schedule",
+            "linear",
+            "--limit",
+            "60000",
+            "--decay",
+            "0.001",
+        ];
+        let sgd = settings_of(&flags).sgd;
+        assert_eq!((sgd.decay, sgd.anneal_updates), (0.001, 40 * 782));
+    }
 }

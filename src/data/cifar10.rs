@@ -32,6 +32,8 @@ pub const TRAIN_FILES: [&str; 5] = [
     "data_batch_4.bin",
     "data_batch_5.bin",
 ];
+/// Images in the training split (five files of 10,000).
+pub const TRAIN_IMAGES: usize = TRAIN_FILES.len() * RECORDS_PER_FILE;
 pub const TEST_FILE: &str = "test_batch.bin";
 pub const META_FILE: &str = "batches.meta.txt";
 pub const BATCHES_DIR: &str = "cifar-10-batches-bin";

@@ -1,6 +1,7 @@
 //! `minivgg bench`: where the time of a training step goes, layer by layer, on synthetic data
 //! (timing does not depend on pixel values, so no data set is needed).
 
+use crate::data::cifar10::{RECORDS_PER_FILE, TRAIN_IMAGES};
 use crate::engine::device::Device;
 use crate::engine::{Mode, Network};
 use crate::model::spec::{LayerSpec, PlacedLayer};
@@ -126,7 +127,7 @@ fn bench_gpu(
             .map(|_| rng.random_range(0..spec.classes as u8))
             .collect(),
     };
-    let (train, validation) = (synthetic(50_000), synthetic(10_000));
+    let (train, validation) = (synthetic(TRAIN_IMAGES), synthetic(RECORDS_PER_FILE));
     let mut trainer = GpuTrainer::new(gpu, &net, &sgd, &train, &validation, false)?;
     let to_stats =
         |times: Vec<f64>| stats(times.into_iter().map(Duration::from_secs_f64).collect());
@@ -213,7 +214,7 @@ fn bench_cpu(spec: &ModelSpec, batch: usize, steps: usize, warmup: usize) -> Res
             rate(b_flops, b)
         )?;
     }
-    let epoch = train.median.as_secs_f64() * 50_000usize.div_ceil(batch) as f64
+    let epoch = train.median.as_secs_f64() * TRAIN_IMAGES.div_ceil(batch) as f64
         + infer.median.as_secs_f64() * 10_000usize.div_ceil(batch) as f64;
     let epoch_line =
         format!("epoch estimate (50,000 train + 10,000 validation images): {epoch:.1} s");

@@ -1,6 +1,7 @@
 //! SGD with momentum, Nesterov and time-based decay, in Keras' form:
 //! `lr_t = lr / (1 + decay·t)` with t the updates done so far, `v ← m·v − lr_t·g`, then
-//! `w ← w + m·v − lr_t·g` (Nesterov) or `w ← w + v`.
+//! `w ← w + m·v − lr_t·g` (Nesterov) or `w ← w + v`. Optionally (`--schedule linear`) the
+//! rate is also scaled by `1 − t/T`, reaching zero after the run's last update T.
 
 use rayon::prelude::*;
 
@@ -10,6 +11,21 @@ pub struct SgdConfig {
     pub momentum: f32,
     pub nesterov: bool,
     pub decay: f32,
+    /// T of the linear schedule: when non-zero, `lr_t` is also scaled by `max(0, 1 − t/T)`.
+    #[serde(default)]
+    pub anneal_updates: u64,
+}
+
+impl SgdConfig {
+    /// `lr_t` after `t` updates. The CUDA kernel `sgd_step` computes the same in f64.
+    pub fn lr_at(&self, t: u64) -> f32 {
+        let t = t as f64;
+        let anneal = match self.anneal_updates {
+            0 => 1.0,
+            total => (1.0 - t / total as f64).max(0.0),
+        };
+        (self.lr as f64 / (1.0 + self.decay as f64 * t) * anneal) as f32
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +43,7 @@ impl SgdConfig {
         momentum: 0.9,
         nesterov: true,
         decay: 0.01 / 40.0,
+        anneal_updates: 0,
     };
 }
 
@@ -43,7 +60,7 @@ impl Sgd {
 
     /// The learning rate the next update will use.
     pub fn current_lr(&self) -> f32 {
-        (self.config.lr as f64 / (1.0 + self.config.decay as f64 * self.iterations as f64)) as f32
+        self.config.lr_at(self.iterations)
     }
 
     pub fn step(&mut self, params: &mut [f32], grads: &[f32]) {
@@ -80,6 +97,7 @@ mod tests {
             momentum: 0.9,
             nesterov: true,
             decay: 0.5,
+            anneal_updates: 0,
         };
         let mut sgd = Sgd::new(config, 1);
         let mut w = [1.0f32];
@@ -112,11 +130,29 @@ mod tests {
             momentum: 0.5,
             nesterov: false,
             decay: 0.0,
+            anneal_updates: 0,
         };
         let mut sgd = Sgd::new(config, 1);
         let mut w = [0.0f32];
         sgd.step(&mut w, &[1.0]); // v = −0.1, w = −0.1
         sgd.step(&mut w, &[1.0]); // v = −0.05 − 0.1 = −0.15, w = −0.25
         assert!((w[0] + 0.25).abs() < 1e-7, "{}", w[0]);
+    }
+
+    #[test]
+    fn the_linear_schedule_falls_to_zero_at_the_last_update() {
+        // lr 0.1, decay 0.5, T = 4: t=0 → 0.1, t=2 → 0.1/2 · 1/2 = 0.025, t ≥ 4 → 0.
+        let config = SgdConfig {
+            lr: 0.1,
+            momentum: 0.9,
+            nesterov: true,
+            decay: 0.5,
+            anneal_updates: 4,
+        };
+        let rates: Vec<f32> = (0..6).map(|t| config.lr_at(t)).collect();
+        let want = [0.1, 0.1 / 1.5 * 0.75, 0.025, 0.1 / 2.5 * 0.25, 0.0, 0.0];
+        for (t, (got, want)) in rates.iter().zip(want).enumerate() {
+            assert!((got - want).abs() < 1e-7, "t={t}: {got} vs {want}");
+        }
     }
 }

@@ -163,8 +163,7 @@ impl CudaNetwork {
 
     /// The gradients of the last backward pass (for tests).
     pub fn download_grads(&self) -> Result<Vec<f32>> {
-        self.gpu
-            .download(&self.grads, self.ranges.last().map_or(0, |r| r.weights.end))
+        self.gpu.download(&self.grads, self.param_count())
     }
 
     pub fn download_moving(&self) -> Result<Vec<f32>> {
@@ -233,10 +232,16 @@ impl CudaNetwork {
     }
 
     pub fn download_params(&self) -> Result<Vec<f32>> {
-        self.gpu.download(
-            &self.params,
-            self.ranges.last().map_or(0, |r| r.weights.end),
-        )
+        self.gpu.download(&self.params, self.param_count())
+    }
+
+    /// The optimizer's velocity, one value per trainable parameter.
+    pub fn download_velocity(&self) -> Result<Vec<f32>> {
+        self.gpu.download(&self.velocity, self.param_count())
+    }
+
+    fn param_count(&self) -> usize {
+        self.ranges.last().map_or(0, |r| r.weights.end)
     }
 
     fn weights(&self, i: usize) -> (u64, u64) {
@@ -725,7 +730,7 @@ impl CudaNetwork {
 
     /// Enqueues the SGD update of every trainable parameter and counts it (train::sgd::Sgd::step).
     pub fn encode_sgd(&self) -> Result<()> {
-        let len = self.ranges.last().map_or(0, |r| r.weights.end);
+        let len = self.param_count();
         let gpu = &self.gpu;
         let args = [
             Arg(gpu.ptr(&self.params)),
@@ -734,6 +739,7 @@ impl CudaNetwork {
             len.into(),
             self.sgd.lr.into(),
             self.sgd.decay.into(),
+            Arg(self.sgd.anneal_updates),
             self.sgd.momentum.into(),
             self.sgd.nesterov.into(),
             Arg(gpu.ptr(&self.state)),

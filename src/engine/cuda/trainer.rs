@@ -239,6 +239,7 @@ pub fn evaluate_on_gpu(gpu: Gpu, net: &Network, split: &Split) -> Result<(BatchM
             momentum: 0.0,
             nesterov: false,
             decay: 0.0,
+            anneal_updates: 0,
         },
         net.params.len(),
     );
