@@ -179,6 +179,20 @@ fn conv3x3_backward_matches_finite_differences() {
     );
 }
 
+/// 16 filters: the direct AVX2 kernels' path where the CPU has them (the layer tests in
+/// `linear.rs` compare it with im2col and `gemm` on larger shapes).
+#[test]
+fn conv3x3_with_16_filters_backward_matches_finite_differences() {
+    check_layer(
+        LayerSpec::Conv2d {
+            filters: 16,
+            kernel: 3,
+        },
+        IMAGE,
+        Mode::Train,
+    );
+}
+
 #[test]
 fn conv5x5_backward_matches_finite_differences() {
     check_layer(

@@ -1,7 +1,7 @@
 //! `minivgg bench`: where the time of a training step goes, layer by layer, on synthetic data
 //! (timing does not depend on pixel values, so no data set is needed).
 
-use crate::data::cifar10::{RECORDS_PER_FILE, TRAIN_IMAGES};
+use crate::data::cifar10::TRAIN_IMAGES;
 use crate::engine::device::Device;
 use crate::engine::{Mode, Network};
 use crate::model::spec::{LayerSpec, PlacedLayer};
@@ -127,7 +127,10 @@ fn bench_gpu(
             .map(|_| rng.random_range(0..spec.classes as u8))
             .collect(),
     };
-    let (train, validation) = (synthetic(TRAIN_IMAGES), synthetic(RECORDS_PER_FILE));
+    let (train, validation) = (
+        synthetic(TRAIN_IMAGES),
+        synthetic(crate::data::cifar10::RECORDS_PER_FILE),
+    );
     let mut trainer = GpuTrainer::new(gpu, &net, &sgd, &train, &validation, false)?;
     let to_stats =
         |times: Vec<f64>| stats(times.into_iter().map(Duration::from_secs_f64).collect());

@@ -2,6 +2,7 @@
 //! (Dense) or its im2col patches (Conv2D). Forward and backward of both sit here.
 
 use super::{Backward, Forward};
+use crate::engine::cpu::conv::{self, DirectConv};
 use crate::engine::cpu::im2col::{col2im, im2col, ConvGeometry};
 use crate::engine::cpu::matmul::{matmul, Layout};
 use crate::engine::cpu::reduce::{column_sums, partials_len};
@@ -34,33 +35,39 @@ fn affine_forward(
 }
 
 /// Kernel gradient `aᵀ · dy` and bias gradient `Σ_rows dy`, written into `grads` (kernel, bias).
-struct WeightGrads<'a> {
+fn weight_grads(
+    a: &[f32],
+    dy: &[f32],
+    grads: &mut [f32],
+    bias_sums: BiasSums,
+    rows: usize,
+    inputs: usize,
+    outputs: usize,
+) {
+    let (kernel_grad, bias_grad) = grads.split_at_mut(inputs * outputs);
+    matmul(
+        kernel_grad,
+        a,
+        Layout::Transposed,
+        dy,
+        Layout::AsIs,
+        inputs,
+        rows,
+        outputs,
+        false,
+    );
+    bias_sums.compute(dy, bias_grad, rows);
+}
+
+/// The bias gradient `Σ_rows dy`, with its reduction scratch.
+struct BiasSums<'a> {
     partials: &'a mut [f64],
     sums: &'a mut [f64],
 }
 
-impl WeightGrads<'_> {
-    fn compute(
-        self,
-        a: &[f32],
-        dy: &[f32],
-        grads: &mut [f32],
-        rows: usize,
-        inputs: usize,
-        outputs: usize,
-    ) {
-        let (kernel_grad, bias_grad) = grads.split_at_mut(inputs * outputs);
-        matmul(
-            kernel_grad,
-            a,
-            Layout::Transposed,
-            dy,
-            Layout::AsIs,
-            inputs,
-            rows,
-            outputs,
-            false,
-        );
+impl BiasSums<'_> {
+    fn compute(self, dy: &[f32], bias_grad: &mut [f32], rows: usize) {
+        let outputs = bias_grad.len();
         column_sums(&dy[..rows * outputs], rows, self.partials, self.sums);
         for (g, s) in bias_grad.iter_mut().zip(self.sums.iter()) {
             *g = *s as f32;
@@ -113,11 +120,12 @@ impl Dense {
     }
 
     pub fn backward(&mut self, io: Backward) {
-        let grads = WeightGrads {
+        let bias_sums = BiasSums {
             partials: &mut self.partials,
             sums: &mut self.sums,
         };
-        grads.compute(io.x, io.dy, io.grads, io.n, self.inputs, self.units);
+        let (n, inputs, units) = (io.n, self.inputs, self.units);
+        weight_grads(io.x, io.dy, io.grads, bias_sums, n, inputs, units);
         if let Some(dx) = io.dx {
             input_grads(io.dy, io.weights, dx, io.n, self.inputs, self.units);
         }
@@ -127,23 +135,51 @@ impl Dense {
 pub struct Conv2d {
     geometry: ConvGeometry,
     filters: usize,
-    /// The im2col patches of the last forward pass, reused for the patch gradients in backward.
-    cols: Vec<f32>,
+    kernels: ConvKernels,
     partials: Vec<f64>,
     sums: Vec<f64>,
 }
 
+/// How the products are done: the direct AVX2 kernels where the CPU and the filter count
+/// allow, else im2col and `gemm`.
+enum ConvKernels {
+    Direct(Box<DirectConv>),
+    /// The im2col patches of the last forward pass, reused for the patch gradients in backward.
+    Lowered {
+        cols: Vec<f32>,
+    },
+}
+
 impl Conv2d {
     pub fn new(input: Shape, filters: usize, kernel: usize, capacity: usize) -> Self {
+        Self::with_kernels(input, filters, kernel, capacity, conv::available())
+    }
+
+    /// As [`Conv2d::new`], choosing the im2col and `gemm` path when `direct` is false (tests
+    /// compare the two).
+    pub fn with_kernels(
+        input: Shape,
+        filters: usize,
+        kernel: usize,
+        capacity: usize,
+        direct: bool,
+    ) -> Self {
         let Shape::Image { h, w, c } = input else {
             unreachable!("ModelSpec::place checks conv inputs")
         };
         let geometry = ConvGeometry { h, w, c, k: kernel };
         let rows = capacity * h * w;
+        let kernels = if direct && filters.is_multiple_of(conv::COLS) {
+            ConvKernels::Direct(Box::new(DirectConv::new(geometry, filters, capacity)))
+        } else {
+            ConvKernels::Lowered {
+                cols: vec![0.0; rows * geometry.patch_len()],
+            }
+        };
         Conv2d {
             geometry,
             filters,
-            cols: vec![0.0; rows * geometry.patch_len()],
+            kernels,
             partials: vec![0.0; partials_len(rows, filters)],
             sums: vec![0.0; filters],
         }
@@ -154,24 +190,115 @@ impl Conv2d {
     }
 
     pub fn forward(&mut self, io: Forward) {
-        let (rows, patch) = (self.rows(io.n), self.geometry.patch_len());
-        let cols = &mut self.cols[..rows * patch];
-        im2col(self.geometry, io.x, cols);
-        affine_forward(cols, io.weights, io.y, rows, patch, self.filters);
+        let (rows, patch, filters) = (self.rows(io.n), self.geometry.patch_len(), self.filters);
+        match &mut self.kernels {
+            ConvKernels::Direct(direct) => direct.forward(io.x, io.weights, io.y, io.n),
+            ConvKernels::Lowered { cols } => {
+                let cols = &mut cols[..rows * patch];
+                im2col(self.geometry, io.x, cols);
+                affine_forward(cols, io.weights, io.y, rows, patch, filters);
+            }
+        }
     }
 
     pub fn backward(&mut self, io: Backward) {
-        let (rows, patch) = (self.rows(io.n), self.geometry.patch_len());
-        let cols = &mut self.cols[..rows * patch];
-        let grads = WeightGrads {
+        let (rows, patch, filters) = (self.rows(io.n), self.geometry.patch_len(), self.filters);
+        let bias_sums = BiasSums {
             partials: &mut self.partials,
             sums: &mut self.sums,
         };
-        grads.compute(cols, io.dy, io.grads, rows, patch, self.filters);
-        if let Some(dx) = io.dx {
-            // The patches are no longer needed: their buffer takes the patch gradients.
-            input_grads(io.dy, io.weights, cols, rows, patch, self.filters);
-            col2im(self.geometry, cols, dx);
+        match &mut self.kernels {
+            ConvKernels::Direct(direct) => {
+                let (kernel_grad, bias_grad) = io.grads.split_at_mut(patch * filters);
+                direct.kernel_grad(io.dy, kernel_grad, io.n);
+                bias_sums.compute(io.dy, bias_grad, rows);
+                if let Some(dx) = io.dx {
+                    direct.input_grad(io.dy, &io.weights[..patch * filters], dx, io.n);
+                }
+            }
+            ConvKernels::Lowered { cols } => {
+                let cols = &mut cols[..rows * patch];
+                weight_grads(cols, io.dy, io.grads, bias_sums, rows, patch, filters);
+                if let Some(dx) = io.dx {
+                    // The patches are no longer needed: their buffer takes the patch gradients.
+                    input_grads(io.dy, io.weights, cols, rows, patch, filters);
+                    col2im(self.geometry, cols, dx);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::layers::Mode;
+
+    /// Forward, kernel and bias gradients, and input gradient of one layer.
+    fn run(layer: &mut Conv2d, x: &[f32], weights: &[f32], dy: &[f32], n: usize) -> [Vec<f32>; 3] {
+        let mut y = vec![0.0; dy.len()];
+        layer.forward(Forward {
+            weights,
+            moving: &mut [],
+            x,
+            y: &mut y,
+            n,
+            mode: Mode::Train,
+            dropout_key: 0,
+        });
+        let mut grads = vec![0.0; weights.len()];
+        let mut dx = vec![0.0; x.len()];
+        layer.backward(Backward {
+            weights,
+            grads: &mut grads,
+            x,
+            y: &y,
+            dy,
+            dx: Some(&mut dx),
+            n,
+        });
+        [y, grads, dx]
+    }
+
+    #[test]
+    fn direct_kernels_match_im2col_and_gemm() {
+        if !conv::available() {
+            eprintln!("skipped: this CPU lacks AVX2 and FMA, so only the im2col path exists");
+            return;
+        }
+        // Channel counts below, at and above one 16-wide tile, odd image sizes (partial pixel
+        // tiles), 3×3 and 5×5, and more images than one kernel-gradient group.
+        for (h, w, c, k, filters, n) in [
+            (6, 5, 3, 3, 16, 3),
+            (7, 9, 16, 3, 32, 10),
+            (8, 8, 20, 5, 16, 2),
+            (4, 4, 33, 3, 48, 17),
+        ] {
+            let input = Shape::Image { h, w, c };
+            let wave = |len: usize, phase: f32| -> Vec<f32> {
+                (0..len).map(|i| (i as f32 * 0.37 + phase).sin()).collect()
+            };
+            let x = wave(n * h * w * c, 0.1);
+            let weights = wave(k * k * c * filters + filters, 0.7);
+            let dy = wave(n * h * w * filters, 1.3);
+            let mut direct = Conv2d::with_kernels(input, filters, k, n, true);
+            let mut lowered = Conv2d::with_kernels(input, filters, k, n, false);
+            assert!(matches!(direct.kernels, ConvKernels::Direct(_)));
+            let got = run(&mut direct, &x, &weights, &dy, n);
+            let want = run(&mut lowered, &x, &weights, &dy, n);
+            for (what, got, want) in [
+                ("y", &got[0], &want[0]),
+                ("grads", &got[1], &want[1]),
+                ("dx", &got[2], &want[2]),
+            ] {
+                let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * scale,
+                        "{h}×{w}×{c}, k {k}, {filters} filters, n {n}: {what}[{i}] {g} vs {w}"
+                    );
+                }
+            }
         }
     }
 }
