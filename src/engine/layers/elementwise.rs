@@ -26,7 +26,10 @@ pub fn relu_backward(io: Backward) {
         .zip(io.dy[..len].par_chunks(CHUNK))
         .for_each(|((dx, y), dy)| {
             for ((dx, y), dy) in dx.iter_mut().zip(y).zip(dy) {
-                *dx = if *y > 0.0 { *dy } else { 0.0 };
+                // A bit mask, not a branch: the signs are random, so a branch mispredicts
+                // half the time, and this form vectorizes.
+                let keep = ((*y > 0.0) as u32).wrapping_neg();
+                *dx = f32::from_bits(dy.to_bits() & keep);
             }
         });
 }
@@ -67,50 +70,52 @@ pub fn dropout_keeps(key: u64, index: usize, rate: f32) -> bool {
 }
 
 /// Inverted dropout: kept values are scaled by 1/(1 − rate) in training, so evaluation is
-/// the identity. Backward redraws the mask from its key instead of storing it.
+/// the identity. Forward keeps each value's factor (0 or 1/(1 − rate)) for backward.
 pub struct Dropout {
     rate: f32,
-    /// The mask of the last training forward pass.
-    key: u64,
+    /// The factors of the last training forward pass.
+    factors: Vec<f32>,
 }
 
 impl Dropout {
-    pub fn new(rate: f32) -> Self {
-        Dropout { rate, key: 0 }
-    }
-
-    /// `out[i] = input[i] · (kept ? 1/(1 − rate) : 0)`.
-    fn apply(&self, input: &[f32], out: &mut [f32]) {
-        let (key, rate, scale) = (self.key, self.rate, 1.0 / (1.0 - self.rate));
-        out.par_chunks_mut(CHUNK)
-            .zip(input.par_chunks(CHUNK))
-            .enumerate()
-            .for_each(|(c, (out, input))| {
-                for (i, (o, v)) in out.iter_mut().zip(input).enumerate() {
-                    *o = if dropout_keeps(key, c * CHUNK + i, rate) {
-                        v * scale
-                    } else {
-                        0.0
-                    };
-                }
-            });
+    pub fn new(rate: f32, len: usize) -> Self {
+        Dropout {
+            rate,
+            factors: vec![0.0; len],
+        }
     }
 
     pub fn forward(&mut self, io: Forward) {
         let len = io.y.len();
-        match io.mode {
-            Mode::Eval => io.y.copy_from_slice(&io.x[..len]),
-            Mode::Train => {
-                self.key = io.dropout_key;
-                self.apply(&io.x[..len], io.y);
-            }
+        if io.mode == Mode::Eval {
+            io.y.copy_from_slice(&io.x[..len]);
+            return;
         }
+        let (key, rate, scale) = (io.dropout_key, self.rate, 1.0 / (1.0 - self.rate));
+        io.y.par_chunks_mut(CHUNK)
+            .zip(self.factors[..len].par_chunks_mut(CHUNK))
+            .zip(io.x[..len].par_chunks(CHUNK))
+            .enumerate()
+            .for_each(|(c, ((y, factors), x))| {
+                for (i, ((y, factor), x)) in y.iter_mut().zip(factors).zip(x).enumerate() {
+                    // A product, not a branch: a quarter to a half of the draws drop.
+                    *factor = dropout_keeps(key, c * CHUNK + i, rate) as u32 as f32 * scale;
+                    *y = x * *factor;
+                }
+            });
     }
 
     pub fn backward(&mut self, io: Backward) {
         if let Some(dx) = io.dx {
             let len = dx.len();
-            self.apply(&io.dy[..len], dx);
+            dx.par_chunks_mut(CHUNK)
+                .zip(self.factors[..len].par_chunks(CHUNK))
+                .zip(io.dy[..len].par_chunks(CHUNK))
+                .for_each(|((dx, factors), dy)| {
+                    for ((dx, factor), dy) in dx.iter_mut().zip(factors).zip(dy) {
+                        *dx = dy * factor;
+                    }
+                });
         }
     }
 }

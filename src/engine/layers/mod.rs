@@ -70,7 +70,10 @@ impl Layer {
                 capacity,
             )),
             LayerSpec::MaxPool => Layer::MaxPool(pool::MaxPool::new(placed.input, capacity)),
-            LayerSpec::Dropout { rate } => Layer::Dropout(elementwise::Dropout::new(rate)),
+            LayerSpec::Dropout { rate } => Layer::Dropout(elementwise::Dropout::new(
+                rate,
+                capacity * placed.input.len(),
+            )),
             LayerSpec::Flatten => Layer::Flatten,
             LayerSpec::Softmax => Layer::Softmax {
                 classes: placed.output.len(),
