@@ -16,10 +16,11 @@ pub struct BatchNorm {
     last_mode: Mode,
     mean: Vec<f32>,
     inv_std: Vec<f32>,
-    /// Per-channel scratch, kept so a step allocates nothing.
-    batch_mean: Vec<f64>,
-    mean_dy: Vec<f32>,
-    mean_dy_xhat: Vec<f32>,
+    /// Per-channel factors of the elementwise pass (forward: y = x·scale + shift; backward:
+    /// dx = dy·scale + x·x_scale + shift), kept so a step allocates nothing.
+    scale: Vec<f32>,
+    x_scale: Vec<f32>,
+    shift: Vec<f32>,
     partials: Vec<f64>,
     sums: Vec<f64>,
 }
@@ -33,9 +34,9 @@ impl BatchNorm {
             last_mode: Mode::Train,
             mean: vec![0.0; channels],
             inv_std: vec![0.0; channels],
-            batch_mean: vec![0.0; channels],
-            mean_dy: vec![0.0; channels],
-            mean_dy_xhat: vec![0.0; channels],
+            scale: vec![0.0; channels],
+            x_scale: vec![0.0; channels],
+            shift: vec![0.0; channels],
             partials: vec![0.0; partials_len(rows, 2 * channels)],
             sums: vec![0.0; 2 * channels],
         }
@@ -50,30 +51,22 @@ impl BatchNorm {
         let (moving_mean, moving_var) = io.moving.split_at_mut(c);
         match io.mode {
             Mode::Train => {
-                let sums = &mut self.sums[..c];
-                reduce_rows(rows, &mut self.partials, sums, |range, s| {
+                // One pass for Σx and Σx², in f64: with at most a few million rows per
+                // channel, E[x²] − E[x]² loses nothing that matters to cancellation.
+                reduce_rows(rows, &mut self.partials, &mut self.sums, |range, s| {
+                    let (sum, sum_sq) = s.split_at_mut(c);
                     for row in x[range.start * c..range.end * c].chunks_exact(c) {
-                        for (s, v) in s.iter_mut().zip(row) {
-                            *s += *v as f64;
-                        }
-                    }
-                });
-                for (m, s) in self.batch_mean.iter_mut().zip(sums.iter()) {
-                    *m = s / rows as f64;
-                }
-                let mean = &self.batch_mean;
-                // Two passes: the variance of centred values loses no precision to cancellation.
-                reduce_rows(rows, &mut self.partials, sums, |range, s| {
-                    for row in x[range.start * c..range.end * c].chunks_exact(c) {
-                        for ((s, v), m) in s.iter_mut().zip(row).zip(mean.iter()) {
-                            let d = *v as f64 - m;
-                            *s += d * d;
+                        for j in 0..c {
+                            let v = row[j] as f64;
+                            sum[j] += v;
+                            sum_sq[j] += v * v;
                         }
                     }
                 });
                 for j in 0..c {
-                    let var = sums[j] / rows as f64;
-                    self.mean[j] = mean[j] as f32;
+                    let mean = self.sums[j] / rows as f64;
+                    let var = (self.sums[c + j] / rows as f64 - mean * mean).max(0.0);
+                    self.mean[j] = mean as f32;
                     self.inv_std[j] = (1.0 / (var + EPSILON).sqrt()) as f32;
                     // The moving variance takes the unbiased estimate, as Keras and PyTorch do.
                     let unbiased = if rows > 1 {
@@ -82,7 +75,7 @@ impl BatchNorm {
                         var
                     };
                     moving_mean[j] =
-                        (moving_mean[j] as f64 * MOMENTUM + mean[j] * (1.0 - MOMENTUM)) as f32;
+                        (moving_mean[j] as f64 * MOMENTUM + mean * (1.0 - MOMENTUM)) as f32;
                     moving_var[j] =
                         (moving_var[j] as f64 * MOMENTUM + unbiased * (1.0 - MOMENTUM)) as f32;
                 }
@@ -94,71 +87,85 @@ impl BatchNorm {
                 }
             }
         }
-        let (mean, inv_std) = (&self.mean, &self.inv_std);
-        let chunk = ROWS_PER_CHUNK * c;
-        io.y[..rows * c]
-            .par_chunks_mut(chunk)
-            .zip(x.par_chunks(chunk))
-            .for_each(|(y, x)| {
-                for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                    for j in 0..c {
-                        y[j] = gamma[j] * (x[j] - mean[j]) * inv_std[j] + beta[j];
-                    }
-                }
-            });
+        // y = γ·(x − mean)·inv_std + β, as one multiply-add per value.
+        for j in 0..c {
+            self.scale[j] = gamma[j] * self.inv_std[j];
+            self.shift[j] = beta[j] - self.mean[j] * self.scale[j];
+        }
+        affine_channels(x, &mut io.y[..rows * c], &self.scale, &self.shift, None);
     }
 
     pub fn backward(&mut self, io: Backward) {
         let c = self.channels;
         let rows = io.n * self.per_sample / c;
         let (x, dy) = (&io.x[..rows * c], &io.dy[..rows * c]);
-        let (mean, inv_std) = (&self.mean, &self.inv_std);
-        // sums[..c] = Σ dy (beta's gradient), sums[c..] = Σ dy·x̂ (gamma's gradient).
+        // sums[..c] = Σ dy (beta's gradient), sums[c..] = Σ dy·x; then Σ dy·x̂ =
+        // inv_std·(Σ dy·x − mean·Σ dy) is gamma's gradient.
         reduce_rows(rows, &mut self.partials, &mut self.sums, |range, s| {
-            let (sum_dy, sum_dy_xhat) = s.split_at_mut(c);
+            let (sum_dy, sum_dy_x) = s.split_at_mut(c);
             let rows_x = x[range.start * c..range.end * c].chunks_exact(c);
             for (x, dy) in rows_x.zip(dy[range.start * c..range.end * c].chunks_exact(c)) {
                 for j in 0..c {
-                    let xhat = (x[j] - mean[j]) * inv_std[j];
                     sum_dy[j] += dy[j] as f64;
-                    sum_dy_xhat[j] += (dy[j] * xhat) as f64;
+                    sum_dy_x[j] += (dy[j] * x[j]) as f64;
                 }
             }
         });
         let (gamma_grad, beta_grad) = io.grads.split_at_mut(c);
         for j in 0..c {
+            let (mean, inv_std) = (self.mean[j] as f64, self.inv_std[j] as f64);
+            let sum_dy_xhat = inv_std * (self.sums[c + j] - mean * self.sums[j]);
             beta_grad[j] = self.sums[j] as f32;
-            gamma_grad[j] = self.sums[c + j] as f32;
-        }
-        let Some(dx) = io.dx else { return };
-        let gamma = &io.weights[..c];
-        for j in 0..c {
-            (self.mean_dy[j], self.mean_dy_xhat[j]) = match self.last_mode {
-                Mode::Train => (
-                    (self.sums[j] / rows as f64) as f32,
-                    (self.sums[c + j] / rows as f64) as f32,
-                ),
+            gamma_grad[j] = sum_dy_xhat as f32;
+            // dx = γ·inv_std·(dy − mean(dy) − x̂·mean(dy·x̂)) in training (the statistics
+            // depend on x), γ·inv_std·dy in evaluation: a·dy + b·x + d per channel.
+            let a = io.weights[j] as f64 * inv_std;
+            let (mean_dy, mean_dy_xhat) = match self.last_mode {
+                Mode::Train => (self.sums[j] / rows as f64, sum_dy_xhat / rows as f64),
                 Mode::Eval => (0.0, 0.0),
             };
+            let b = -a * inv_std * mean_dy_xhat;
+            self.scale[j] = a as f32;
+            self.x_scale[j] = b as f32;
+            self.shift[j] = (-a * mean_dy - b * mean) as f32;
         }
-        let (mean_dy, mean_dy_xhat) = (&self.mean_dy, &self.mean_dy_xhat);
-        let chunk = ROWS_PER_CHUNK * c;
-        dx[..rows * c]
-            .par_chunks_mut(chunk)
-            .zip(x.par_chunks(chunk))
-            .zip(dy.par_chunks(chunk))
-            .for_each(|((dx, x), dy)| {
-                for ((dx, x), dy) in dx
-                    .chunks_exact_mut(c)
-                    .zip(x.chunks_exact(c))
-                    .zip(dy.chunks_exact(c))
-                {
-                    for j in 0..c {
-                        let xhat = (x[j] - mean[j]) * inv_std[j];
-                        dx[j] =
-                            gamma[j] * inv_std[j] * (dy[j] - mean_dy[j] - xhat * mean_dy_xhat[j]);
+        let Some(dx) = io.dx else { return };
+        let x_term = Some((x, &self.x_scale[..]));
+        affine_channels(dy, &mut dx[..rows * c], &self.scale, &self.shift, x_term);
+    }
+}
+
+/// `out = v·scale + shift` per channel (the last axis), plus `x·x_scale` when given.
+fn affine_channels(
+    v: &[f32],
+    out: &mut [f32],
+    scale: &[f32],
+    shift: &[f32],
+    x_term: Option<(&[f32], &[f32])>,
+) {
+    let c = scale.len();
+    let chunk = ROWS_PER_CHUNK * c;
+    out.par_chunks_mut(chunk)
+        .zip(v.par_chunks(chunk))
+        .enumerate()
+        .for_each(|(i, (out, v))| {
+            let rows = out.chunks_exact_mut(c).zip(v.chunks_exact(c));
+            match x_term {
+                None => {
+                    for (out, v) in rows {
+                        for j in 0..c {
+                            out[j] = v[j] * scale[j] + shift[j];
+                        }
                     }
                 }
-            });
-    }
+                Some((x, x_scale)) => {
+                    let x = x[i * chunk..].chunks_exact(c);
+                    for ((out, v), x) in rows.zip(x) {
+                        for j in 0..c {
+                            out[j] = v[j] * scale[j] + x[j] * x_scale[j] + shift[j];
+                        }
+                    }
+                }
+            }
+        });
 }
