@@ -193,6 +193,20 @@ fn conv3x3_with_16_filters_backward_matches_finite_differences() {
     );
 }
 
+/// An even image of 8 channels: Winograd's F(2×2, 3×3) for the forward pass and the input
+/// gradient where the CPU has the direct kernels.
+#[test]
+fn conv3x3_winograd_backward_matches_finite_differences() {
+    check_layer(
+        LayerSpec::Conv2d {
+            filters: 16,
+            kernel: 3,
+        },
+        Shape::Image { h: 4, w: 6, c: 8 },
+        Mode::Train,
+    );
+}
+
 #[test]
 fn conv5x5_backward_matches_finite_differences() {
     check_layer(

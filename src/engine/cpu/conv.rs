@@ -11,13 +11,16 @@
 //!
 //! Measured on MiniVGGNet (`minivgg bench`), this is faster than im2col plus `gemm`: the
 //! patches (9× the input) are never written or read back, and the tile keeps its 12
-//! accumulators in registers over the whole reduction.
+//! accumulators in registers over the whole reduction. Where Winograd's F(2×2, 3×3) applies
+//! (3×3 kernels, even image sizes), the forward pass and the input gradient use it instead,
+//! on the same micro-kernel (see `winograd.rs`).
 
 use super::im2col::ConvGeometry;
+use super::winograd::Winograd;
 use rayon::prelude::*;
 
 /// Output rows (pixels, or kernel rows for the kernel gradient) per micro-kernel tile.
-const ROWS: usize = 6;
+pub(super) const ROWS: usize = 6;
 /// Output columns per tile: two AVX registers of f32.
 pub const COLS: usize = 16;
 /// Images per partial kernel gradient: a fixed split, so the sum's order never changes.
@@ -44,7 +47,7 @@ pub fn available() -> bool {
 /// bounds.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile(
+pub(super) unsafe fn tile(
     a: *const f32,
     rows: &[usize; ROWS],
     cols: &[usize],
@@ -73,7 +76,7 @@ unsafe fn tile(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn tile(
+pub(super) unsafe fn tile(
     _: *const f32,
     _: &[usize; ROWS],
     _: &[usize],
@@ -115,7 +118,7 @@ impl Offsets {
 
 /// The `ROWS` table entries from `start`, the last one repeated past the end (those rows
 /// are computed and dropped).
-fn tile_rows(table: &[usize], start: usize) -> [usize; ROWS] {
+pub(super) fn tile_rows(table: &[usize], start: usize) -> [usize; ROWS] {
     std::array::from_fn(|r| table[(start + r).min(table.len() - 1)])
 }
 
@@ -199,6 +202,9 @@ pub struct DirectConv {
     padded_grad: Vec<f32>,
     grad_offsets: Offsets,
     flipped: Vec<f32>,
+    /// Winograd's F(2×2, 3×3) for the forward pass and the input gradient, where it applies.
+    forward_winograd: Option<Winograd>,
+    grad_winograd: Option<Winograd>,
     /// One partial kernel gradient per group of images.
     partials: Vec<f32>,
 }
@@ -214,12 +220,19 @@ impl DirectConv {
         let grad_geometry = ConvGeometry { c: filters, ..g };
         let grad_offsets = Offsets::new(grad_geometry);
         let groups = capacity.div_ceil(IMAGES_PER_GROUP);
+        let ldc = g.c.next_multiple_of(COLS);
+        let winograd = |inputs, ldk| {
+            Winograd::applies(g.k, g.h, g.w, inputs)
+                .then(|| Winograd::new(g.h, g.w, inputs, ldk, capacity))
+        };
         DirectConv {
+            forward_winograd: winograd(g.c, filters),
+            grad_winograd: winograd(filters, ldc),
             geometry: g,
             filters,
             padded_input: vec![0.0; capacity * input_offsets.padded_len],
             padded_grad: vec![0.0; capacity * grad_offsets.padded_len],
-            flipped: vec![0.0; grad_offsets.taps.len() * g.c.next_multiple_of(COLS)],
+            flipped: vec![0.0; grad_offsets.taps.len() * ldc],
             partials: vec![0.0; groups * g.patch_len() * filters],
             input_offsets,
             grad_offsets,
@@ -232,7 +245,10 @@ impl DirectConv {
         let (kernel, bias) = weights.split_at(self.geometry.patch_len() * self.filters);
         pad(self.geometry, x, &mut self.padded_input, n);
         let (o, f) = (&self.input_offsets, self.filters);
-        convolve(o, &self.padded_input, kernel, f, Some(bias), y, f, n);
+        match &mut self.forward_winograd {
+            Some(winograd) => winograd.convolve(&self.padded_input, kernel, Some(bias), y, f, n),
+            None => convolve(o, &self.padded_input, kernel, f, Some(bias), y, f, n),
+        }
     }
 
     /// The input gradient `dx` from `dy`, by the flipped, transposed kernels.
@@ -252,8 +268,11 @@ impl DirectConv {
             ..self.geometry
         };
         pad(grad_geometry, dy, &mut self.padded_grad, n);
-        let o = &self.grad_offsets;
-        convolve(o, &self.padded_grad, &self.flipped, ldc, None, dx, c, n);
+        let (o, flipped) = (&self.grad_offsets, &self.flipped);
+        match &mut self.grad_winograd {
+            Some(winograd) => winograd.convolve(&self.padded_grad, flipped, None, dx, c, n),
+            None => convolve(o, &self.padded_grad, flipped, ldc, None, dx, c, n),
+        }
     }
 
     /// The kernel gradient `[k·k·C × F]` from the last forward pass's input and `dy`.

@@ -5,3 +5,4 @@ pub mod conv;
 pub mod im2col;
 pub mod matmul;
 pub mod reduce;
+pub mod winograd;

@@ -267,12 +267,16 @@ mod tests {
             return;
         }
         // Channel counts below, at and above one 16-wide tile, odd image sizes (partial pixel
-        // tiles), 3×3 and 5×5, and more images than one kernel-gradient group.
+        // tiles, the direct kernels) and even ones (Winograd), 3×3 and 5×5, and more images
+        // than one kernel-gradient group.
         for (h, w, c, k, filters, n) in [
             (6, 5, 3, 3, 16, 3),
             (7, 9, 16, 3, 32, 10),
             (8, 8, 20, 5, 16, 2),
             (4, 4, 33, 3, 48, 17),
+            (8, 6, 16, 3, 32, 10),
+            (2, 2, 8, 3, 16, 1),
+            (6, 4, 3, 3, 16, 2),
         ] {
             let input = Shape::Image { h, w, c };
             let wave = |len: usize, phase: f32| -> Vec<f32> {
@@ -292,10 +296,10 @@ mod tests {
                 ("dx", &got[2], &want[2]),
             ] {
                 let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-                for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+                for (i, (got, want)) in got.iter().zip(want.iter()).enumerate() {
                     assert!(
-                        (g - w).abs() <= 1e-5 * scale,
-                        "{h}×{w}×{c}, k {k}, {filters} filters, n {n}: {what}[{i}] {g} vs {w}"
+                        (got - want).abs() <= 1e-5 * scale,
+                        "{h}×{w}×{c}, k {k}, {filters} filters, n {n}: {what}[{i}] {got} vs {want}"
                     );
                 }
             }
