@@ -9,6 +9,14 @@
 
 use super::conv::{tile, tile_rows, COLS, ROWS};
 use rayon::prelude::*;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{
+    __m256, _mm256_add_ps as add, _mm256_loadu_ps as load, _mm256_setzero_ps as zero,
+    _mm256_storeu_ps as store, _mm256_sub_ps as sub,
+};
+
+/// Channels per AVX register: the transforms do the same adds for every channel.
+const LANES: usize = 8;
 
 /// Scratch slots per worker thread: images are shared out in this many chunks per thread, so
 /// an unevenly loaded machine still keeps both cores busy.
@@ -116,15 +124,6 @@ fn transform_kernels(kernel: &[f32], c: usize, ldk: usize, out: &mut [f32]) {
         }
     }
 }
-
-/// Channels per AVX register: the transforms do the same adds for every channel.
-const LANES: usize = 8;
-
-#[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::{
-    __m256, _mm256_add_ps as add, _mm256_loadu_ps as load, _mm256_setzero_ps as zero,
-    _mm256_storeu_ps as store, _mm256_sub_ps as sub,
-};
 
 /// Bᵀ applied to four vectors: Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]].
 #[cfg(target_arch = "x86_64")]
