@@ -18,9 +18,11 @@ use std::arch::x86_64::{
 /// Channels per AVX register: the transforms do the same adds for every channel.
 const LANES: usize = 8;
 
-/// Scratch slots per worker thread: images are shared out in this many chunks per thread, so
-/// an unevenly loaded machine still keeps both cores busy.
-const CHUNKS_PER_THREAD: usize = 4;
+/// Chunks of images, each with its own scratch: enough to keep a few cores busy on an unevenly
+/// loaded machine. A fixed number, not the thread count: asking rayon for that here would
+/// start its global pool before `--threads` can size it (and each image's result does not
+/// depend on its chunk).
+const CHUNKS: usize = 8;
 
 pub struct Winograd {
     /// Output size; the padded input is (h + 2) × (w + 2) × inputs.
@@ -51,7 +53,7 @@ impl Winograd {
     pub fn new(h: usize, w: usize, inputs: usize, ldk: usize, capacity: usize) -> Winograd {
         assert!(Self::applies(3, h, w, inputs) && ldk.is_multiple_of(COLS));
         let tiles = (h / 2) * (w / 2);
-        let chunks = (rayon::current_num_threads() * CHUNKS_PER_THREAD).min(capacity);
+        let chunks = CHUNKS.min(capacity);
         Winograd {
             h,
             w,
