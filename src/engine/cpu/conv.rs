@@ -98,7 +98,7 @@ struct Offsets {
 
 impl Offsets {
     fn new(g: ConvGeometry) -> Offsets {
-        let (hp, wp) = (g.h + g.k - 1, g.w + g.k - 1);
+        let wp = g.padded_width();
         let pixels = (0..g.h * g.w)
             .map(|p| ((p / g.w) * wp + p % g.w) * g.c)
             .collect();
@@ -109,7 +109,7 @@ impl Offsets {
             })
             .collect();
         Offsets {
-            padded_len: hp * wp * g.c,
+            padded_len: g.padded_len(),
             pixels,
             taps,
         }
@@ -124,8 +124,7 @@ pub(super) fn tile_rows(table: &[usize], start: usize) -> [usize; ROWS] {
 
 /// Copies `n` images into the interiors of their zero-bordered copies (borders stay zero).
 fn pad(g: ConvGeometry, images: &[f32], padded: &mut [f32], n: usize) {
-    let (wp, pad, c) = (g.w + g.k - 1, g.k / 2, g.c);
-    let padded_len = (g.h + g.k - 1) * wp * c;
+    let (wp, pad, c, padded_len) = (g.padded_width(), g.k / 2, g.c, g.padded_len());
     padded[..n * padded_len]
         .par_chunks_mut(padded_len)
         .zip(images.par_chunks(g.image_len()))
@@ -222,8 +221,8 @@ impl DirectConv {
         let groups = capacity.div_ceil(IMAGES_PER_GROUP);
         let ldc = g.c.next_multiple_of(COLS);
         let winograd = |inputs, ldk| {
-            Winograd::applies(g.k, g.h, g.w, inputs)
-                .then(|| Winograd::new(g.h, g.w, inputs, ldk, capacity))
+            let g = ConvGeometry { c: inputs, ..g };
+            Winograd::applies(g).then(|| Winograd::new(g, ldk, capacity))
         };
         DirectConv {
             forward_winograd: winograd(g.c, filters),

@@ -21,6 +21,17 @@ impl ConvGeometry {
         self.h * self.w * self.c
     }
 
+    /// Width of the image's zero-bordered copy: a k×k "same" window needs k − 1 more columns
+    /// (and rows), k / 2 of them before the image.
+    pub fn padded_width(&self) -> usize {
+        self.w + self.k - 1
+    }
+
+    /// Values in one zero-bordered image.
+    pub fn padded_len(&self) -> usize {
+        (self.h + self.k - 1) * self.padded_width() * self.c
+    }
+
     /// Calls `visit(patch_offset, Some(image_offset) | None for padding)` for every run of C
     /// channels of output pixel (y, x)'s patch.
     #[inline]

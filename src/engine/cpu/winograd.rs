@@ -8,6 +8,7 @@
 //! The result equals the direct convolution's up to f32 rounding (layer tests compare them).
 
 use super::conv::{tile, tile_rows, COLS, ROWS};
+use super::im2col::ConvGeometry;
 use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
@@ -25,10 +26,8 @@ const LANES: usize = 8;
 const CHUNKS: usize = 8;
 
 pub struct Winograd {
-    /// Output size; the padded input is (h + 2) × (w + 2) × inputs.
-    h: usize,
-    w: usize,
-    inputs: usize,
+    /// The images convolved: output size h × w, `c` input channels, k = 3.
+    geometry: ConvGeometry,
     /// Columns of the kernel matrix and of the transformed kernels (a multiple of COLS).
     ldk: usize,
     /// `G g Gᵀ` for the 16 positions: `[16][inputs][ldk]`.
@@ -44,20 +43,21 @@ pub struct Winograd {
 }
 
 impl Winograd {
-    /// Whether F(2×2, 3×3) covers a k×k convolution of h × w images of `inputs` channels
-    /// (the transforms take channels 8 at a time; a thin first layer gains nothing anyway).
-    pub fn applies(k: usize, h: usize, w: usize, inputs: usize) -> bool {
-        k == 3 && h.is_multiple_of(2) && w.is_multiple_of(2) && inputs.is_multiple_of(LANES)
+    /// Whether F(2×2, 3×3) covers the convolution `g`: 3×3, even image sizes, channels in
+    /// 8s (the transforms take 8 at a time; a thin first layer gains nothing anyway).
+    pub fn applies(g: ConvGeometry) -> bool {
+        g.k == 3 && g.h.is_multiple_of(2) && g.w.is_multiple_of(2) && g.c.is_multiple_of(LANES)
     }
 
-    pub fn new(h: usize, w: usize, inputs: usize, ldk: usize, capacity: usize) -> Winograd {
-        assert!(Self::applies(3, h, w, inputs) && ldk.is_multiple_of(COLS));
+    pub fn new(geometry: ConvGeometry, ldk: usize, capacity: usize) -> Winograd {
+        assert!(Self::applies(geometry) && ldk.is_multiple_of(COLS));
+        let ConvGeometry {
+            h, w, c: inputs, ..
+        } = geometry;
         let tiles = (h / 2) * (w / 2);
         let chunks = CHUNKS.min(capacity);
         Winograd {
-            h,
-            w,
-            inputs,
+            geometry,
             ldk,
             kernels: vec![0.0; 16 * inputs * ldk],
             scratch: vec![0.0; chunks * 16 * tiles * (inputs + ldk)],
@@ -78,8 +78,9 @@ impl Winograd {
         outputs: usize,
         n: usize,
     ) {
-        let (h, w, c, ldk) = (self.h, self.w, self.inputs, self.ldk);
-        let (tiles, padded_len, pixels) = ((h / 2) * (w / 2), (h + 2) * (w + 2) * c, h * w);
+        let ConvGeometry { h, w, c, .. } = self.geometry;
+        let (ldk, padded_len) = (self.ldk, self.geometry.padded_len());
+        let (tiles, pixels) = ((h / 2) * (w / 2), h * w);
         assert!(outputs <= ldk && kernel.len() >= 9 * c * ldk);
         assert!(padded.len() >= n * padded_len && y.len() >= n * pixels * outputs);
         transform_kernels(kernel, c, ldk, &mut self.kernels);

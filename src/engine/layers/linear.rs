@@ -155,9 +155,9 @@ impl Conv2d {
         Self::with_kernels(input, filters, kernel, capacity, conv::available())
     }
 
-    /// As [`Conv2d::new`], choosing the im2col and `gemm` path when `direct` is false (tests
-    /// compare the two).
-    pub fn with_kernels(
+    /// As [`Conv2d::new`], choosing the im2col and `gemm` path when `direct` is false (the
+    /// tests below compare the two).
+    fn with_kernels(
         input: Shape,
         filters: usize,
         kernel: usize,
