@@ -329,8 +329,12 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run() {
         args.extend(["--save".into(), path(&format!("{name}.safetensors"))]);
         args
     };
+    let started = std::time::Instant::now();
     let whole = minivgg(&run("whole").iter().map(String::as_str).collect::<Vec<_>>());
     assert!(whole.status.success(), "{}", text(&whole.stderr));
+    // Kill times are drawn within the first half of an uninterrupted run's duration, so they
+    // land inside the run however fast this machine (and the engine) is.
+    let whole_ms = started.elapsed().as_millis() as u64;
 
     let checkpoint_dir = dir.path().join("killed/plot_checkpoint");
     let seed: u64 = rand::random();
@@ -357,7 +361,7 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run() {
     for _ in 0..4 {
         let mut child = start(checkpoint_dir.join("checkpoint.safetensors").exists());
         std::thread::sleep(std::time::Duration::from_millis(
-            rng.random_range(1_000..8_000),
+            rng.random_range(whole_ms / 14..whole_ms / 2),
         ));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
