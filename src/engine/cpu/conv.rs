@@ -201,7 +201,8 @@ pub struct DirectConv {
     padded_grad: Vec<f32>,
     grad_offsets: Offsets,
     flipped: Vec<f32>,
-    /// Winograd's F(2×2, 3×3) for the forward pass and the input gradient, where it applies.
+    /// Winograd's F(2×2, 3×3), where it applies: `forward_winograd` for the forward pass and the
+    /// kernel gradient, `grad_winograd` for the input gradient.
     forward_winograd: Option<Winograd>,
     grad_winograd: Option<Winograd>,
     /// One partial kernel gradient per group of images.
@@ -220,13 +221,13 @@ impl DirectConv {
         let grad_offsets = Offsets::new(grad_geometry);
         let groups = capacity.div_ceil(IMAGES_PER_GROUP);
         let ldc = g.c.next_multiple_of(COLS);
-        let winograd = |inputs, ldk| {
+        let winograd = |inputs, ldk, kernel_grads| {
             let g = ConvGeometry { c: inputs, ..g };
-            Winograd::applies(g).then(|| Winograd::new(g, ldk, capacity))
+            Winograd::applies(g).then(|| Winograd::new(g, ldk, capacity, kernel_grads))
         };
         DirectConv {
-            forward_winograd: winograd(g.c, filters),
-            grad_winograd: winograd(filters, ldc),
+            forward_winograd: winograd(g.c, filters, true),
+            grad_winograd: winograd(filters, ldc, false),
             geometry: g,
             filters,
             padded_input: vec![0.0; capacity * input_offsets.padded_len],
@@ -276,6 +277,9 @@ impl DirectConv {
 
     /// The kernel gradient `[k·k·C × F]` from the last forward pass's input and `dy`.
     pub fn kernel_grad(&mut self, dy: &[f32], kernel_grad: &mut [f32], n: usize) {
+        if let Some(winograd) = &mut self.forward_winograd {
+            return winograd.kernel_grad(&self.padded_input, dy, kernel_grad, n);
+        }
         let (o, f) = (&self.input_offsets, self.filters);
         let (patch, pixels) = (o.taps.len(), o.pixels.len());
         let groups = n.div_ceil(IMAGES_PER_GROUP);

@@ -6,6 +6,10 @@
 //! run on the direct convolution's micro-kernel. An image's transformed patches and products
 //! (about 1 MB for MiniVGGNet's second layer) stay in the core's cache while it is worked on.
 //! The result equals the direct convolution's up to f32 rounding (layer tests compare them).
+//!
+//! The kernel gradient runs the same algebra backwards: with `dM = A dY Aᵀ` for each 2×2 block
+//! of the output gradient, `dU[ξν] = Σ_tiles V[ξν]ᵀ · dM[ξν]` (16 products reducing over
+//! tiles) and `dg = Gᵀ dU G`.
 
 use super::conv::{tile, tile_rows, COLS, ROWS};
 use super::im2col::ConvGeometry;
@@ -33,8 +37,11 @@ pub struct Winograd {
     /// `G g Gᵀ` for the 16 positions: `[16][inputs][ldk]`.
     kernels: Vec<f32>,
     /// Per chunk of images: the transformed patches `[16][tiles][inputs]` and the products
-    /// `[16][tiles][ldk]`.
+    /// (or, for the kernel gradient, the transformed output gradients) `[16][tiles][ldk]`.
     scratch: Vec<f32>,
+    /// Per chunk of images, for the kernel gradient: `dU` summed over its images,
+    /// `[16][inputs][ldk]` (empty where the kernel gradient is not asked for).
+    kernel_grad_partials: Vec<f32>,
     chunks: usize,
     /// 0, 1, …, inputs − 1: the micro-kernel's column offsets into a row of patches.
     channel_offsets: Vec<usize>,
@@ -49,7 +56,14 @@ impl Winograd {
         g.k == 3 && g.h.is_multiple_of(2) && g.w.is_multiple_of(2) && g.c.is_multiple_of(LANES)
     }
 
-    pub fn new(geometry: ConvGeometry, ldk: usize, capacity: usize) -> Winograd {
+    /// F(2×2, 3×3) over `geometry` for kernels `ldk` columns wide, sized for `capacity`
+    /// images; `kernel_grads` also plans the scratch of [`Winograd::kernel_grad`].
+    pub fn new(
+        geometry: ConvGeometry,
+        ldk: usize,
+        capacity: usize,
+        kernel_grads: bool,
+    ) -> Winograd {
         assert!(Self::applies(geometry) && ldk.is_multiple_of(COLS));
         let ConvGeometry {
             h, w, c: inputs, ..
@@ -61,6 +75,14 @@ impl Winograd {
             ldk,
             kernels: vec![0.0; 16 * inputs * ldk],
             scratch: vec![0.0; chunks * 16 * tiles * (inputs + ldk)],
+            kernel_grad_partials: vec![
+                0.0;
+                if kernel_grads {
+                    chunks * 16 * inputs * ldk
+                } else {
+                    0
+                }
+            ],
             chunks,
             channel_offsets: (0..inputs).collect(),
             tile_offsets: (0..tiles).map(|t| t * inputs).collect(),
@@ -108,6 +130,56 @@ impl Winograd {
     }
 }
 
+impl Winograd {
+    /// The kernel gradient `[9 · inputs × ldk]` in (tap, channel) row order, from the
+    /// zero-bordered images of the forward pass and the output gradient `dy` (`ldk` columns).
+    /// Each chunk of images sums its own `dU`; the chunks are then added in order, so the
+    /// result depends on `n` but not on the thread count.
+    pub fn kernel_grad(&mut self, padded: &[f32], dy: &[f32], kernel_grad: &mut [f32], n: usize) {
+        let ConvGeometry { h, w, c, .. } = self.geometry;
+        let (ldk, padded_len) = (self.ldk, self.geometry.padded_len());
+        let (tiles, pixels, partial_len) = ((h / 2) * (w / 2), h * w, 16 * c * ldk);
+        assert!(
+            self.kernel_grad_partials.len() >= partial_len,
+            "planned without kernel grads"
+        );
+        assert!(padded.len() >= n * padded_len && dy.len() >= n * pixels * ldk);
+        assert!(kernel_grad.len() >= 9 * c * ldk);
+        let per_chunk = n.div_ceil(self.chunks);
+        let used = n.div_ceil(per_chunk);
+        let scratch_len = 16 * tiles * (c + ldk);
+        let offsets = (&self.channel_offsets, &self.tile_offsets);
+        let partials = &mut self.kernel_grad_partials[..used * partial_len];
+        partials
+            .par_chunks_mut(partial_len)
+            .zip(dy[..n * pixels * ldk].par_chunks(per_chunk * pixels * ldk))
+            .zip(padded[..n * padded_len].par_chunks(per_chunk * padded_len))
+            .zip(self.scratch.par_chunks_mut(scratch_len))
+            .for_each(|(((partial, dy), padded), scratch)| {
+                partial.fill(0.0);
+                let (patches, grads) = scratch.split_at_mut(16 * tiles * c);
+                for (dy, image) in dy
+                    .chunks_exact(pixels * ldk)
+                    .zip(padded.chunks_exact(padded_len))
+                {
+                    // SAFETY: the layer chose this path only where conv::available().
+                    unsafe {
+                        transform_patches(image, h, w, c, patches);
+                        transform_output_grad(dy, h, w, ldk, grads);
+                        accumulate(patches, grads, partial, tiles, c, ldk, offsets);
+                    }
+                }
+            });
+        let (sum, rest) = partials.split_at_mut(partial_len);
+        for partial in rest.chunks_exact(partial_len) {
+            for (s, p) in sum.iter_mut().zip(partial) {
+                *s += p;
+            }
+        }
+        untransform_kernel_grad(sum, c, ldk, kernel_grad);
+    }
+}
+
 /// `U[ξν][c][f] = (G g Gᵀ)[ξ][ν]` with `g[ky][kx] = kernel[(3·ky + kx)·C + c][f]` and
 /// G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]].
 fn transform_kernels(kernel: &[f32], c: usize, ldk: usize, out: &mut [f32]) {
@@ -122,6 +194,31 @@ fn transform_kernels(kernel: &[f32], c: usize, ldk: usize, out: &mut [f32]) {
                 let row = g_rows(columns[0][xi], columns[1][xi], columns[2][xi]);
                 for (nu, v) in row.into_iter().enumerate() {
                     out[((xi * 4 + nu) * c + ci) * ldk + f] = v;
+                }
+            }
+        }
+    }
+}
+
+/// `dg = Gᵀ dU G` into `[(tap, c)][f]`, from `dU[ξν][c][f]`, the adjoint of
+/// [`transform_kernels`]: Gᵀ = [[1, ½, ½, 0], [0, ½, −½, 0], [0, ½, ½, 1]].
+fn untransform_kernel_grad(du: &[f32], c: usize, ldk: usize, out: &mut [f32]) {
+    let gt = |a: f32, b: f32, d: f32, e: f32| [a + 0.5 * (b + d), 0.5 * (b - d), 0.5 * (b + d) + e];
+    for ci in 0..c {
+        for f in 0..ldk {
+            let du = |xi: usize, nu: usize| du[((xi * 4 + nu) * c + ci) * ldk + f];
+            // Gᵀ dU: 3 rows of 4, then (Gᵀ dU) G: 3 × 3.
+            let columns: [[f32; 3]; 4] =
+                std::array::from_fn(|nu| gt(du(0, nu), du(1, nu), du(2, nu), du(3, nu)));
+            for ky in 0..3 {
+                let row = gt(
+                    columns[0][ky],
+                    columns[1][ky],
+                    columns[2][ky],
+                    columns[3][ky],
+                );
+                for (kx, v) in row.into_iter().enumerate() {
+                    out[((3 * ky + kx) * c + ci) * ldk + f] = v;
                 }
             }
         }
@@ -168,6 +265,40 @@ unsafe fn transform_patches(image: &[f32], h: usize, w: usize, c: usize, out: &m
                 let column = bt(rows.map(|row| row[nu]));
                 for (xi, v) in column.into_iter().enumerate() {
                     store(out.add(((xi * 4 + nu) * tiles + t) * c + c0), v);
+                }
+            }
+        }
+    }
+}
+
+/// A applied to two vectors: A = [[1, 0], [1, 1], [1, −1], [0, −1]].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn a(y: [__m256; 2]) -> [__m256; 4] {
+    [y[0], add(y[0], y[1]), sub(y[0], y[1]), sub(zero(), y[1])]
+}
+
+/// `dM[ξν][t][f] = (A dY Aᵀ)[ξ][ν]` for every 2×2 block dY (tile t) of one image's output
+/// gradient `[h·w][ldk]`: the adjoint of [`transform_products`].
+///
+/// # Safety
+/// The CPU has AVX2; `dy` holds h · w · ldk values, `out` 16 · tiles · ldk, and ldk is a
+/// multiple of 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn transform_output_grad(dy: &[f32], h: usize, w: usize, ldk: usize, out: &mut [f32]) {
+    let (tiles_w, tiles) = (w / 2, (h / 2) * (w / 2));
+    debug_assert!(dy.len() >= h * w * ldk && out.len() >= 16 * tiles * ldk);
+    let (dy, out) = (dy.as_ptr(), out.as_mut_ptr());
+    for t in 0..tiles {
+        let (ty, tx) = (2 * (t / tiles_w), 2 * (t % tiles_w));
+        for f0 in (0..ldk).step_by(LANES) {
+            let d = |y: usize, x: usize| load(dy.add(((ty + y) * w + tx + x) * ldk + f0));
+            let [left, right] = [0, 1].map(|x| a([d(0, x), d(1, x)]));
+            for (xi, pair) in left.into_iter().zip(right).enumerate() {
+                let row = a(pair.into());
+                for (nu, v) in row.into_iter().enumerate() {
+                    store(out.add(((xi * 4 + nu) * tiles + t) * ldk + f0), v);
                 }
             }
         }
@@ -233,6 +364,11 @@ unsafe fn transform_patches(_: &[f32], _: usize, _: usize, _: usize, _: &mut [f3
 }
 
 #[cfg(not(target_arch = "x86_64"))]
+unsafe fn transform_output_grad(_: &[f32], _: usize, _: usize, _: usize, _: &mut [f32]) {
+    unreachable!("conv::available() is false off x86-64")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
 unsafe fn transform_products(
     _: &[f32],
     _: usize,
@@ -279,6 +415,48 @@ unsafe fn multiply(
                 }
                 for (r, sums) in out.iter().enumerate().take(tiles - t0) {
                     m[(t0 + r) * ldk + f0..][..COLS].copy_from_slice(sums);
+                }
+            }
+        }
+    }
+}
+
+/// `dU[ξν] += V[ξν]ᵀ · dM[ξν]`, `[c × tiles] · [tiles × ldk]`, for the 16 positions.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+unsafe fn accumulate(
+    patches: &[f32],
+    grads: &[f32],
+    du: &mut [f32],
+    tiles: usize,
+    c: usize,
+    ldk: usize,
+    (channel_offsets, tile_offsets): (&Vec<usize>, &Vec<usize>),
+) {
+    let mut out = [[0.0; COLS]; ROWS];
+    for k in 0..16 {
+        let v = &patches[k * tiles * c..][..tiles * c];
+        let dm = &grads[k * tiles * ldk..][..tiles * ldk];
+        let du = &mut du[k * c * ldk..][..c * ldk];
+        for f0 in (0..ldk).step_by(COLS) {
+            for c0 in (0..c).step_by(ROWS) {
+                // SAFETY: rows index channels of a tile row of v (t · c + channel < tiles · c),
+                // and dm holds `tiles` rows of ldk.
+                unsafe {
+                    tile(
+                        v.as_ptr(),
+                        &tile_rows(channel_offsets, c0),
+                        tile_offsets,
+                        dm.as_ptr().add(f0),
+                        ldk,
+                        &mut out,
+                    );
+                }
+                for (r, sums) in out.iter().enumerate().take(c - c0) {
+                    for (g, s) in du[(c0 + r) * ldk + f0..][..COLS].iter_mut().zip(sums) {
+                        *g += s;
+                    }
                 }
             }
         }
