@@ -1,10 +1,10 @@
 //! Winograd's F(2×2, 3×3) for "same" 3×3 convolutions of zero-bordered NHWC images: each 2×2
 //! block of outputs from its 4×4 input patch with 16 products per channel pair instead of 36.
 //!
-//! `Y = Aᵀ [Σ_c (G g Gᵀ) ⊙ (Bᵀ d B)] A`: the kernels are transformed once per call, each
-//! image's patches into 16 matrices `[tiles × C]`, and the 16 products `[tiles × C]·[C × F]`
-//! run on the direct convolution's micro-kernel. An image's transformed patches and products
-//! (about 1 MB for MiniVGGNet's second layer) stay in the core's cache while it is worked on.
+//! `Y = Aᵀ [Σ_c (G g Gᵀ) ⊙ (Bᵀ d B)] A`: the kernels are transformed once per call; an image's
+//! patches are transformed a block of tiles at a time into 16 matrices `[tiles × C]`, and
+//! the 16 products `[tiles × C]·[C × F]` run on the direct convolution's micro-kernel. The
+//! block is sized so that its transformed patches and products stay in the core's L2 cache.
 //! The result equals the direct convolution's up to f32 rounding (layer tests compare them).
 //!
 //! The kernel gradient runs the same algebra backwards: with `dM = A dY Aᵀ` for each 2×2 block
@@ -19,6 +19,7 @@ use std::arch::x86_64::{
     __m256, _mm256_add_ps as add, _mm256_loadu_ps as load, _mm256_setzero_ps as zero,
     _mm256_storeu_ps as store, _mm256_sub_ps as sub,
 };
+use std::ops::Range;
 
 /// Channels per AVX register: the transforms do the same adds for every channel.
 const LANES: usize = 8;
@@ -29,6 +30,11 @@ const LANES: usize = 8;
 /// depend on its chunk).
 const CHUNKS: usize = 8;
 
+/// Bytes of transformed patches and products per block of tiles: half of Zen 3's 512 KB L2,
+/// leaving the rest to the transformed kernels. Against whole images (1 MB for conv2d_2),
+/// `minivgg bench` measured the training step 74 → 65 ms; 128 KB and 512 KB did no better.
+const BLOCK_BYTES: usize = 256 << 10;
+
 pub struct Winograd {
     /// The images convolved: output size h × w, `c` input channels, k = 3.
     geometry: ConvGeometry,
@@ -36,8 +42,10 @@ pub struct Winograd {
     ldk: usize,
     /// `G g Gᵀ` for the 16 positions: `[16][inputs][ldk]`.
     kernels: Vec<f32>,
-    /// Per chunk of images: the transformed patches `[16][tiles][inputs]` and the products
-    /// (or, for the kernel gradient, the transformed output gradients) `[16][tiles][ldk]`.
+    /// Tiles per block: a multiple of ROWS, at most the image's.
+    block: usize,
+    /// Per chunk of images: one block's transformed patches `[16][block][inputs]` and products
+    /// (or, for the kernel gradient, transformed output gradients) `[16][block][ldk]`.
     scratch: Vec<f32>,
     /// Per chunk of images, for the kernel gradient: `dU` summed over its images,
     /// `[16][inputs][ldk]` (empty where the kernel gradient is not asked for).
@@ -45,7 +53,7 @@ pub struct Winograd {
     chunks: usize,
     /// 0, 1, …, inputs − 1: the micro-kernel's column offsets into a row of patches.
     channel_offsets: Vec<usize>,
-    /// t · inputs: where tile t's row starts in a transformed-patch matrix.
+    /// t · inputs: where tile t's row starts in a block's transformed-patch matrix.
     tile_offsets: Vec<usize>,
 }
 
@@ -70,11 +78,14 @@ impl Winograd {
         } = geometry;
         let tiles = (h / 2) * (w / 2);
         let chunks = CHUNKS.min(capacity);
+        let fitting = BLOCK_BYTES / (16 * (inputs + ldk) * size_of::<f32>());
+        let block = (fitting / ROWS * ROWS).clamp(ROWS, tiles.next_multiple_of(ROWS));
         Winograd {
             geometry,
             ldk,
             kernels: vec![0.0; 16 * inputs * ldk],
-            scratch: vec![0.0; chunks * 16 * tiles * (inputs + ldk)],
+            block,
+            scratch: vec![0.0; chunks * 16 * block * (inputs + ldk)],
             kernel_grad_partials: vec![
                 0.0;
                 if kernel_grads {
@@ -85,7 +96,7 @@ impl Winograd {
             ],
             chunks,
             channel_offsets: (0..inputs).collect(),
-            tile_offsets: (0..tiles).map(|t| t * inputs).collect(),
+            tile_offsets: (0..block).map(|t| t * inputs).collect(),
         }
     }
 
@@ -106,24 +117,27 @@ impl Winograd {
         assert!(outputs <= ldk && kernel.len() >= 9 * c * ldk);
         assert!(padded.len() >= n * padded_len && y.len() >= n * pixels * outputs);
         transform_kernels(kernel, c, ldk, &mut self.kernels);
-        let per_chunk = n.div_ceil(self.chunks);
-        let scratch_len = 16 * tiles * (c + ldk);
+        let (per_chunk, block) = (n.div_ceil(self.chunks), self.block);
+        let scratch_len = 16 * block * (c + ldk);
         let (kernels, offsets) = (&self.kernels, (&self.channel_offsets, &self.tile_offsets));
         y[..n * pixels * outputs]
             .par_chunks_mut(per_chunk * pixels * outputs)
             .zip(padded[..n * padded_len].par_chunks(per_chunk * padded_len))
             .zip(self.scratch.par_chunks_mut(scratch_len))
             .for_each(|((y, padded), scratch)| {
-                let (patches, products) = scratch.split_at_mut(16 * tiles * c);
+                let (patches, products) = scratch.split_at_mut(16 * block * c);
                 for (y, image) in y
                     .chunks_exact_mut(pixels * outputs)
                     .zip(padded.chunks_exact(padded_len))
                 {
-                    // SAFETY: the layer chose this path only where conv::available().
-                    unsafe {
-                        transform_patches(image, h, w, c, patches);
-                        multiply(patches, kernels, products, tiles, c, ldk, offsets);
-                        transform_products(products, h, w, ldk, bias, y, outputs);
+                    for t0 in (0..tiles).step_by(block) {
+                        let tiles = t0..(t0 + block).min(tiles);
+                        // SAFETY: the layer chose this path only where conv::available().
+                        unsafe {
+                            transform_patches(image, h, w, c, tiles.clone(), patches);
+                            multiply(patches, kernels, products, tiles.len(), c, ldk, offsets);
+                            transform_products(products, h, w, ldk, tiles, bias, y, outputs);
+                        }
                     }
                 }
             });
@@ -145,9 +159,9 @@ impl Winograd {
         );
         assert!(padded.len() >= n * padded_len && dy.len() >= n * pixels * ldk);
         assert!(kernel_grad.len() >= 9 * c * ldk);
-        let per_chunk = n.div_ceil(self.chunks);
+        let (per_chunk, block) = (n.div_ceil(self.chunks), self.block);
         let used = n.div_ceil(per_chunk);
-        let scratch_len = 16 * tiles * (c + ldk);
+        let scratch_len = 16 * block * (c + ldk);
         let offsets = (&self.channel_offsets, &self.tile_offsets);
         let partials = &mut self.kernel_grad_partials[..used * partial_len];
         partials
@@ -157,16 +171,19 @@ impl Winograd {
             .zip(self.scratch.par_chunks_mut(scratch_len))
             .for_each(|(((partial, dy), padded), scratch)| {
                 partial.fill(0.0);
-                let (patches, grads) = scratch.split_at_mut(16 * tiles * c);
+                let (patches, grads) = scratch.split_at_mut(16 * block * c);
                 for (dy, image) in dy
                     .chunks_exact(pixels * ldk)
                     .zip(padded.chunks_exact(padded_len))
                 {
-                    // SAFETY: the layer chose this path only where conv::available().
-                    unsafe {
-                        transform_patches(image, h, w, c, patches);
-                        transform_output_grad(dy, h, w, ldk, grads);
-                        accumulate(patches, grads, partial, tiles, c, ldk, offsets);
+                    for t0 in (0..tiles).step_by(block) {
+                        let tiles = t0..(t0 + block).min(tiles);
+                        // SAFETY: the layer chose this path only where conv::available().
+                        unsafe {
+                            transform_patches(image, h, w, c, tiles.clone(), patches);
+                            transform_output_grad(dy, h, w, ldk, tiles.clone(), grads);
+                            accumulate(patches, grads, partial, tiles.len(), c, ldk, offsets);
+                        }
                     }
                 }
             });
@@ -244,19 +261,29 @@ unsafe fn at(m: [__m256; 4]) -> [__m256; 2] {
     [add(add(m[0], m[1]), m[2]), sub(sub(m[1], m[2]), m[3])]
 }
 
-/// `V[ξν][t][c] = (Bᵀ d B)[ξ][ν]` for every 4×4 patch d (stride 2) of one padded image.
+/// `V[ξν][t][c] = (Bᵀ d B)[ξ][ν]` for the 4×4 patches d (stride 2) of one padded image that
+/// belong to `tiles`, numbered from the range's start.
 ///
 /// # Safety
-/// The CPU has AVX2; `image` holds (h + 2)(w + 2)·c values, `out` 16 · tiles · c, and c is a
-/// multiple of 8.
+/// The CPU has AVX2; `image` holds (h + 2)(w + 2)·c values, `out` 16 · tiles.len() · c, c is a
+/// multiple of 8 and the tiles lie within the image's (h/2)(w/2).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn transform_patches(image: &[f32], h: usize, w: usize, c: usize, out: &mut [f32]) {
-    let (wp, tiles_w, tiles) = (w + 2, w / 2, (h / 2) * (w / 2));
-    debug_assert!(image.len() >= (h + 2) * wp * c && out.len() >= 16 * tiles * c);
-    let (image, out) = (image.as_ptr(), out.as_mut_ptr());
-    for t in 0..tiles {
+unsafe fn transform_patches(
+    image: &[f32],
+    h: usize,
+    w: usize,
+    c: usize,
+    tiles: Range<usize>,
+    out: &mut [f32],
+) {
+    let (wp, tiles_w) = (w + 2, w / 2);
+    debug_assert!(image.len() >= (h + 2) * wp * c && out.len() >= 16 * tiles.len() * c);
+    debug_assert!(tiles.end <= (h / 2) * tiles_w);
+    let (image, nb) = (image.as_ptr(), tiles.len());
+    for (i, t) in tiles.enumerate() {
         let base = image.add((2 * (t / tiles_w) * wp + 2 * (t % tiles_w)) * c);
+        let out = out.as_mut_ptr().add(i * c);
         for c0 in (0..c).step_by(LANES) {
             let d = |y: usize, x: usize| load(base.add((y * wp + x) * c + c0));
             let rows: [[__m256; 4]; 4] =
@@ -264,7 +291,7 @@ unsafe fn transform_patches(image: &[f32], h: usize, w: usize, c: usize, out: &m
             for nu in 0..4 {
                 let column = bt(rows.map(|row| row[nu]));
                 for (xi, v) in column.into_iter().enumerate() {
-                    store(out.add(((xi * 4 + nu) * tiles + t) * c + c0), v);
+                    store(out.add((xi * 4 + nu) * nb * c + c0), v);
                 }
             }
         }
@@ -278,58 +305,71 @@ unsafe fn a(y: [__m256; 2]) -> [__m256; 4] {
     [y[0], add(y[0], y[1]), sub(y[0], y[1]), sub(zero(), y[1])]
 }
 
-/// `dM[ξν][t][f] = (A dY Aᵀ)[ξ][ν]` for every 2×2 block dY (tile t) of one image's output
-/// gradient `[h·w][ldk]`: the adjoint of [`transform_products`].
+/// `dM[ξν][t][f] = (A dY Aᵀ)[ξ][ν]` for the 2×2 blocks dY of one image's output gradient
+/// `[h·w][ldk]` that belong to `tiles`: the adjoint of [`transform_products`].
 ///
 /// # Safety
-/// The CPU has AVX2; `dy` holds h · w · ldk values, `out` 16 · tiles · ldk, and ldk is a
-/// multiple of 8.
+/// The CPU has AVX2; `dy` holds h · w · ldk values, `out` 16 · tiles.len() · ldk, ldk is a
+/// multiple of 8 and the tiles lie within the image's (h/2)(w/2).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn transform_output_grad(dy: &[f32], h: usize, w: usize, ldk: usize, out: &mut [f32]) {
-    let (tiles_w, tiles) = (w / 2, (h / 2) * (w / 2));
-    debug_assert!(dy.len() >= h * w * ldk && out.len() >= 16 * tiles * ldk);
-    let (dy, out) = (dy.as_ptr(), out.as_mut_ptr());
-    for t in 0..tiles {
+unsafe fn transform_output_grad(
+    dy: &[f32],
+    h: usize,
+    w: usize,
+    ldk: usize,
+    tiles: Range<usize>,
+    out: &mut [f32],
+) {
+    let tiles_w = w / 2;
+    debug_assert!(dy.len() >= h * w * ldk && out.len() >= 16 * tiles.len() * ldk);
+    debug_assert!(tiles.end <= (h / 2) * tiles_w);
+    let (dy, nb) = (dy.as_ptr(), tiles.len());
+    for (i, t) in tiles.enumerate() {
         let (ty, tx) = (2 * (t / tiles_w), 2 * (t % tiles_w));
+        let out = out.as_mut_ptr().add(i * ldk);
         for f0 in (0..ldk).step_by(LANES) {
             let d = |y: usize, x: usize| load(dy.add(((ty + y) * w + tx + x) * ldk + f0));
             let [left, right] = [0, 1].map(|x| a([d(0, x), d(1, x)]));
             for (xi, pair) in left.into_iter().zip(right).enumerate() {
                 let row = a(pair.into());
                 for (nu, v) in row.into_iter().enumerate() {
-                    store(out.add(((xi * 4 + nu) * tiles + t) * ldk + f0), v);
+                    store(out.add((xi * 4 + nu) * nb * ldk + f0), v);
                 }
             }
         }
     }
 }
 
-/// `y = Aᵀ M A + bias` per tile, for the first `outputs` of the products' `ldk` columns.
+/// `y = Aᵀ M A + bias` for the tiles of `tiles`, from their products `[ξν][t][ldk]`, for the
+/// first `outputs` of the products' `ldk` columns.
 ///
 /// # Safety
-/// The CPU has AVX2; `products` holds 16 · tiles · ldk values, `y` h · w · outputs, ldk is a
-/// multiple of 8 and `outputs ≤ ldk`.
+/// The CPU has AVX2; `products` holds 16 · tiles.len() · ldk values, `y` h · w · outputs, ldk
+/// is a multiple of 8, `outputs ≤ ldk` and the tiles lie within the image's (h/2)(w/2).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn transform_products(
     products: &[f32],
     h: usize,
     w: usize,
     ldk: usize,
+    tiles: Range<usize>,
     bias: Option<&[f32]>,
     y: &mut [f32],
     outputs: usize,
 ) {
-    let (tiles_w, tiles) = (w / 2, (h / 2) * (w / 2));
-    debug_assert!(products.len() >= 16 * tiles * ldk && y.len() >= h * w * outputs);
-    let products = products.as_ptr();
+    let tiles_w = w / 2;
+    debug_assert!(products.len() >= 16 * tiles.len() * ldk && y.len() >= h * w * outputs);
+    debug_assert!(tiles.end <= (h / 2) * tiles_w);
     let mut spill = [0.0f32; LANES];
-    for t in 0..tiles {
+    let nb = tiles.len();
+    for (i, t) in tiles.enumerate() {
         let (ty, tx) = (2 * (t / tiles_w), 2 * (t % tiles_w));
+        let products = products.as_ptr().add(i * ldk);
         for f0 in (0..outputs).step_by(LANES) {
-            let m =
-                |xi: usize, nu: usize| load(products.add(((xi * 4 + nu) * tiles + t) * ldk + f0));
+            let m = |xi: usize, nu: usize| load(products.add((xi * 4 + nu) * nb * ldk + f0));
             let rows: [[__m256; 2]; 4] =
                 std::array::from_fn(|xi| at([m(xi, 0), m(xi, 1), m(xi, 2), m(xi, 3)]));
             let width = LANES.min(outputs - f0);
@@ -359,21 +399,37 @@ unsafe fn transform_products(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_patches(_: &[f32], _: usize, _: usize, _: usize, _: &mut [f32]) {
+unsafe fn transform_patches(
+    _: &[f32],
+    _: usize,
+    _: usize,
+    _: usize,
+    _: Range<usize>,
+    _: &mut [f32],
+) {
     unreachable!("conv::available() is false off x86-64")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_output_grad(_: &[f32], _: usize, _: usize, _: usize, _: &mut [f32]) {
+unsafe fn transform_output_grad(
+    _: &[f32],
+    _: usize,
+    _: usize,
+    _: usize,
+    _: Range<usize>,
+    _: &mut [f32],
+) {
     unreachable!("conv::available() is false off x86-64")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
 unsafe fn transform_products(
     _: &[f32],
     _: usize,
     _: usize,
     _: usize,
+    _: Range<usize>,
     _: Option<&[f32]>,
     _: &mut [f32],
     _: usize,
@@ -381,7 +437,7 @@ unsafe fn transform_products(
     unreachable!("conv::available() is false off x86-64")
 }
 
-/// The 16 products `M[ξν] = V[ξν] · U[ξν]`, `[tiles × c] · [c × ldk]`.
+/// The 16 products `M[ξν] = V[ξν] · U[ξν]`, `[tiles × c] · [c × ldk]`, over one block.
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA.
@@ -395,14 +451,15 @@ unsafe fn multiply(
     (channel_offsets, tile_offsets): (&Vec<usize>, &Vec<usize>),
 ) {
     let mut out = [[0.0; COLS]; ROWS];
+    let tile_offsets = &tile_offsets[..tiles];
     for k in 0..16 {
         let v = &patches[k * tiles * c..][..tiles * c];
         let u = &kernels[k * c * ldk..][..c * ldk];
         let m = &mut products[k * tiles * ldk..][..tiles * ldk];
         for f0 in (0..ldk).step_by(COLS) {
             for t0 in (0..tiles).step_by(ROWS) {
-                // SAFETY: rows index tile rows of v (t · c + channel < tiles · c), and u holds
-                // c rows of ldk.
+                // SAFETY: rows index tile rows of v (t · c + channel < tiles · c), and u
+                // holds c rows of ldk.
                 unsafe {
                     tile(
                         v.as_ptr(),
@@ -421,7 +478,8 @@ unsafe fn multiply(
     }
 }
 
-/// `dU[ξν] += V[ξν]ᵀ · dM[ξν]`, `[c × tiles] · [tiles × ldk]`, for the 16 positions.
+/// `dU[ξν] += V[ξν]ᵀ · dM[ξν]`, `[c × tiles] · [tiles × ldk]`, for the 16 positions, over
+/// one block.
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA.
@@ -435,14 +493,15 @@ unsafe fn accumulate(
     (channel_offsets, tile_offsets): (&Vec<usize>, &Vec<usize>),
 ) {
     let mut out = [[0.0; COLS]; ROWS];
+    let tile_offsets = &tile_offsets[..tiles];
     for k in 0..16 {
         let v = &patches[k * tiles * c..][..tiles * c];
         let dm = &grads[k * tiles * ldk..][..tiles * ldk];
         let du = &mut du[k * c * ldk..][..c * ldk];
         for f0 in (0..ldk).step_by(COLS) {
             for c0 in (0..c).step_by(ROWS) {
-                // SAFETY: rows index channels of a tile row of v (t · c + channel < tiles · c),
-                // and dm holds `tiles` rows of ldk.
+                // SAFETY: rows index channels and columns tiles of v (t · c + channel,
+                // within v), and dm holds `tiles` rows of ldk.
                 unsafe {
                     tile(
                         v.as_ptr(),

@@ -268,7 +268,8 @@ mod tests {
         }
         // Channel counts below, at and above one 16-wide tile, odd image sizes (partial pixel
         // tiles, the direct kernels) and even ones (Winograd), 3×3 and 5×5, and more images
-        // than one kernel-gradient group.
+        // than one kernel-gradient group; 132 tiles of 32 + 32 channels are three Winograd
+        // blocks, the last partial.
         for (h, w, c, k, filters, n) in [
             (6, 5, 3, 3, 16, 3),
             (7, 9, 16, 3, 32, 10),
@@ -277,6 +278,7 @@ mod tests {
             (8, 6, 16, 3, 32, 10),
             (2, 2, 8, 3, 16, 1),
             (6, 4, 3, 3, 16, 2),
+            (24, 22, 32, 3, 32, 3),
         ] {
             let input = Shape::Image { h, w, c };
             let wave = |len: usize, phase: f32| -> Vec<f32> {
