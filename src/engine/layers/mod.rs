@@ -50,12 +50,35 @@ pub enum Layer {
     MaxPool(pool::MaxPool),
     Dropout(elementwise::Dropout),
     Flatten,
-    Softmax { classes: usize },
+    Softmax {
+        classes: usize,
+    },
+    /// A ReLU that runs inside the BatchNorm after it (see `batchnorm.rs`); the network
+    /// skips it.
+    InNextLayer,
+}
+
+/// Whether layer `i` of `placed` is a ReLU that runs inside the BatchNorm after it.
+pub fn runs_in_next_layer(placed: &[PlacedLayer], i: usize) -> bool {
+    placed[i].spec == LayerSpec::Relu
+        && placed
+            .get(i + 1)
+            .is_some_and(|next| next.spec == LayerSpec::BatchNorm)
 }
 
 impl Layer {
     /// The layer with its scratch buffers sized for batches of up to `capacity` samples.
     pub fn new(placed: &PlacedLayer, capacity: usize) -> Layer {
+        Self::build(placed, capacity, false)
+    }
+
+    /// A BatchNorm layer that also runs the ReLU before it.
+    pub fn batchnorm_after_relu(placed: &PlacedLayer, capacity: usize) -> Layer {
+        assert_eq!(placed.spec, LayerSpec::BatchNorm);
+        Self::build(placed, capacity, true)
+    }
+
+    fn build(placed: &PlacedLayer, capacity: usize, relu_input: bool) -> Layer {
         match placed.spec {
             LayerSpec::Conv2d { filters, kernel } => {
                 Layer::Conv2d(linear::Conv2d::new(placed.input, filters, kernel, capacity))
@@ -68,6 +91,7 @@ impl Layer {
                 placed.input.len(),
                 placed.input.channels(),
                 capacity,
+                relu_input,
             )),
             LayerSpec::MaxPool => Layer::MaxPool(pool::MaxPool::new(placed.input, capacity)),
             LayerSpec::Dropout { rate } => Layer::Dropout(elementwise::Dropout::new(
@@ -91,6 +115,7 @@ impl Layer {
             Layer::Dropout(l) => l.forward(io),
             Layer::Flatten => elementwise::flatten_forward(io),
             Layer::Softmax { classes } => softmax::softmax_forward(io.x, io.y, *classes),
+            Layer::InNextLayer => unreachable!("the network skips it"),
         }
     }
 
@@ -105,6 +130,7 @@ impl Layer {
             Layer::Dropout(l) => l.backward(io),
             Layer::Flatten => elementwise::flatten_backward(io),
             Layer::Softmax { .. } => unreachable!("softmax is fused with the loss"),
+            Layer::InNextLayer => unreachable!("the network skips it"),
         }
     }
 }
