@@ -12,8 +12,8 @@
 //! Measured on MiniVGGNet (`minivgg bench`), this is faster than im2col plus `gemm`: the
 //! patches (9× the input) are never written or read back, and the tile keeps its 12
 //! accumulators in registers over the whole reduction. Where Winograd's F(2×2, 3×3) applies
-//! (3×3 kernels, even image sizes), the forward pass and the input gradient use it instead,
-//! on the same micro-kernel (see `winograd.rs`).
+//! (3×3 kernels, even image sizes, channels in 8s), all three products use it instead, on the
+//! same micro-kernel and without the zero-bordered copies (see `winograd.rs`).
 
 use super::im2col::ConvGeometry;
 use super::winograd::Winograd;
@@ -193,11 +193,12 @@ fn convolve(
 pub struct DirectConv {
     geometry: ConvGeometry,
     filters: usize,
-    /// The forward pass's input, zero-bordered: read again for the kernel gradient.
+    /// The forward pass's input, zero-bordered: read again for the kernel gradient. (Empty
+    /// where Winograd applies: its transforms read the border themselves.)
     padded_input: Vec<f32>,
     input_offsets: Offsets,
-    /// The output gradient, zero-bordered, and the flipped, transposed kernels, their columns
-    /// (input channels) padded to a multiple of [`COLS`].
+    /// The output gradient, zero-bordered (empty where Winograd applies), and the flipped,
+    /// transposed kernels, their columns (input channels) padded to a multiple of [`COLS`].
     padded_grad: Vec<f32>,
     grad_offsets: Offsets,
     flipped: Vec<f32>,
@@ -225,13 +226,19 @@ impl DirectConv {
             let g = ConvGeometry { c: inputs, ..g };
             Winograd::applies(g).then(|| Winograd::new(g, ldk, capacity, kernel_grads))
         };
+        let (forward_winograd, grad_winograd) =
+            (winograd(g.c, filters, true), winograd(filters, ldc, false));
+        let padded = |winograd: &Option<Winograd>, o: &Offsets| match winograd {
+            Some(_) => Vec::new(),
+            None => vec![0.0; capacity * o.padded_len],
+        };
         DirectConv {
-            forward_winograd: winograd(g.c, filters, true),
-            grad_winograd: winograd(filters, ldc, false),
+            padded_input: padded(&forward_winograd, &input_offsets),
+            padded_grad: padded(&grad_winograd, &grad_offsets),
+            forward_winograd,
+            grad_winograd,
             geometry: g,
             filters,
-            padded_input: vec![0.0; capacity * input_offsets.padded_len],
-            padded_grad: vec![0.0; capacity * grad_offsets.padded_len],
             flipped: vec![0.0; grad_offsets.taps.len() * ldc],
             partials: vec![0.0; groups * g.patch_len() * filters],
             input_offsets,
@@ -243,11 +250,13 @@ impl DirectConv {
     /// then the bias.
     pub fn forward(&mut self, x: &[f32], weights: &[f32], y: &mut [f32], n: usize) {
         let (kernel, bias) = weights.split_at(self.geometry.patch_len() * self.filters);
-        pad(self.geometry, x, &mut self.padded_input, n);
         let (o, f) = (&self.input_offsets, self.filters);
         match &mut self.forward_winograd {
-            Some(winograd) => winograd.convolve(&self.padded_input, kernel, Some(bias), y, f, n),
-            None => convolve(o, &self.padded_input, kernel, f, Some(bias), y, f, n),
+            Some(winograd) => winograd.convolve(x, kernel, Some(bias), y, f, n),
+            None => {
+                pad(self.geometry, x, &mut self.padded_input, n);
+                convolve(o, &self.padded_input, kernel, f, Some(bias), y, f, n)
+            }
         }
     }
 
@@ -267,18 +276,20 @@ impl DirectConv {
             c: f,
             ..self.geometry
         };
-        pad(grad_geometry, dy, &mut self.padded_grad, n);
         let (o, flipped) = (&self.grad_offsets, &self.flipped);
         match &mut self.grad_winograd {
-            Some(winograd) => winograd.convolve(&self.padded_grad, flipped, None, dx, c, n),
-            None => convolve(o, &self.padded_grad, flipped, ldc, None, dx, c, n),
+            Some(winograd) => winograd.convolve(dy, flipped, None, dx, c, n),
+            None => {
+                pad(grad_geometry, dy, &mut self.padded_grad, n);
+                convolve(o, &self.padded_grad, flipped, ldc, None, dx, c, n)
+            }
         }
     }
 
-    /// The kernel gradient `[k·k·C × F]` from the last forward pass's input and `dy`.
-    pub fn kernel_grad(&mut self, dy: &[f32], kernel_grad: &mut [f32], n: usize) {
+    /// The kernel gradient `[k·k·C × F]` from the forward pass's input `x` and `dy`.
+    pub fn kernel_grad(&mut self, x: &[f32], dy: &[f32], kernel_grad: &mut [f32], n: usize) {
         if let Some(winograd) = &mut self.forward_winograd {
-            return winograd.kernel_grad(&self.padded_input, dy, kernel_grad, n);
+            return winograd.kernel_grad(x, dy, kernel_grad, n);
         }
         let (o, f) = (&self.input_offsets, self.filters);
         let (patch, pixels) = (o.taps.len(), o.pixels.len());

@@ -1,5 +1,6 @@
-//! Winograd's F(2×2, 3×3) for "same" 3×3 convolutions of zero-bordered NHWC images: each 2×2
-//! block of outputs from its 4×4 input patch with 16 products per channel pair instead of 36.
+//! Winograd's F(2×2, 3×3) for "same" 3×3 convolutions of NHWC images: each 2×2 block of
+//! outputs from its 4×4 input patch with 16 products per channel pair instead of 36. The
+//! patch transform reads the zero border itself, so the images need no padded copy.
 //!
 //! `Y = Aᵀ [Σ_c (G g Gᵀ) ⊙ (Bᵀ d B)] A`: the kernels are transformed once per call; an image's
 //! patches are transformed a block of tiles at a time into 16 matrices `[tiles × C]`, and
@@ -104,7 +105,7 @@ impl Winograd {
     /// `kernel` being `[9 · inputs × ldk]` in (tap, channel) row order.
     pub fn convolve(
         &mut self,
-        padded: &[f32],
+        images: &[f32],
         kernel: &[f32],
         bias: Option<&[f32]>,
         y: &mut [f32],
@@ -112,23 +113,23 @@ impl Winograd {
         n: usize,
     ) {
         let ConvGeometry { h, w, c, .. } = self.geometry;
-        let (ldk, padded_len) = (self.ldk, self.geometry.padded_len());
+        let (ldk, image_len) = (self.ldk, self.geometry.image_len());
         let (tiles, pixels) = ((h / 2) * (w / 2), h * w);
         assert!(outputs <= ldk && kernel.len() >= 9 * c * ldk);
-        assert!(padded.len() >= n * padded_len && y.len() >= n * pixels * outputs);
+        assert!(images.len() >= n * image_len && y.len() >= n * pixels * outputs);
         transform_kernels(kernel, c, ldk, &mut self.kernels);
         let (per_chunk, block) = (n.div_ceil(self.chunks), self.block);
         let scratch_len = 16 * block * (c + ldk);
         let (kernels, offsets) = (&self.kernels, (&self.channel_offsets, &self.tile_offsets));
         y[..n * pixels * outputs]
             .par_chunks_mut(per_chunk * pixels * outputs)
-            .zip(padded[..n * padded_len].par_chunks(per_chunk * padded_len))
+            .zip(images[..n * image_len].par_chunks(per_chunk * image_len))
             .zip(self.scratch.par_chunks_mut(scratch_len))
-            .for_each(|((y, padded), scratch)| {
+            .for_each(|((y, images), scratch)| {
                 let (patches, products) = scratch.split_at_mut(16 * block * c);
                 for (y, image) in y
                     .chunks_exact_mut(pixels * outputs)
-                    .zip(padded.chunks_exact(padded_len))
+                    .zip(images.chunks_exact(image_len))
                 {
                     for t0 in (0..tiles).step_by(block) {
                         let tiles = t0..(t0 + block).min(tiles);
@@ -145,19 +146,19 @@ impl Winograd {
 }
 
 impl Winograd {
-    /// The kernel gradient `[9 · inputs × ldk]` in (tap, channel) row order, from the
-    /// zero-bordered images of the forward pass and the output gradient `dy` (`ldk` columns).
+    /// The kernel gradient `[9 · inputs × ldk]` in (tap, channel) row order, from the images
+    /// of the forward pass and the output gradient `dy` (`ldk` columns).
     /// Each chunk of images sums its own `dU`; the chunks are then added in order, so the
     /// result depends on `n` but not on the thread count.
-    pub fn kernel_grad(&mut self, padded: &[f32], dy: &[f32], kernel_grad: &mut [f32], n: usize) {
+    pub fn kernel_grad(&mut self, images: &[f32], dy: &[f32], kernel_grad: &mut [f32], n: usize) {
         let ConvGeometry { h, w, c, .. } = self.geometry;
-        let (ldk, padded_len) = (self.ldk, self.geometry.padded_len());
+        let (ldk, image_len) = (self.ldk, self.geometry.image_len());
         let (tiles, pixels, partial_len) = ((h / 2) * (w / 2), h * w, 16 * c * ldk);
         assert!(
             self.kernel_grad_partials.len() >= partial_len,
             "planned without kernel grads"
         );
-        assert!(padded.len() >= n * padded_len && dy.len() >= n * pixels * ldk);
+        assert!(images.len() >= n * image_len && dy.len() >= n * pixels * ldk);
         assert!(kernel_grad.len() >= 9 * c * ldk);
         let (per_chunk, block) = (n.div_ceil(self.chunks), self.block);
         let used = n.div_ceil(per_chunk);
@@ -167,14 +168,14 @@ impl Winograd {
         partials
             .par_chunks_mut(partial_len)
             .zip(dy[..n * pixels * ldk].par_chunks(per_chunk * pixels * ldk))
-            .zip(padded[..n * padded_len].par_chunks(per_chunk * padded_len))
+            .zip(images[..n * image_len].par_chunks(per_chunk * image_len))
             .zip(self.scratch.par_chunks_mut(scratch_len))
-            .for_each(|(((partial, dy), padded), scratch)| {
+            .for_each(|(((partial, dy), images), scratch)| {
                 partial.fill(0.0);
                 let (patches, grads) = scratch.split_at_mut(16 * block * c);
                 for (dy, image) in dy
                     .chunks_exact(pixels * ldk)
-                    .zip(padded.chunks_exact(padded_len))
+                    .zip(images.chunks_exact(image_len))
                 {
                     for t0 in (0..tiles).step_by(block) {
                         let tiles = t0..(t0 + block).min(tiles);
@@ -261,11 +262,11 @@ unsafe fn at(m: [__m256; 4]) -> [__m256; 2] {
     [add(add(m[0], m[1]), m[2]), sub(sub(m[1], m[2]), m[3])]
 }
 
-/// `V[ξν][t][c] = (Bᵀ d B)[ξ][ν]` for the 4×4 patches d (stride 2) of one padded image that
-/// belong to `tiles`, numbered from the range's start.
+/// `V[ξν][t][c] = (Bᵀ d B)[ξ][ν]` for the 4×4 patches d (stride 2) of one image, zero
+/// outside it, that belong to `tiles`, numbered from the range's start.
 ///
 /// # Safety
-/// The CPU has AVX2; `image` holds (h + 2)(w + 2)·c values, `out` 16 · tiles.len() · c, c is a
+/// The CPU has AVX2; `image` holds h · w · c values, `out` 16 · tiles.len() · c, c is a
 /// multiple of 8 and the tiles lie within the image's (h/2)(w/2).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
@@ -277,15 +278,25 @@ unsafe fn transform_patches(
     tiles: Range<usize>,
     out: &mut [f32],
 ) {
-    let (wp, tiles_w) = (w + 2, w / 2);
-    debug_assert!(image.len() >= (h + 2) * wp * c && out.len() >= 16 * tiles.len() * c);
+    let tiles_w = w / 2;
+    debug_assert!(image.len() >= h * w * c && out.len() >= 16 * tiles.len() * c);
     debug_assert!(tiles.end <= (h / 2) * tiles_w);
     let (image, nb) = (image.as_ptr(), tiles.len());
     for (i, t) in tiles.enumerate() {
-        let base = image.add((2 * (t / tiles_w) * wp + 2 * (t % tiles_w)) * c);
+        // The patch covers rows y0 − 1 ..= y0 + 2 and columns x0 − 1 ..= x0 + 2; those
+        // outside the image are the zero border.
+        let (y0, x0) = (2 * (t / tiles_w), 2 * (t % tiles_w));
+        let row_inside: [bool; 4] = std::array::from_fn(|y| (1..=h).contains(&(y0 + y)));
+        let column_inside: [bool; 4] = std::array::from_fn(|x| (1..=w).contains(&(x0 + x)));
         let out = out.as_mut_ptr().add(i * c);
         for c0 in (0..c).step_by(LANES) {
-            let d = |y: usize, x: usize| load(base.add((y * wp + x) * c + c0));
+            let d = |y: usize, x: usize| {
+                if row_inside[y] && column_inside[x] {
+                    load(image.add(((y0 + y - 1) * w + x0 + x - 1) * c + c0))
+                } else {
+                    zero()
+                }
+            };
             let rows: [[__m256; 4]; 4] =
                 std::array::from_fn(|y| bt([d(y, 0), d(y, 1), d(y, 2), d(y, 3)]));
             for nu in 0..4 {

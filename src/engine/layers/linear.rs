@@ -210,7 +210,7 @@ impl Conv2d {
         match &mut self.kernels {
             ConvKernels::Direct(direct) => {
                 let (kernel_grad, bias_grad) = io.grads.split_at_mut(patch * filters);
-                direct.kernel_grad(io.dy, kernel_grad, io.n);
+                direct.kernel_grad(io.x, io.dy, kernel_grad, io.n);
                 bias_sums.compute(io.dy, bias_grad, rows);
                 if let Some(dx) = io.dx {
                     direct.input_grad(io.dy, &io.weights[..patch * filters], dx, io.n);
