@@ -230,26 +230,80 @@ impl Network {
             "batch of {n} outside 1..={}",
             self.capacity
         );
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            if let Layer::InNextLayer = layer {
-                continue;
-            }
+        let mut i = 0;
+        while i < self.layers.len() {
             let started = Instant::now();
-            let LayerRanges { weights, moving } = self.ranges[i].clone();
-            let (before, after) = self.acts.split_at_mut(i + 1);
-            layer.forward(Forward {
-                weights: &self.params[weights],
-                moving: &mut self.moving[moving],
-                x: &before[self.inputs[i]][..n * self.placed[i].input.len()],
-                y: &mut after[0][..n * self.placed[i].output.len()],
-                n,
-                mode,
-                dropout_key: dropout_key(self.dropout_seed, self.train_steps, i),
-            });
+            let done = if mode == Mode::Eval && self.is_conv_relu_batchnorm(i) {
+                self.forward_conv_relu_batchnorm(i, n);
+                3
+            } else {
+                if !matches!(self.layers[i], Layer::InNextLayer) {
+                    self.forward_layer(i, n, mode);
+                }
+                1
+            };
             if let Some(profile) = &mut self.profile {
                 profile[i].0 += started.elapsed();
             }
+            i += done;
         }
+    }
+
+    fn forward_layer(&mut self, i: usize, n: usize, mode: Mode) {
+        let LayerRanges { weights, moving } = self.ranges[i].clone();
+        let (before, after) = self.acts.split_at_mut(i + 1);
+        self.layers[i].forward(Forward {
+            weights: &self.params[weights],
+            moving: &mut self.moving[moving],
+            x: &before[self.inputs[i]][..n * self.placed[i].input.len()],
+            y: &mut after[0][..n * self.placed[i].output.len()],
+            n,
+            mode,
+            dropout_key: dropout_key(self.dropout_seed, self.train_steps, i),
+        });
+    }
+
+    /// Whether layers i, i + 1 and i + 2 are a convolution, a ReLU and the BatchNorm that
+    /// runs it (MiniVGGNet's CONV → RELU → BN).
+    fn is_conv_relu_batchnorm(&self, i: usize) -> bool {
+        matches!(
+            self.layers[i..],
+            [
+                Layer::Conv2d(_),
+                Layer::InNextLayer,
+                Layer::BatchNorm(_),
+                ..
+            ]
+        )
+    }
+
+    /// In evaluation, CONV → RELU → BN in one pass: BN's moving statistics make it
+    /// `max(x, 0)·scale + shift` per channel, which the convolution applies as it stores its
+    /// outputs, straight into BN's output. Bit for bit the three layers' result, without
+    /// writing and reading back the convolution's output.
+    fn forward_conv_relu_batchnorm(&mut self, i: usize, n: usize) {
+        let (head, tail) = self.layers.split_at_mut(i + 1);
+        let (Layer::Conv2d(conv), Layer::BatchNorm(batchnorm)) = (&mut head[i], &mut tail[1])
+        else {
+            unreachable!("is_conv_relu_batchnorm checked the layers")
+        };
+        let norm = self.ranges[i + 2].clone();
+        let relu_affine =
+            batchnorm.eval_relu_affine(&self.params[norm.weights], &self.moving[norm.moving]);
+        let LayerRanges { weights, moving } = self.ranges[i].clone();
+        let (before, after) = self.acts.split_at_mut(i + 1);
+        conv.forward_then_relu_affine(
+            Forward {
+                weights: &self.params[weights],
+                moving: &mut self.moving[moving],
+                x: &before[self.inputs[i]][..n * self.placed[i].input.len()],
+                y: &mut after[2][..n * self.placed[i + 2].output.len()],
+                n,
+                mode: Mode::Eval,
+                dropout_key: 0,
+            },
+            Some(relu_affine),
+        );
     }
 
     /// Loss and accuracy of the last forward pass against `labels` (one per sample).

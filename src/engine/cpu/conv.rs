@@ -122,6 +122,30 @@ pub(super) fn tile_rows(table: &[usize], start: usize) -> [usize; ROWS] {
     std::array::from_fn(|r| table[(start + r).min(table.len() - 1)])
 }
 
+/// What a convolution does to its sums before storing them: adds the bias and, in
+/// evaluation, may also run the ReLU and BatchNorm after it, `max(·, 0)·scale + shift` per
+/// filter (the same operations as those layers, so bit for bit their result).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub relu_affine: Option<(&'a [f32], &'a [f32])>,
+}
+
+impl Epilogue<'_> {
+    /// The stored value of filter `f` whose sum is `sum`.
+    #[inline]
+    pub fn apply(&self, f: usize, sum: f32) -> f32 {
+        let v = match self.bias {
+            Some(bias) => sum + bias[f],
+            None => sum,
+        };
+        match self.relu_affine {
+            Some((scale, shift)) => v.max(0.0) * scale[f] + shift[f],
+            None => v,
+        }
+    }
+}
+
 /// Copies `n` images into the interiors of their zero-bordered copies (borders stay zero).
 fn pad(g: ConvGeometry, images: &[f32], padded: &mut [f32], n: usize) {
     let (wp, pad, c, padded_len) = (g.padded_width(), g.k / 2, g.c, g.padded_len());
@@ -136,15 +160,15 @@ fn pad(g: ConvGeometry, images: &[f32], padded: &mut [f32], n: usize) {
         });
 }
 
-/// One "same" convolution of zero-bordered images: `y[p, f] = bias[f] + Σ_j x̃[p + taps[j]] ·
-/// kernel[j, f]`, for `outputs` (a multiple of [`COLS`]) columns of a kernel `ldk` wide.
+/// One "same" convolution of zero-bordered images: `y[p, f] = epilogue(Σ_j x̃[p + taps[j]] ·
+/// kernel[j, f])`, for `outputs` (a multiple of [`COLS`]) columns of a kernel `ldk` wide.
 #[allow(clippy::too_many_arguments)]
 fn convolve(
     o: &Offsets,
     padded: &[f32],
     kernel: &[f32],
     ldk: usize,
-    bias: Option<&[f32]>,
+    epilogue: Epilogue,
     y: &mut [f32],
     outputs: usize,
     n: usize,
@@ -175,13 +199,8 @@ fn convolve(
                     }
                     for (r, sums) in out.iter().enumerate().take(pixels - p0) {
                         let row = &mut y[(p0 + r) * outputs + f0..][..width];
-                        match bias {
-                            Some(bias) => {
-                                for ((v, s), b) in row.iter_mut().zip(sums).zip(&bias[f0..]) {
-                                    *v = s + b;
-                                }
-                            }
-                            None => row.copy_from_slice(&sums[..width]),
+                        for (f, (v, s)) in (f0..).zip(row.iter_mut().zip(sums)) {
+                            *v = epilogue.apply(f, *s);
                         }
                     }
                 }
@@ -246,16 +265,27 @@ impl DirectConv {
         }
     }
 
-    /// `y = conv(x, kernel) + bias` for `n` images; `weights` is the kernel `[k·k·C × F]`
-    /// then the bias.
-    pub fn forward(&mut self, x: &[f32], weights: &[f32], y: &mut [f32], n: usize) {
+    /// `y = conv(x, kernel) + bias` for `n` images, then `max(·, 0)·scale + shift` where
+    /// `relu_affine` is given; `weights` is the kernel `[k·k·C × F]` then the bias.
+    pub fn forward(
+        &mut self,
+        x: &[f32],
+        weights: &[f32],
+        y: &mut [f32],
+        n: usize,
+        relu_affine: Option<(&[f32], &[f32])>,
+    ) {
         let (kernel, bias) = weights.split_at(self.geometry.patch_len() * self.filters);
+        let epilogue = Epilogue {
+            bias: Some(bias),
+            relu_affine,
+        };
         let (o, f) = (&self.input_offsets, self.filters);
         match &mut self.forward_winograd {
-            Some(winograd) => winograd.convolve(x, kernel, Some(bias), y, f, n),
+            Some(winograd) => winograd.convolve(x, kernel, epilogue, y, f, n),
             None => {
                 pad(self.geometry, x, &mut self.padded_input, n);
-                convolve(o, &self.padded_input, kernel, f, Some(bias), y, f, n)
+                convolve(o, &self.padded_input, kernel, f, epilogue, y, f, n)
             }
         }
     }
@@ -278,10 +308,19 @@ impl DirectConv {
         };
         let (o, flipped) = (&self.grad_offsets, &self.flipped);
         match &mut self.grad_winograd {
-            Some(winograd) => winograd.convolve(dy, flipped, None, dx, c, n),
+            Some(winograd) => winograd.convolve(dy, flipped, Epilogue::default(), dx, c, n),
             None => {
                 pad(grad_geometry, dy, &mut self.padded_grad, n);
-                convolve(o, &self.padded_grad, flipped, ldc, None, dx, c, n)
+                convolve(
+                    o,
+                    &self.padded_grad,
+                    flipped,
+                    ldc,
+                    Epilogue::default(),
+                    dx,
+                    c,
+                    n,
+                )
             }
         }
     }

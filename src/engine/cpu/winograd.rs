@@ -12,7 +12,7 @@
 //! of the output gradient, `dU[ξν] = Σ_tiles V[ξν]ᵀ · dM[ξν]` (16 products reducing over
 //! tiles) and `dg = Gᵀ dU G`.
 
-use super::conv::{tile, tile_rows, COLS, ROWS};
+use super::conv::{tile, tile_rows, Epilogue, COLS, ROWS};
 use super::im2col::ConvGeometry;
 use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
@@ -101,13 +101,13 @@ impl Winograd {
         }
     }
 
-    /// As `conv::convolve`: `y[p, f] = bias[f] + (x̃ ⋆ kernel)[p, f]` for `outputs` columns,
+    /// As `conv::convolve`: `y[p, f] = epilogue((x̃ ⋆ kernel)[p, f])` for `outputs` columns,
     /// `kernel` being `[9 · inputs × ldk]` in (tap, channel) row order.
     pub fn convolve(
         &mut self,
         images: &[f32],
         kernel: &[f32],
-        bias: Option<&[f32]>,
+        epilogue: Epilogue,
         y: &mut [f32],
         outputs: usize,
         n: usize,
@@ -137,7 +137,7 @@ impl Winograd {
                         unsafe {
                             transform_patches(image, h, w, c, tiles.clone(), patches);
                             multiply(patches, kernels, products, tiles.len(), c, ldk, offsets);
-                            transform_products(products, h, w, ldk, tiles, bias, y, outputs);
+                            transform_products(products, h, w, ldk, tiles, epilogue, y, outputs);
                         }
                     }
                 }
@@ -352,7 +352,7 @@ unsafe fn transform_output_grad(
     }
 }
 
-/// `y = Aᵀ M A + bias` for the tiles of `tiles`, from their products `[ξν][t][ldk]`, for the
+/// `y = epilogue(Aᵀ M A)` for the tiles of `tiles`, from their products `[ξν][t][ldk]`, for the
 /// first `outputs` of the products' `ldk` columns.
 ///
 /// # Safety
@@ -367,10 +367,11 @@ unsafe fn transform_products(
     w: usize,
     ldk: usize,
     tiles: Range<usize>,
-    bias: Option<&[f32]>,
+    epilogue: Epilogue,
     y: &mut [f32],
     outputs: usize,
 ) {
+    use std::arch::x86_64::{_mm256_max_ps as max, _mm256_mul_ps as mul};
     let tiles_w = w / 2;
     debug_assert!(products.len() >= 16 * tiles.len() * ldk && y.len() >= h * w * outputs);
     debug_assert!(tiles.end <= (h / 2) * tiles_w);
@@ -384,23 +385,32 @@ unsafe fn transform_products(
             let rows: [[__m256; 2]; 4] =
                 std::array::from_fn(|xi| at([m(xi, 0), m(xi, 1), m(xi, 2), m(xi, 3)]));
             let width = LANES.min(outputs - f0);
-            let b = match bias {
-                Some(b) if width == LANES => load(b.as_ptr().add(f0)),
-                Some(b) => {
-                    spill = [0.0; LANES];
-                    spill[..width].copy_from_slice(&b[f0..f0 + width]);
-                    load(spill.as_ptr())
+            // The epilogue's values for these filters, zero past `outputs`.
+            let mut lanes = |values: &[f32]| {
+                if width == LANES {
+                    return load(values[f0..f0 + LANES].as_ptr());
                 }
-                None => zero(),
+                spill = [0.0; LANES];
+                spill[..width].copy_from_slice(&values[f0..f0 + width]);
+                load(spill.as_ptr())
             };
+            let b = epilogue.bias.map_or(zero(), &mut lanes);
+            let relu_affine = epilogue
+                .relu_affine
+                .map(|(scale, shift)| (lanes(scale), lanes(shift)));
             for a in 0..2 {
                 let column = at(rows.map(|row| row[a]));
                 for (dy, v) in column.into_iter().enumerate() {
+                    let mut v = add(v, b);
+                    if let Some((scale, shift)) = relu_affine {
+                        // As BatchNorm computes it: a product, then a sum (no FMA).
+                        v = add(mul(max(v, zero()), scale), shift);
+                    }
                     let out = &mut y[((ty + dy) * w + tx + a) * outputs + f0..][..width];
                     if width == LANES {
-                        store(out.as_mut_ptr(), add(v, b));
+                        store(out.as_mut_ptr(), v);
                     } else {
-                        store(spill.as_mut_ptr(), add(v, b));
+                        store(spill.as_mut_ptr(), v);
                         out.copy_from_slice(&spill[..width]);
                     }
                 }
@@ -441,7 +451,7 @@ unsafe fn transform_products(
     _: usize,
     _: usize,
     _: Range<usize>,
-    _: Option<&[f32]>,
+    _: Epilogue,
     _: &mut [f32],
     _: usize,
 ) {

@@ -57,7 +57,6 @@ impl BatchNorm {
         let rows = io.n * self.per_sample / c;
         let x = &io.x[..rows * c];
         self.last_mode = io.mode;
-        let (gamma, beta) = io.weights.split_at(c);
         let (moving_mean, moving_var) = io.moving.split_at_mut(c);
         match io.mode {
             Mode::Train => {
@@ -90,19 +89,41 @@ impl BatchNorm {
                         (moving_var[j] as f64 * MOMENTUM + unbiased * (1.0 - MOMENTUM)) as f32;
                 }
             }
-            Mode::Eval => {
-                for j in 0..c {
-                    self.mean[j] = moving_mean[j];
-                    self.inv_std[j] = (1.0 / (moving_var[j] as f64 + EPSILON).sqrt()) as f32;
-                }
-            }
+            Mode::Eval => self.use_moving_statistics(io.moving),
         }
-        // y = γ·(x − mean)·inv_std + β, as one multiply-add per value.
-        for j in 0..c {
+        self.set_affine(io.weights);
+        normalize(x, &mut io.y[..rows * c], &self.scale, &self.shift, floor);
+    }
+
+    /// The evaluation-mode output as `max(x, 0)·scale + shift` per channel, for a layer that
+    /// runs the ReLU before it: `(scale, shift)`, for the convolution before to apply as it
+    /// stores its outputs (`Network::forward`).
+    pub fn eval_relu_affine(&mut self, weights: &[f32], moving: &[f32]) -> (&[f32], &[f32]) {
+        assert_eq!(
+            self.floor, 0.0,
+            "only a BatchNorm that runs the ReLU before it"
+        );
+        self.last_mode = Mode::Eval;
+        self.use_moving_statistics(moving);
+        self.set_affine(weights);
+        (&self.scale, &self.shift)
+    }
+
+    fn use_moving_statistics(&mut self, moving: &[f32]) {
+        let (moving_mean, moving_var) = moving.split_at(self.channels);
+        for j in 0..self.channels {
+            self.mean[j] = moving_mean[j];
+            self.inv_std[j] = (1.0 / (moving_var[j] as f64 + EPSILON).sqrt()) as f32;
+        }
+    }
+
+    /// y = γ·(x − mean)·inv_std + β, as one multiply-add per value: `scale` and `shift`.
+    fn set_affine(&mut self, weights: &[f32]) {
+        let (gamma, beta) = weights.split_at(self.channels);
+        for j in 0..self.channels {
             self.scale[j] = gamma[j] * self.inv_std[j];
             self.shift[j] = beta[j] - self.mean[j] * self.scale[j];
         }
-        normalize(x, &mut io.y[..rows * c], &self.scale, &self.shift, floor);
     }
 
     pub fn backward(&mut self, io: Backward) {

@@ -2,7 +2,7 @@
 //! (Dense) or its im2col patches (Conv2D). Forward and backward of both sit here.
 
 use super::{Backward, Forward};
-use crate::engine::cpu::conv::{self, DirectConv};
+use crate::engine::cpu::conv::{self, DirectConv, Epilogue};
 use crate::engine::cpu::im2col::{col2im, im2col, ConvGeometry};
 use crate::engine::cpu::matmul::{matmul, Layout};
 use crate::engine::cpu::reduce::{column_sums, partials_len};
@@ -190,13 +190,33 @@ impl Conv2d {
     }
 
     pub fn forward(&mut self, io: Forward) {
+        self.forward_then_relu_affine(io, None);
+    }
+
+    /// The forward pass, then `max(·, 0)·scale + shift` per filter where `relu_affine` is
+    /// given: the ReLU and evaluation-mode BatchNorm after this layer, done as its outputs are
+    /// stored (see `Network::forward`).
+    pub fn forward_then_relu_affine(&mut self, io: Forward, relu_affine: Option<(&[f32], &[f32])>) {
         let (rows, patch, filters) = (self.rows(io.n), self.geometry.patch_len(), self.filters);
         match &mut self.kernels {
-            ConvKernels::Direct(direct) => direct.forward(io.x, io.weights, io.y, io.n),
+            ConvKernels::Direct(direct) => {
+                direct.forward(io.x, io.weights, io.y, io.n, relu_affine)
+            }
             ConvKernels::Lowered { cols } => {
                 let cols = &mut cols[..rows * patch];
                 im2col(self.geometry, io.x, cols);
                 affine_forward(cols, io.weights, io.y, rows, patch, filters);
+                let epilogue = Epilogue {
+                    bias: None,
+                    relu_affine,
+                };
+                if relu_affine.is_some() {
+                    for row in io.y[..rows * filters].chunks_exact_mut(filters) {
+                        for (f, v) in row.iter_mut().enumerate() {
+                            *v = epilogue.apply(f, *v);
+                        }
+                    }
+                }
             }
         }
     }
