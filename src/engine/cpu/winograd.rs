@@ -120,13 +120,14 @@ impl Winograd {
         transform_kernels(kernel, c, ldk, &mut self.kernels);
         let (per_chunk, block) = (n.div_ceil(self.chunks), self.block);
         let scratch_len = 16 * block * (c + ldk);
-        let (kernels, offsets) = (&self.kernels, (&self.channel_offsets, &self.tile_offsets));
+        let (kernels, channel_offsets) = (&self.kernels, &self.channel_offsets[..]);
+        let tile_offsets = &self.tile_offsets[..];
         y[..n * pixels * outputs]
             .par_chunks_mut(per_chunk * pixels * outputs)
             .zip(images[..n * image_len].par_chunks(per_chunk * image_len))
             .zip(self.scratch.par_chunks_mut(scratch_len))
             .for_each(|((y, images), scratch)| {
-                let (patches, products) = scratch.split_at_mut(16 * block * c);
+                let (patches, sums) = scratch.split_at_mut(16 * block * c);
                 for (y, image) in y
                     .chunks_exact_mut(pixels * outputs)
                     .zip(images.chunks_exact(image_len))
@@ -136,8 +137,10 @@ impl Winograd {
                         // SAFETY: the layer chose this path only where conv::available().
                         unsafe {
                             transform_patches(image, h, w, c, tiles.clone(), patches);
-                            multiply(patches, kernels, products, tiles.len(), c, ldk, offsets);
-                            transform_products(products, h, w, ldk, tiles, epilogue, y, outputs);
+                            let lens = [tiles.len() * c, c * ldk, tiles.len() * ldk];
+                            let v = (&*patches, &tile_offsets[..tiles.len()], channel_offsets);
+                            products(v, kernels, sums, lens, ldk, false);
+                            transform_products(sums, h, w, ldk, tiles, epilogue, y, outputs);
                         }
                     }
                 }
@@ -163,7 +166,7 @@ impl Winograd {
         let (per_chunk, block) = (n.div_ceil(self.chunks), self.block);
         let used = n.div_ceil(per_chunk);
         let scratch_len = 16 * block * (c + ldk);
-        let offsets = (&self.channel_offsets, &self.tile_offsets);
+        let (channel_offsets, tile_offsets) = (&self.channel_offsets[..], &self.tile_offsets[..]);
         let partials = &mut self.kernel_grad_partials[..used * partial_len];
         partials
             .par_chunks_mut(partial_len)
@@ -183,7 +186,9 @@ impl Winograd {
                         unsafe {
                             transform_patches(image, h, w, c, tiles.clone(), patches);
                             transform_output_grad(dy, h, w, ldk, tiles.clone(), grads);
-                            accumulate(patches, grads, partial, tiles.len(), c, ldk, offsets);
+                            let lens = [tiles.len() * c, tiles.len() * ldk, c * ldk];
+                            let v = (&*patches, channel_offsets, &tile_offsets[..tiles.len()]);
+                            products(v, grads, partial, lens, ldk, true);
                         }
                     }
                 }
@@ -458,84 +463,47 @@ unsafe fn transform_products(
     unreachable!("conv::available() is false off x86-64")
 }
 
-/// The 16 products `M[ξν] = V[ξν] · U[ξν]`, `[tiles × c] · [c × ldk]`, over one block.
+/// The 16 products of one block, position k's `out[k][r][..ldk] (+)= Σ_j a[k][rows[r] +
+/// cols[j]] · b[k][j][..ldk]`, on the micro-kernel; `lens` are the sizes of a[k], b[k] and
+/// out[k]. The forward pass takes tiles as rows and channels as columns (`M = V · U`), the
+/// kernel gradient channels as rows and tiles as columns, accumulating (`dU += Vᵀ · dM`).
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA.
-unsafe fn multiply(
-    patches: &[f32],
-    kernels: &[f32],
-    products: &mut [f32],
-    tiles: usize,
-    c: usize,
+/// The CPU has AVX2 and FMA; every `a[k][rows[r] + cols[j]]` lies within a[k], and b[k]
+/// holds `cols.len()` rows of ldk.
+#[allow(clippy::too_many_arguments)]
+unsafe fn products(
+    (a, rows, cols): (&[f32], &[usize], &[usize]),
+    b: &[f32],
+    out: &mut [f32],
+    [a_len, b_len, out_len]: [usize; 3],
     ldk: usize,
-    (channel_offsets, tile_offsets): (&Vec<usize>, &Vec<usize>),
+    accumulate: bool,
 ) {
-    let mut out = [[0.0; COLS]; ROWS];
-    let tile_offsets = &tile_offsets[..tiles];
+    let mut sums = [[0.0; COLS]; ROWS];
     for k in 0..16 {
-        let v = &patches[k * tiles * c..][..tiles * c];
-        let u = &kernels[k * c * ldk..][..c * ldk];
-        let m = &mut products[k * tiles * ldk..][..tiles * ldk];
+        let a = &a[k * a_len..][..a_len];
+        let b = &b[k * b_len..][..b_len];
+        let out = &mut out[k * out_len..][..out_len];
         for f0 in (0..ldk).step_by(COLS) {
-            for t0 in (0..tiles).step_by(ROWS) {
-                // SAFETY: rows index tile rows of v (t · c + channel < tiles · c), and u
-                // holds c rows of ldk.
+            for r0 in (0..rows.len()).step_by(ROWS) {
+                // SAFETY: the caller's contract.
                 unsafe {
                     tile(
-                        v.as_ptr(),
-                        &tile_rows(tile_offsets, t0),
-                        channel_offsets,
-                        u.as_ptr().add(f0),
+                        a.as_ptr(),
+                        &tile_rows(rows, r0),
+                        cols,
+                        b.as_ptr().add(f0),
                         ldk,
-                        &mut out,
+                        &mut sums,
                     );
                 }
-                for (r, sums) in out.iter().enumerate().take(tiles - t0) {
-                    m[(t0 + r) * ldk + f0..][..COLS].copy_from_slice(sums);
-                }
-            }
-        }
-    }
-}
-
-/// `dU[ξν] += V[ξν]ᵀ · dM[ξν]`, `[c × tiles] · [tiles × ldk]`, for the 16 positions, over
-/// one block.
-///
-/// # Safety
-/// The CPU has AVX2 and FMA.
-unsafe fn accumulate(
-    patches: &[f32],
-    grads: &[f32],
-    du: &mut [f32],
-    tiles: usize,
-    c: usize,
-    ldk: usize,
-    (channel_offsets, tile_offsets): (&Vec<usize>, &Vec<usize>),
-) {
-    let mut out = [[0.0; COLS]; ROWS];
-    let tile_offsets = &tile_offsets[..tiles];
-    for k in 0..16 {
-        let v = &patches[k * tiles * c..][..tiles * c];
-        let dm = &grads[k * tiles * ldk..][..tiles * ldk];
-        let du = &mut du[k * c * ldk..][..c * ldk];
-        for f0 in (0..ldk).step_by(COLS) {
-            for c0 in (0..c).step_by(ROWS) {
-                // SAFETY: rows index channels and columns tiles of v (t · c + channel,
-                // within v), and dm holds `tiles` rows of ldk.
-                unsafe {
-                    tile(
-                        v.as_ptr(),
-                        &tile_rows(channel_offsets, c0),
-                        tile_offsets,
-                        dm.as_ptr().add(f0),
-                        ldk,
-                        &mut out,
-                    );
-                }
-                for (r, sums) in out.iter().enumerate().take(c - c0) {
-                    for (g, s) in du[(c0 + r) * ldk + f0..][..COLS].iter_mut().zip(sums) {
-                        *g += s;
+                for (r, sums) in sums.iter().enumerate().take(rows.len() - r0) {
+                    let out = &mut out[(r0 + r) * ldk + f0..][..COLS];
+                    if accumulate {
+                        out.iter_mut().zip(sums).for_each(|(o, s)| *o += s);
+                    } else {
+                        out.copy_from_slice(sums);
                     }
                 }
             }
