@@ -38,8 +38,8 @@ pub fn matmul(
     // gemm threads a short, wide product (Dense at batch 64: m = 64, n = 512 or 4096) poorly;
     // one single-threaded gemm per column panel does it better: dense_1's forward pass took
     // 3.5–4.0 ms with gemm's own threads and 2.3–2.9 ms this way (`minivgg bench`, 2 cores).
-    let panel = n.div_ceil(threads).next_multiple_of(16);
     if threads > 1 && m < 256 && n >= 64 * threads {
+        let panel = n.div_ceil(threads).next_multiple_of(16);
         let (c, a, b) = (
             c.as_mut_ptr() as usize,
             a.as_ptr() as usize,

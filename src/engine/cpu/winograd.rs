@@ -43,7 +43,7 @@ pub struct Winograd {
     ldk: usize,
     /// `G g Gᵀ` for the 16 positions: `[16][inputs][ldk]`.
     kernels: Vec<f32>,
-    /// Tiles per block: a multiple of ROWS, at most the image's.
+    /// Tiles per block: a multiple of ROWS (at least one), or all the image's where fewer.
     block: usize,
     /// Per chunk of images: one block's transformed patches `[16][block][inputs]` and products
     /// (or, for the kernel gradient, transformed output gradients) `[16][block][ldk]`.
@@ -80,7 +80,7 @@ impl Winograd {
         let tiles = (h / 2) * (w / 2);
         let chunks = CHUNKS.min(capacity);
         let fitting = BLOCK_BYTES / (16 * (inputs + ldk) * size_of::<f32>());
-        let block = (fitting / ROWS * ROWS).clamp(ROWS, tiles.next_multiple_of(ROWS));
+        let block = (fitting / ROWS * ROWS).max(ROWS).min(tiles);
         Winograd {
             geometry,
             ldk,

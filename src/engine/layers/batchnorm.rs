@@ -57,9 +57,9 @@ impl BatchNorm {
         let rows = io.n * self.per_sample / c;
         let x = &io.x[..rows * c];
         self.last_mode = io.mode;
-        let (moving_mean, moving_var) = io.moving.split_at_mut(c);
         match io.mode {
             Mode::Train => {
+                let (moving_mean, moving_var) = io.moving.split_at_mut(c);
                 // One pass for Σx and Σx², in f64: with at most a few million rows per
                 // channel, E[x²] − E[x]² loses nothing that matters to cancellation.
                 reduce_rows(rows, &mut self.partials, &mut self.sums, |range, s| {

@@ -206,11 +206,11 @@ impl Conv2d {
                 let cols = &mut cols[..rows * patch];
                 im2col(self.geometry, io.x, cols);
                 affine_forward(cols, io.weights, io.y, rows, patch, filters);
-                let epilogue = Epilogue {
-                    bias: None,
-                    relu_affine,
-                };
                 if relu_affine.is_some() {
+                    let epilogue = Epilogue {
+                        bias: None,
+                        relu_affine,
+                    };
                     for row in io.y[..rows * filters].chunks_exact_mut(filters) {
                         for (f, v) in row.iter_mut().enumerate() {
                             *v = epilogue.apply(f, *v);
