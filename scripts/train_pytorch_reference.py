@@ -119,8 +119,10 @@ def lr_at(t: int, args: argparse.Namespace, total: int) -> float:
 
 
 @torch.no_grad()
-def keras_sgd_step(params, velocity, lr_t: float, m: float) -> None:
+def keras_sgd_step(params, velocity, lr_t: float, m: float, wd: float) -> None:
     grads = [p.grad for p in params]
+    if wd:
+        torch._foreach_add_(grads, params, alpha=wd)  # g += wd*w, as minivgg's --weight-decay
     torch._foreach_mul_(velocity, m)
     torch._foreach_add_(velocity, grads, alpha=-lr_t)  # v = m*v - lr_t*g
     torch._foreach_add_(params, velocity, alpha=m)  # w += m*v - lr_t*g (Nesterov)
@@ -136,6 +138,7 @@ def main() -> int:
     p.add_argument("--decay", type=float, default=None, help="default lr/epochs (keras), 0 (linear)")
     p.add_argument("--schedule", choices=["keras", "linear"], default="keras")
     p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=0.0, help="g += wd*w on every parameter")
     p.add_argument("--augment", action="store_true", help="random crop (pad 4) and flip")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -196,7 +199,7 @@ def main() -> int:
             loss = F.cross_entropy(logits, yb)
             model.zero_grad(set_to_none=True)
             loss.backward()
-            keras_sgd_step(params, velocity, lr_t, args.momentum)
+            keras_sgd_step(params, velocity, lr_t, args.momentum, args.weight_decay)
             t += 1
             loss_sum += loss.detach().double() * len(idx)
             correct += (logits.argmax(1) == yb).sum()

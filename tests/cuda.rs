@@ -58,10 +58,12 @@ fn check_parity(spec: &ModelSpec) {
         .map(|_| rng.random())
         .collect();
     let labels: Vec<u8> = (0..batch).map(|_| rng.random_range(0..10)).collect();
-    // The linear schedule over 3 updates scales the second step's rate by 2/3: the velocity
-    // check below sees whether the kernel anneals as the CPU does.
+    // The linear schedule over 3 updates scales the second step's rate by 2/3, and weight
+    // decay adds wd·w to each gradient: the velocity check below sees whether the kernel
+    // anneals and decays as the CPU does.
     let config = SgdConfig {
         anneal_updates: 3,
+        weight_decay: 0.01,
         ..SgdConfig::TUTORIAL
     };
     let mut net = Network::new(spec, batch, 4).unwrap();

@@ -894,6 +894,7 @@ fn every_bad_input_exits_2_naming_what_is_wrong() {
         ("NaN lr", Setup::None, flags(&["--lr", "NaN"]), "--lr must be a positive number, got NaN".into()),
         ("momentum 1", Setup::None, flags(&["--momentum", "1"]), "--momentum must be in [0, 1), got 1".into()),
         ("negative momentum", Setup::None, flags(&["--momentum", "-0.5"]), "--momentum must be in [0, 1), got -0.5".into()),
+        ("negative weight decay", Setup::None, flags(&["--weight-decay", "-0.001"]), "--weight-decay must be a non-negative number, got -0.001".into()),
         (
             "output directory that cannot be written",
             Setup::File(root.join("a-file")),

@@ -102,7 +102,7 @@ pub struct TrainArgs {
     /// Go on with the run whose checkpoint is in DIR, with that run's own settings.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "model", "no_bn", "output", "epochs", "batch_size", "lr", "momentum", "no_nesterov",
-        "decay", "schedule", "seed", "save", "augment", "limit",
+        "decay", "schedule", "weight_decay", "seed", "save", "augment", "limit",
     ])]
     pub resume: Option<PathBuf>,
 }
@@ -136,6 +136,16 @@ pub struct RecipeArgs {
     /// (the series' later polynomial decay, power 1).
     #[arg(long, value_enum, default_value = "keras")]
     pub schedule: Schedule,
+    /// Adds wd·w to the gradient of every trainable parameter, as PyTorch's
+    /// SGD(weight_decay=wd); Keras' l2(wd / 2) on every weight. The printed loss leaves the
+    /// penalty out. The tutorial uses none.
+    #[arg(
+        long,
+        value_name = "WD",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub weight_decay: f32,
     /// Seed for initialisation, shuffling, dropout and augmentation. Default: a random seed,
     /// printed.
     #[arg(long)]
@@ -286,6 +296,12 @@ fn check_flags(args: &RecipeArgs) -> Result<()> {
             )));
         }
     }
+    if !(args.weight_decay.is_finite() && args.weight_decay >= 0.0) {
+        return Err(usage(format!(
+            "--weight-decay must be a non-negative number, got {}",
+            args.weight_decay
+        )));
+    }
     if args.limit == Some(0) {
         return Err(usage("--limit must be at least 1".into()));
     }
@@ -318,6 +334,7 @@ fn run_settings(
                     (recipe.epochs * images.div_ceil(recipe.batch_size)) as u64
                 }
             },
+            weight_decay: recipe.weight_decay,
         },
         seed,
         output,
@@ -550,7 +567,7 @@ fn train_run(
         mut progress,
     } = run;
     println!(
-        "[INFO] compiling model... ({}, seed {}{}{}, {})",
+        "[INFO] compiling model... ({}, seed {}{}{}{}, {})",
         net.spec.name,
         settings.seed,
         if settings.augment { ", augmented" } else { "" },
@@ -558,6 +575,10 @@ fn train_run(
             ", linear schedule"
         } else {
             ""
+        },
+        match settings.sgd.weight_decay {
+            0.0 => String::new(),
+            wd => format!(", weight decay {wd}"),
         },
         device_label(device)
     );
@@ -863,5 +884,12 @@ mod tests {
         ];
         let sgd = settings_of(&flags).sgd;
         assert_eq!((sgd.decay, sgd.anneal_updates), (0.001, 40 * 782));
+    }
+
+    #[test]
+    fn weight_decay_is_none_unless_asked_for() {
+        assert_eq!(settings_of(&[]).sgd.weight_decay, 0.0);
+        let sgd = settings_of(&["--weight-decay", "0.0005"]).sgd;
+        assert_eq!(sgd.weight_decay, 0.0005);
     }
 }

@@ -1,7 +1,10 @@
 //! SGD with momentum, Nesterov and time-based decay, in Keras' form:
 //! `lr_t = lr / (1 + decay·t)` with t the updates done so far, `v ← m·v − lr_t·g`, then
 //! `w ← w + m·v − lr_t·g` (Nesterov) or `w ← w + v`. Optionally (`--schedule linear`) the
-//! rate is also scaled by `1 − t/T`, reaching zero after the run's last update T.
+//! rate is also scaled by `1 − t/T`, reaching zero after the run's last update T. With
+//! `--weight-decay wd`, `g` is `g + wd·w` for every trainable parameter, as PyTorch's
+//! `SGD(weight_decay=wd)` (Keras' `l2(wd / 2)` on every weight; the printed loss leaves the
+//! penalty out, as PyTorch's does).
 
 use rayon::prelude::*;
 
@@ -14,6 +17,9 @@ pub struct SgdConfig {
     /// T of the linear schedule: when non-zero, `lr_t` is also scaled by `max(0, 1 − t/T)`.
     #[serde(default)]
     pub anneal_updates: u64,
+    /// `wd` of `g + wd·w`; 0 in the tutorial and in checkpoints from before the flag.
+    #[serde(default)]
+    pub weight_decay: f32,
 }
 
 impl SgdConfig {
@@ -44,6 +50,7 @@ impl SgdConfig {
         nesterov: true,
         decay: 0.01 / 40.0,
         anneal_updates: 0,
+        weight_decay: 0.0,
     };
 }
 
@@ -66,7 +73,10 @@ impl Sgd {
     pub fn step(&mut self, params: &mut [f32], grads: &[f32]) {
         let lr = self.current_lr();
         let SgdConfig {
-            momentum, nesterov, ..
+            momentum,
+            nesterov,
+            weight_decay,
+            ..
         } = self.config;
         params
             .par_chunks_mut(CHUNK)
@@ -74,6 +84,7 @@ impl Sgd {
             .zip(grads.par_chunks(CHUNK))
             .for_each(|((w, v), g)| {
                 for ((w, v), g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
+                    let g = g + weight_decay * *w;
                     *v = momentum * *v - lr * g;
                     *w += if nesterov { momentum * *v - lr * g } else { *v };
                 }
@@ -98,6 +109,7 @@ mod tests {
             nesterov: true,
             decay: 0.5,
             anneal_updates: 0,
+            weight_decay: 0.0,
         };
         let mut sgd = Sgd::new(config, 1);
         let mut w = [1.0f32];
@@ -131,6 +143,7 @@ mod tests {
             nesterov: false,
             decay: 0.0,
             anneal_updates: 0,
+            weight_decay: 0.0,
         };
         let mut sgd = Sgd::new(config, 1);
         let mut w = [0.0f32];
@@ -148,11 +161,46 @@ mod tests {
             nesterov: true,
             decay: 0.5,
             anneal_updates: 4,
+            weight_decay: 0.0,
         };
         let rates: Vec<f32> = (0..6).map(|t| config.lr_at(t)).collect();
         let want = [0.1, 0.1 / 1.5 * 0.75, 0.025, 0.1 / 2.5 * 0.25, 0.0, 0.0];
         for (t, (got, want)) in rates.iter().zip(want).enumerate() {
             assert!((got - want).abs() < 1e-7, "t={t}: {got} vs {want}");
         }
+    }
+
+    #[test]
+    fn weight_decay_adds_wd_times_the_weight_to_the_gradient() {
+        // lr 0.1, momentum 0.9, wd 0.5, w0 = 2, g = 1 at every step, no decay:
+        // t=0: g' = 1 + 0.5·2 = 2,      v = −0.2,  w = 2 + 0.9·(−0.2) − 0.2 = 1.62
+        // t=1: g' = 1 + 0.5·1.62 = 1.81, v = −0.18 − 0.181 = −0.361,
+        //      w = 1.62 − 0.3249 − 0.181 = 1.1141
+        let config = SgdConfig {
+            weight_decay: 0.5,
+            decay: 0.0,
+            lr: 0.1,
+            ..SgdConfig::TUTORIAL
+        };
+        let mut sgd = Sgd::new(config, 1);
+        let mut w = [2.0f32];
+        sgd.step(&mut w, &[1.0]);
+        assert!((w[0] - 1.62).abs() < 1e-6, "{}", w[0]);
+        sgd.step(&mut w, &[1.0]);
+        assert!((w[0] - 1.1141).abs() < 1e-6, "{}", w[0]);
+        assert!(
+            (sgd.velocity[0] + 0.361).abs() < 1e-6,
+            "{}",
+            sgd.velocity[0]
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_from_before_weight_decay_reads_as_none() {
+        let json = serde_json::to_string(&SgdConfig::TUTORIAL).unwrap();
+        let old = json.replace(",\"weight_decay\":0.0", "");
+        assert_ne!(old, json);
+        let config: SgdConfig = serde_json::from_str(&old).unwrap();
+        assert_eq!(config, SgdConfig::TUTORIAL);
     }
 }

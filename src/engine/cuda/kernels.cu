@@ -341,14 +341,17 @@ extern "C" __global__ void softmax_cross_entropy(const float* logits, const int*
 
 // train::sgd::Sgd::step, with the update count read on the device.
 extern "C" __global__ void sgd_step(float* w, const float* g, float* v, i64 len, double lr, double decay,
-                                    u64 anneal_updates, double momentum, i64 nesterov, const u64* state) {
+                                    u64 anneal_updates, double momentum, i64 nesterov, double weight_decay,
+                                    const u64* state) {
     double t = (double)state[STATE_ITERATIONS];
     double anneal = anneal_updates == 0 ? 1.0 : fmax(0.0, 1.0 - t / (double)anneal_updates);
     float lr_t = (float)(lr / (1.0 + decay * t) * anneal);
     float m = (float)momentum;
+    float wd = (float)weight_decay;
     GRID_STRIDE(i, len) {
-        float vi = m * v[i] - lr_t * g[i];
+        float gi = g[i] + wd * w[i];
+        float vi = m * v[i] - lr_t * gi;
         v[i] = vi;
-        w[i] += nesterov ? m * vi - lr_t * g[i] : vi;
+        w[i] += nesterov ? m * vi - lr_t * gi : vi;
     }
 }

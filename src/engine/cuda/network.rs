@@ -742,6 +742,7 @@ impl CudaNetwork {
             Arg(self.sgd.anneal_updates),
             self.sgd.momentum.into(),
             self.sgd.nesterov.into(),
+            self.sgd.weight_decay.into(),
             Arg(gpu.ptr(&self.state)),
         ];
         gpu.launch("sgd_step", elementwise(len), &args)?;

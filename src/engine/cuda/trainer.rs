@@ -240,6 +240,7 @@ pub fn evaluate_on_gpu(gpu: Gpu, net: &Network, split: &Split) -> Result<(BatchM
             nesterov: false,
             decay: 0.0,
             anneal_updates: 0,
+            weight_decay: 0.0,
         },
         net.params.len(),
     );
