@@ -290,22 +290,23 @@ fn check_flags(args: &RecipeArgs) -> Result<()> {
         )));
     }
     if let Some(decay) = args.decay {
-        if !(decay.is_finite() && decay >= 0.0) {
-            return Err(usage(format!(
-                "--decay must be a non-negative number, got {decay}"
-            )));
-        }
+        check_non_negative("--decay", decay)?;
     }
-    if !(args.weight_decay.is_finite() && args.weight_decay >= 0.0) {
-        return Err(usage(format!(
-            "--weight-decay must be a non-negative number, got {}",
-            args.weight_decay
-        )));
-    }
+    check_non_negative("--weight-decay", args.weight_decay)?;
     if args.limit == Some(0) {
         return Err(usage("--limit must be at least 1".into()));
     }
     Ok(())
+}
+
+fn check_non_negative(flag: &str, value: f32) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(usage(format!(
+            "{flag} must be a non-negative number, got {value}"
+        )))
+    }
 }
 
 /// A new run's settings from the recipe flags (`seed` drawn already if not given), its plot
