@@ -19,6 +19,7 @@ both sides are summarised the same way.
 
 Usage: bench_pytorch.py [--threads 2] [--steps 30] [--warmup 5] [--batch-size 64]
                         [--channels-last] [--no-bn] [--seed 0] [--device cpu|cuda] [--epoch]
+                        [--bf16]
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--no-bn", action="store_true", help="MiniVGGNet without its five batch-normalization layers"
+    )
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast for the forward pass and the loss (weights and optimizer stay "
+        "float32), as PyTorch's mixed-precision recipe does",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -125,10 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     # the learning rate's value, not the work of a step.
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
 
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+
     def train_step(inputs=x, targets=y, wait=True) -> float:
         started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        loss = criterion(model(inputs), targets)
+        with autocast():
+            loss = criterion(model(inputs), targets)
         loss.backward()
         optimizer.step()
         if wait:
@@ -144,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def infer_step(inputs=x, wait=True) -> float:
         started = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             model(inputs)
         if wait:
             sync()
@@ -178,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "contestant": "pytorch",
         "layout": "channels_last" if args.channels_last else "channels_first",
+        "precision": "bf16 autocast" if args.bf16 else "fp32",
         "bn": not args.no_bn,
         "threads": torch.get_num_threads(),
         "batch_size": args.batch_size,

@@ -136,7 +136,7 @@ fn predict_classifies_images_of_any_size_and_names_the_bad_file() {
     );
 
     // Each readable file gets its top 3, as the library computes them on the same pixels.
-    let mut net = model_io::load(&weights, 64).unwrap();
+    let mut net = model_io::load(&weights, 64, minivgg::engine::Precision::Fp32).unwrap();
     for path in [&exact, &large, &grey] {
         let line = stdout
             .lines()

@@ -6,8 +6,10 @@
 //! (O(step²)): |numeric − analytic| ≤ 3e-3 · max(1, |analytic|). Inputs keep clear of ReLU's
 //! kink and of max-pool ties, where a finite difference is not a derivative.
 
+use minivgg::engine::cpu::simd::{Isa, Path};
 use minivgg::engine::layers::softmax::softmax_cross_entropy;
 use minivgg::engine::layers::{Backward, Forward, Layer, Mode};
+use minivgg::engine::Precision;
 use minivgg::model::spec::{LayerSpec, ParamKind, PlacedLayer};
 use minivgg::model::Shape;
 use rand::seq::SliceRandom;
@@ -29,7 +31,14 @@ struct Case {
 }
 
 impl Case {
-    fn new(spec: LayerSpec, input: Shape, n: usize, mode: Mode, rng: &mut ChaCha8Rng) -> Case {
+    fn new(
+        isa: Isa,
+        spec: LayerSpec,
+        input: Shape,
+        n: usize,
+        mode: Mode,
+        rng: &mut ChaCha8Rng,
+    ) -> Case {
         let placed = PlacedLayer::new("layer".into(), spec, input).unwrap();
         let count = |kind| {
             placed
@@ -50,7 +59,7 @@ impl Case {
             .map(|_| rng.random_range(-1.0..1.0f32))
             .collect();
         Case {
-            layer: Layer::new(&placed, n),
+            layer: Layer::new(isa, &placed, n),
             placed,
             n,
             mode,
@@ -157,12 +166,23 @@ fn spread_input(len: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
     values.iter().map(|v| v * scale * 2.0).collect()
 }
 
+/// The fp32 kernels of every CPU path this machine runs (portable, AVX2, AVX-512).
+fn fp32_paths() -> Vec<Isa> {
+    Path::supported_paths()
+        .into_iter()
+        .map(|path| Isa::new(path, Precision::Fp32).unwrap())
+        .collect()
+}
+
+/// The layer's gradients on every CPU path.
 fn check_layer(spec: LayerSpec, input: Shape, mode: Mode) {
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let n = 3;
-    let mut case = Case::new(spec.clone(), input, n, mode, &mut rng);
-    let x = spread_input(n * input.len(), &mut rng);
-    case.check(x, &format!("{spec:?} on {input} in {mode:?}"));
+    for isa in fp32_paths() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let n = 3;
+        let mut case = Case::new(isa, spec.clone(), input, n, mode, &mut rng);
+        let x = spread_input(n * input.len(), &mut rng);
+        case.check(x, &format!("{spec:?} on {input} in {mode:?}, {}", isa.path));
+    }
 }
 
 const IMAGE: Shape = Shape::Image { h: 6, w: 5, c: 3 };
@@ -179,8 +199,8 @@ fn conv3x3_backward_matches_finite_differences() {
     );
 }
 
-/// 16 filters: the direct AVX2 kernels' path where the CPU has them (the layer tests in
-/// `linear.rs` compare it with im2col and `gemm` on larger shapes).
+/// 16 filters: the direct kernels (the layer tests in `linear.rs` compare them with im2col
+/// and `gemm` on larger shapes).
 #[test]
 fn conv3x3_with_16_filters_backward_matches_finite_differences() {
     check_layer(
@@ -193,8 +213,7 @@ fn conv3x3_with_16_filters_backward_matches_finite_differences() {
     );
 }
 
-/// An even image of 8 channels: Winograd's F(2×2, 3×3) for the forward pass and the input
-/// gradient where the CPU has the direct kernels.
+/// An even image of 16 channels: Winograd's F(2×2, 3×3) for all three products.
 #[test]
 fn conv3x3_winograd_backward_matches_finite_differences() {
     check_layer(
@@ -202,7 +221,7 @@ fn conv3x3_winograd_backward_matches_finite_differences() {
             filters: 16,
             kernel: 3,
         },
-        Shape::Image { h: 4, w: 6, c: 8 },
+        Shape::Image { h: 4, w: 6, c: 16 },
         Mode::Train,
     );
 }
@@ -248,11 +267,12 @@ fn batchnorm_in_evaluation_backward_matches_finite_differences() {
 /// CONV → RELU → BN.
 #[test]
 fn batchnorm_after_relu_backward_matches_finite_differences() {
+    let isa = Isa::new(Path::Portable, Precision::Fp32).unwrap();
     for mode in [Mode::Train, Mode::Eval] {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let n = 3;
-        let mut case = Case::new(LayerSpec::BatchNorm, IMAGE, n, mode, &mut rng);
-        case.layer = Layer::batchnorm_after_relu(&case.placed, n);
+        let mut case = Case::new(isa, LayerSpec::BatchNorm, IMAGE, n, mode, &mut rng);
+        case.layer = Layer::batchnorm_after_relu(isa, &case.placed, n);
         let x = spread_input(n * IMAGE.len(), &mut rng);
         case.check(x, &format!("ReLU inside BatchNorm in {mode:?}"));
     }
@@ -307,9 +327,10 @@ fn batchnorm_after_relu_equals_the_two_layers_bit_for_bit() {
     );
     let (weights, moving) = (draw(2 * 8, -1.0, 1.0), draw(2 * 8, 0.5, 1.5));
     for mode in [Mode::Train, Mode::Eval] {
-        let mut relu = Layer::new(&relu_placed, n);
-        let mut bn = Layer::new(&bn_placed, n);
-        let mut fused = Layer::batchnorm_after_relu(&bn_placed, n);
+        let isa = Isa::new(Path::Portable, Precision::Fp32).unwrap();
+        let mut relu = Layer::new(isa, &relu_placed, n);
+        let mut bn = Layer::new(isa, &bn_placed, n);
+        let mut fused = Layer::batchnorm_after_relu(isa, &bn_placed, n);
         let [r, ..] = pass(&mut relu, &x, &[], &[], &vec![0.0; x.len()], n, mode);
         let [y, moving_after, grads, dr] = pass(&mut bn, &r, &weights, &moving, &dy, n, mode);
         let [.., dx] = pass(&mut relu, &x, &[], &[], &dr, n, mode);
@@ -386,7 +407,11 @@ fn dropout_keeps_the_expected_share_and_scales_it() {
         Shape::Flat(10_000),
     )
     .unwrap();
-    let mut layer = Layer::new(&placed, 1);
+    let mut layer = Layer::new(
+        Isa::new(Path::Portable, Precision::Fp32).unwrap(),
+        &placed,
+        1,
+    );
     let x = vec![1.0f32; 10_000];
     let mut y = vec![0.0; 10_000];
     layer.forward(Forward {

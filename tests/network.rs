@@ -44,7 +44,7 @@ fn forward_layer_by_layer(net: &Network, input: &[f32], mode: Mode) -> (Vec<Laye
     let (mut layers, mut acts) = (Vec::new(), vec![input.to_vec()]);
     for (i, p) in net.placed().iter().enumerate() {
         let ranges = net.layer_ranges()[i].clone();
-        let mut layer = Layer::new(p, N);
+        let mut layer = Layer::new(net.isa(), p, N);
         let mut y = vec![0.0; N * p.output.len()];
         layer.forward(Forward {
             weights: &net.params[ranges.weights],

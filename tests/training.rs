@@ -3,7 +3,7 @@
 //! ends exactly where the uninterrupted run ends, with `--augment` too.
 
 use minivgg::data::cifar10::{Split, IMAGE_BYTES};
-use minivgg::engine::Network;
+use minivgg::engine::{Network, Precision};
 use minivgg::model::zoo;
 use minivgg::train::checkpoint::{self, RunSettings};
 use minivgg::train::fit::{fit, FitConfig, Outcome, Progress};
@@ -95,6 +95,7 @@ fn a_run_stopped_after_every_batch_and_resumed_from_disk_ends_bit_identical() {
         save: None,
         augment: true,
         limit: None,
+        precision: Precision::Fp32,
     };
     let mut net = Network::new(&zoo::minivggnet(true), 64, seed).unwrap();
     let mut sgd = Sgd::new(settings.sgd, net.params.len());

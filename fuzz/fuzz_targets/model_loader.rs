@@ -8,6 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use minivgg::engine::Precision;
 use minivgg::model::io::{from_bytes, read_metadata};
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,10 +18,10 @@ fn load(data: &[u8]) {
     let _ = read_metadata(path, data);
     // As `evaluate` / `predict` load a model, and as a checkpoint is resumed (with its
     // optimizer state as an extra tensor).
-    if let Ok(loaded) = from_bytes(path, data, 2, &[]) {
+    if let Ok(loaded) = from_bytes(path, data, 2, Precision::Fp32, &[]) {
         assert_eq!(loaded.net.params.len(), loaded.net.grads.len());
     }
-    let _ = from_bytes(path, data, 3, &["optimizer/velocity"]);
+    let _ = from_bytes(path, data, 3, Precision::Fp32, &["optimizer/velocity"]);
 }
 
 fuzz_target!(|data: &[u8]| {

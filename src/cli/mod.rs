@@ -3,8 +3,9 @@
 
 use crate::data::cifar10::{self, Cifar10, Split, IMAGE_BYTES, TRAIN_IMAGES};
 use crate::data::{download, images};
+use crate::engine::cpu::simd::UnsupportedCpu;
 use crate::engine::device::Device;
-use crate::engine::Network;
+use crate::engine::{Network, Precision};
 use crate::fsutil::{atomic_write_bytes, ensure_writable, NotWritable, WriteError};
 use crate::model::{io as model_io, zoo, ModelSpec};
 use crate::report::classification::{
@@ -69,6 +70,31 @@ pub struct BenchArgs {
     pub threads: Option<usize>,
     #[arg(long, default_value = "cpu")]
     pub device: Device,
+    #[command(flatten)]
+    pub precision: PrecisionArg,
+}
+
+/// `--precision`, shared by `train`, `compare`, `evaluate` and `bench`.
+#[derive(Debug, Args)]
+pub struct PrecisionArg {
+    /// What the convolutions multiply: fp32 (the tutorial's), or bf16 (products of bfloat16
+    /// values summed in f32; weights, BN statistics, loss and optimizer stay f32), on CPUs
+    /// with AVX512_BF16. The CPU path is the best the CPU has; MINIVGG_CPU=portable|avx2|avx512
+    /// forces a lower one.
+    #[arg(long, default_value = "fp32")]
+    pub precision: Precision,
+}
+
+impl PrecisionArg {
+    /// The precision, if the device runs it.
+    fn on(&self, device: Device) -> Result<Precision> {
+        if self.precision == Precision::Bf16 && device != Device::Cpu {
+            return Err(usage(
+                "--precision bf16 runs on the CPU only; the GPU trains in fp32".into(),
+            ));
+        }
+        Ok(self.precision)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -102,7 +128,7 @@ pub struct TrainArgs {
     /// Go on with the run whose checkpoint is in DIR, with that run's own settings.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "model", "no_bn", "output", "epochs", "batch_size", "lr", "momentum", "no_nesterov",
-        "decay", "schedule", "weight_decay", "seed", "save", "augment", "limit",
+        "decay", "schedule", "weight_decay", "seed", "save", "augment", "limit", "precision",
     ])]
     pub resume: Option<PathBuf>,
 }
@@ -166,6 +192,8 @@ pub struct RecipeArgs {
     /// cpu, or cuda[:N] for an NVIDIA GPU (a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: Device,
+    #[command(flatten)]
+    pub precision: PrecisionArg,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +240,8 @@ pub struct EvaluateArgs {
     pub threads: Option<usize>,
     #[arg(long, default_value = "cpu")]
     pub device: Device,
+    #[command(flatten)]
+    pub precision: PrecisionArg,
     /// The confusion matrix heat map (PNG). Default: beside the weights, <name>_confusion.png.
     #[arg(long)]
     pub confusion: Option<PathBuf>,
@@ -237,16 +267,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 return Err(usage("--batch-size and --steps must be at least 1".into()));
             }
             set_threads(args.threads)?;
-            print!(
-                "{}",
-                bench(
-                    args.device,
-                    &model_spec(&args.model)?,
-                    args.batch_size,
-                    args.steps,
-                    5
-                )?
-            );
+            let precision = args.precision.on(args.device)?;
+            let spec = model_spec(&args.model)?;
+            let (batch, steps) = (args.batch_size, args.steps);
+            print!("{}", bench(args.device, &spec, precision, batch, steps, 5)?);
             Ok(())
         }
         Command::Summary(args) => {
@@ -342,12 +366,14 @@ fn run_settings(
         save,
         augment: recipe.augment,
         limit: recipe.limit,
+        precision: recipe.precision.precision,
     }
 }
 
 /// A new run of `spec` from the start.
 fn fresh_run(spec: &ModelSpec, settings: RunSettings) -> Result<Checkpoint> {
-    let net = Network::new(spec, settings.batch_size, settings.seed)?;
+    let net =
+        Network::with_precision(spec, settings.batch_size, settings.seed, settings.precision)?;
     let sgd = Sgd::new(settings.sgd, net.params.len());
     Ok(Checkpoint {
         net,
@@ -412,6 +438,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<cifar10::DataError>()
             || e.is::<WriteError>()
             || e.is::<NotWritable>()
+            || e.is::<UnsupportedCpu>()
     });
     if bad {
         2
@@ -443,6 +470,7 @@ fn start_run(args: &TrainArgs) -> Result<(Checkpoint, PathBuf)> {
         ));
     }
     check_flags(&args.recipe)?;
+    args.recipe.precision.on(args.recipe.device)?;
     let spec = model_spec(&args.model)?;
     let output = args.output.clone().unwrap_or_else(|| default_output(&spec));
     let seed = args.recipe.seed.unwrap_or_else(rand::random);
@@ -568,9 +596,17 @@ fn train_run(
         mut progress,
     } = run;
     println!(
-        "[INFO] compiling model... ({}, seed {}{}{}{}, {})",
+        "[INFO] compiling model... ({}, seed {}{}{}{}{}, {})",
         net.spec.name,
         settings.seed,
+        match settings.precision {
+            Precision::Fp32 => String::new(),
+            _ => format!(
+                ", {} products on the {} path",
+                settings.precision,
+                net.isa().path
+            ),
+        },
         if settings.augment { ", augmented" } else { "" },
         if settings.sgd.anneal_updates > 0 {
             ", linear schedule"
@@ -787,7 +823,8 @@ fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
     ensure_writable(&confusion)?;
     set_threads(args.threads)?;
     check_device(args.device)?;
-    let mut net = model_io::load(&args.weights, args.batch_size).map_err(bad_input)?;
+    let precision = args.precision.on(args.device)?;
+    let mut net = model_io::load(&args.weights, args.batch_size, precision).map_err(bad_input)?;
     let data_path = resolve_data_path(&args.data)?;
     let (test, class_names) = cifar10::load_test(&data_path)?;
     let (metrics, predictions) = evaluate_on(args.device, &mut net, &test)?;
@@ -810,7 +847,7 @@ fn predict(args: PredictArgs) -> Result<()> {
     if args.top == 0 {
         return Err(usage("--top must be at least 1".into()));
     }
-    let mut net = model_io::load(&args.weights, 64).map_err(bad_input)?;
+    let mut net = model_io::load(&args.weights, 64, Precision::Fp32).map_err(bad_input)?;
     let mut readable = Vec::new();
     let mut split = Split {
         images: Vec::new(),

@@ -10,9 +10,11 @@ pub mod cpu;
 pub mod device;
 pub mod layers;
 pub mod network;
+pub mod precision;
 
 pub use layers::softmax::BatchMetrics;
 pub use layers::Mode;
 pub use network::Network;
+pub use precision::Precision;
 #[cfg(feature = "cuda")]
 pub mod cuda;

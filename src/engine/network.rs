@@ -2,9 +2,11 @@
 //! gradients and moving statistics each in one flat vector (the optimizer is one loop, a
 //! checkpoint is a few slices), and forward / backward walking the layer list.
 
+use super::cpu::simd::Isa;
 use super::layers::elementwise::{dropout_key, mix64};
 use super::layers::softmax::{softmax_cross_entropy, BatchMetrics};
 use super::layers::{runs_in_next_layer, Backward, Forward, Layer, Mode};
+use super::precision::Precision;
 use crate::model::spec::{LayerSpec, ParamKind, PlacedLayer};
 use crate::model::ModelSpec;
 use anyhow::{bail, Result};
@@ -44,6 +46,8 @@ pub struct LayerRanges {
 
 pub struct Network {
     pub spec: ModelSpec,
+    /// The instruction set and precision its CPU kernels run.
+    isa: Isa,
     placed: Vec<PlacedLayer>,
     layers: Vec<Layer>,
     /// Index into `acts` (and `grad_acts`) of each layer's input: its own, i, except for a
@@ -71,7 +75,24 @@ pub struct Network {
 impl Network {
     /// Builds the network for batches of up to `capacity` samples, with Keras' initial values:
     /// Glorot-uniform kernels, zero biases, BN gamma 1, beta 0, moving mean 0, variance 1.
+    /// Its kernels run in fp32 on the CPU path `MINIVGG_CPU` names, else the best one.
     pub fn new(spec: &ModelSpec, capacity: usize, seed: u64) -> Result<Network> {
+        Self::with_precision(spec, capacity, seed, Precision::Fp32)
+    }
+
+    /// As [`Network::new`], the convolutions' products in `precision` (bf16 needs AVX512_BF16).
+    pub fn with_precision(
+        spec: &ModelSpec,
+        capacity: usize,
+        seed: u64,
+        precision: Precision,
+    ) -> Result<Network> {
+        let isa = Isa::from_env(precision)?;
+        Self::with_isa(spec, capacity, seed, isa)
+    }
+
+    /// As [`Network::new`], on the kernels of `isa` (tests compare the paths).
+    pub fn with_isa(spec: &ModelSpec, capacity: usize, seed: u64, isa: Isa) -> Result<Network> {
         if capacity == 0 {
             bail!("batch size must be at least 1");
         }
@@ -107,9 +128,9 @@ impl Network {
             if in_next[i] {
                 Layer::InNextLayer
             } else if after_relu(i) {
-                Layer::batchnorm_after_relu(p, capacity)
+                Layer::batchnorm_after_relu(isa, p, capacity)
             } else {
-                Layer::new(p, capacity)
+                Layer::new(isa, p, capacity)
             }
         });
         let layers = layers.collect();
@@ -136,6 +157,7 @@ impl Network {
         }
         let mut net = Network {
             spec: spec.clone(),
+            isa,
             layers,
             inputs,
             placed,
@@ -203,6 +225,10 @@ impl Network {
 
     pub fn placed(&self) -> &[PlacedLayer] {
         &self.placed
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
     }
 
     pub fn capacity(&self) -> usize {

@@ -4,7 +4,7 @@
 
 use super::spec::{LayerSpec, ParamKind, PlacedLayer};
 use super::{ModelSpec, Shape};
-use crate::engine::Network;
+use crate::engine::{Network, Precision};
 use crate::fsutil::atomic_write_bytes;
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -189,8 +189,15 @@ fn f32s(data: &[u8]) -> impl Iterator<Item = f32> + '_ {
 }
 
 /// Rebuilds the network saved in `bytes` (read from `path`, named in errors) for batches of up
-/// to `capacity`, with the extra vectors `extras` that must be there too.
-pub fn from_bytes(path: &Path, bytes: &[u8], capacity: usize, extras: &[&str]) -> Result<Loaded> {
+/// to `capacity`, its products in `precision`, with the extra vectors `extras` that must be
+/// there too.
+pub fn from_bytes(
+    path: &Path,
+    bytes: &[u8],
+    capacity: usize,
+    precision: Precision,
+    extras: &[&str],
+) -> Result<Loaded> {
     let metadata = read_metadata(path, bytes)?;
     let (spec, per_sample) = spec_of(path, &metadata, bytes.len())?;
     let file = SafeTensors::deserialize(bytes)
@@ -205,7 +212,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8], capacity: usize, extras: &[&str]) -
             (MAX_BATCH_FLOATS * 4) >> 30
         );
     }
-    let mut net = Network::new(&spec, capacity, 0)?;
+    let mut net = Network::with_precision(&spec, capacity, 0, precision)?;
     let tensor = |name: &str| -> Result<TensorView<'_>> {
         let view = file
             .tensor(name)
@@ -260,9 +267,10 @@ pub fn from_bytes(path: &Path, bytes: &[u8], capacity: usize, extras: &[&str]) -
     })
 }
 
-/// Rebuilds the saved network for batches of up to `capacity` samples.
-pub fn load(path: &Path, capacity: usize) -> Result<Network> {
-    Ok(from_bytes(path, &read(path)?, capacity, &[])?.net)
+/// Rebuilds the saved network for batches of up to `capacity` samples, its products in
+/// `precision`.
+pub fn load(path: &Path, capacity: usize, precision: Precision) -> Result<Network> {
+    Ok(from_bytes(path, &read(path)?, capacity, precision, &[])?.net)
 }
 
 #[cfg(test)]
@@ -278,7 +286,13 @@ mod tests {
 
     fn load_err(json: &str, capacity: usize) -> String {
         let bytes = file_with_spec(json);
-        match from_bytes(Path::new("m.safetensors"), &bytes, capacity, &[]) {
+        match from_bytes(
+            Path::new("m.safetensors"),
+            &bytes,
+            capacity,
+            Precision::Fp32,
+            &[],
+        ) {
             Ok(_) => panic!("{json} loaded"),
             Err(e) => e.to_string(),
         }
@@ -311,7 +325,7 @@ mod tests {
         assert!(err.contains("batches of 1024 would need"), "{err}");
         // With batches of 2 it loads (it has no tensors to miss).
         let bytes = file_with_spec(&pooled(1024, 1024, 2, 3, 128 * 128 * 2));
-        assert!(from_bytes(Path::new("m"), &bytes, 2, &[]).is_ok());
+        assert!(from_bytes(Path::new("m"), &bytes, 2, Precision::Fp32, &[]).is_ok());
     }
 
     #[test]
@@ -330,7 +344,7 @@ mod tests {
         for spec in [zoo::minivggnet(true), zoo::shallownet()] {
             let net = Network::new(&spec, 2, 1).unwrap();
             let bytes = to_bytes(&net, &[], HashMap::new()).unwrap();
-            let loaded = from_bytes(Path::new("m"), &bytes, 64, &[]).unwrap();
+            let loaded = from_bytes(Path::new("m"), &bytes, 64, Precision::Fp32, &[]).unwrap();
             assert_eq!(loaded.net.params, net.params);
         }
     }

@@ -4,7 +4,7 @@
 use crate::data::cifar10::TRAIN_IMAGES;
 use crate::engine::device::Device;
 use crate::engine::layers::runs_in_next_layer;
-use crate::engine::{Mode, Network};
+use crate::engine::{Mode, Network, Precision};
 use crate::model::spec::{LayerSpec, PlacedLayer};
 use crate::model::ModelSpec;
 use crate::train::sgd::{Sgd, SgdConfig};
@@ -58,17 +58,18 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Times `steps` training steps (after warm-up) and as many inference batches on `device`;
-/// returns the report.
+/// Times `steps` training steps (after warm-up) and as many inference batches on `device`,
+/// the CPU's products in `precision`; returns the report.
 pub fn bench(
     device: Device,
     spec: &ModelSpec,
+    precision: Precision,
     batch: usize,
     steps: usize,
     warmup: usize,
 ) -> Result<String> {
     match device {
-        Device::Cpu => bench_cpu(spec, batch, steps, warmup),
+        Device::Cpu => bench_cpu(spec, precision, batch, steps, warmup),
         #[cfg(feature = "cuda")]
         Device::Cuda(ordinal) => bench_gpu(ordinal, spec, batch, steps, warmup),
         #[cfg(not(feature = "cuda"))]
@@ -151,8 +152,14 @@ fn bench_gpu(
     Ok(out)
 }
 
-fn bench_cpu(spec: &ModelSpec, batch: usize, steps: usize, warmup: usize) -> Result<String> {
-    let mut net = Network::new(spec, batch, 1)?;
+fn bench_cpu(
+    spec: &ModelSpec,
+    precision: Precision,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+) -> Result<String> {
+    let mut net = Network::with_precision(spec, batch, 1, precision)?;
     let mut rng = rand::rng();
     net.input_mut(batch)
         .iter_mut()
@@ -191,6 +198,7 @@ fn bench_cpu(spec: &ModelSpec, batch: usize, steps: usize, warmup: usize) -> Res
         spec.name,
         rayon::current_num_threads()
     )?;
+    writeln!(out, "cpu kernels: {}", net.isa().describe())?;
     writeln!(
         out,
         "{:<26}{:>10}{:>10}{:>12}{:>12}",

@@ -6,7 +6,7 @@
 use super::fit::Progress;
 use super::history::History;
 use super::sgd::{Sgd, SgdConfig};
-use crate::engine::{BatchMetrics, Network};
+use crate::engine::{BatchMetrics, Network, Precision};
 use crate::fsutil::atomic_write_bytes;
 use crate::model::io;
 use anyhow::{anyhow, Context, Result};
@@ -33,6 +33,9 @@ pub struct RunSettings {
     /// `--limit N`: only the first N images of each split.
     #[serde(default)]
     pub limit: Option<usize>,
+    /// `--precision`: checkpoints from before the flag read as fp32.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// The metadata half of a checkpoint.
@@ -103,7 +106,8 @@ pub fn read(dir: &Path) -> Result<Checkpoint> {
             serde_json::from_str(json)
                 .map_err(|e| anyhow!("{}: unreadable run state: {e}", path.display()))
         })?;
-    let mut loaded = io::from_bytes(&path, &bytes, state.settings.batch_size, &[VELOCITY])?;
+    let (capacity, precision) = (state.settings.batch_size, state.settings.precision);
+    let mut loaded = io::from_bytes(&path, &bytes, capacity, precision, &[VELOCITY])?;
     let velocity = loaded.extras.remove(VELOCITY).unwrap_or_default();
     if velocity.len() != loaded.net.params.len() {
         return Err(anyhow!(

@@ -1,8 +1,9 @@
 //! "Same" k×k convolutions over NHWC images without materialised im2col patches.
 //!
-//! The input is copied once into a zero-bordered buffer; then one AVX2 micro-kernel, a 6×16
-//! tile of a matrix product whose left operand is gathered through two offset tables, serves
-//! all three products of a convolution:
+//! The input is copied once into a zero-bordered buffer; then one micro-kernel, a tile of
+//! `S::ROWS` × 16 of a matrix product whose left operand is gathered through two offset
+//! tables, serves all three products of a convolution (written once over [`Simd`]: 6 × 16 on
+//! AVX2, 12 × 16 on AVX-512, see `simd.rs`):
 //! - forward: `y[p, f] = Σ_(tap, c) x̃[p + tap, c] · W[(tap, c), f]`;
 //! - input gradient: the same convolution of the padded output gradient with the kernels
 //!   flipped and transposed, `W'[(k²−1−tap, f), c] = W[(tap, c), f]`;
@@ -10,81 +11,194 @@
 //!   pixels, summed over fixed groups of images in order (the same result for any thread count).
 //!
 //! Measured on MiniVGGNet (`minivgg bench`), this is faster than im2col plus `gemm`: the
-//! patches (9× the input) are never written or read back, and the tile keeps its 12
+//! patches (9× the input) are never written or read back, and the tile keeps its
 //! accumulators in registers over the whole reduction. Where Winograd's F(2×2, 3×3) applies
-//! (3×3 kernels, even image sizes, channels in 8s), all three products use it instead, on the
+//! (3×3 kernels, even image sizes, channels in 16s), all three products use it instead, on the
 //! same micro-kernel and without the zero-bordered copies (see `winograd.rs`).
 
 use super::im2col::ConvGeometry;
+use super::simd::{bf16_to_f32, dispatch, f32_to_bf16, Isa, Kernel, Simd, LANES, MAX_ROWS};
 use super::winograd::Winograd;
+use crate::engine::precision::Precision;
 use rayon::prelude::*;
+use std::ops::Range;
 
-/// Output rows (pixels, or kernel rows for the kernel gradient) per micro-kernel tile.
-pub(super) const ROWS: usize = 6;
-/// Output columns per tile: two AVX registers of f32.
-pub const COLS: usize = 16;
+/// Output columns per tile: one [`Simd`] vector.
+pub const COLS: usize = LANES;
 /// Images per partial kernel gradient: a fixed split, so the sum's order never changes.
 const IMAGES_PER_GROUP: usize = 8;
 /// Pixels per pass of the kernel-gradient tiles, so their rows stay in the L1/L2 caches.
 const PIXELS_PER_BLOCK: usize = 128;
 
-/// Whether this CPU runs the direct kernels (else the layer uses im2col and `gemm`).
-pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+/// A factor of the micro-kernel's products: an f32, or a pair of bf16 values holding two
+/// consecutive terms of the sum (what `vdpbf16ps` multiplies).
+pub trait Factor: Copy + Default + Send + Sync {
+    /// Terms of the sum in one factor: 1 or 2.
+    const TERMS: usize;
+
+    /// `acc[r] += a[r] · b[..16]` for the tile's rows; `a[r]` points at one factor, `b` at 16.
+    ///
+    /// # Safety
+    /// The CPU runs `S`; the pointers are valid.
+    unsafe fn accumulate<S: Simd, const R: usize>(
+        acc: &mut [S::V; R],
+        a: &[*const Self; R],
+        b: *const Self,
+    );
+
+    /// `values` as factors, consecutive values paired: `values` itself for f32, else packed
+    /// into `scratch` (`values.len()` even).
+    fn along<'a>(values: &'a [f32], scratch: &'a mut [Self]) -> &'a [Self];
+
+    /// `blocks` matrices `[rows × width]` as factors, rows 2q and 2q + 1 paired (a zero row
+    /// after an odd last one): `values` itself for f32, else `[blocks][⌈rows/2⌉][width]` in
+    /// `scratch`.
+    fn across<'a>(values: &'a [f32], shape: [usize; 3], scratch: &'a mut [Self]) -> &'a [Self];
+}
+
+impl Factor for f32 {
+    const TERMS: usize = 1;
+
+    #[inline(always)]
+    unsafe fn accumulate<S: Simd, const R: usize>(
+        acc: &mut [S::V; R],
+        a: &[*const f32; R],
+        b: *const f32,
+    ) {
+        let b = S::load(b);
+        for r in 0..R {
+            acc[r] = S::mul_add(S::splat(*a[r]), b, acc[r]);
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+
+    #[inline(always)]
+    fn along<'a>(values: &'a [f32], _: &'a mut [f32]) -> &'a [f32] {
+        values
+    }
+
+    #[inline(always)]
+    fn across<'a>(values: &'a [f32], _: [usize; 3], _: &'a mut [f32]) -> &'a [f32] {
+        values
     }
 }
 
-/// `out[r][..] = Σ_j a[rows[r] + cols[j]] · b[j·ldb ..][..16]`.
+/// Two bf16 values, the first in the low half: consecutive terms of a product's sum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct Bf16Pair(pub u32);
+
+impl Bf16Pair {
+    #[inline(always)]
+    fn new(first: f32, second: f32) -> Bf16Pair {
+        Bf16Pair(f32_to_bf16(first) as u32 | (f32_to_bf16(second) as u32) << 16)
+    }
+
+    /// The two values, as f32.
+    pub fn values(self) -> [f32; 2] {
+        [bf16_to_f32(self.0 & 0xffff), bf16_to_f32(self.0 >> 16)]
+    }
+}
+
+impl Factor for Bf16Pair {
+    const TERMS: usize = 2;
+
+    #[inline(always)]
+    unsafe fn accumulate<S: Simd, const R: usize>(
+        acc: &mut [S::V; R],
+        a: &[*const Bf16Pair; R],
+        b: *const Bf16Pair,
+    ) {
+        let b = S::load_pairs(b.cast());
+        for r in 0..R {
+            acc[r] = S::dot_bf16(acc[r], (*a[r]).0, b);
+        }
+    }
+
+    #[inline(always)]
+    fn along<'a>(values: &'a [f32], scratch: &'a mut [Bf16Pair]) -> &'a [Bf16Pair] {
+        let packed = &mut scratch[..values.len() / 2];
+        for (p, v) in packed.iter_mut().zip(values.chunks_exact(2)) {
+            *p = Bf16Pair::new(v[0], v[1]);
+        }
+        packed
+    }
+
+    #[inline(always)]
+    fn across<'a>(
+        values: &'a [f32],
+        [blocks, rows, width]: [usize; 3],
+        scratch: &'a mut [Bf16Pair],
+    ) -> &'a [Bf16Pair] {
+        let pairs = rows.div_ceil(2);
+        let packed = &mut scratch[..blocks * pairs * width];
+        for (values, packed) in values
+            .chunks_exact(rows * width)
+            .zip(packed.chunks_exact_mut(pairs * width))
+        {
+            for (q, packed) in packed.chunks_exact_mut(width).enumerate() {
+                let first = &values[2 * q * width..][..width];
+                match values.get((2 * q + 1) * width..(2 * q + 2) * width) {
+                    Some(second) => {
+                        for ((p, a), b) in packed.iter_mut().zip(first).zip(second) {
+                            *p = Bf16Pair::new(*a, *b);
+                        }
+                    }
+                    None => {
+                        for (p, a) in packed.iter_mut().zip(first) {
+                            *p = Bf16Pair::new(*a, 0.0);
+                        }
+                    }
+                }
+            }
+        }
+        packed
+    }
+}
+
+/// The micro-kernel: `out[r][..16] = Σ_j a[table[start + r] + cols[j]] · b[j·ldb ..][..16]`
+/// for the `S::ROWS` rows of a tile from `start` (the table's last entry repeated past its
+/// end: those rows are computed and dropped), its accumulators in registers over the whole
+/// reduction.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA, and every `a[rows[r] + cols[j]]` and `b[j·ldb + 0..16]` is in
-/// bounds.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn tile(
-    a: *const f32,
-    rows: &[usize; ROWS],
+/// The CPU runs `S`; every `a[table[i] + cols[j]]` and `b[j·ldb + 0..16]` is in bounds.
+#[inline(always)]
+pub(super) unsafe fn tile<S: Simd, T: Factor>(
+    a: *const T,
+    (table, start): (&[usize], usize),
     cols: &[usize],
-    b: *const f32,
+    b: *const T,
     ldb: usize,
-    out: &mut [[f32; COLS]; ROWS],
+    out: &mut [[f32; COLS]; MAX_ROWS],
 ) {
-    use std::arch::x86_64::*;
-    let a_rows = rows.map(|r| a.add(r));
-    let mut acc = [[_mm256_setzero_ps(); 2]; ROWS];
-    let mut b_row = b;
-    for &col in cols {
-        let b0 = _mm256_loadu_ps(b_row);
-        let b1 = _mm256_loadu_ps(b_row.add(8));
-        for r in 0..ROWS {
-            let x = _mm256_broadcast_ss(&*a_rows[r].add(col));
-            acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
-            acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
-        }
-        b_row = b_row.add(ldb);
-    }
-    for r in 0..ROWS {
-        _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r][0]);
-        _mm256_storeu_ps(out[r].as_mut_ptr().add(8), acc[r][1]);
-    }
+    S::tile(a, (table, start), cols, b, ldb, out)
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-pub(super) unsafe fn tile(
-    _: *const f32,
-    _: &[usize; ROWS],
-    _: &[usize],
-    _: *const f32,
-    _: usize,
-    _: &mut [[f32; COLS]; ROWS],
+/// [`tile`] for `R` rows: what each [`Simd`]'s `tile` calls with its own row count.
+///
+/// # Safety
+/// As [`tile`].
+#[inline(always)]
+pub unsafe fn tile_of<S: Simd, T: Factor, const R: usize>(
+    a: *const T,
+    (table, start): (&[usize], usize),
+    cols: &[usize],
+    b: *const T,
+    ldb: usize,
+    out: &mut [[f32; COLS]; MAX_ROWS],
 ) {
-    unreachable!("conv::available() is false off x86-64")
+    let last = table.len() - 1;
+    let a_rows: [*const T; R] = std::array::from_fn(|r| a.add(table[(start + r).min(last)]));
+    let mut acc = [S::zero(); R];
+    let mut b_row = b;
+    for &col in cols {
+        let a_col = a_rows.map(|row| row.add(col));
+        T::accumulate::<S, R>(&mut acc, &a_col, b_row);
+        b_row = b_row.add(ldb);
+    }
+    for r in 0..R {
+        S::store(out[r].as_mut_ptr(), acc[r]);
+    }
 }
 
 /// Offsets into one zero-bordered image of `c` channels: where each pixel's window starts,
@@ -114,12 +228,6 @@ impl Offsets {
             taps,
         }
     }
-}
-
-/// The `ROWS` table entries from `start`, the last one repeated past the end (those rows
-/// are computed and dropped).
-pub(super) fn tile_rows(table: &[usize], start: usize) -> [usize; ROWS] {
-    std::array::from_fn(|r| table[(start + r).min(table.len() - 1)])
 }
 
 /// What a convolution does to its sums before storing them: adds the bias and, in
@@ -160,11 +268,64 @@ fn pad(g: ConvGeometry, images: &[f32], padded: &mut [f32], n: usize) {
         });
 }
 
-/// One "same" convolution of zero-bordered images: `y[p, f] = epilogue(Σ_j x̃[p + taps[j]] ·
-/// kernel[j, f])`, for `outputs` (a multiple of [`COLS`]) columns of a kernel `ldk` wide.
+/// One "same" convolution of one zero-bordered image: `y[p, f] = epilogue(Σ_j x̃[p + taps[j]]
+/// · kernel[j, f])`, for `outputs` columns of a kernel `ldk` (a multiple of [`COLS`]) wide.
+struct ConvolveImage<'a> {
+    offsets: &'a Offsets,
+    image: &'a [f32],
+    kernel: &'a [f32],
+    ldk: usize,
+    epilogue: Epilogue<'a>,
+    y: &'a mut [f32],
+    outputs: usize,
+}
+
+impl Kernel for ConvolveImage<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        let Self {
+            offsets: o,
+            image,
+            kernel,
+            ldk,
+            epilogue,
+            y,
+            outputs,
+        } = self;
+        let pixels = o.pixels.len();
+        let mut out = [[0.0; COLS]; MAX_ROWS];
+        for f0 in (0..outputs).step_by(COLS) {
+            let width = COLS.min(outputs - f0);
+            for p0 in (0..pixels).step_by(S::ROWS) {
+                // SAFETY: the largest offsets index the image's last padded pixel, and the
+                // kernel holds taps × ldk values (asserted by the caller), ldk a multiple of
+                // COLS.
+                tile::<S, f32>(
+                    image.as_ptr(),
+                    (&o.pixels, p0),
+                    &o.taps,
+                    kernel.as_ptr().add(f0),
+                    ldk,
+                    &mut out,
+                );
+                for (r, sums) in out.iter().enumerate().take(S::ROWS.min(pixels - p0)) {
+                    let row = &mut y[(p0 + r) * outputs + f0..][..width];
+                    for (f, (v, s)) in (f0..).zip(row.iter_mut().zip(sums)) {
+                        *v = epilogue.apply(f, *s);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`ConvolveImage`] over `n` zero-bordered images, in parallel.
 #[allow(clippy::too_many_arguments)]
 fn convolve(
-    o: &Offsets,
+    isa: Isa,
+    offsets: &Offsets,
     padded: &[f32],
     kernel: &[f32],
     ldk: usize,
@@ -173,43 +334,86 @@ fn convolve(
     outputs: usize,
     n: usize,
 ) {
-    let pixels = o.pixels.len();
-    assert!(ldk.is_multiple_of(COLS) && ldk >= outputs && kernel.len() >= o.taps.len() * ldk);
-    assert!(padded.len() >= n * o.padded_len);
+    let pixels = offsets.pixels.len();
+    assert!(ldk.is_multiple_of(COLS) && ldk >= outputs && kernel.len() >= offsets.taps.len() * ldk);
+    assert!(padded.len() >= n * offsets.padded_len);
     y[..n * pixels * outputs]
         .par_chunks_mut(pixels * outputs)
-        .zip(padded.par_chunks(o.padded_len))
+        .zip(padded.par_chunks(offsets.padded_len))
         .for_each(|(y, image)| {
-            let mut out = [[0.0; COLS]; ROWS];
-            for f0 in (0..outputs).step_by(COLS) {
-                let width = COLS.min(outputs - f0);
-                for p0 in (0..pixels).step_by(ROWS) {
-                    // SAFETY: available() was checked when the layer chose this path; the
-                    // largest offsets index the image's last padded pixel, and the kernel
-                    // holds taps × ldk values (asserted above), ldk a multiple of COLS.
-                    unsafe {
-                        tile(
-                            image.as_ptr(),
-                            &tile_rows(&o.pixels, p0),
-                            &o.taps,
-                            kernel.as_ptr().add(f0),
-                            ldk,
+            let kernel = ConvolveImage {
+                offsets,
+                image,
+                kernel,
+                ldk,
+                epilogue,
+                y,
+                outputs,
+            };
+            // SAFETY: the CPU runs `isa` (Isa::new checked); the bounds are asserted above.
+            unsafe { dispatch(isa, kernel) }
+        });
+}
+
+/// One group of images' partial kernel gradient, `partial[(tap, c), f] = Σ_images Σ_p
+/// x̃[p + tap, c] · dy[p, f]`.
+struct KernelGradGroup<'a> {
+    offsets: &'a Offsets,
+    padded: &'a [f32],
+    dy: &'a [f32],
+    filters: usize,
+    images: Range<usize>,
+    partial: &'a mut [f32],
+}
+
+impl Kernel for KernelGradGroup<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        let Self {
+            offsets: o,
+            padded,
+            dy,
+            filters: f,
+            images,
+            partial,
+        } = self;
+        let (patch, pixels) = (o.taps.len(), o.pixels.len());
+        partial.fill(0.0);
+        let mut out = [[0.0; COLS]; MAX_ROWS];
+        for image in images {
+            let x = &padded[image * o.padded_len..][..o.padded_len];
+            let dy = &dy[image * pixels * f..][..pixels * f];
+            for p0 in (0..pixels).step_by(PIXELS_PER_BLOCK) {
+                let block = &o.pixels[p0..(p0 + PIXELS_PER_BLOCK).min(pixels)];
+                for f0 in (0..f).step_by(COLS) {
+                    for j0 in (0..patch).step_by(S::ROWS) {
+                        // SAFETY: as in ConvolveImage; dy holds `pixels` rows of f values.
+                        tile::<S, f32>(
+                            x.as_ptr(),
+                            (&o.taps, j0),
+                            block,
+                            dy.as_ptr().add(p0 * f + f0),
+                            f,
                             &mut out,
                         );
-                    }
-                    for (r, sums) in out.iter().enumerate().take(pixels - p0) {
-                        let row = &mut y[(p0 + r) * outputs + f0..][..width];
-                        for (f, (v, s)) in (f0..).zip(row.iter_mut().zip(sums)) {
-                            *v = epilogue.apply(f, *s);
+                        for (r, sums) in out.iter().enumerate().take(S::ROWS.min(patch - j0)) {
+                            let row = &mut partial[(j0 + r) * f + f0..][..COLS];
+                            for (g, s) in row.iter_mut().zip(sums) {
+                                *g += s;
+                            }
                         }
                     }
                 }
             }
-        });
+        }
+    }
 }
 
 /// A convolution layer's scratch for the direct kernels, sized for `capacity` images.
 pub struct DirectConv {
+    isa: Isa,
     geometry: ConvGeometry,
     filters: usize,
     /// The forward pass's input, zero-bordered: read again for the kernel gradient. (Empty
@@ -230,8 +434,10 @@ pub struct DirectConv {
 }
 
 impl DirectConv {
-    /// Direct kernels for `filters` (a multiple of [`COLS`]) filters over `g`.
-    pub fn new(g: ConvGeometry, filters: usize, capacity: usize) -> DirectConv {
+    /// Direct kernels for `filters` (a multiple of [`COLS`]) filters over `g`, on `isa`'s
+    /// instructions. Its precision applies to the Winograd products; the other direct
+    /// products (a thin first layer, other kernel sizes) stay f32.
+    pub fn new(isa: Isa, g: ConvGeometry, filters: usize, capacity: usize) -> DirectConv {
         assert!(
             filters.is_multiple_of(COLS),
             "direct convolution needs filters in 16s"
@@ -243,7 +449,7 @@ impl DirectConv {
         let ldc = g.c.next_multiple_of(COLS);
         let winograd = |inputs, ldk, kernel_grads| {
             let g = ConvGeometry { c: inputs, ..g };
-            Winograd::applies(g).then(|| Winograd::new(g, ldk, capacity, kernel_grads))
+            Winograd::applies(g).then(|| Winograd::new(isa, g, ldk, capacity, kernel_grads))
         };
         let (forward_winograd, grad_winograd) =
             (winograd(g.c, filters, true), winograd(filters, ldc, false));
@@ -251,7 +457,12 @@ impl DirectConv {
             Some(_) => Vec::new(),
             None => vec![0.0; capacity * o.padded_len],
         };
+        let f32_isa = Isa {
+            precision: Precision::Fp32,
+            ..isa
+        };
         DirectConv {
+            isa: f32_isa,
             padded_input: padded(&forward_winograd, &input_offsets),
             padded_grad: padded(&grad_winograd, &grad_offsets),
             forward_winograd,
@@ -285,7 +496,17 @@ impl DirectConv {
             Some(winograd) => winograd.convolve(x, kernel, epilogue, y, f, n),
             None => {
                 pad(self.geometry, x, &mut self.padded_input, n);
-                convolve(o, &self.padded_input, kernel, f, epilogue, y, f, n)
+                convolve(
+                    self.isa,
+                    o,
+                    &self.padded_input,
+                    kernel,
+                    f,
+                    epilogue,
+                    y,
+                    f,
+                    n,
+                )
             }
         }
     }
@@ -311,12 +532,14 @@ impl DirectConv {
             Some(winograd) => winograd.convolve(dy, flipped, Epilogue::default(), dx, c, n),
             None => {
                 pad(grad_geometry, dy, &mut self.padded_grad, n);
+                let epilogue = Epilogue::default();
                 convolve(
+                    self.isa,
                     o,
                     &self.padded_grad,
                     flipped,
                     ldc,
-                    Epilogue::default(),
+                    epilogue,
                     dx,
                     c,
                     n,
@@ -330,45 +553,27 @@ impl DirectConv {
         if let Some(winograd) = &mut self.forward_winograd {
             return winograd.kernel_grad(x, dy, kernel_grad, n);
         }
-        let (o, f) = (&self.input_offsets, self.filters);
-        let (patch, pixels) = (o.taps.len(), o.pixels.len());
+        let (offsets, f, isa) = (&self.input_offsets, self.filters, self.isa);
+        let patch = offsets.taps.len();
         let groups = n.div_ceil(IMAGES_PER_GROUP);
         let padded = &self.padded_input;
+        assert!(padded.len() >= n * offsets.padded_len);
+        assert!(dy.len() >= n * offsets.pixels.len() * f);
         self.partials[..groups * patch * f]
             .par_chunks_mut(patch * f)
             .enumerate()
             .for_each(|(group, partial)| {
-                partial.fill(0.0);
-                let mut out = [[0.0; COLS]; ROWS];
                 let images = group * IMAGES_PER_GROUP..((group + 1) * IMAGES_PER_GROUP).min(n);
-                for image in images {
-                    let x = &padded[image * o.padded_len..][..o.padded_len];
-                    let dy = &dy[image * pixels * f..][..pixels * f];
-                    for p0 in (0..pixels).step_by(PIXELS_PER_BLOCK) {
-                        let block = &o.pixels[p0..(p0 + PIXELS_PER_BLOCK).min(pixels)];
-                        for f0 in (0..f).step_by(COLS) {
-                            for j0 in (0..patch).step_by(ROWS) {
-                                // SAFETY: as in convolve; dy holds `pixels` rows of f values.
-                                unsafe {
-                                    tile(
-                                        x.as_ptr(),
-                                        &tile_rows(&o.taps, j0),
-                                        block,
-                                        dy.as_ptr().add(p0 * f + f0),
-                                        f,
-                                        &mut out,
-                                    );
-                                }
-                                for (r, sums) in out.iter().enumerate().take(patch - j0) {
-                                    let row = &mut partial[(j0 + r) * f + f0..][..COLS];
-                                    for (g, s) in row.iter_mut().zip(sums) {
-                                        *g += s;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+                let kernel = KernelGradGroup {
+                    offsets,
+                    padded,
+                    dy,
+                    filters: f,
+                    images,
+                    partial,
+                };
+                // SAFETY: the CPU runs `isa`; the bounds are asserted above.
+                unsafe { dispatch(isa, kernel) }
             });
         let kernel_grad = &mut kernel_grad[..patch * f];
         kernel_grad.fill(0.0);

@@ -5,4 +5,5 @@ pub mod conv;
 pub mod im2col;
 pub mod matmul;
 pub mod reduce;
+pub mod simd;
 pub mod winograd;

@@ -12,18 +12,12 @@
 //! of the output gradient, `dU[ξν] = Σ_tiles V[ξν]ᵀ · dM[ξν]` (16 products reducing over
 //! tiles) and `dg = Gᵀ dU G`.
 
-use super::conv::{tile, tile_rows, Epilogue, COLS, ROWS};
+use super::conv::{tile, Bf16Pair, Epilogue, Factor, COLS};
 use super::im2col::ConvGeometry;
+use super::simd::{dispatch, Isa, Kernel, Simd, LANES, MAX_ROWS};
+use crate::engine::precision::Precision;
 use rayon::prelude::*;
-#[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::{
-    __m256, _mm256_add_ps as add, _mm256_loadu_ps as load, _mm256_setzero_ps as zero,
-    _mm256_storeu_ps as store, _mm256_sub_ps as sub,
-};
 use std::ops::Range;
-
-/// Channels per AVX register: the transforms do the same adds for every channel.
-const LANES: usize = 8;
 
 /// Chunks of images, each with its own scratch: enough to keep a few cores busy on an unevenly
 /// loaded machine. A fixed number, not the thread count: asking rayon for that here would
@@ -36,38 +30,53 @@ const CHUNKS: usize = 8;
 /// `minivgg bench` measured the training step 74 → 65 ms; 128 KB and 512 KB did no better.
 const BLOCK_BYTES: usize = 256 << 10;
 
+/// Tiles per block come in multiples of this: every path's tile height (4, 6, 12) divides it.
+const BLOCK_TILES: usize = 12;
+
 pub struct Winograd {
+    isa: Isa,
     /// The images convolved: output size h × w, `c` input channels, k = 3.
     geometry: ConvGeometry,
     /// Columns of the kernel matrix and of the transformed kernels (a multiple of COLS).
     ldk: usize,
-    /// `G g Gᵀ` for the 16 positions: `[16][inputs][ldk]`.
+    /// `G g Gᵀ` for the 16 positions: `[16][inputs][ldk]`, and in bf16 its rows paired
+    /// (`[16][inputs / 2][ldk]`; unused in fp32).
     kernels: Vec<f32>,
-    /// Tiles per block: a multiple of ROWS (at least one), or all the image's where fewer.
+    paired_kernels: Vec<Bf16Pair>,
+    /// Tiles per block: a multiple of BLOCK_TILES (at least one), or all the image's where
+    /// fewer.
     block: usize,
     /// Per chunk of images: one block's transformed patches `[16][block][inputs]` and products
     /// (or, for the kernel gradient, transformed output gradients) `[16][block][ldk]`.
     scratch: Vec<f32>,
+    /// Per chunk of images, in bf16: the same as pairs (unused in fp32).
+    paired_scratch: Vec<Bf16Pair>,
     /// Per chunk of images, for the kernel gradient: `dU` summed over its images,
     /// `[16][inputs][ldk]` (empty where the kernel gradient is not asked for).
     kernel_grad_partials: Vec<f32>,
     chunks: usize,
     /// 0, 1, …, inputs − 1: the micro-kernel's column offsets into a row of patches.
     channel_offsets: Vec<usize>,
-    /// t · inputs: where tile t's row starts in a block's transformed-patch matrix.
+    /// t · inputs / terms (terms: 1 for f32, 2 for bf16 pairs): where tile t's row starts in
+    /// a block's transformed-patch matrix.
     tile_offsets: Vec<usize>,
+    /// t · inputs: where a pair of tiles' rows start in the kernel gradient's paired patches,
+    /// or a tile's in fp32.
+    kernel_grad_offsets: Vec<usize>,
 }
 
 impl Winograd {
     /// Whether F(2×2, 3×3) covers the convolution `g`: 3×3, even image sizes, channels in
-    /// 8s (the transforms take 8 at a time; a thin first layer gains nothing anyway).
+    /// 16s (the transforms take a vector of them at a time; a thin first layer gains nothing
+    /// anyway).
     pub fn applies(g: ConvGeometry) -> bool {
         g.k == 3 && g.h.is_multiple_of(2) && g.w.is_multiple_of(2) && g.c.is_multiple_of(LANES)
     }
 
     /// F(2×2, 3×3) over `geometry` for kernels `ldk` columns wide, sized for `capacity`
-    /// images; `kernel_grads` also plans the scratch of [`Winograd::kernel_grad`].
+    /// images, on `isa`; `kernel_grads` also plans the scratch of [`Winograd::kernel_grad`].
     pub fn new(
+        isa: Isa,
         geometry: ConvGeometry,
         ldk: usize,
         capacity: usize,
@@ -80,13 +89,24 @@ impl Winograd {
         let tiles = (h / 2) * (w / 2);
         let chunks = CHUNKS.min(capacity);
         let fitting = BLOCK_BYTES / (16 * (inputs + ldk) * size_of::<f32>());
-        let block = (fitting / ROWS * ROWS).max(ROWS).min(tiles);
+        let block = (fitting / BLOCK_TILES * BLOCK_TILES)
+            .max(BLOCK_TILES)
+            .min(tiles);
+        let scratch_len = 16 * block * (inputs + ldk);
+        let bf16 = isa.precision == Precision::Bf16;
+        let terms = if bf16 { 2 } else { 1 };
+        // In fp32 the paired buffers go unused: one pair per chunk keeps the chunking uniform.
+        let paired = |len: usize| vec![Bf16Pair::default(); if bf16 { len } else { chunks }];
         Winograd {
+            isa,
             geometry,
             ldk,
             kernels: vec![0.0; 16 * inputs * ldk],
+            paired_kernels: paired(16 * inputs / 2 * ldk),
             block,
-            scratch: vec![0.0; chunks * 16 * block * (inputs + ldk)],
+            scratch: vec![0.0; chunks * scratch_len],
+            // Pairs of tiles round up: a block of b tiles makes ⌈b/2⌉ rows of pairs.
+            paired_scratch: paired(chunks * 16 * (block + 1) * (inputs + ldk) / 2),
             kernel_grad_partials: vec![
                 0.0;
                 if kernel_grads {
@@ -97,7 +117,8 @@ impl Winograd {
             ],
             chunks,
             channel_offsets: (0..inputs).collect(),
-            tile_offsets: (0..block).map(|t| t * inputs).collect(),
+            tile_offsets: (0..block).map(|t| t * inputs / terms).collect(),
+            kernel_grad_offsets: (0..block).map(|t| t * inputs).collect(),
         }
     }
 
@@ -113,85 +134,93 @@ impl Winograd {
         n: usize,
     ) {
         let ConvGeometry { h, w, c, .. } = self.geometry;
-        let (ldk, image_len) = (self.ldk, self.geometry.image_len());
-        let (tiles, pixels) = ((h / 2) * (w / 2), h * w);
+        let (ldk, image_len, isa) = (self.ldk, self.geometry.image_len(), self.isa);
+        let pixels = h * w;
         assert!(outputs <= ldk && kernel.len() >= 9 * c * ldk);
         assert!(images.len() >= n * image_len && y.len() >= n * pixels * outputs);
         transform_kernels(kernel, c, ldk, &mut self.kernels);
-        let (per_chunk, block) = (n.div_ceil(self.chunks), self.block);
-        let scratch_len = 16 * block * (c + ldk);
-        let (kernels, channel_offsets) = (&self.kernels, &self.channel_offsets[..]);
-        let tile_offsets = &self.tile_offsets[..];
+        if isa.precision == Precision::Bf16 {
+            Bf16Pair::across(&self.kernels, [16, c, ldk], &mut self.paired_kernels);
+        }
+        let per_chunk = n.div_ceil(self.chunks);
+        let scratch_len = self.scratch.len() / self.chunks;
+        let paired_len = self.paired_scratch.len() / self.chunks;
+        let shared = Shared {
+            precision: isa.precision,
+            geometry: self.geometry,
+            ldk,
+            block: self.block,
+            channel_offsets: &self.channel_offsets,
+            tile_offsets: &self.tile_offsets,
+        };
+        let (kernels, paired_kernels) = (&self.kernels[..], &self.paired_kernels[..]);
         y[..n * pixels * outputs]
             .par_chunks_mut(per_chunk * pixels * outputs)
             .zip(images[..n * image_len].par_chunks(per_chunk * image_len))
             .zip(self.scratch.par_chunks_mut(scratch_len))
-            .for_each(|((y, images), scratch)| {
-                let (patches, sums) = scratch.split_at_mut(16 * block * c);
-                for (y, image) in y
-                    .chunks_exact_mut(pixels * outputs)
-                    .zip(images.chunks_exact(image_len))
-                {
-                    for t0 in (0..tiles).step_by(block) {
-                        let tiles = t0..(t0 + block).min(tiles);
-                        // SAFETY: the layer chose this path only where conv::available().
-                        unsafe {
-                            transform_patches(image, h, w, c, tiles.clone(), patches);
-                            let lens = [tiles.len() * c, c * ldk, tiles.len() * ldk];
-                            let v = (&*patches, &tile_offsets[..tiles.len()], channel_offsets);
-                            products(v, kernels, sums, lens, ldk, false);
-                            transform_products(sums, h, w, ldk, tiles, epilogue, y, outputs);
-                        }
-                    }
-                }
+            .zip(self.paired_scratch.par_chunks_mut(paired_len))
+            .for_each(|(((y, images), scratch), paired_scratch)| {
+                let kernel = ForwardChunk {
+                    shared: &shared,
+                    images,
+                    kernels,
+                    paired_kernels,
+                    epilogue,
+                    y,
+                    outputs,
+                    scratch,
+                    paired_scratch,
+                };
+                // SAFETY: the CPU runs `isa` (Isa::new checked); the sizes are asserted above
+                // and planned in `new`.
+                unsafe { dispatch(isa, kernel) }
             });
     }
-}
 
-impl Winograd {
     /// The kernel gradient `[9 · inputs × ldk]` in (tap, channel) row order, from the images
     /// of the forward pass and the output gradient `dy` (`ldk` columns).
     /// Each chunk of images sums its own `dU`; the chunks are then added in order, so the
     /// result depends on `n` but not on the thread count.
     pub fn kernel_grad(&mut self, images: &[f32], dy: &[f32], kernel_grad: &mut [f32], n: usize) {
         let ConvGeometry { h, w, c, .. } = self.geometry;
-        let (ldk, image_len) = (self.ldk, self.geometry.image_len());
-        let (tiles, pixels, partial_len) = ((h / 2) * (w / 2), h * w, 16 * c * ldk);
+        let (ldk, image_len, isa) = (self.ldk, self.geometry.image_len(), self.isa);
+        let (pixels, partial_len) = (h * w, 16 * c * ldk);
         assert!(
             self.kernel_grad_partials.len() >= partial_len,
             "planned without kernel grads"
         );
         assert!(images.len() >= n * image_len && dy.len() >= n * pixels * ldk);
         assert!(kernel_grad.len() >= 9 * c * ldk);
-        let (per_chunk, block) = (n.div_ceil(self.chunks), self.block);
+        let per_chunk = n.div_ceil(self.chunks);
         let used = n.div_ceil(per_chunk);
-        let scratch_len = 16 * block * (c + ldk);
-        let (channel_offsets, tile_offsets) = (&self.channel_offsets[..], &self.tile_offsets[..]);
+        let scratch_len = self.scratch.len() / self.chunks;
+        let paired_len = self.paired_scratch.len() / self.chunks;
+        let shared = Shared {
+            precision: isa.precision,
+            geometry: self.geometry,
+            ldk,
+            block: self.block,
+            channel_offsets: &self.channel_offsets,
+            tile_offsets: &self.kernel_grad_offsets,
+        };
         let partials = &mut self.kernel_grad_partials[..used * partial_len];
         partials
             .par_chunks_mut(partial_len)
             .zip(dy[..n * pixels * ldk].par_chunks(per_chunk * pixels * ldk))
             .zip(images[..n * image_len].par_chunks(per_chunk * image_len))
             .zip(self.scratch.par_chunks_mut(scratch_len))
-            .for_each(|(((partial, dy), images), scratch)| {
-                partial.fill(0.0);
-                let (patches, grads) = scratch.split_at_mut(16 * block * c);
-                for (dy, image) in dy
-                    .chunks_exact(pixels * ldk)
-                    .zip(images.chunks_exact(image_len))
-                {
-                    for t0 in (0..tiles).step_by(block) {
-                        let tiles = t0..(t0 + block).min(tiles);
-                        // SAFETY: the layer chose this path only where conv::available().
-                        unsafe {
-                            transform_patches(image, h, w, c, tiles.clone(), patches);
-                            transform_output_grad(dy, h, w, ldk, tiles.clone(), grads);
-                            let lens = [tiles.len() * c, tiles.len() * ldk, c * ldk];
-                            let v = (&*patches, channel_offsets, &tile_offsets[..tiles.len()]);
-                            products(v, grads, partial, lens, ldk, true);
-                        }
-                    }
-                }
+            .zip(self.paired_scratch.par_chunks_mut(paired_len))
+            .for_each(|((((partial, dy), images), scratch), paired_scratch)| {
+                let kernel = KernelGradChunk {
+                    shared: &shared,
+                    images,
+                    dy,
+                    partial,
+                    scratch,
+                    paired_scratch,
+                };
+                // SAFETY: as in `convolve`.
+                unsafe { dispatch(isa, kernel) }
             });
         let (sum, rest) = partials.split_at_mut(partial_len);
         for partial in rest.chunks_exact(partial_len) {
@@ -200,6 +229,166 @@ impl Winograd {
             }
         }
         untransform_kernel_grad(sum, c, ldk, kernel_grad);
+    }
+}
+
+/// What the chunks of one call share.
+struct Shared<'a> {
+    precision: Precision,
+    geometry: ConvGeometry,
+    ldk: usize,
+    block: usize,
+    channel_offsets: &'a [usize],
+    tile_offsets: &'a [usize],
+}
+
+/// The forward convolution of one chunk of images, a block of tiles at a time.
+struct ForwardChunk<'a> {
+    shared: &'a Shared<'a>,
+    images: &'a [f32],
+    kernels: &'a [f32],
+    paired_kernels: &'a [Bf16Pair],
+    epilogue: Epilogue<'a>,
+    y: &'a mut [f32],
+    outputs: usize,
+    scratch: &'a mut [f32],
+    paired_scratch: &'a mut [Bf16Pair],
+}
+
+impl Kernel for ForwardChunk<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        match self.shared.precision {
+            Precision::Fp32 => self.run_with::<S, f32>(),
+            Precision::Bf16 => self.run_with::<S, Bf16Pair>(),
+        }
+    }
+}
+
+/// The kernels as `T`: the f32 ones, or their pairs.
+trait KernelsAs: Factor {
+    fn kernels<'a>(f32s: &'a [f32], pairs: &'a [Bf16Pair]) -> &'a [Self];
+    fn scratch(pairs: &mut [Bf16Pair]) -> &mut [Self];
+}
+
+impl KernelsAs for f32 {
+    #[inline(always)]
+    fn kernels<'a>(f32s: &'a [f32], _: &'a [Bf16Pair]) -> &'a [f32] {
+        f32s
+    }
+    #[inline(always)]
+    fn scratch(_: &mut [Bf16Pair]) -> &mut [f32] {
+        &mut []
+    }
+}
+
+impl KernelsAs for Bf16Pair {
+    #[inline(always)]
+    fn kernels<'a>(_: &'a [f32], pairs: &'a [Bf16Pair]) -> &'a [Bf16Pair] {
+        pairs
+    }
+    #[inline(always)]
+    fn scratch(pairs: &mut [Bf16Pair]) -> &mut [Bf16Pair] {
+        pairs
+    }
+}
+
+impl ForwardChunk<'_> {
+    #[inline(always)]
+    unsafe fn run_with<S: Simd, T: KernelsAs>(self) {
+        let Shared {
+            precision: _,
+            geometry,
+            ldk,
+            block,
+            channel_offsets,
+            tile_offsets,
+        } = *self.shared;
+        let ConvGeometry { h, w, c, .. } = geometry;
+        let (tiles, pixels, image_len) = ((h / 2) * (w / 2), h * w, geometry.image_len());
+        let outputs = self.outputs;
+        let kernels = T::kernels(self.kernels, self.paired_kernels);
+        let paired_scratch = T::scratch(self.paired_scratch);
+        let (patches, sums) = self.scratch.split_at_mut(16 * block * c);
+        for (y, image) in self
+            .y
+            .chunks_exact_mut(pixels * outputs)
+            .zip(self.images.chunks_exact(image_len))
+        {
+            for t0 in (0..tiles).step_by(block) {
+                let tiles = t0..(t0 + block).min(tiles);
+                let nb = tiles.len();
+                transform_patches::<S>(image, h, w, c, tiles.clone(), patches);
+                let v = T::along(&patches[..16 * nb * c], paired_scratch);
+                let lens = [nb * c / T::TERMS, c / T::TERMS * ldk, nb * ldk];
+                let a = (v, &tile_offsets[..nb], &channel_offsets[..c / T::TERMS]);
+                products::<S, T>(a, kernels, sums, lens, ldk, false);
+                transform_products::<S>(sums, h, w, ldk, tiles, self.epilogue, y, outputs);
+            }
+        }
+    }
+}
+
+/// The kernel gradient's `dU` of one chunk of images, a block of tiles at a time.
+struct KernelGradChunk<'a> {
+    shared: &'a Shared<'a>,
+    images: &'a [f32],
+    dy: &'a [f32],
+    partial: &'a mut [f32],
+    scratch: &'a mut [f32],
+    paired_scratch: &'a mut [Bf16Pair],
+}
+
+impl Kernel for KernelGradChunk<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        match self.shared.precision {
+            Precision::Fp32 => self.run_with::<S, f32>(),
+            Precision::Bf16 => self.run_with::<S, Bf16Pair>(),
+        }
+    }
+}
+
+impl KernelGradChunk<'_> {
+    #[inline(always)]
+    unsafe fn run_with<S: Simd, T: KernelsAs>(self) {
+        let Shared {
+            precision: _,
+            geometry,
+            ldk,
+            block,
+            channel_offsets,
+            tile_offsets,
+        } = *self.shared;
+        let ConvGeometry { h, w, c, .. } = geometry;
+        let (tiles, pixels, image_len) = ((h / 2) * (w / 2), h * w, geometry.image_len());
+        self.partial.fill(0.0);
+        let (patches, grads) = self.scratch.split_at_mut(16 * block * c);
+        let paired = T::scratch(self.paired_scratch);
+        let (paired_patches, paired_grads) = paired.split_at_mut(paired.len() * c / (c + ldk));
+        for (dy, image) in self
+            .dy
+            .chunks_exact(pixels * ldk)
+            .zip(self.images.chunks_exact(image_len))
+        {
+            for t0 in (0..tiles).step_by(block) {
+                let tiles = t0..(t0 + block).min(tiles);
+                let nb = tiles.len();
+                transform_patches::<S>(image, h, w, c, tiles.clone(), patches);
+                transform_output_grad::<S>(dy, h, w, ldk, tiles.clone(), grads);
+                // dU = Σ_t V[t]ᵀ · dM[t]: the sum runs over tiles, so tiles pair up.
+                let v = T::across(&patches[..16 * nb * c], [16, nb, c], paired_patches);
+                let dm = T::across(&grads[..16 * nb * ldk], [16, nb, ldk], paired_grads);
+                let rows = nb.div_ceil(T::TERMS);
+                let lens = [rows * c, rows * ldk, c * ldk];
+                let a = (v, &channel_offsets[..c], &tile_offsets[..rows]);
+                products::<S, T>(a, dm, self.partial, lens, ldk, true);
+            }
+        }
     }
 }
 
@@ -248,34 +437,51 @@ fn untransform_kernel_grad(du: &[f32], c: usize, ldk: usize, out: &mut [f32]) {
     }
 }
 
-/// Bᵀ applied to four vectors: Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]].
-#[cfg(target_arch = "x86_64")]
+/// Column `j` of four rows.
 #[inline(always)]
-unsafe fn bt(d: [__m256; 4]) -> [__m256; 4] {
+fn column<V: Copy, const N: usize>(rows: &[[V; N]; 4], j: usize) -> [V; 4] {
+    [rows[0][j], rows[1][j], rows[2][j], rows[3][j]]
+}
+
+/// Bᵀ applied to four vectors: Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]].
+#[inline(always)]
+unsafe fn bt<S: Simd>(d: [S::V; 4]) -> [S::V; 4] {
     [
-        sub(d[0], d[2]),
-        add(d[1], d[2]),
-        sub(d[2], d[1]),
-        sub(d[1], d[3]),
+        S::sub(d[0], d[2]),
+        S::add(d[1], d[2]),
+        S::sub(d[2], d[1]),
+        S::sub(d[1], d[3]),
     ]
 }
 
 /// Aᵀ applied to four vectors: Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]].
-#[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn at(m: [__m256; 4]) -> [__m256; 2] {
-    [add(add(m[0], m[1]), m[2]), sub(sub(m[1], m[2]), m[3])]
+unsafe fn at<S: Simd>(m: [S::V; 4]) -> [S::V; 2] {
+    [
+        S::add(S::add(m[0], m[1]), m[2]),
+        S::sub(S::sub(m[1], m[2]), m[3]),
+    ]
+}
+
+/// A applied to two vectors: A = [[1, 0], [1, 1], [1, −1], [0, −1]].
+#[inline(always)]
+unsafe fn a<S: Simd>(y: [S::V; 2]) -> [S::V; 4] {
+    [
+        y[0],
+        S::add(y[0], y[1]),
+        S::sub(y[0], y[1]),
+        S::sub(S::zero(), y[1]),
+    ]
 }
 
 /// `V[ξν][t][c] = (Bᵀ d B)[ξ][ν]` for the 4×4 patches d (stride 2) of one image, zero
 /// outside it, that belong to `tiles`, numbered from the range's start.
 ///
 /// # Safety
-/// The CPU has AVX2; `image` holds h · w · c values, `out` 16 · tiles.len() · c, c is a
-/// multiple of 8 and the tiles lie within the image's (h/2)(w/2).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn transform_patches(
+/// The CPU runs `S`; `image` holds h · w · c values, `out` 16 · tiles.len() · c, c is a
+/// multiple of 16 and the tiles lie within the image's (h/2)(w/2).
+#[inline(always)]
+unsafe fn transform_patches<S: Simd>(
     image: &[f32],
     h: usize,
     w: usize,
@@ -295,41 +501,36 @@ unsafe fn transform_patches(
         let column_inside: [bool; 4] = std::array::from_fn(|x| (1..=w).contains(&(x0 + x)));
         let out = out.as_mut_ptr().add(i * c);
         for c0 in (0..c).step_by(LANES) {
-            let d = |y: usize, x: usize| {
-                if row_inside[y] && column_inside[x] {
-                    load(image.add(((y0 + y - 1) * w + x0 + x - 1) * c + c0))
-                } else {
-                    zero()
+            // No closures over S's operations here: a closure is compiled without the
+            // instruction set of the function it sits in, so they would not inline.
+            let mut rows = [[S::zero(); 4]; 4];
+            for (y, row) in rows.iter_mut().enumerate() {
+                let mut d = [S::zero(); 4];
+                for (x, d) in d.iter_mut().enumerate() {
+                    if row_inside[y] && column_inside[x] {
+                        *d = S::load(image.add(((y0 + y - 1) * w + x0 + x - 1) * c + c0));
+                    }
                 }
-            };
-            let rows: [[__m256; 4]; 4] =
-                std::array::from_fn(|y| bt([d(y, 0), d(y, 1), d(y, 2), d(y, 3)]));
+                *row = bt::<S>(d);
+            }
             for nu in 0..4 {
-                let column = bt(rows.map(|row| row[nu]));
+                let column = bt::<S>(column(&rows, nu));
                 for (xi, v) in column.into_iter().enumerate() {
-                    store(out.add((xi * 4 + nu) * nb * c + c0), v);
+                    S::store(out.add((xi * 4 + nu) * nb * c + c0), v);
                 }
             }
         }
     }
 }
 
-/// A applied to two vectors: A = [[1, 0], [1, 1], [1, −1], [0, −1]].
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn a(y: [__m256; 2]) -> [__m256; 4] {
-    [y[0], add(y[0], y[1]), sub(y[0], y[1]), sub(zero(), y[1])]
-}
-
 /// `dM[ξν][t][f] = (A dY Aᵀ)[ξ][ν]` for the 2×2 blocks dY of one image's output gradient
 /// `[h·w][ldk]` that belong to `tiles`: the adjoint of [`transform_products`].
 ///
 /// # Safety
-/// The CPU has AVX2; `dy` holds h · w · ldk values, `out` 16 · tiles.len() · ldk, ldk is a
-/// multiple of 8 and the tiles lie within the image's (h/2)(w/2).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn transform_output_grad(
+/// The CPU runs `S`; `dy` holds h · w · ldk values, `out` 16 · tiles.len() · ldk, ldk is a
+/// multiple of 16 and the tiles lie within the image's (h/2)(w/2).
+#[inline(always)]
+unsafe fn transform_output_grad<S: Simd>(
     dy: &[f32],
     h: usize,
     w: usize,
@@ -345,12 +546,15 @@ unsafe fn transform_output_grad(
         let (ty, tx) = (2 * (t / tiles_w), 2 * (t % tiles_w));
         let out = out.as_mut_ptr().add(i * ldk);
         for f0 in (0..ldk).step_by(LANES) {
-            let d = |y: usize, x: usize| load(dy.add(((ty + y) * w + tx + x) * ldk + f0));
-            let [left, right] = [0, 1].map(|x| a([d(0, x), d(1, x)]));
-            for (xi, pair) in left.into_iter().zip(right).enumerate() {
-                let row = a(pair.into());
+            let at_pixel = |y: usize, x: usize| dy.add(((ty + y) * w + tx + x) * ldk + f0);
+            let mut columns = [[S::zero(); 4]; 2];
+            for (x, column) in columns.iter_mut().enumerate() {
+                *column = a::<S>([S::load(at_pixel(0, x)), S::load(at_pixel(1, x))]);
+            }
+            for (xi, (&left, &right)) in columns[0].iter().zip(&columns[1]).enumerate() {
+                let row = a::<S>([left, right]);
                 for (nu, v) in row.into_iter().enumerate() {
-                    store(out.add((xi * 4 + nu) * nb * ldk + f0), v);
+                    S::store(out.add((xi * 4 + nu) * nb * ldk + f0), v);
                 }
             }
         }
@@ -361,12 +565,11 @@ unsafe fn transform_output_grad(
 /// first `outputs` of the products' `ldk` columns.
 ///
 /// # Safety
-/// The CPU has AVX2; `products` holds 16 · tiles.len() · ldk values, `y` h · w · outputs, ldk
-/// is a multiple of 8, `outputs ≤ ldk` and the tiles lie within the image's (h/2)(w/2).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+/// The CPU runs `S`; `products` holds 16 · tiles.len() · ldk values, `y` h · w · outputs, ldk
+/// is a multiple of 16, `outputs ≤ ldk` and the tiles lie within the image's (h/2)(w/2).
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn transform_products(
+unsafe fn transform_products<S: Simd>(
     products: &[f32],
     h: usize,
     w: usize,
@@ -376,7 +579,6 @@ unsafe fn transform_products(
     y: &mut [f32],
     outputs: usize,
 ) {
-    use std::arch::x86_64::{_mm256_max_ps as max, _mm256_mul_ps as mul};
     let tiles_w = w / 2;
     debug_assert!(products.len() >= 16 * tiles.len() * ldk && y.len() >= h * w * outputs);
     debug_assert!(tiles.end <= (h / 2) * tiles_w);
@@ -386,36 +588,54 @@ unsafe fn transform_products(
         let (ty, tx) = (2 * (t / tiles_w), 2 * (t % tiles_w));
         let products = products.as_ptr().add(i * ldk);
         for f0 in (0..outputs).step_by(LANES) {
-            let m = |xi: usize, nu: usize| load(products.add((xi * 4 + nu) * nb * ldk + f0));
-            let rows: [[__m256; 2]; 4] =
-                std::array::from_fn(|xi| at([m(xi, 0), m(xi, 1), m(xi, 2), m(xi, 3)]));
+            let mut rows = [[S::zero(); 2]; 4];
+            for (xi, row) in rows.iter_mut().enumerate() {
+                let m = products.add(xi * 4 * nb * ldk + f0);
+                let step = nb * ldk;
+                *row = at::<S>([
+                    S::load(m),
+                    S::load(m.add(step)),
+                    S::load(m.add(2 * step)),
+                    S::load(m.add(3 * step)),
+                ]);
+            }
             let width = LANES.min(outputs - f0);
             // The epilogue's values for these filters, zero past `outputs`.
-            let mut lanes = |values: &[f32]| {
+            let lanes = |values: &[f32], spill: &mut [f32; LANES]| -> *const f32 {
                 if width == LANES {
-                    return load(values[f0..f0 + LANES].as_ptr());
+                    return values[f0..f0 + LANES].as_ptr();
                 }
-                spill = [0.0; LANES];
+                *spill = [0.0; LANES];
                 spill[..width].copy_from_slice(&values[f0..f0 + width]);
-                load(spill.as_ptr())
+                spill.as_ptr()
             };
-            let b = epilogue.bias.map_or(zero(), &mut lanes);
-            let relu_affine = epilogue
-                .relu_affine
-                .map(|(scale, shift)| (lanes(scale), lanes(shift)));
+            let mut spills = [[0.0f32; LANES]; 3];
+            let [bias_spill, scale_spill, shift_spill] = &mut spills;
+            let b = match epilogue.bias {
+                Some(bias) => S::load(lanes(bias, bias_spill)),
+                None => S::zero(),
+            };
+            #[allow(clippy::manual_map)] // a closure would not inline S's operations
+            let relu_affine = match epilogue.relu_affine {
+                Some((scale, shift)) => Some((
+                    S::load(lanes(scale, scale_spill)),
+                    S::load(lanes(shift, shift_spill)),
+                )),
+                None => None,
+            };
             for a in 0..2 {
-                let column = at(rows.map(|row| row[a]));
+                let column = at::<S>(column(&rows, a));
                 for (dy, v) in column.into_iter().enumerate() {
-                    let mut v = add(v, b);
+                    let mut v = S::add(v, b);
                     if let Some((scale, shift)) = relu_affine {
                         // As BatchNorm computes it: a product, then a sum (no FMA).
-                        v = add(mul(max(v, zero()), scale), shift);
+                        v = S::add(S::mul(S::max(v, S::zero()), scale), shift);
                     }
                     let out = &mut y[((ty + dy) * w + tx + a) * outputs + f0..][..width];
                     if width == LANES {
-                        store(out.as_mut_ptr(), v);
+                        S::store(out.as_mut_ptr(), v);
                     } else {
-                        store(spill.as_mut_ptr(), v);
+                        S::store(spill.as_mut_ptr(), v);
                         out.copy_from_slice(&spill[..width]);
                     }
                 }
@@ -424,81 +644,39 @@ unsafe fn transform_products(
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_patches(
-    _: &[f32],
-    _: usize,
-    _: usize,
-    _: usize,
-    _: Range<usize>,
-    _: &mut [f32],
-) {
-    unreachable!("conv::available() is false off x86-64")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_output_grad(
-    _: &[f32],
-    _: usize,
-    _: usize,
-    _: usize,
-    _: Range<usize>,
-    _: &mut [f32],
-) {
-    unreachable!("conv::available() is false off x86-64")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-#[allow(clippy::too_many_arguments)]
-unsafe fn transform_products(
-    _: &[f32],
-    _: usize,
-    _: usize,
-    _: usize,
-    _: Range<usize>,
-    _: Epilogue,
-    _: &mut [f32],
-    _: usize,
-) {
-    unreachable!("conv::available() is false off x86-64")
-}
-
 /// The 16 products of one block, position k's `out[k][r][..ldk] (+)= Σ_j a[k][rows[r] +
 /// cols[j]] · b[k][j][..ldk]`, on the micro-kernel; `lens` are the sizes of a[k], b[k] and
 /// out[k]. The forward pass takes tiles as rows and channels as columns (`M = V · U`), the
 /// kernel gradient channels as rows and tiles as columns, accumulating (`dU += Vᵀ · dM`).
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; every `a[k][rows[r] + cols[j]]` lies within a[k], and b[k]
-/// holds `cols.len()` rows of ldk.
-#[allow(clippy::too_many_arguments)]
-unsafe fn products(
-    (a, rows, cols): (&[f32], &[usize], &[usize]),
-    b: &[f32],
+/// The CPU runs `S`; every `a[k][rows[r] + cols[j]]` lies within a[k], and b[k] holds
+/// `cols.len()` rows of ldk.
+#[inline(always)]
+unsafe fn products<S: Simd, T: Factor>(
+    (a, rows, cols): (&[T], &[usize], &[usize]),
+    b: &[T],
     out: &mut [f32],
     [a_len, b_len, out_len]: [usize; 3],
     ldk: usize,
     accumulate: bool,
 ) {
-    let mut sums = [[0.0; COLS]; ROWS];
+    let mut sums = [[0.0; COLS]; MAX_ROWS];
     for k in 0..16 {
         let a = &a[k * a_len..][..a_len];
         let b = &b[k * b_len..][..b_len];
         let out = &mut out[k * out_len..][..out_len];
         for f0 in (0..ldk).step_by(COLS) {
-            for r0 in (0..rows.len()).step_by(ROWS) {
-                // SAFETY: the caller's contract.
-                unsafe {
-                    tile(
-                        a.as_ptr(),
-                        &tile_rows(rows, r0),
-                        cols,
-                        b.as_ptr().add(f0),
-                        ldk,
-                        &mut sums,
-                    );
-                }
-                for (r, sums) in sums.iter().enumerate().take(rows.len() - r0) {
+            for r0 in (0..rows.len()).step_by(S::ROWS) {
+                tile::<S, T>(
+                    a.as_ptr(),
+                    (rows, r0),
+                    cols,
+                    b.as_ptr().add(f0),
+                    ldk,
+                    &mut sums,
+                );
+                for (r, sums) in sums.iter().enumerate().take(S::ROWS.min(rows.len() - r0)) {
                     let out = &mut out[(r0 + r) * ldk + f0..][..COLS];
                     if accumulate {
                         out.iter_mut().zip(sums).for_each(|(o, s)| *o += s);

@@ -6,6 +6,7 @@ use crate::engine::cpu::conv::{self, DirectConv, Epilogue};
 use crate::engine::cpu::im2col::{col2im, im2col, ConvGeometry};
 use crate::engine::cpu::matmul::{matmul, Layout};
 use crate::engine::cpu::reduce::{column_sums, partials_len};
+use crate::engine::cpu::simd::Isa;
 use crate::model::Shape;
 
 /// `y[rows × out] = a[rows × in] · kernel[in × out] + bias`.
@@ -140,8 +141,8 @@ pub struct Conv2d {
     sums: Vec<f64>,
 }
 
-/// How the products are done: the direct AVX2 kernels where the CPU and the filter count
-/// allow, else im2col and `gemm`.
+/// How the products are done: the direct kernels where the filter count allows, else im2col
+/// and `gemm`.
 enum ConvKernels {
     Direct(Box<DirectConv>),
     /// The im2col patches of the last forward pass, reused for the patch gradients in backward.
@@ -151,13 +152,14 @@ enum ConvKernels {
 }
 
 impl Conv2d {
-    pub fn new(input: Shape, filters: usize, kernel: usize, capacity: usize) -> Self {
-        Self::with_kernels(input, filters, kernel, capacity, conv::available())
+    pub fn new(isa: Isa, input: Shape, filters: usize, kernel: usize, capacity: usize) -> Self {
+        Self::with_kernels(isa, input, filters, kernel, capacity, true)
     }
 
     /// As [`Conv2d::new`], choosing the im2col and `gemm` path when `direct` is false (the
     /// tests below compare the two).
     fn with_kernels(
+        isa: Isa,
         input: Shape,
         filters: usize,
         kernel: usize,
@@ -170,7 +172,7 @@ impl Conv2d {
         let geometry = ConvGeometry { h, w, c, k: kernel };
         let rows = capacity * h * w;
         let kernels = if direct && filters.is_multiple_of(conv::COLS) {
-            ConvKernels::Direct(Box::new(DirectConv::new(geometry, filters, capacity)))
+            ConvKernels::Direct(Box::new(DirectConv::new(isa, geometry, filters, capacity)))
         } else {
             ConvKernels::Lowered {
                 cols: vec![0.0; rows * geometry.patch_len()],
@@ -252,7 +254,9 @@ impl Conv2d {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::cpu::simd::Path;
     use crate::engine::layers::Mode;
+    use crate::engine::precision::Precision;
 
     /// Forward, kernel and bias gradients, and input gradient of one layer.
     fn run(layer: &mut Conv2d, x: &[f32], weights: &[f32], dy: &[f32], n: usize) -> [Vec<f32>; 3] {
@@ -280,50 +284,163 @@ mod tests {
         [y, grads, dx]
     }
 
-    #[test]
-    fn direct_kernels_match_im2col_and_gemm() {
-        if !conv::available() {
-            eprintln!("skipped: this CPU lacks AVX2 and FMA, so only the im2col path exists");
-            return;
-        }
-        // Channel counts below, at and above one 16-wide tile, odd image sizes (partial pixel
-        // tiles, the direct kernels) and even ones (Winograd), 3×3 and 5×5, and more images
-        // than one kernel-gradient group; 132 tiles of 32 + 32 channels are three Winograd
-        // blocks, the last partial.
-        for (h, w, c, k, filters, n) in [
-            (6, 5, 3, 3, 16, 3),
-            (7, 9, 16, 3, 32, 10),
-            (8, 8, 20, 5, 16, 2),
-            (4, 4, 33, 3, 48, 17),
-            (8, 6, 16, 3, 32, 10),
-            (2, 2, 8, 3, 16, 1),
-            (6, 4, 3, 3, 16, 2),
-            (24, 22, 32, 3, 32, 3),
-        ] {
-            let input = Shape::Image { h, w, c };
-            let wave = |len: usize, phase: f32| -> Vec<f32> {
-                (0..len).map(|i| (i as f32 * 0.37 + phase).sin()).collect()
-            };
-            let x = wave(n * h * w * c, 0.1);
-            let weights = wave(k * k * c * filters + filters, 0.7);
-            let dy = wave(n * h * w * filters, 1.3);
-            let mut direct = Conv2d::with_kernels(input, filters, k, n, true);
-            let mut lowered = Conv2d::with_kernels(input, filters, k, n, false);
-            assert!(matches!(direct.kernels, ConvKernels::Direct(_)));
-            let got = run(&mut direct, &x, &weights, &dy, n);
-            let want = run(&mut lowered, &x, &weights, &dy, n);
-            for (what, got, want) in [
-                ("y", &got[0], &want[0]),
-                ("grads", &got[1], &want[1]),
-                ("dx", &got[2], &want[2]),
-            ] {
-                let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-                for (i, (got, want)) in got.iter().zip(want.iter()).enumerate() {
-                    assert!(
-                        (got - want).abs() <= 1e-5 * scale,
-                        "{h}×{w}×{c}, k {k}, {filters} filters, n {n}: {what}[{i}] {got} vs {want}"
-                    );
+    /// Channel counts below, at and above one 16-wide tile, odd image sizes (partial pixel
+    /// tiles, the direct kernels) and even ones (Winograd), 3×3 and 5×5, and more images than
+    /// one kernel-gradient group; 132 tiles of 32 + 32 channels are three Winograd blocks, the
+    /// last partial. `(h, w, c, k, filters, n)`.
+    const CASES: [(usize, usize, usize, usize, usize, usize); 9] = [
+        (6, 5, 3, 3, 16, 3),
+        (7, 9, 16, 3, 32, 10),
+        (8, 8, 20, 5, 16, 2),
+        (4, 4, 33, 3, 48, 17),
+        (8, 6, 16, 3, 32, 10),
+        (2, 2, 8, 3, 16, 1),
+        (6, 4, 3, 3, 16, 2),
+        (24, 22, 32, 3, 32, 3),
+        (4, 6, 64, 3, 16, 9),
+    ];
+
+    /// y, grads and dx of case `(h, w, c, k, filters, n)` on `isa`, direct or through im2col,
+    /// from waves of values in −1..1.
+    fn run_case(
+        case: (usize, usize, usize, usize, usize, usize),
+        isa: Isa,
+        direct: bool,
+    ) -> [Vec<f32>; 3] {
+        run_waves(case, isa, direct, |i, phase| {
+            (i as f32 * 0.37 + phase).sin()
+        })
+    }
+
+    /// As [`run_case`], the values drawn by `wave(index, phase)`.
+    fn run_waves(
+        (h, w, c, k, filters, n): (usize, usize, usize, usize, usize, usize),
+        isa: Isa,
+        direct: bool,
+        wave: impl Fn(usize, f32) -> f32,
+    ) -> [Vec<f32>; 3] {
+        let input = Shape::Image { h, w, c };
+        let wave =
+            |len: usize, phase: f32| -> Vec<f32> { (0..len).map(|i| wave(i, phase)).collect() };
+        let x = wave(n * h * w * c, 0.1);
+        let weights = wave(k * k * c * filters + filters, 0.7);
+        let dy = wave(n * h * w * filters, 1.3);
+        let mut layer = Conv2d::with_kernels(isa, input, filters, k, n, direct);
+        assert_eq!(matches!(layer.kernels, ConvKernels::Direct(_)), direct);
+        run(&mut layer, &x, &weights, &dy, n)
+    }
+
+    /// The largest difference of `got` from `want`, relative to `want`'s largest magnitude
+    /// (at least 1), over y, grads and dx.
+    fn relative_error(got: &[Vec<f32>; 3], want: &[Vec<f32>; 3]) -> (f32, &'static str) {
+        let mut worst = (0.0f32, "");
+        for (what, got, want) in ["y", "grads", "dx"]
+            .into_iter()
+            .zip(got)
+            .zip(want)
+            .map(|((w, g), v)| (w, g, v))
+        {
+            let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            for (got, want) in got.iter().zip(want) {
+                let error = (got - want).abs() / scale;
+                if error > worst.0 || error.is_nan() {
+                    worst = (error, what);
                 }
+            }
+        }
+        worst
+    }
+
+    fn isa(path: Path, precision: Precision) -> Isa {
+        Isa::new(path, precision).expect("supported")
+    }
+
+    #[test]
+    fn portable_direct_kernels_match_im2col_and_gemm() {
+        for case in CASES {
+            let want = run_case(case, isa(Path::Portable, Precision::Fp32), false);
+            let got = run_case(case, isa(Path::Portable, Precision::Fp32), true);
+            let (error, what) = relative_error(&got, &want);
+            assert!(error <= 1e-5, "{case:?}: {what} off by {error:e}");
+        }
+    }
+
+    /// Every path this CPU runs, fp32, against the portable path: within 1e-5 of the largest
+    /// value (FMA or not changes the rounding, not more).
+    #[test]
+    fn every_path_matches_the_portable_path() {
+        let paths = Path::supported_paths();
+        eprintln!("paths on this CPU: {paths:?}");
+        for case in CASES {
+            let want = run_case(case, isa(Path::Portable, Precision::Fp32), true);
+            for &path in &paths[1..] {
+                let got = run_case(case, isa(path, Precision::Fp32), true);
+                let (error, what) = relative_error(&got, &want);
+                assert!(error <= 1e-5, "{path}, {case:?}: {what} off by {error:e}");
+            }
+        }
+    }
+
+    /// bf16 products: within 1e-2 of the largest value from fp32 (each factor rounded to 8
+    /// significant bits, sums in f32), yet not equal to it (the rounding happens); and every
+    /// path's bf16, AVX512_BF16's `vdpbf16ps` included where the CPU has it, within 1e-5 of
+    /// the portable path's emulation of it.
+    #[test]
+    fn bf16_products_match_fp32_within_bf16_rounding() {
+        let mut bf16_paths = vec![Path::Portable];
+        bf16_paths.extend(
+            Path::supported_paths()
+                .into_iter()
+                .filter(|&p| p != Path::Portable && Isa::new(p, Precision::Bf16).is_some()),
+        );
+        eprintln!("bf16 on: {bf16_paths:?}");
+        for case in CASES {
+            let fp32 = run_case(case, isa(Path::Portable, Precision::Fp32), true);
+            let portable = run_case(case, isa(Path::Portable, Precision::Bf16), true);
+            let (error, what) = relative_error(&portable, &fp32);
+            assert!(
+                error <= 5e-2,
+                "bf16, {case:?}: {what} off fp32 by {error:e}"
+            );
+            let winograd = case.2.is_multiple_of(16) && case.0 % 2 == 0 && case.1 % 2 == 0;
+            if winograd {
+                assert!(error > 1e-5, "bf16, {case:?}: no rounding seen ({error:e})");
+            }
+            for &path in &bf16_paths[1..] {
+                let got = run_case(case, isa(path, Precision::Bf16), true);
+                let (error, what) = relative_error(&got, &portable);
+                assert!(
+                    error <= 1e-5,
+                    "bf16 {path}, {case:?}: {what} off by {error:e}"
+                );
+            }
+        }
+    }
+
+    /// Small integers, and the Winograd transforms of them, are exact in bf16, and so are
+    /// their products and (short) sums in f32: then bf16 must give fp32's result exactly. This
+    /// catches a pairing or layout mistake that rounding would hide.
+    #[test]
+    fn bf16_products_of_exact_values_are_exact() {
+        let small_integers =
+            |i: usize, phase: f32| ((i * 7 + (phase * 10.0) as usize) % 5) as f32 - 2.0;
+        for path in Path::supported_paths() {
+            let Some(bf16) = Isa::new(path, Precision::Bf16) else {
+                continue;
+            };
+            for case in CASES {
+                let want = run_waves(
+                    case,
+                    isa(Path::Portable, Precision::Fp32),
+                    true,
+                    small_integers,
+                );
+                let got = run_waves(case, bf16, true, small_integers);
+                let (error, what) = relative_error(&got, &want);
+                assert!(
+                    error <= 1e-6,
+                    "bf16 {path}, {case:?}: {what} off by {error:e}"
+                );
             }
         }
     }

@@ -7,6 +7,7 @@ pub mod linear;
 pub mod pool;
 pub mod softmax;
 
+use crate::engine::cpu::simd::Isa;
 use crate::model::spec::{LayerSpec, PlacedLayer};
 
 /// Training uses batch statistics and dropout; evaluation uses moving statistics and no dropout.
@@ -67,22 +68,27 @@ pub fn runs_in_next_layer(placed: &[PlacedLayer], i: usize) -> bool {
 }
 
 impl Layer {
-    /// The layer with its scratch buffers sized for batches of up to `capacity` samples.
-    pub fn new(placed: &PlacedLayer, capacity: usize) -> Layer {
-        Self::build(placed, capacity, false)
+    /// The layer with its scratch buffers sized for batches of up to `capacity` samples, its
+    /// kernels compiled for `isa`.
+    pub fn new(isa: Isa, placed: &PlacedLayer, capacity: usize) -> Layer {
+        Self::build(isa, placed, capacity, false)
     }
 
     /// A BatchNorm layer that also runs the ReLU before it.
-    pub fn batchnorm_after_relu(placed: &PlacedLayer, capacity: usize) -> Layer {
+    pub fn batchnorm_after_relu(isa: Isa, placed: &PlacedLayer, capacity: usize) -> Layer {
         assert_eq!(placed.spec, LayerSpec::BatchNorm);
-        Self::build(placed, capacity, true)
+        Self::build(isa, placed, capacity, true)
     }
 
-    fn build(placed: &PlacedLayer, capacity: usize, relu_input: bool) -> Layer {
+    fn build(isa: Isa, placed: &PlacedLayer, capacity: usize, relu_input: bool) -> Layer {
         match placed.spec {
-            LayerSpec::Conv2d { filters, kernel } => {
-                Layer::Conv2d(linear::Conv2d::new(placed.input, filters, kernel, capacity))
-            }
+            LayerSpec::Conv2d { filters, kernel } => Layer::Conv2d(linear::Conv2d::new(
+                isa,
+                placed.input,
+                filters,
+                kernel,
+                capacity,
+            )),
             LayerSpec::Dense { units } => {
                 Layer::Dense(linear::Dense::new(placed.input, units, capacity))
             }
