@@ -51,6 +51,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="bfloat16 autocast for the forward pass and the loss (weights and optimizer stay "
         "float32), as PyTorch's mixed-precision recipe does",
     )
+    p.add_argument(
+        "--probe-onednn",
+        action="store_true",
+        help=argparse.SUPPRESS,  # internal: one step under ONEDNN_VERBOSE, see onednn_kernels()
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument(
@@ -101,6 +106,27 @@ def minivggnet(bn: bool = True, classes: int = 10):
         nn.Linear(512, classes),  # logits: CrossEntropyLoss applies the softmax
     ]
     return nn.Sequential(*layers)
+
+
+def onednn_kernels(argv: list[str]) -> dict[str, object]:
+    """What oneDNN ran for this configuration: its ISA line and the convolution
+    implementations, from one training step and one inference batch in a child process with
+    ONEDNN_VERBOSE=1 (the verbose output would slow the timed runs)."""
+    import subprocess
+
+    env = dict(os.environ, ONEDNN_VERBOSE="1")
+    child = subprocess.run(
+        [sys.executable, __file__, *argv, "--probe-onednn", "--steps", "1", "--warmup", "0"],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    isa, convs = None, set()
+    for line in child.stdout.splitlines():
+        fields = line.split(",")
+        if line.startswith("onednn_verbose") and "isa:" in line:
+            isa = line.split("isa:", 1)[1].strip()
+        elif len(fields) > 5 and fields[2] == "primitive" and fields[3] == "exec" and fields[5] == "convolution":
+            convs.add(fields[6])
+    return {"isa": isa, "convolutions": sorted(convs)}
 
 
 def summarise(samples_s: list[float]) -> dict[str, float]:
@@ -165,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         infer_step()
     infer = [infer_step() for _ in range(args.steps)]
 
+    if args.probe_onednn:
+        return 0
+
     epoch_s = None
     if args.epoch:
         # One epoch as a training loop runs it: the data set on the device as bytes, a fresh
@@ -200,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "mkldnn": torch.backends.mkldnn.is_available(),
+        "onednn": onednn_kernels([a for a in (argv if argv is not None else sys.argv[1:])])
+        if device.type == "cpu"
+        else None,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "device": str(device),
         "epoch_s": epoch_s,

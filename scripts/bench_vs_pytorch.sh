@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Times minivgg against PyTorch (eager, CPU) on this machine, in one invocation, and prints one
 # table: the MiniVGGNet training step (batch 64, SGD with Nesterov momentum) and inference
-# (eval mode, batch 64), with the same number of threads on both sides.
+# (eval mode, batch 64), with the same number of threads on both sides; in fp32 and, where the
+# CPU has AVX512_BF16, in bf16 (minivgg --precision bf16 against PyTorch's bf16 autocast).
+# It prints the CPU, and the kernels each side ran: minivgg's CPU path (MINIVGG_CPU forces
+# one) and oneDNN's ISA and convolution implementations.
 #
 # Usage: scripts/bench_vs_pytorch.sh [--threads T] [--steps N] [--rounds R] [--no-bn]
 #                                    [--no-build] [--no-install]
@@ -9,9 +12,10 @@
 #   --threads T   worker threads for both (default 2; env BENCH_THREADS)
 #   --steps N     timed training steps, and as many timed inference batches, after 5 warm-up
 #                 steps (default 30; env BENCH_STEPS)
-#   --rounds R    rounds of minivgg, PyTorch channels_last, PyTorch channels_first, run
-#                 alternately so that drift of the machine hits all three; each contestant keeps
-#                 its best median (default 2; env BENCH_ROUNDS)
+#   --rounds R    rounds of every contestant (minivgg fp32 and bf16, PyTorch channels_last fp32
+#                 and bf16, PyTorch channels_first fp32), run alternately so that drift of the
+#                 machine hits all of them; each keeps its best median (default 2; env
+#                 BENCH_ROUNDS)
 #   --no-bn       MiniVGGNet without its five batch-normalization layers, on both sides
 #   --no-build    don't run `cargo build --release` (env MINIVGG_BIN picks another binary)
 #   --no-install  don't create/fill the virtual environment; fail if torch is missing
@@ -76,7 +80,8 @@ cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n
 [[ -n $cpu_model ]] || cpu_model=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n1)
 has_flag() { grep -qw "$1" /proc/cpuinfo && echo yes || echo no; }
 cores=$(nproc)
-echo "CPU: ${cpu_model:-unknown}, $cores CPUs online, avx512f: $(has_flag avx512f), avx2: $(has_flag avx2), fma: $(has_flag fma)"
+BF16=$(has_flag avx512_bf16)
+echo "CPU: ${cpu_model:-unknown}, $cores CPUs online, avx512f: $(has_flag avx512f), avx512_bf16: $BF16, amx_bf16: $(has_flag amx_bf16), avx2: $(has_flag avx2), fma: $(has_flag fma)"
 ((THREADS <= cores)) || echo "warning: --threads $THREADS is more than the $cores CPUs online" >&2
 
 # --- PyTorch in its own virtual environment --------------------------------------------------
@@ -138,22 +143,30 @@ run() { # NAME FILE COMMAND...: runs COMMAND with stdout to FILE, shows its stde
     echo "$((SECONDS - started)) s" >&2
 }
 
+PRECISIONS=(fp32)
+[[ $BF16 == yes ]] && PRECISIONS+=(bf16)
 for ((r = 1; r <= ROUNDS; r++)); do
     echo "round $r/$ROUNDS ($STEPS steps, $THREADS threads)" >&2
-    run minivgg "$RUNS/minivgg.$r.txt" \
-        "$BIN" bench --steps "$STEPS" --threads "$THREADS" "${NO_BN[@]}"
-    run "PyTorch channels_last" "$RUNS/torch_cl.$r.json" \
+    for p in "${PRECISIONS[@]}"; do
+        run "minivgg $p" "$RUNS/minivgg_$p.$r.txt" \
+            "$BIN" bench --steps "$STEPS" --threads "$THREADS" --precision "$p" "${NO_BN[@]}"
+    done
+    run "PyTorch channels_last" "$RUNS/torch_cl_fp32.$r.json" \
         "$PY" "$ROOT/scripts/bench_pytorch.py" --threads "$THREADS" --steps "$STEPS" --channels-last "${NO_BN[@]}"
-    run "PyTorch channels_first" "$RUNS/torch_cf.$r.json" \
+    if [[ $BF16 == yes ]]; then
+        run "PyTorch channels_last bf16" "$RUNS/torch_cl_bf16.$r.json" \
+            "$PY" "$ROOT/scripts/bench_pytorch.py" --threads "$THREADS" --steps "$STEPS" --channels-last --bf16 "${NO_BN[@]}"
+    fi
+    run "PyTorch channels_first" "$RUNS/torch_cf_fp32.$r.json" \
         "$PY" "$ROOT/scripts/bench_pytorch.py" --threads "$THREADS" --steps "$STEPS" "${NO_BN[@]}"
 done
 
 # --- the table -------------------------------------------------------------------------------
 echo
-"$PY" - "$RUNS" "$ROUNDS" "$THREADS" "$STEPS" "${#NO_BN[@]}" "$("$BIN" --version 2>/dev/null || echo minivgg)" <<'PY'
+"$PY" - "$RUNS" "$ROUNDS" "$THREADS" "$STEPS" "${#NO_BN[@]}" "$("$BIN" --version 2>/dev/null || echo minivgg)" "${PRECISIONS[@]}" <<'PY'
 import json, re, sys
 
-runs, rounds, threads, steps, no_bn, minivgg_version = sys.argv[1:]
+runs, rounds, threads, steps, no_bn, minivgg_version, *precisions = sys.argv[1:]
 rounds, no_bn = int(rounds), int(no_bn) > 0
 BATCH, TRAIN_BATCHES, VAL_BATCHES = 64, 782, 157  # ceil(50,000 / 64), ceil(10,000 / 64)
 
@@ -161,6 +174,7 @@ line = {
     "train_ms": re.compile(r"^train step: median ([\d.]+) ms \(min ([\d.]+), max ([\d.]+)\)", re.M),
     "infer_ms": re.compile(r"^inference \(eval mode\): median ([\d.]+) ms/batch \(min ([\d.]+), max ([\d.]+)\)", re.M),
 }
+kernels_line = re.compile(r"^cpu kernels: (.*)$", re.M)
 
 def minivgg(path):
     text = open(path).read()
@@ -170,6 +184,8 @@ def minivgg(path):
         if not m:
             sys.exit(f"bench_vs_pytorch: cannot find the '{key}' line in minivgg's output:\n{text}")
         out[key] = dict(zip(("median", "min", "max"), map(float, m.groups())))
+    m = kernels_line.search(text)
+    out["kernels"] = m.group(1) if m else "?"
     return out
 
 def pytorch(path):
@@ -178,17 +194,22 @@ def pytorch(path):
         sys.exit(f"bench_vs_pytorch: no JSON line in {path}")
     return json.loads(lines[-1])
 
-contestants = [
-    ("minivgg", [minivgg(f"{runs}/minivgg.{r}.txt") for r in range(1, rounds + 1)]),
-    ("PyTorch channels_last", [pytorch(f"{runs}/torch_cl.{r}.json") for r in range(1, rounds + 1)]),
-    ("PyTorch channels_first", [pytorch(f"{runs}/torch_cf.{r}.json") for r in range(1, rounds + 1)]),
-]
-torch_info = contestants[1][1][0]
+def rounds_of(reader, stem):
+    return [reader(f"{runs}/{stem}.{r}.txt" if reader is minivgg else f"{runs}/{stem}.{r}.json")
+            for r in range(1, rounds + 1)]
+
+# (name, precision, results by round)
+contestants = [(f"minivgg {p}", p, rounds_of(minivgg, f"minivgg_{p}")) for p in precisions]
+contestants.append(("PyTorch channels_last", "fp32", rounds_of(pytorch, "torch_cl_fp32")))
+if "bf16" in precisions:
+    contestants.append(("PyTorch cl bf16 autocast", "bf16", rounds_of(pytorch, "torch_cl_bf16")))
+contestants.append(("PyTorch channels_first", "fp32", rounds_of(pytorch, "torch_cf_fp32")))
+torch_info = contestants[len(precisions)][2][0]
 
 # Per contestant and metric: the round with the best (lowest) median, with that round's min/max.
 best = {
     name: {key: min((r[key] for r in results), key=lambda s: s["median"]) for key in ("train_ms", "infer_ms")}
-    for name, results in contestants
+    for name, _, results in contestants
 }
 for b in best.values():
     b["epoch_s"] = (TRAIN_BATCHES * b["train_ms"]["median"] + VAL_BATCHES * b["infer_ms"]["median"]) / 1e3
@@ -196,31 +217,40 @@ for b in best.values():
 print(f"{minivgg_version} vs PyTorch {torch_info['torch']} (CPU kernels: {torch_info['cpu_capability']}), "
       f"{threads} threads, batch {BATCH}, MiniVGGNet {'without' if no_bn else 'with'} batch norm")
 print(f"{steps} timed steps after 5 warm-up; best median of {rounds} alternating round(s)")
+print("kernels each side ran:")
+for name, precision, results in contestants:
+    first = results[0]
+    if name.startswith("minivgg"):
+        print(f"  {name:<26} {first['kernels']}")
+    else:
+        onednn = first.get("onednn") or {}
+        print(f"  {name:<26} oneDNN ISA: {onednn.get('isa')}; convolutions: {', '.join(onednn.get('convolutions', [])) or '?'}")
 print()
-head = f"{'':<24}{'train step ms':>14}{'(min - max)':>18}{'images/s':>10}{'infer ms/batch':>16}{'(min - max)':>18}{'images/s':>10}{'s/epoch':>9}"
+head = f"{'':<28}{'train step ms':>14}{'(min - max)':>18}{'images/s':>10}{'infer ms/batch':>16}{'(min - max)':>18}{'images/s':>10}{'s/epoch':>9}"
 print(head)
 print("-" * len(head))
 for name, b in best.items():
     t, i = b["train_ms"], b["infer_ms"]
     spread = lambda s: "({:.1f} - {:.1f})".format(s["min"], s["max"])
-    print(f"{name:<24}{t['median']:>14.1f}{spread(t):>18}{BATCH / t['median'] * 1e3:>10.0f}"
+    print(f"{name:<28}{t['median']:>14.1f}{spread(t):>18}{BATCH / t['median'] * 1e3:>10.0f}"
           f"{i['median']:>16.1f}{spread(i):>18}{BATCH / i['median'] * 1e3:>10.0f}{b['epoch_s']:>9.1f}")
 print("-" * len(head))
 print(f"s/epoch = {TRAIN_BATCHES} training steps + {VAL_BATCHES} validation batches (50,000 + 10,000 images)")
 if rounds > 1:
-    for name, results in contestants:
+    for name, _, results in contestants:
         print(f"  train-step medians by round, {name}: " + ", ".join(f"{r['train_ms']['median']:.1f}" for r in results))
 print()
 
-torch_names = [n for n, _ in contestants if n != "minivgg"]
-mv = best["minivgg"]
-for label, key, pick in (
-    ("training step", "train_ms", lambda n: best[n]["train_ms"]["median"]),
-    ("inference", "infer_ms", lambda n: best[n]["infer_ms"]["median"]),
-    ("epoch estimate", "epoch_s", lambda n: best[n]["epoch_s"]),
-):
-    faster = min(torch_names, key=pick)
-    ours = mv[key]["median"] if key != "epoch_s" else mv[key]
-    print(f"minivgg / {faster} ({label}): {ours / pick(faster):.2f}x")
+for precision in precisions:
+    ours = best[f"minivgg {precision}"]
+    peers = [n for n, p, _ in contestants if p == precision and not n.startswith("minivgg")]
+    for label, key, pick in (
+        ("training step", "train_ms", lambda n: best[n]["train_ms"]["median"]),
+        ("inference", "infer_ms", lambda n: best[n]["infer_ms"]["median"]),
+        ("epoch estimate", "epoch_s", lambda n: best[n]["epoch_s"]),
+    ):
+        faster = min(peers, key=pick)
+        mine = ours[key]["median"] if key != "epoch_s" else ours[key]
+        print(f"minivgg {precision} / {faster} ({label}): {mine / pick(faster):.2f}x")
 print("(time ratios: below 1 means minivgg is faster, above 1 that PyTorch is)")
 PY

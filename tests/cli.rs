@@ -182,6 +182,97 @@ fn bad_flags_are_named_with_exit_code_2() {
     );
 }
 
+/// `minivgg ARGS` with `MINIVGG_CPU` set to `path`.
+fn minivgg_on_path(path: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_minivgg"))
+        .args(args)
+        .env("MINIVGG_CPU", path)
+        .env("MINIVGG_DATA", common::real_data_path())
+        .output()
+        .unwrap()
+}
+
+/// The CPU path and precision: a path the CPU lacks, an unknown one, bf16 where it cannot run
+/// (no AVX512_BF16, a forced lower path, the GPU) are each an exit-2 error saying why, before
+/// anything is written; `bench` names the path it ran.
+#[test]
+fn cpu_path_and_precision_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("p.png");
+    let plot = plot.to_str().unwrap();
+    let expect_error = |out: std::process::Output, message: &str| {
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(message),
+            "expected {message:?} in {stderr:?}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    };
+    expect_error(
+        minivgg_on_path("sse9", &["train", "--output", plot]),
+        "error: MINIVGG_CPU=\"sse9\" is not a CPU path; expected portable, avx2 or avx512",
+    );
+    assert_usage_error(
+        &["train", "--output", plot, "--precision", "fp16"],
+        "unknown precision \"fp16\"; expected fp32 or bf16",
+    );
+    assert_usage_error(
+        &[
+            "train",
+            "--output",
+            plot,
+            "--precision",
+            "bf16",
+            "--device",
+            "cuda",
+        ],
+        "error: --precision bf16 runs on the CPU only; the GPU trains in fp32",
+    );
+    let has_bf16 = minivgg::engine::cpu::simd::has_bf16_dot_products();
+    let bf16_bench = minivgg(&["bench", "--precision", "bf16", "--steps", "1"]);
+    if has_bf16 {
+        assert!(bf16_bench.status.success(), "{}", text(&bf16_bench.stderr));
+        assert!(
+            text(&bf16_bench.stdout).contains("cpu kernels: avx512, bf16 products (vdpbf16ps)\n")
+        );
+        expect_error(
+            minivgg_on_path("avx2", &["train", "--output", plot, "--precision", "bf16"]),
+            "error: --precision bf16 runs on the avx512 path, but MINIVGG_CPU=avx2 forces another",
+        );
+    } else {
+        expect_error(
+            bf16_bench,
+            "error: --precision bf16 needs a CPU with AVX512_BF16",
+        );
+    }
+    for path in minivgg::engine::cpu::simd::Path::ALL {
+        let out = minivgg_on_path(
+            path.name(),
+            &["bench", "--steps", "1", "--model", "shallownet"],
+        );
+        if path.supported() {
+            assert!(out.status.success(), "{path}: {}", text(&out.stderr));
+            let line = format!("cpu kernels: {path}, fp32\n");
+            assert!(
+                text(&out.stdout).contains(&line),
+                "{path}: {}",
+                text(&out.stdout)
+            );
+        } else {
+            expect_error(
+                out,
+                &format!("error: MINIVGG_CPU={path}: this CPU lacks the instructions of that path"),
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "a rejected run left files behind"
+    );
+}
+
 #[test]
 #[cfg(not(feature = "cuda"))]
 fn device_cuda_in_a_cpu_build_says_how_to_get_it() {

@@ -181,7 +181,10 @@ fn check_layer(spec: LayerSpec, input: Shape, mode: Mode) {
         let n = 3;
         let mut case = Case::new(isa, spec.clone(), input, n, mode, &mut rng);
         let x = spread_input(n * input.len(), &mut rng);
-        case.check(x, &format!("{spec:?} on {input} in {mode:?}, {}", isa.path));
+        case.check(
+            x,
+            &format!("{spec:?} on {input} in {mode:?}, {}", isa.path()),
+        );
     }
 }
 

@@ -137,3 +137,46 @@ fn a_run_stopped_after_every_batch_and_resumed_from_disk_ends_bit_identical() {
     assert_eq!(bits(&moving), bits(&want_moving));
     assert_eq!(history, want_history);
 }
+
+/// A checkpoint records its run's precision and `--resume` rebuilds the network in it: bf16
+/// stays bf16 where the CPU has AVX512_BF16, and elsewhere resuming it is refused, saying why
+/// (bf16 is never emulated for a real run).
+#[test]
+fn a_checkpoint_keeps_its_precision() {
+    use minivgg::engine::cpu::simd::{has_bf16_dot_products, Isa, Path};
+    let dir = tempfile::tempdir().unwrap();
+    let settings = RunSettings {
+        epochs: 1,
+        batch_size: 8,
+        sgd: SgdConfig::TUTORIAL,
+        seed: 3,
+        output: dir.path().join("plot.png"),
+        save: None,
+        augment: false,
+        limit: None,
+        precision: Precision::Bf16,
+    };
+    // Written by a bf16 network (emulated on the portable path, which any CPU runs).
+    let isa = Isa::new(Path::Portable, Precision::Bf16).unwrap();
+    let net = Network::with_isa(&zoo::minivggnet(true), 8, 3, isa).unwrap();
+    let sgd = Sgd::new(settings.sgd, net.params.len());
+    checkpoint::write(dir.path(), &net, &sgd, &settings, &Progress::default()).unwrap();
+    match checkpoint::read(dir.path()) {
+        Ok(resumed) => {
+            assert!(
+                has_bf16_dot_products(),
+                "resumed bf16 without its instructions"
+            );
+            assert_eq!(resumed.settings.precision, Precision::Bf16);
+            assert_eq!(resumed.net.isa().precision(), Precision::Bf16);
+            assert_eq!(resumed.net.params, net.params);
+        }
+        Err(e) => {
+            assert!(!has_bf16_dot_products(), "{e:#}");
+            assert!(
+                format!("{e:#}").contains("--precision bf16 needs a CPU with AVX512_BF16"),
+                "{e:#}"
+            );
+        }
+    }
+}

@@ -604,7 +604,7 @@ fn train_run(
             _ => format!(
                 ", {} products on the {} path",
                 settings.precision,
-                net.isa().path
+                net.isa().path()
             ),
         },
         if settings.augment { ", augmented" } else { "" },

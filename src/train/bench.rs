@@ -181,6 +181,7 @@ fn bench_cpu(
     net.start_profiling();
     let train = stats((0..steps).map(|_| step(&mut net)).collect());
     let profile = net.profile().expect("profiling is on").to_vec();
+    net.start_profiling();
     let infer = stats(
         (0..steps)
             .map(|_| {
@@ -190,6 +191,7 @@ fn bench_cpu(
             })
             .collect(),
     );
+    let eval_profile = net.profile().expect("profiling is on").to_vec();
 
     let mut out = String::new();
     writeln!(
@@ -201,12 +203,17 @@ fn bench_cpu(
     writeln!(out, "cpu kernels: {}", net.isa().describe())?;
     writeln!(
         out,
-        "{:<26}{:>10}{:>10}{:>12}{:>12}",
-        "layer", "fwd ms", "bwd ms", "fwd GFLOP/s", "bwd GFLOP/s"
+        "{:<26}{:>10}{:>10}{:>12}{:>12}{:>10}",
+        "layer", "fwd ms", "bwd ms", "fwd GFLOP/s", "bwd GFLOP/s", "eval ms"
     )?;
     let (per_layer, total_flops) = step_flops(net.placed(), batch);
-    for (i, ((layer, (fwd, bwd)), (f_flops, b_flops))) in
-        net.placed().iter().zip(&profile).zip(per_layer).enumerate()
+    for (i, (((layer, (fwd, bwd)), (f_flops, b_flops)), (eval, _))) in net
+        .placed()
+        .iter()
+        .zip(&profile)
+        .zip(per_layer)
+        .zip(&eval_profile)
+        .enumerate()
     {
         if runs_in_next_layer(net.placed(), i) {
             writeln!(out, "{:<26}{:>20}", layer.name, "(in the next layer)")?;
@@ -222,14 +229,19 @@ fn bench_cpu(
         };
         writeln!(
             out,
-            "{:<26}{:>10.2}{:>10.2}{:>12}{:>12}",
+            "{:<26}{:>10.2}{:>10.2}{:>12}{:>12}{:>10.2}",
             layer.name,
             f,
             b,
             rate(f_flops, f),
-            rate(b_flops, b)
+            rate(b_flops, b),
+            ms(*eval) / steps as f64
         )?;
     }
+    writeln!(
+        out,
+        "(eval ms: the inference pass, where CONV → RELU → BN run as one, on the conv's line)"
+    )?;
     let epoch = train.median.as_secs_f64() * TRAIN_IMAGES.div_ceil(batch) as f64
         + infer.median.as_secs_f64() * 10_000usize.div_ceil(batch) as f64;
     let epoch_line =

@@ -144,3 +144,22 @@ pub fn read(dir: &Path) -> Result<Checkpoint> {
         progress,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_from_before_the_precision_flag_read_as_fp32() {
+        let json = r#"{"epochs":40,"batch_size":64,"sgd":{"lr":0.01,"momentum":0.9,"nesterov":true,"decay":0.00025},"seed":42,"output":"p.png","save":null}"#;
+        let settings: RunSettings = serde_json::from_str(json).unwrap();
+        assert_eq!(settings.precision, Precision::Fp32);
+        let bf16 = RunSettings {
+            precision: Precision::Bf16,
+            ..settings
+        };
+        let json = serde_json::to_string(&bf16).unwrap();
+        assert!(json.contains(r#""precision":"bf16""#), "{json}");
+        assert_eq!(serde_json::from_str::<RunSettings>(&json).unwrap(), bf16);
+    }
+}

@@ -19,7 +19,6 @@
 use super::im2col::ConvGeometry;
 use super::simd::{bf16_to_f32, dispatch, f32_to_bf16, Isa, Kernel, Simd, LANES, MAX_ROWS};
 use super::winograd::Winograd;
-use crate::engine::precision::Precision;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -155,23 +154,44 @@ impl Factor for Bf16Pair {
     }
 }
 
-/// The micro-kernel: `out[r][..16] = Σ_j a[table[start + r] + cols[j]] · b[j·ldb ..][..16]`
-/// for the `S::ROWS` rows of a tile from `start` (the table's last entry repeated past its
-/// end: those rows are computed and dropped), its accumulators in registers over the whole
-/// reduction.
+/// Where a tile's rows go: `rows` rows of 16 values, `ld` apart from `ptr`, stored, or added
+/// to what is there (`accumulate`).
+#[derive(Clone, Copy)]
+pub struct TileOut {
+    pub ptr: *mut f32,
+    pub ld: usize,
+    pub rows: usize,
+    pub accumulate: bool,
+}
+
+impl TileOut {
+    /// The first `rows` rows of `buffer`, stored.
+    fn into_buffer(buffer: &mut [[f32; COLS]; MAX_ROWS], rows: usize) -> TileOut {
+        TileOut {
+            ptr: buffer.as_mut_ptr().cast(),
+            ld: COLS,
+            rows: rows.min(MAX_ROWS),
+            accumulate: false,
+        }
+    }
+}
+
+/// The micro-kernel: `out[r][..16] (+)= Σ_j a[table[start + r] + cols[j]] · b[j·ldb ..][..16]`
+/// for the first `out.rows` of the `S::ROWS` rows of a tile from `start` (the table's last
+/// entry repeated past its end), its accumulators in registers over the whole reduction.
 ///
 /// # Safety
-/// The CPU runs `S`; every `a[table[i] + cols[j]]` and `b[j·ldb + 0..16]` is in bounds.
+/// The CPU runs `S`; every `a[table[i] + cols[j]]` and `b[j·ldb + 0..16]` is in bounds, and
+/// so are the `out.rows` rows of `out`.
 #[inline(always)]
 pub(super) unsafe fn tile<S: Simd, T: Factor>(
     a: *const T,
     (table, start): (&[usize], usize),
     cols: &[usize],
-    b: *const T,
-    ldb: usize,
-    out: &mut [[f32; COLS]; MAX_ROWS],
+    (b, ldb): (*const T, usize),
+    out: TileOut,
 ) {
-    S::tile(a, (table, start), cols, b, ldb, out)
+    S::tile(a, (table, start), cols, (b, ldb), out)
 }
 
 /// [`tile`] for `R` rows: what each [`Simd`]'s `tile` calls with its own row count.
@@ -183,21 +203,25 @@ pub unsafe fn tile_of<S: Simd, T: Factor, const R: usize>(
     a: *const T,
     (table, start): (&[usize], usize),
     cols: &[usize],
-    b: *const T,
-    ldb: usize,
-    out: &mut [[f32; COLS]; MAX_ROWS],
+    (b, ldb): (*const T, usize),
+    out: TileOut,
 ) {
     let last = table.len() - 1;
     let a_rows: [*const T; R] = std::array::from_fn(|r| a.add(table[(start + r).min(last)]));
     let mut acc = [S::zero(); R];
+    if out.accumulate {
+        for (r, acc) in acc.iter_mut().enumerate().take(out.rows) {
+            *acc = S::load(out.ptr.add(r * out.ld));
+        }
+    }
     let mut b_row = b;
     for &col in cols {
         let a_col = a_rows.map(|row| row.add(col));
         T::accumulate::<S, R>(&mut acc, &a_col, b_row);
         b_row = b_row.add(ldb);
     }
-    for r in 0..R {
-        S::store(out[r].as_mut_ptr(), acc[r]);
+    for (r, acc) in acc.iter().enumerate().take(out.rows) {
+        S::store(out.ptr.add(r * out.ld), *acc);
     }
 }
 
@@ -254,6 +278,84 @@ impl Epilogue<'_> {
     }
 }
 
+/// An [`Epilogue`] as vectors, for the 16 filters from some f0 (zero past those that exist).
+pub(super) struct EpilogueLanes<S: Simd> {
+    bias: Option<S::V>,
+    relu_affine: Option<(S::V, S::V)>,
+}
+
+impl Epilogue<'_> {
+    /// The epilogue of filters `f0 .. f0 + width` (width ≤ 16).
+    ///
+    /// # Safety
+    /// The CPU runs `S`.
+    #[inline(always)]
+    #[allow(clippy::manual_map)] // a closure would not inline S's operations
+    pub(super) unsafe fn lanes<S: Simd>(&self, f0: usize, width: usize) -> EpilogueLanes<S> {
+        EpilogueLanes {
+            bias: match self.bias {
+                Some(bias) => Some(load_lanes::<S>(&bias[f0..f0 + width])),
+                None => None,
+            },
+            relu_affine: match self.relu_affine {
+                Some((scale, shift)) => Some((
+                    load_lanes::<S>(&scale[f0..f0 + width]),
+                    load_lanes::<S>(&shift[f0..f0 + width]),
+                )),
+                None => None,
+            },
+        }
+    }
+}
+
+impl<S: Simd> EpilogueLanes<S> {
+    /// What [`Epilogue::apply`] stores, for 16 sums at once (the same operations, so the
+    /// same values).
+    ///
+    /// # Safety
+    /// The CPU runs `S`.
+    #[inline(always)]
+    pub(super) unsafe fn apply(&self, sums: S::V) -> S::V {
+        let mut v = match self.bias {
+            Some(bias) => S::add(sums, bias),
+            None => sums,
+        };
+        if let Some((scale, shift)) = self.relu_affine {
+            // As BatchNorm computes it: a product, then a sum (no FMA).
+            v = S::add(S::mul(S::max(v, S::zero()), scale), shift);
+        }
+        v
+    }
+}
+
+/// Up to 16 values as a vector, zeros after them.
+///
+/// # Safety
+/// The CPU runs `S`.
+#[inline(always)]
+pub(super) unsafe fn load_lanes<S: Simd>(values: &[f32]) -> S::V {
+    if values.len() == LANES {
+        return S::load(values.as_ptr());
+    }
+    let mut spill = [0.0; LANES];
+    spill[..values.len()].copy_from_slice(values);
+    S::load(spill.as_ptr())
+}
+
+/// The first `out.len()` (≤ 16) lanes of `v` into `out`.
+///
+/// # Safety
+/// The CPU runs `S`.
+#[inline(always)]
+pub(super) unsafe fn store_lanes<S: Simd>(out: &mut [f32], v: S::V) {
+    if out.len() == LANES {
+        return S::store(out.as_mut_ptr(), v);
+    }
+    let mut spill = [0.0; LANES];
+    S::store(spill.as_mut_ptr(), v);
+    out.copy_from_slice(&spill[..out.len()]);
+}
+
 /// Copies `n` images into the interiors of their zero-bordered copies (borders stay zero).
 fn pad(g: ConvGeometry, images: &[f32], padded: &mut [f32], n: usize) {
     let (wp, pad, c, padded_len) = (g.padded_width(), g.k / 2, g.c, g.padded_len());
@@ -298,23 +400,22 @@ impl Kernel for ConvolveImage<'_> {
         let mut out = [[0.0; COLS]; MAX_ROWS];
         for f0 in (0..outputs).step_by(COLS) {
             let width = COLS.min(outputs - f0);
+            let epilogue = epilogue.lanes::<S>(f0, width);
             for p0 in (0..pixels).step_by(S::ROWS) {
                 // SAFETY: the largest offsets index the image's last padded pixel, and the
                 // kernel holds taps × ldk values (asserted by the caller), ldk a multiple of
                 // COLS.
+                let rows = S::ROWS.min(pixels - p0);
                 tile::<S, f32>(
                     image.as_ptr(),
                     (&o.pixels, p0),
                     &o.taps,
-                    kernel.as_ptr().add(f0),
-                    ldk,
-                    &mut out,
+                    (kernel.as_ptr().add(f0), ldk),
+                    TileOut::into_buffer(&mut out, rows),
                 );
-                for (r, sums) in out.iter().enumerate().take(S::ROWS.min(pixels - p0)) {
+                for (r, sums) in out.iter().enumerate().take(rows) {
                     let row = &mut y[(p0 + r) * outputs + f0..][..width];
-                    for (f, (v, s)) in (f0..).zip(row.iter_mut().zip(sums)) {
-                        *v = epilogue.apply(f, *s);
-                    }
+                    store_lanes::<S>(row, epilogue.apply(S::load(sums.as_ptr())));
                 }
             }
         }
@@ -381,7 +482,6 @@ impl Kernel for KernelGradGroup<'_> {
         } = self;
         let (patch, pixels) = (o.taps.len(), o.pixels.len());
         partial.fill(0.0);
-        let mut out = [[0.0; COLS]; MAX_ROWS];
         for image in images {
             let x = &padded[image * o.padded_len..][..o.padded_len];
             let dy = &dy[image * pixels * f..][..pixels * f];
@@ -389,21 +489,16 @@ impl Kernel for KernelGradGroup<'_> {
                 let block = &o.pixels[p0..(p0 + PIXELS_PER_BLOCK).min(pixels)];
                 for f0 in (0..f).step_by(COLS) {
                     for j0 in (0..patch).step_by(S::ROWS) {
-                        // SAFETY: as in ConvolveImage; dy holds `pixels` rows of f values.
-                        tile::<S, f32>(
-                            x.as_ptr(),
-                            (&o.taps, j0),
-                            block,
-                            dy.as_ptr().add(p0 * f + f0),
-                            f,
-                            &mut out,
-                        );
-                        for (r, sums) in out.iter().enumerate().take(S::ROWS.min(patch - j0)) {
-                            let row = &mut partial[(j0 + r) * f + f0..][..COLS];
-                            for (g, s) in row.iter_mut().zip(sums) {
-                                *g += s;
-                            }
-                        }
+                        // SAFETY: as in ConvolveImage; dy holds `pixels` rows of f values, and
+                        // `partial` patch rows of f.
+                        let out = TileOut {
+                            ptr: partial[j0 * f + f0..].as_mut_ptr(),
+                            ld: f,
+                            rows: S::ROWS.min(patch - j0),
+                            accumulate: true,
+                        };
+                        let b = (dy.as_ptr().add(p0 * f + f0), f);
+                        tile::<S, f32>(x.as_ptr(), (&o.taps, j0), block, b, out);
                     }
                 }
             }
@@ -457,12 +552,8 @@ impl DirectConv {
             Some(_) => Vec::new(),
             None => vec![0.0; capacity * o.padded_len],
         };
-        let f32_isa = Isa {
-            precision: Precision::Fp32,
-            ..isa
-        };
         DirectConv {
-            isa: f32_isa,
+            isa: isa.fp32(),
             padded_input: padded(&forward_winograd, &input_offsets),
             padded_grad: padded(&grad_winograd, &grad_offsets),
             forward_winograd,

@@ -9,7 +9,7 @@
 //! AVX512_BF16 for the bf16 products where the precision asks for them.
 
 use super::super::precision::Precision;
-use super::conv::{Factor, COLS};
+use super::conv::{Factor, TileOut};
 use std::fmt;
 
 /// The environment variable that forces a CPU path.
@@ -122,10 +122,13 @@ pub struct UnsupportedCpu(pub String);
 /// the bf16 products are emulated (exactly what `vdpbf16ps` computes, up to the order of two
 /// additions), so tests can check the bf16 logic anywhere; the command line offers bf16 only
 /// where the CPU has the instructions.
+///
+/// An `Isa` exists only where the CPU runs it (its fields are private): holding one is the
+/// proof that [`dispatch`] and [`vectorized`] may use its instructions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Isa {
-    pub path: Path,
-    pub precision: Precision,
+    path: Path,
+    precision: Precision,
 }
 
 impl Isa {
@@ -157,6 +160,22 @@ impl Isa {
             }
         }
         Ok(Isa::new(path, precision).expect("checked above"))
+    }
+
+    pub fn path(self) -> Path {
+        self.path
+    }
+
+    pub fn precision(self) -> Precision {
+        self.precision
+    }
+
+    /// The same path in fp32 (which every path runs).
+    pub fn fp32(self) -> Isa {
+        Isa {
+            precision: Precision::Fp32,
+            ..self
+        }
     }
 
     /// What `bench` prints: e.g. `avx512, bf16 products (vdpbf16ps)`.
@@ -202,30 +221,29 @@ pub trait Simd: Copy {
 
     /// The products' micro-kernel with this instruction set's tile height: `conv::tile_of`
     /// with `R` = [`Simd::ROWS`] (a const generic cannot be an associated constant).
-    #[allow(clippy::type_complexity)]
     unsafe fn tile<T: Factor>(
         a: *const T,
         rows: (&[usize], usize),
         cols: &[usize],
-        b: *const T,
-        ldb: usize,
-        out: &mut [[f32; COLS]; MAX_ROWS],
+        b: (*const T, usize),
+        out: TileOut,
     );
 }
 
-/// Implements [`Simd::tile`] for `$rows` rows.
+/// Sets [`Simd::ROWS`] and implements [`Simd::tile`] for that many rows.
 macro_rules! tile_with_rows {
     ($rows:literal) => {
+        const ROWS: usize = $rows;
+
         #[inline(always)]
         unsafe fn tile<T: $crate::engine::cpu::conv::Factor>(
             a: *const T,
             rows: (&[usize], usize),
             cols: &[usize],
-            b: *const T,
-            ldb: usize,
-            out: &mut [[f32; $crate::engine::cpu::conv::COLS]; $crate::engine::cpu::simd::MAX_ROWS],
+            b: (*const T, usize),
+            out: $crate::engine::cpu::conv::TileOut,
         ) {
-            $crate::engine::cpu::conv::tile_of::<Self, T, $rows>(a, rows, cols, b, ldb, out)
+            $crate::engine::cpu::conv::tile_of::<Self, T, $rows>(a, rows, cols, b, out)
         }
     };
 }
@@ -258,7 +276,6 @@ pub struct Portable;
 impl Simd for Portable {
     type V = [f32; LANES];
     type Pairs = [u32; LANES];
-    const ROWS: usize = 4;
     tile_with_rows!(4);
 
     #[inline(always)]
@@ -328,7 +345,6 @@ mod x86 {
     impl Simd for Avx2 {
         type V = [__m256; 2];
         type Pairs = [__m256i; 2];
-        const ROWS: usize = 6;
         tile_with_rows!(6);
 
         #[inline(always)]
@@ -399,8 +415,7 @@ mod x86 {
         () => {
             type V = __m512;
             type Pairs = __m512i;
-            /// 12 of the 32 registers accumulate, each a row of the tile.
-            const ROWS: usize = 12;
+            // 12 of the 32 registers accumulate, each a row of the tile.
             tile_with_rows!(12);
 
             #[inline(always)]
@@ -496,7 +511,8 @@ pub trait Kernel {
 /// Runs `kernel` on `isa`'s instructions.
 ///
 /// # Safety
-/// What the kernel requires of its fields (bounds of its pointers).
+/// What the kernel requires of its fields (bounds of its pointers); the instructions are
+/// there (an Isa exists only where the CPU runs it).
 pub unsafe fn dispatch<K: Kernel>(isa: Isa, kernel: K) -> K::Output {
     match (isa.path, isa.precision) {
         (Path::Portable, _) => kernel.run::<Portable>(),
@@ -509,6 +525,37 @@ pub unsafe fn dispatch<K: Kernel>(isa: Isa, kernel: K) -> K::Output {
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("Isa::new admits only the portable path off x86-64"),
     }
+}
+
+/// Runs `loops` compiled for `isa`'s instruction set, so that the compiler vectorizes them to
+/// its width: for plain Rust loops (no intrinsics; those go through [`Kernel`]). The results
+/// are the same on every path: Rust never fuses a·b + c by itself, and a vectorized loop keeps
+/// each element's own order of operations.
+pub fn vectorized<R>(isa: Isa, loops: impl FnOnce() -> R) -> R {
+    // SAFETY: an Isa exists only where the CPU runs it.
+    unsafe {
+        match isa.path {
+            Path::Portable => loops(),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => loops_on_avx2(loops),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512 => loops_on_avx512(loops),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("Isa::new admits only the portable path off x86-64"),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn loops_on_avx2<R>(loops: impl FnOnce() -> R) -> R {
+    loops()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl")]
+unsafe fn loops_on_avx512<R>(loops: impl FnOnce() -> R) -> R {
+    loops()
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -12,9 +12,9 @@
 //! of the output gradient, `dU[ξν] = Σ_tiles V[ξν]ᵀ · dM[ξν]` (16 products reducing over
 //! tiles) and `dg = Gᵀ dU G`.
 
-use super::conv::{tile, Bf16Pair, Epilogue, Factor, COLS};
+use super::conv::{store_lanes, tile, Bf16Pair, Epilogue, Factor, TileOut, COLS};
 use super::im2col::ConvGeometry;
-use super::simd::{dispatch, Isa, Kernel, Simd, LANES, MAX_ROWS};
+use super::simd::{dispatch, Isa, Kernel, Simd, LANES};
 use crate::engine::precision::Precision;
 use rayon::prelude::*;
 use std::ops::Range;
@@ -93,7 +93,7 @@ impl Winograd {
             .max(BLOCK_TILES)
             .min(tiles);
         let scratch_len = 16 * block * (inputs + ldk);
-        let bf16 = isa.precision == Precision::Bf16;
+        let bf16 = isa.precision() == Precision::Bf16;
         let terms = if bf16 { 2 } else { 1 };
         // In fp32 the paired buffers go unused: one pair per chunk keeps the chunking uniform.
         let paired = |len: usize| vec![Bf16Pair::default(); if bf16 { len } else { chunks }];
@@ -139,14 +139,14 @@ impl Winograd {
         assert!(outputs <= ldk && kernel.len() >= 9 * c * ldk);
         assert!(images.len() >= n * image_len && y.len() >= n * pixels * outputs);
         transform_kernels(kernel, c, ldk, &mut self.kernels);
-        if isa.precision == Precision::Bf16 {
+        if isa.precision() == Precision::Bf16 {
             Bf16Pair::across(&self.kernels, [16, c, ldk], &mut self.paired_kernels);
         }
         let per_chunk = n.div_ceil(self.chunks);
         let scratch_len = self.scratch.len() / self.chunks;
         let paired_len = self.paired_scratch.len() / self.chunks;
         let shared = Shared {
-            precision: isa.precision,
+            precision: isa.precision(),
             geometry: self.geometry,
             ldk,
             block: self.block,
@@ -196,7 +196,7 @@ impl Winograd {
         let scratch_len = self.scratch.len() / self.chunks;
         let paired_len = self.paired_scratch.len() / self.chunks;
         let shared = Shared {
-            precision: isa.precision,
+            precision: isa.precision(),
             geometry: self.geometry,
             ldk,
             block: self.block,
@@ -582,7 +582,6 @@ unsafe fn transform_products<S: Simd>(
     let tiles_w = w / 2;
     debug_assert!(products.len() >= 16 * tiles.len() * ldk && y.len() >= h * w * outputs);
     debug_assert!(tiles.end <= (h / 2) * tiles_w);
-    let mut spill = [0.0f32; LANES];
     let nb = tiles.len();
     for (i, t) in tiles.enumerate() {
         let (ty, tx) = (2 * (t / tiles_w), 2 * (t % tiles_w));
@@ -600,44 +599,12 @@ unsafe fn transform_products<S: Simd>(
                 ]);
             }
             let width = LANES.min(outputs - f0);
-            // The epilogue's values for these filters, zero past `outputs`.
-            let lanes = |values: &[f32], spill: &mut [f32; LANES]| -> *const f32 {
-                if width == LANES {
-                    return values[f0..f0 + LANES].as_ptr();
-                }
-                *spill = [0.0; LANES];
-                spill[..width].copy_from_slice(&values[f0..f0 + width]);
-                spill.as_ptr()
-            };
-            let mut spills = [[0.0f32; LANES]; 3];
-            let [bias_spill, scale_spill, shift_spill] = &mut spills;
-            let b = match epilogue.bias {
-                Some(bias) => S::load(lanes(bias, bias_spill)),
-                None => S::zero(),
-            };
-            #[allow(clippy::manual_map)] // a closure would not inline S's operations
-            let relu_affine = match epilogue.relu_affine {
-                Some((scale, shift)) => Some((
-                    S::load(lanes(scale, scale_spill)),
-                    S::load(lanes(shift, shift_spill)),
-                )),
-                None => None,
-            };
+            let epilogue = epilogue.lanes::<S>(f0, width);
             for a in 0..2 {
                 let column = at::<S>(column(&rows, a));
                 for (dy, v) in column.into_iter().enumerate() {
-                    let mut v = S::add(v, b);
-                    if let Some((scale, shift)) = relu_affine {
-                        // As BatchNorm computes it: a product, then a sum (no FMA).
-                        v = S::add(S::mul(S::max(v, S::zero()), scale), shift);
-                    }
                     let out = &mut y[((ty + dy) * w + tx + a) * outputs + f0..][..width];
-                    if width == LANES {
-                        S::store(out.as_mut_ptr(), v);
-                    } else {
-                        S::store(spill.as_mut_ptr(), v);
-                        out.copy_from_slice(&spill[..width]);
-                    }
+                    store_lanes::<S>(out, epilogue.apply(v));
                 }
             }
         }
@@ -661,29 +628,27 @@ unsafe fn products<S: Simd, T: Factor>(
     ldk: usize,
     accumulate: bool,
 ) {
-    let mut sums = [[0.0; COLS]; MAX_ROWS];
+    assert!(out.len() >= 16 * out_len && out_len >= rows.len() * ldk);
     for k in 0..16 {
         let a = &a[k * a_len..][..a_len];
         let b = &b[k * b_len..][..b_len];
         let out = &mut out[k * out_len..][..out_len];
         for f0 in (0..ldk).step_by(COLS) {
             for r0 in (0..rows.len()).step_by(S::ROWS) {
+                // The tile writes its rows straight into `out` (asserted large enough).
+                let tile_out = TileOut {
+                    ptr: out[r0 * ldk + f0..].as_mut_ptr(),
+                    ld: ldk,
+                    rows: S::ROWS.min(rows.len() - r0),
+                    accumulate,
+                };
                 tile::<S, T>(
                     a.as_ptr(),
                     (rows, r0),
                     cols,
-                    b.as_ptr().add(f0),
-                    ldk,
-                    &mut sums,
+                    (b.as_ptr().add(f0), ldk),
+                    tile_out,
                 );
-                for (r, sums) in sums.iter().enumerate().take(S::ROWS.min(rows.len() - r0)) {
-                    let out = &mut out[(r0 + r) * ldk + f0..][..COLS];
-                    if accumulate {
-                        out.iter_mut().zip(sums).for_each(|(o, s)| *o += s);
-                    } else {
-                        out.copy_from_slice(sums);
-                    }
-                }
             }
         }
     }

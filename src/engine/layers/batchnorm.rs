@@ -9,12 +9,15 @@
 
 use super::{Backward, Forward, Mode};
 use crate::engine::cpu::reduce::{partials_len, reduce_rows, ROWS_PER_CHUNK};
+use crate::engine::cpu::simd::{vectorized, Isa};
 use rayon::prelude::*;
 
 pub const MOMENTUM: f64 = 0.99;
 pub const EPSILON: f64 = 1e-3;
 
 pub struct BatchNorm {
+    /// Its loops are compiled for this instruction set.
+    isa: Isa,
     channels: usize,
     per_sample: usize,
     /// The lowest input value taken as is: 0 where the ReLU before runs here, else −∞.
@@ -35,9 +38,16 @@ pub struct BatchNorm {
 impl BatchNorm {
     /// BN over `channels`, sized for `capacity` samples; `relu_input`: the ReLU before it
     /// runs here (see the module's note).
-    pub fn new(per_sample: usize, channels: usize, capacity: usize, relu_input: bool) -> Self {
+    pub fn new(
+        isa: Isa,
+        per_sample: usize,
+        channels: usize,
+        capacity: usize,
+        relu_input: bool,
+    ) -> Self {
         let rows = capacity * per_sample / channels;
         BatchNorm {
+            isa,
             channels,
             per_sample,
             floor: if relu_input { 0.0 } else { f32::NEG_INFINITY },
@@ -53,7 +63,7 @@ impl BatchNorm {
     }
 
     pub fn forward(&mut self, io: Forward) {
-        let (c, floor) = (self.channels, self.floor);
+        let (c, floor, isa) = (self.channels, self.floor, self.isa);
         let rows = io.n * self.per_sample / c;
         let x = &io.x[..rows * c];
         self.last_mode = io.mode;
@@ -64,13 +74,15 @@ impl BatchNorm {
                 // channel, E[x²] − E[x]² loses nothing that matters to cancellation.
                 reduce_rows(rows, &mut self.partials, &mut self.sums, |range, s| {
                     let (sum, sum_sq) = s.split_at_mut(c);
-                    for row in x[range.start * c..range.end * c].chunks_exact(c) {
-                        for j in 0..c {
-                            let v = row[j].max(floor) as f64;
-                            sum[j] += v;
-                            sum_sq[j] += v * v;
+                    vectorized(isa, || {
+                        for row in x[range.start * c..range.end * c].chunks_exact(c) {
+                            for j in 0..c {
+                                let v = row[j].max(floor) as f64;
+                                sum[j] += v;
+                                sum_sq[j] += v * v;
+                            }
                         }
-                    }
+                    })
                 });
                 for j in 0..c {
                     let mean = self.sums[j] / rows as f64;
@@ -92,7 +104,14 @@ impl BatchNorm {
             Mode::Eval => self.use_moving_statistics(io.moving),
         }
         self.set_affine(io.weights);
-        normalize(x, &mut io.y[..rows * c], &self.scale, &self.shift, floor);
+        normalize(
+            isa,
+            x,
+            &mut io.y[..rows * c],
+            &self.scale,
+            &self.shift,
+            floor,
+        );
     }
 
     /// The evaluation-mode output as `max(x, 0)·scale + shift` per channel, for a layer that
@@ -127,7 +146,7 @@ impl BatchNorm {
     }
 
     pub fn backward(&mut self, io: Backward) {
-        let (c, floor) = (self.channels, self.floor);
+        let (c, floor, isa) = (self.channels, self.floor, self.isa);
         let rows = io.n * self.per_sample / c;
         let (x, dy) = (&io.x[..rows * c], &io.dy[..rows * c]);
         // sums[..c] = Σ dy (beta's gradient), sums[c..] = Σ dy·x; then Σ dy·x̂ =
@@ -135,12 +154,14 @@ impl BatchNorm {
         reduce_rows(rows, &mut self.partials, &mut self.sums, |range, s| {
             let (sum_dy, sum_dy_x) = s.split_at_mut(c);
             let rows_x = x[range.start * c..range.end * c].chunks_exact(c);
-            for (x, dy) in rows_x.zip(dy[range.start * c..range.end * c].chunks_exact(c)) {
-                for j in 0..c {
-                    sum_dy[j] += dy[j] as f64;
-                    sum_dy_x[j] += (dy[j] * x[j].max(floor)) as f64;
+            vectorized(isa, || {
+                for (x, dy) in rows_x.zip(dy[range.start * c..range.end * c].chunks_exact(c)) {
+                    for j in 0..c {
+                        sum_dy[j] += dy[j] as f64;
+                        sum_dy_x[j] += (dy[j] * x[j].max(floor)) as f64;
+                    }
                 }
-            }
+            })
         });
         let (gamma_grad, beta_grad) = io.grads.split_at_mut(c);
         for j in 0..c {
@@ -162,27 +183,30 @@ impl BatchNorm {
         }
         let Some(dx) = io.dx else { return };
         let factors = (&self.scale[..], &self.x_scale[..], &self.shift[..]);
-        input_grad(dy, x, &mut dx[..rows * c], factors, floor);
+        input_grad(isa, dy, x, &mut dx[..rows * c], factors, floor);
     }
 }
 
 /// `y = max(x, floor)·scale + shift` per channel (the last axis).
-fn normalize(x: &[f32], y: &mut [f32], scale: &[f32], shift: &[f32], floor: f32) {
+fn normalize(isa: Isa, x: &[f32], y: &mut [f32], scale: &[f32], shift: &[f32], floor: f32) {
     let c = scale.len();
     let chunk = ROWS_PER_CHUNK * c;
     y.par_chunks_mut(chunk)
         .zip(x.par_chunks(chunk))
         .for_each(|(y, x)| {
-            for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                for j in 0..c {
-                    y[j] = x[j].max(floor) * scale[j] + shift[j];
+            vectorized(isa, || {
+                for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                    for j in 0..c {
+                        y[j] = x[j].max(floor) * scale[j] + shift[j];
+                    }
                 }
-            }
+            })
         });
 }
 
 /// `dx = dy·scale + max(x, floor)·x_scale + shift` per channel where x > floor, else 0.
 fn input_grad(
+    isa: Isa,
     dy: &[f32],
     x: &[f32],
     dx: &mut [f32],
@@ -195,14 +219,16 @@ fn input_grad(
         .zip(dy.par_chunks(chunk))
         .zip(x.par_chunks(chunk))
         .for_each(|((dx, dy), x)| {
-            let rows = dx.chunks_exact_mut(c).zip(dy.chunks_exact(c));
-            for ((dx, dy), x) in rows.zip(x.chunks_exact(c)) {
-                for j in 0..c {
-                    let v = dy[j] * scale[j] + x[j].max(floor) * x_scale[j] + shift[j];
-                    // A bit mask, not a branch, as in ReLU's own backward.
-                    let keep = ((x[j] > floor) as u32).wrapping_neg();
-                    dx[j] = f32::from_bits(v.to_bits() & keep);
+            vectorized(isa, || {
+                let rows = dx.chunks_exact_mut(c).zip(dy.chunks_exact(c));
+                for ((dx, dy), x) in rows.zip(x.chunks_exact(c)) {
+                    for j in 0..c {
+                        let v = dy[j] * scale[j] + x[j].max(floor) * x_scale[j] + shift[j];
+                        // A bit mask, not a branch, as in ReLU's own backward.
+                        let keep = ((x[j] > floor) as u32).wrapping_neg();
+                        dx[j] = f32::from_bits(v.to_bits() & keep);
+                    }
                 }
-            }
+            })
         });
 }

@@ -1,36 +1,41 @@
 //! The layers that act on each value alone: ReLU, Dropout and Flatten.
 
 use super::{Backward, Forward, Mode};
+use crate::engine::cpu::simd::{vectorized, Isa};
 use rayon::prelude::*;
 
 const CHUNK: usize = 1 << 14;
 
-pub fn relu_forward(io: Forward) {
+pub fn relu_forward(isa: Isa, io: Forward) {
     let len = io.x.len().min(io.y.len());
     io.y[..len]
         .par_chunks_mut(CHUNK)
         .zip(io.x[..len].par_chunks(CHUNK))
         .for_each(|(y, x)| {
-            for (y, x) in y.iter_mut().zip(x) {
-                *y = x.max(0.0);
-            }
+            vectorized(isa, || {
+                for (y, x) in y.iter_mut().zip(x) {
+                    *y = x.max(0.0);
+                }
+            })
         });
 }
 
 /// Reads the output: where ReLU passed its input on, the gradient passes too.
-pub fn relu_backward(io: Backward) {
+pub fn relu_backward(isa: Isa, io: Backward) {
     let Some(dx) = io.dx else { return };
     let len = dx.len();
     dx.par_chunks_mut(CHUNK)
         .zip(io.y[..len].par_chunks(CHUNK))
         .zip(io.dy[..len].par_chunks(CHUNK))
         .for_each(|((dx, y), dy)| {
-            for ((dx, y), dy) in dx.iter_mut().zip(y).zip(dy) {
-                // A bit mask, not a branch: the signs are random, so a branch mispredicts
-                // half the time, and this form vectorizes.
-                let keep = ((*y > 0.0) as u32).wrapping_neg();
-                *dx = f32::from_bits(dy.to_bits() & keep);
-            }
+            vectorized(isa, || {
+                for ((dx, y), dy) in dx.iter_mut().zip(y).zip(dy) {
+                    // A bit mask, not a branch: the signs are random, so a branch mispredicts
+                    // half the time, and this form vectorizes.
+                    let keep = ((*y > 0.0) as u32).wrapping_neg();
+                    *dx = f32::from_bits(dy.to_bits() & keep);
+                }
+            })
         });
 }
 
@@ -72,14 +77,16 @@ pub fn dropout_keeps(key: u64, index: usize, rate: f32) -> bool {
 /// Inverted dropout: kept values are scaled by 1/(1 − rate) in training, so evaluation is
 /// the identity. Forward keeps each value's factor (0 or 1/(1 − rate)) for backward.
 pub struct Dropout {
+    isa: Isa,
     rate: f32,
     /// The factors of the last training forward pass.
     factors: Vec<f32>,
 }
 
 impl Dropout {
-    pub fn new(rate: f32, len: usize) -> Self {
+    pub fn new(isa: Isa, rate: f32, len: usize) -> Self {
         Dropout {
+            isa,
             rate,
             factors: vec![0.0; len],
         }
@@ -92,29 +99,34 @@ impl Dropout {
             return;
         }
         let (key, rate, scale) = (io.dropout_key, self.rate, 1.0 / (1.0 - self.rate));
+        let isa = self.isa;
         io.y.par_chunks_mut(CHUNK)
             .zip(self.factors[..len].par_chunks_mut(CHUNK))
             .zip(io.x[..len].par_chunks(CHUNK))
             .enumerate()
             .for_each(|(c, ((y, factors), x))| {
-                for (i, ((y, factor), x)) in y.iter_mut().zip(factors).zip(x).enumerate() {
-                    // A product, not a branch: a quarter to a half of the draws drop.
-                    *factor = dropout_keeps(key, c * CHUNK + i, rate) as u32 as f32 * scale;
-                    *y = x * *factor;
-                }
+                vectorized(isa, || {
+                    for (i, ((y, factor), x)) in y.iter_mut().zip(factors).zip(x).enumerate() {
+                        // A product, not a branch: a quarter to a half of the draws drop.
+                        *factor = dropout_keeps(key, c * CHUNK + i, rate) as u32 as f32 * scale;
+                        *y = x * *factor;
+                    }
+                })
             });
     }
 
     pub fn backward(&mut self, io: Backward) {
         if let Some(dx) = io.dx {
-            let len = dx.len();
+            let (len, isa) = (dx.len(), self.isa);
             dx.par_chunks_mut(CHUNK)
                 .zip(self.factors[..len].par_chunks(CHUNK))
                 .zip(io.dy[..len].par_chunks(CHUNK))
                 .for_each(|((dx, factors), dy)| {
-                    for ((dx, factor), dy) in dx.iter_mut().zip(factors).zip(dy) {
-                        *dx = dy * factor;
-                    }
+                    vectorized(isa, || {
+                        for ((dx, factor), dy) in dx.iter_mut().zip(factors).zip(dy) {
+                            *dx = dy * factor;
+                        }
+                    })
                 });
         }
     }

@@ -46,7 +46,8 @@ pub struct Backward<'a> {
 pub enum Layer {
     Conv2d(linear::Conv2d),
     Dense(linear::Dense),
-    Relu,
+    /// Its loops compiled for the network's instruction set.
+    Relu(Isa),
     BatchNorm(batchnorm::BatchNorm),
     MaxPool(pool::MaxPool),
     Dropout(elementwise::Dropout),
@@ -92,15 +93,17 @@ impl Layer {
             LayerSpec::Dense { units } => {
                 Layer::Dense(linear::Dense::new(placed.input, units, capacity))
             }
-            LayerSpec::Relu => Layer::Relu,
+            LayerSpec::Relu => Layer::Relu(isa),
             LayerSpec::BatchNorm => Layer::BatchNorm(batchnorm::BatchNorm::new(
+                isa,
                 placed.input.len(),
                 placed.input.channels(),
                 capacity,
                 relu_input,
             )),
-            LayerSpec::MaxPool => Layer::MaxPool(pool::MaxPool::new(placed.input, capacity)),
+            LayerSpec::MaxPool => Layer::MaxPool(pool::MaxPool::new(isa, placed.input, capacity)),
             LayerSpec::Dropout { rate } => Layer::Dropout(elementwise::Dropout::new(
+                isa,
                 rate,
                 capacity * placed.input.len(),
             )),
@@ -115,7 +118,7 @@ impl Layer {
         match self {
             Layer::Conv2d(l) => l.forward(io),
             Layer::Dense(l) => l.forward(io),
-            Layer::Relu => elementwise::relu_forward(io),
+            Layer::Relu(isa) => elementwise::relu_forward(*isa, io),
             Layer::BatchNorm(l) => l.forward(io),
             Layer::MaxPool(l) => l.forward(io),
             Layer::Dropout(l) => l.forward(io),
@@ -130,7 +133,7 @@ impl Layer {
         match self {
             Layer::Conv2d(l) => l.backward(io),
             Layer::Dense(l) => l.backward(io),
-            Layer::Relu => elementwise::relu_backward(io),
+            Layer::Relu(isa) => elementwise::relu_backward(*isa, io),
             Layer::BatchNorm(l) => l.backward(io),
             Layer::MaxPool(l) => l.backward(io),
             Layer::Dropout(l) => l.backward(io),
