@@ -229,6 +229,20 @@ fn cpu_path_and_precision_errors_exit_2() {
         ],
         "error: --precision bf16 runs on the CPU only; the GPU trains in fp32",
     );
+    let figure = dir.path().join("c.png");
+    let figure = figure.to_str().unwrap();
+    assert_usage_error(
+        &[
+            "compare",
+            "--output",
+            figure,
+            "--precision",
+            "bf16",
+            "--device",
+            "cuda",
+        ],
+        "error: --precision bf16 runs on the CPU only; the GPU trains in fp32",
+    );
     let has_bf16 = minivgg::engine::cpu::simd::has_bf16_dot_products();
     let bf16_bench = minivgg(&["bench", "--precision", "bf16", "--steps", "1"]);
     if has_bf16 {

@@ -295,6 +295,7 @@ fn model_spec(args: &ModelArgs) -> Result<ModelSpec> {
 }
 
 fn check_flags(args: &RecipeArgs) -> Result<()> {
+    args.precision.on(args.device)?;
     if args.epochs == 0 {
         return Err(usage("--epochs must be at least 1".into()));
     }
@@ -470,7 +471,6 @@ fn start_run(args: &TrainArgs) -> Result<(Checkpoint, PathBuf)> {
         ));
     }
     check_flags(&args.recipe)?;
-    args.recipe.precision.on(args.recipe.device)?;
     let spec = model_spec(&args.model)?;
     let output = args.output.clone().unwrap_or_else(|| default_output(&spec));
     let seed = args.recipe.seed.unwrap_or_else(rand::random);

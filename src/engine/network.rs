@@ -53,6 +53,11 @@ pub struct Network {
     /// Index into `acts` (and `grad_acts`) of each layer's input: its own, i, except for a
     /// BatchNorm that runs the ReLU before it, which reads that ReLU's input, i − 1.
     inputs: Vec<usize>,
+    /// The same in evaluation, where Dropout and Flatten are skipped (they pass their input
+    /// on unchanged): the layer after one reads what it would have copied.
+    eval_inputs: Vec<usize>,
+    /// The mode of the last forward pass (which buffers it wrote).
+    last_mode: Mode,
     capacity: usize,
     /// Trainable parameters, their gradients, and BN moving statistics: flat, in layer order.
     pub params: Vec<f32>,
@@ -133,9 +138,20 @@ impl Network {
                 Layer::new(isa, p, capacity)
             }
         });
-        let layers = layers.collect();
-        let inputs = (0..placed.len())
+        let layers: Vec<Layer> = layers.collect();
+        let inputs: Vec<usize> = (0..placed.len())
             .map(|i| if after_relu(i) { i - 1 } else { i })
+            .collect();
+        // holds[b]: the buffer that holds, in evaluation, what acts[b] would.
+        let mut holds: Vec<usize> = (0..=placed.len()).collect();
+        let eval_inputs = (0..placed.len())
+            .map(|i| {
+                let input = holds[inputs[i]];
+                if passes_input_on_in_eval(&layers[i]) {
+                    holds[i + 1] = input;
+                }
+                input
+            })
             .collect();
         let mut acts = vec![vec![0.0; capacity * spec.input.len()]];
         let mut grad_acts = vec![Vec::new()];
@@ -160,6 +176,8 @@ impl Network {
             isa,
             layers,
             inputs,
+            eval_inputs,
+            last_mode: Mode::Train,
             placed,
             capacity,
             params: vec![0.0; trainable],
@@ -256,15 +274,22 @@ impl Network {
             "batch of {n} outside 1..={}",
             self.capacity
         );
+        self.last_mode = mode;
         let mut i = 0;
         while i < self.layers.len() {
             let started = Instant::now();
+            let input = match mode {
+                Mode::Train => self.inputs[i],
+                Mode::Eval => self.eval_inputs[i],
+            };
             let done = if mode == Mode::Eval && self.is_conv_relu_batchnorm(i) {
-                self.forward_conv_relu_batchnorm(i, n);
+                self.forward_conv_relu_batchnorm(i, input, n);
                 3
+            } else if mode == Mode::Eval && passes_input_on_in_eval(&self.layers[i]) {
+                1
             } else {
                 if !matches!(self.layers[i], Layer::InNextLayer) {
-                    self.forward_layer(i, n, mode);
+                    self.forward_layer(i, input, n, mode);
                 }
                 1
             };
@@ -275,13 +300,14 @@ impl Network {
         }
     }
 
-    fn forward_layer(&mut self, i: usize, n: usize, mode: Mode) {
+    /// Layer i's forward pass, reading `acts[input]`.
+    fn forward_layer(&mut self, i: usize, input: usize, n: usize, mode: Mode) {
         let LayerRanges { weights, moving } = self.ranges[i].clone();
         let (before, after) = self.acts.split_at_mut(i + 1);
         self.layers[i].forward(Forward {
             weights: &self.params[weights],
             moving: &mut self.moving[moving],
-            x: &before[self.inputs[i]][..n * self.placed[i].input.len()],
+            x: &before[input][..n * self.placed[i].input.len()],
             y: &mut after[0][..n * self.placed[i].output.len()],
             n,
             mode,
@@ -307,7 +333,7 @@ impl Network {
     /// `max(x, 0)·scale + shift` per channel, which the convolution applies as it stores its
     /// outputs, straight into BN's output. Bit for bit the three layers' result, without
     /// writing and reading back the convolution's output.
-    fn forward_conv_relu_batchnorm(&mut self, i: usize, n: usize) {
+    fn forward_conv_relu_batchnorm(&mut self, i: usize, input: usize, n: usize) {
         let (head, tail) = self.layers.split_at_mut(i + 1);
         let (Layer::Conv2d(conv), Layer::BatchNorm(batchnorm)) = (&mut head[i], &mut tail[1])
         else {
@@ -322,7 +348,7 @@ impl Network {
             Forward {
                 weights: &self.params[weights],
                 moving: &mut self.moving[moving],
-                x: &before[self.inputs[i]][..n * self.placed[i].input.len()],
+                x: &before[input][..n * self.placed[i].input.len()],
                 y: &mut after[2][..n * self.placed[i + 2].output.len()],
                 n,
                 mode: Mode::Eval,
@@ -334,7 +360,12 @@ impl Network {
 
     /// Loss and accuracy of the last forward pass against `labels` (one per sample).
     pub fn metrics(&self, labels: &[u8]) -> BatchMetrics {
-        let logits = &self.acts[self.layers.len() - 1][..labels.len() * self.classes()];
+        let last = self.layers.len() - 1;
+        let logits = match self.last_mode {
+            Mode::Train => &self.acts[self.inputs[last]],
+            Mode::Eval => &self.acts[self.eval_inputs[last]],
+        };
+        let logits = &logits[..labels.len() * self.classes()];
         softmax_cross_entropy(logits, labels, self.classes(), None)
     }
 
@@ -387,6 +418,11 @@ impl Network {
     pub fn profile(&self) -> Option<&[(Duration, Duration)]> {
         self.profile.as_deref()
     }
+}
+
+/// Whether `layer` passes its input on unchanged in evaluation.
+fn passes_input_on_in_eval(layer: &Layer) -> bool {
+    matches!(layer, Layer::Dropout(_) | Layer::Flatten)
 }
 
 /// Glorot's fan-in and fan-out: a conv kernel `[k, k, in, out]` counts its receptive field.

@@ -3,7 +3,7 @@
 //! The input is copied once into a zero-bordered buffer; then one micro-kernel, a tile of
 //! `S::ROWS` × 16 of a matrix product whose left operand is gathered through two offset
 //! tables, serves all three products of a convolution (written once over [`Simd`]: 6 × 16 on
-//! AVX2, 12 × 16 on AVX-512, see `simd.rs`):
+//! AVX2, 16 × 16 on AVX-512, see `simd.rs`):
 //! - forward: `y[p, f] = Σ_(tap, c) x̃[p + tap, c] · W[(tap, c), f]`;
 //! - input gradient: the same convolution of the padded output gradient with the kernels
 //!   flipped and transposed, `W'[(k²−1−tap, f), c] = W[(tap, c), f]`;
@@ -18,7 +18,7 @@
 
 use super::im2col::ConvGeometry;
 use super::simd::{bf16_to_f32, dispatch, f32_to_bf16, Isa, Kernel, Simd, LANES, MAX_ROWS};
-use super::winograd::Winograd;
+use super::winograd::{TileSize, Winograd};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -544,7 +544,8 @@ impl DirectConv {
         let ldc = g.c.next_multiple_of(COLS);
         let winograd = |inputs, ldk, kernel_grads| {
             let g = ConvGeometry { c: inputs, ..g };
-            Winograd::applies(g).then(|| Winograd::new(isa, g, ldk, capacity, kernel_grads))
+            TileSize::for_layer(g, isa.precision())
+                .map(|size| Winograd::new(isa, size, g, ldk, capacity, kernel_grads))
         };
         let (forward_winograd, grad_winograd) =
             (winograd(g.c, filters, true), winograd(filters, ldc, false));

@@ -1,16 +1,21 @@
-//! Winograd's F(2×2, 3×3) for "same" 3×3 convolutions of NHWC images: each 2×2 block of
-//! outputs from its 4×4 input patch with 16 products per channel pair instead of 36. The
-//! patch transform reads the zero border itself, so the images need no padded copy.
+//! Winograd's minimal filtering for "same" 3×3 convolutions of NHWC images: each M×M block
+//! of outputs from its (M + 2)×(M + 2) input patch, F(2×2, 3×3) with 16 products per channel
+//! pair instead of 36, F(4×4, 3×3) with 36 instead of 144. The patch transform reads the zero
+//! border itself, so the images need no padded copy.
 //!
 //! `Y = Aᵀ [Σ_c (G g Gᵀ) ⊙ (Bᵀ d B)] A`: the kernels are transformed once per call; an image's
-//! patches are transformed a block of tiles at a time into 16 matrices `[tiles × C]`, and
-//! the 16 products `[tiles × C]·[C × F]` run on the direct convolution's micro-kernel. The
-//! block is sized so that its transformed patches and products stay in the core's L2 cache.
-//! The result equals the direct convolution's up to f32 rounding (layer tests compare them).
+//! patches are transformed a block of tiles at a time into P² matrices `[tiles × C]`
+//! (P = M + 2), and the P² products `[tiles × C]·[C × F]` run on the direct convolution's
+//! micro-kernel. The block is sized so that its transformed patches and products stay in the
+//! core's L2 cache. The result equals the direct convolution's up to f32 rounding (layer tests
+//! compare them); F(4×4)'s larger coefficients round more, so it serves fp32 only.
 //!
-//! The kernel gradient runs the same algebra backwards: with `dM = A dY Aᵀ` for each 2×2 block
-//! of the output gradient, `dU[ξν] = Σ_tiles V[ξν]ᵀ · dM[ξν]` (16 products reducing over
+//! The kernel gradient runs the same algebra backwards: with `dM = A dY Aᵀ` for each M×M
+//! block of the output gradient, `dU[ξν] = Σ_tiles V[ξν]ᵀ · dM[ξν]` (P² products reducing over
 //! tiles) and `dg = Gᵀ dU G`.
+//!
+//! Both sizes are one source: the transforms apply the constant matrices of [`Transforms`],
+//! and the compiler, seeing the constants, keeps only the additions they need.
 
 use super::conv::{store_lanes, tile, Bf16Pair, Epilogue, Factor, TileOut, COLS};
 use super::im2col::ConvGeometry;
@@ -30,29 +35,126 @@ const CHUNKS: usize = 8;
 /// `minivgg bench` measured the training step 74 → 65 ms; 128 KB and 512 KB did no better.
 const BLOCK_BYTES: usize = 256 << 10;
 
-/// Tiles per block come in multiples of this: every path's tile height (4, 6, 12) divides it.
-const BLOCK_TILES: usize = 12;
+/// Tiles per block come in multiples of this: every path's tile height (4, 6, 16) divides it.
+const BLOCK_TILES: usize = 48;
+
+/// The matrices of F(M×M, 3×3), patches P × P (P = M + 2).
+pub trait Transforms<const M: usize, const P: usize> {
+    /// Bᵀ: the patch transform `V = Bᵀ d B`.
+    const BT: [[f32; P]; P];
+    /// G: the kernel transform `U = G g Gᵀ`.
+    const G: [[f32; 3]; P];
+    /// Aᵀ: the output transform `Y = Aᵀ M A`.
+    const AT: [[f32; P]; M];
+}
+
+/// F(2×2, 3×3).
+pub struct F2;
+
+impl Transforms<2, 4> for F2 {
+    const BT: [[f32; 4]; 4] = [
+        [1.0, 0.0, -1.0, 0.0],
+        [0.0, 1.0, 1.0, 0.0],
+        [0.0, -1.0, 1.0, 0.0],
+        [0.0, 1.0, 0.0, -1.0],
+    ];
+    const G: [[f32; 3]; 4] = [
+        [1.0, 0.0, 0.0],
+        [0.5, 0.5, 0.5],
+        [0.5, -0.5, 0.5],
+        [0.0, 0.0, 1.0],
+    ];
+    const AT: [[f32; 4]; 2] = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]];
+}
+
+/// F(4×4, 3×3), Lavin and Gray's matrices (interpolation points 0, ±1, ±2, ∞).
+pub struct F4;
+
+impl Transforms<4, 6> for F4 {
+    const BT: [[f32; 6]; 6] = [
+        [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+        [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
+        [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
+        [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
+        [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
+        [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+    ];
+    const G: [[f32; 3]; 6] = [
+        [1.0 / 4.0, 0.0, 0.0],
+        [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+        [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+        [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+        [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+        [0.0, 0.0, 1.0],
+    ];
+    const AT: [[f32; 6]; 4] = [
+        [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+        [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
+        [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
+        [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
+    ];
+}
+
+/// Which F(M×M, 3×3) a layer runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TileSize {
+    F2,
+    F4,
+}
+
+impl TileSize {
+    /// M: outputs per tile side.
+    pub fn outputs(self) -> usize {
+        match self {
+            TileSize::F2 => 2,
+            TileSize::F4 => 4,
+        }
+    }
+
+    /// P²: transformed positions, and products, per tile.
+    fn positions(self) -> usize {
+        (self.outputs() + 2).pow(2)
+    }
+
+    /// The size a layer of `g` in `precision` runs, if Winograd applies at all (3×3, image
+    /// sides a multiple of M, channels in 16s: the transforms take a vector of them at a
+    /// time, and a thin first layer gains nothing anyway). F(4×4) where it fits, in fp32: its
+    /// products are 36 per 16 outputs against F(2×2)'s 64; bf16 keeps F(2×2), whose transforms
+    /// lose no precision to bf16's 8 bits.
+    pub fn for_layer(g: ConvGeometry, precision: Precision) -> Option<TileSize> {
+        let fits = |m: usize| g.k == 3 && g.h.is_multiple_of(m) && g.w.is_multiple_of(m);
+        if !g.c.is_multiple_of(LANES) {
+            return None;
+        }
+        match precision {
+            Precision::Fp32 if fits(4) => Some(TileSize::F4),
+            _ if fits(2) => Some(TileSize::F2),
+            _ => None,
+        }
+    }
+}
 
 pub struct Winograd {
     isa: Isa,
+    size: TileSize,
     /// The images convolved: output size h × w, `c` input channels, k = 3.
     geometry: ConvGeometry,
     /// Columns of the kernel matrix and of the transformed kernels (a multiple of COLS).
     ldk: usize,
-    /// `G g Gᵀ` for the 16 positions: `[16][inputs][ldk]`, and in bf16 its rows paired
-    /// (`[16][inputs / 2][ldk]`; unused in fp32).
+    /// `G g Gᵀ` for the P² positions: `[P²][inputs][ldk]`, and in bf16 its rows paired
+    /// (`[P²][inputs / 2][ldk]`; unused in fp32).
     kernels: Vec<f32>,
     paired_kernels: Vec<Bf16Pair>,
-    /// Tiles per block: a multiple of BLOCK_TILES (at least one), or all the image's where
-    /// fewer.
+    /// Tiles per block: a multiple of BLOCK_TILES (at least one), or all of a chunk's images'
+    /// where fewer.
     block: usize,
-    /// Per chunk of images: one block's transformed patches `[16][block][inputs]` and products
-    /// (or, for the kernel gradient, transformed output gradients) `[16][block][ldk]`.
+    /// Per chunk of images: one block's transformed patches `[P²][block][inputs]` and products
+    /// (or, for the kernel gradient, transformed output gradients) `[P²][block][ldk]`.
     scratch: Vec<f32>,
     /// Per chunk of images, in bf16: the same as pairs (unused in fp32).
     paired_scratch: Vec<Bf16Pair>,
     /// Per chunk of images, for the kernel gradient: `dU` summed over its images,
-    /// `[16][inputs][ldk]` (empty where the kernel gradient is not asked for).
+    /// `[P²][inputs][ldk]` (empty where the kernel gradient is not asked for).
     kernel_grad_partials: Vec<f32>,
     chunks: usize,
     /// 0, 1, …, inputs − 1: the micro-kernel's column offsets into a row of patches.
@@ -66,51 +168,49 @@ pub struct Winograd {
 }
 
 impl Winograd {
-    /// Whether F(2×2, 3×3) covers the convolution `g`: 3×3, even image sizes, channels in
-    /// 16s (the transforms take a vector of them at a time; a thin first layer gains nothing
-    /// anyway).
-    pub fn applies(g: ConvGeometry) -> bool {
-        g.k == 3 && g.h.is_multiple_of(2) && g.w.is_multiple_of(2) && g.c.is_multiple_of(LANES)
-    }
-
-    /// F(2×2, 3×3) over `geometry` for kernels `ldk` columns wide, sized for `capacity`
-    /// images, on `isa`; `kernel_grads` also plans the scratch of [`Winograd::kernel_grad`].
+    /// F(M×M, 3×3) of `size` over `geometry` for kernels `ldk` columns wide, sized for
+    /// `capacity` images, on `isa`; `kernel_grads` also plans the scratch of
+    /// [`Winograd::kernel_grad`].
     pub fn new(
         isa: Isa,
+        size: TileSize,
         geometry: ConvGeometry,
         ldk: usize,
         capacity: usize,
         kernel_grads: bool,
     ) -> Winograd {
-        assert!(Self::applies(geometry) && ldk.is_multiple_of(COLS));
         let ConvGeometry {
             h, w, c: inputs, ..
         } = geometry;
-        let tiles = (h / 2) * (w / 2);
+        let (m, positions) = (size.outputs(), size.positions());
+        assert!(geometry.k == 3 && h.is_multiple_of(m) && w.is_multiple_of(m));
+        assert!(inputs.is_multiple_of(LANES) && ldk.is_multiple_of(COLS));
+        let tiles = (h / m) * (w / m);
         let chunks = CHUNKS.min(capacity);
-        let fitting = BLOCK_BYTES / (16 * (inputs + ldk) * size_of::<f32>());
+        let fitting = BLOCK_BYTES / (positions * (inputs + ldk) * size_of::<f32>());
         let block = (fitting / BLOCK_TILES * BLOCK_TILES)
             .max(BLOCK_TILES)
             .min(tiles);
-        let scratch_len = 16 * block * (inputs + ldk);
+        let scratch_len = positions * block * (inputs + ldk);
         let bf16 = isa.precision() == Precision::Bf16;
         let terms = if bf16 { 2 } else { 1 };
         // In fp32 the paired buffers go unused: one pair per chunk keeps the chunking uniform.
         let paired = |len: usize| vec![Bf16Pair::default(); if bf16 { len } else { chunks }];
         Winograd {
             isa,
+            size,
             geometry,
             ldk,
-            kernels: vec![0.0; 16 * inputs * ldk],
-            paired_kernels: paired(16 * inputs / 2 * ldk),
+            kernels: vec![0.0; positions * inputs * ldk],
+            paired_kernels: paired(positions * inputs / 2 * ldk),
             block,
             scratch: vec![0.0; chunks * scratch_len],
             // Pairs of tiles round up: a block of b tiles makes ⌈b/2⌉ rows of pairs.
-            paired_scratch: paired(chunks * 16 * (block + 1) * (inputs + ldk) / 2),
+            paired_scratch: paired(chunks * positions * (block + 1) * (inputs + ldk) / 2),
             kernel_grad_partials: vec![
                 0.0;
                 if kernel_grads {
-                    chunks * 16 * inputs * ldk
+                    chunks * positions * inputs * ldk
                 } else {
                     0
                 }
@@ -135,18 +235,28 @@ impl Winograd {
     ) {
         let ConvGeometry { h, w, c, .. } = self.geometry;
         let (ldk, image_len, isa) = (self.ldk, self.geometry.image_len(), self.isa);
-        let pixels = h * w;
+        let (pixels, positions) = (h * w, self.size.positions());
         assert!(outputs <= ldk && kernel.len() >= 9 * c * ldk);
         assert!(images.len() >= n * image_len && y.len() >= n * pixels * outputs);
-        transform_kernels(kernel, c, ldk, &mut self.kernels);
+        let transform = KernelTransform {
+            size: self.size,
+            inverse: false,
+            from: kernel,
+            c,
+            ldk,
+            to: &mut self.kernels,
+        };
+        // SAFETY: the CPU runs `isa`; the transform asserts its sizes.
+        unsafe { dispatch(isa.fp32(), transform) };
         if isa.precision() == Precision::Bf16 {
-            Bf16Pair::across(&self.kernels, [16, c, ldk], &mut self.paired_kernels);
+            Bf16Pair::across(&self.kernels, [positions, c, ldk], &mut self.paired_kernels);
         }
         let per_chunk = n.div_ceil(self.chunks);
         let scratch_len = self.scratch.len() / self.chunks;
         let paired_len = self.paired_scratch.len() / self.chunks;
         let shared = Shared {
             precision: isa.precision(),
+            size: self.size,
             geometry: self.geometry,
             ldk,
             block: self.block,
@@ -184,7 +294,7 @@ impl Winograd {
     pub fn kernel_grad(&mut self, images: &[f32], dy: &[f32], kernel_grad: &mut [f32], n: usize) {
         let ConvGeometry { h, w, c, .. } = self.geometry;
         let (ldk, image_len, isa) = (self.ldk, self.geometry.image_len(), self.isa);
-        let (pixels, partial_len) = (h * w, 16 * c * ldk);
+        let (pixels, partial_len) = (h * w, self.size.positions() * c * ldk);
         assert!(
             self.kernel_grad_partials.len() >= partial_len,
             "planned without kernel grads"
@@ -197,6 +307,7 @@ impl Winograd {
         let paired_len = self.paired_scratch.len() / self.chunks;
         let shared = Shared {
             precision: isa.precision(),
+            size: self.size,
             geometry: self.geometry,
             ldk,
             block: self.block,
@@ -228,18 +339,40 @@ impl Winograd {
                 *s += p;
             }
         }
-        untransform_kernel_grad(sum, c, ldk, kernel_grad);
+        let untransform = KernelTransform {
+            size: self.size,
+            inverse: true,
+            from: sum,
+            c,
+            ldk,
+            to: kernel_grad,
+        };
+        // SAFETY: as above.
+        unsafe { dispatch(isa.fp32(), untransform) };
     }
 }
 
 /// What the chunks of one call share.
 struct Shared<'a> {
     precision: Precision,
+    size: TileSize,
     geometry: ConvGeometry,
     ldk: usize,
     block: usize,
     channel_offsets: &'a [usize],
     tile_offsets: &'a [usize],
+}
+
+/// Runs `$chunk.run_with::<S, T, W, M, P>()` for the chunk's precision (T) and tile size.
+macro_rules! run_for_size_and_precision {
+    ($chunk:expr, $s:ty) => {
+        match ($chunk.shared.precision, $chunk.shared.size) {
+            (Precision::Fp32, TileSize::F2) => $chunk.run_with::<$s, f32, F2, 2, 4>(),
+            (Precision::Fp32, TileSize::F4) => $chunk.run_with::<$s, f32, F4, 4, 6>(),
+            (Precision::Bf16, TileSize::F2) => $chunk.run_with::<$s, Bf16Pair, F2, 2, 4>(),
+            (Precision::Bf16, TileSize::F4) => $chunk.run_with::<$s, Bf16Pair, F4, 4, 6>(),
+        }
+    };
 }
 
 /// The forward convolution of one chunk of images, a block of tiles at a time.
@@ -260,10 +393,7 @@ impl Kernel for ForwardChunk<'_> {
 
     #[inline(always)]
     unsafe fn run<S: Simd>(self) {
-        match self.shared.precision {
-            Precision::Fp32 => self.run_with::<S, f32>(),
-            Precision::Bf16 => self.run_with::<S, Bf16Pair>(),
-        }
+        run_for_size_and_precision!(self, S)
     }
 }
 
@@ -297,36 +427,40 @@ impl KernelsAs for Bf16Pair {
 
 impl ForwardChunk<'_> {
     #[inline(always)]
-    unsafe fn run_with<S: Simd, T: KernelsAs>(self) {
+    unsafe fn run_with<S, T, W, const M: usize, const P: usize>(self)
+    where
+        S: Simd,
+        T: KernelsAs,
+        W: Transforms<M, P>,
+    {
         let Shared {
-            precision: _,
             geometry,
             ldk,
             block,
             channel_offsets,
             tile_offsets,
+            ..
         } = *self.shared;
         let ConvGeometry { h, w, c, .. } = geometry;
-        let (tiles, pixels, image_len) = ((h / 2) * (w / 2), h * w, geometry.image_len());
-        let outputs = self.outputs;
+        let (tiles, pixels, image_len) = ((h / M) * (w / M), h * w, geometry.image_len());
+        let (outputs, positions) = (self.outputs, P * P);
         let kernels = T::kernels(self.kernels, self.paired_kernels);
         let paired_scratch = T::scratch(self.paired_scratch);
-        let (patches, sums) = self.scratch.split_at_mut(16 * block * c);
-        for (y, image) in self
-            .y
-            .chunks_exact_mut(pixels * outputs)
-            .zip(self.images.chunks_exact(image_len))
-        {
-            for t0 in (0..tiles).step_by(block) {
-                let tiles = t0..(t0 + block).min(tiles);
-                let nb = tiles.len();
-                transform_patches::<S>(image, h, w, c, tiles.clone(), patches);
-                let v = T::along(&patches[..16 * nb * c], paired_scratch);
-                let lens = [nb * c / T::TERMS, c / T::TERMS * ldk, nb * ldk];
-                let a = (v, &tile_offsets[..nb], &channel_offsets[..c / T::TERMS]);
-                products::<S, T>(a, kernels, sums, lens, ldk, false);
-                transform_products::<S>(sums, h, w, ldk, tiles, self.epilogue, y, outputs);
-            }
+        let (patches, sums) = self.scratch.split_at_mut(positions * block * c);
+        // Blocks run over the chunk's tiles, image after image, so a block of small images'
+        // tiles is as large as one of a large image's.
+        let all_tiles = self.images.len() / image_len * tiles;
+        assert!(self.y.len() >= all_tiles / tiles * pixels * outputs);
+        for t0 in (0..all_tiles).step_by(block) {
+            let tiles = t0..(t0 + block).min(all_tiles);
+            let nb = tiles.len();
+            transform_patches::<S, W, M, P>(self.images, h, w, c, tiles.clone(), patches);
+            let v = T::along(&patches[..positions * nb * c], paired_scratch);
+            let lens = [nb * c / T::TERMS, c / T::TERMS * ldk, nb * ldk];
+            let a = (v, &tile_offsets[..nb], &channel_offsets[..c / T::TERMS]);
+            products::<S, T>(positions, a, kernels, sums, lens, ldk, false);
+            let (epilogue, y) = (self.epilogue, &mut *self.y);
+            transform_products::<S, W, M, P>(sums, h, w, ldk, tiles, epilogue, y, outputs);
         }
     }
 }
@@ -346,191 +480,274 @@ impl Kernel for KernelGradChunk<'_> {
 
     #[inline(always)]
     unsafe fn run<S: Simd>(self) {
-        match self.shared.precision {
-            Precision::Fp32 => self.run_with::<S, f32>(),
-            Precision::Bf16 => self.run_with::<S, Bf16Pair>(),
-        }
+        run_for_size_and_precision!(self, S)
     }
 }
 
 impl KernelGradChunk<'_> {
     #[inline(always)]
-    unsafe fn run_with<S: Simd, T: KernelsAs>(self) {
+    unsafe fn run_with<S, T, W, const M: usize, const P: usize>(self)
+    where
+        S: Simd,
+        T: KernelsAs,
+        W: Transforms<M, P>,
+    {
         let Shared {
-            precision: _,
             geometry,
             ldk,
             block,
             channel_offsets,
             tile_offsets,
+            ..
         } = *self.shared;
         let ConvGeometry { h, w, c, .. } = geometry;
-        let (tiles, pixels, image_len) = ((h / 2) * (w / 2), h * w, geometry.image_len());
+        let (tiles, pixels, image_len) = ((h / M) * (w / M), h * w, geometry.image_len());
+        let positions = P * P;
         self.partial.fill(0.0);
-        let (patches, grads) = self.scratch.split_at_mut(16 * block * c);
+        let (patches, grads) = self.scratch.split_at_mut(positions * block * c);
         let paired = T::scratch(self.paired_scratch);
         let (paired_patches, paired_grads) = paired.split_at_mut(paired.len() * c / (c + ldk));
-        for (dy, image) in self
-            .dy
-            .chunks_exact(pixels * ldk)
-            .zip(self.images.chunks_exact(image_len))
-        {
-            for t0 in (0..tiles).step_by(block) {
-                let tiles = t0..(t0 + block).min(tiles);
-                let nb = tiles.len();
-                transform_patches::<S>(image, h, w, c, tiles.clone(), patches);
-                transform_output_grad::<S>(dy, h, w, ldk, tiles.clone(), grads);
-                // dU = Σ_t V[t]ᵀ · dM[t]: the sum runs over tiles, so tiles pair up.
-                let v = T::across(&patches[..16 * nb * c], [16, nb, c], paired_patches);
-                let dm = T::across(&grads[..16 * nb * ldk], [16, nb, ldk], paired_grads);
-                let rows = nb.div_ceil(T::TERMS);
-                let lens = [rows * c, rows * ldk, c * ldk];
-                let a = (v, &channel_offsets[..c], &tile_offsets[..rows]);
-                products::<S, T>(a, dm, self.partial, lens, ldk, true);
-            }
+        let all_tiles = self.images.len() / image_len * tiles;
+        assert!(self.dy.len() >= all_tiles / tiles * pixels * ldk);
+        for t0 in (0..all_tiles).step_by(block) {
+            let tiles = t0..(t0 + block).min(all_tiles);
+            let nb = tiles.len();
+            transform_patches::<S, W, M, P>(self.images, h, w, c, tiles.clone(), patches);
+            transform_output_grad::<S, W, M, P>(self.dy, h, w, ldk, tiles.clone(), grads);
+            // dU = Σ_t V[t]ᵀ · dM[t]: the sum runs over tiles, so tiles pair up.
+            let v = T::across(
+                &patches[..positions * nb * c],
+                [positions, nb, c],
+                paired_patches,
+            );
+            let dm = T::across(
+                &grads[..positions * nb * ldk],
+                [positions, nb, ldk],
+                paired_grads,
+            );
+            let rows = nb.div_ceil(T::TERMS);
+            let lens = [rows * c, rows * ldk, c * ldk];
+            let a = (v, &channel_offsets[..c], &tile_offsets[..rows]);
+            products::<S, T>(positions, a, dm, self.partial, lens, ldk, true);
         }
     }
 }
 
-/// `U[ξν][c][f] = (G g Gᵀ)[ξ][ν]` with `g[ky][kx] = kernel[(3·ky + kx)·C + c][f]` and
-/// G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]].
-fn transform_kernels(kernel: &[f32], c: usize, ldk: usize, out: &mut [f32]) {
-    let g_rows = |a: f32, b: f32, d: f32| [a, 0.5 * (a + b + d), 0.5 * (a - b + d), d];
-    for ci in 0..c {
-        for f in 0..ldk {
-            let g = |tap: usize| kernel[(tap * c + ci) * ldk + f];
-            // G g: 4 rows of 3, then (G g) Gᵀ: 4 × 4.
-            let columns: [[f32; 4]; 3] =
-                std::array::from_fn(|kx| g_rows(g(kx), g(3 + kx), g(6 + kx)));
-            for xi in 0..4 {
-                let row = g_rows(columns[0][xi], columns[1][xi], columns[2][xi]);
-                for (nu, v) in row.into_iter().enumerate() {
-                    out[((xi * 4 + nu) * c + ci) * ldk + f] = v;
-                }
-            }
+/// `m · v` for vectors of lanes.
+#[inline(always)]
+unsafe fn apply<S: Simd, const R: usize, const C: usize>(
+    m: &[[f32; C]; R],
+    v: &[S::V; C],
+) -> [S::V; R] {
+    let mut out = [S::zero(); R];
+    for (out, row) in out.iter_mut().zip(m) {
+        let mut sum: Option<S::V> = None;
+        for (&c, &x) in row.iter().zip(v) {
+            // Matches, not closures: a closure would not inline S's operations.
+            sum = match sum {
+                _ if c == 0.0 => sum,
+                None if c == 1.0 => Some(x),
+                None => Some(S::mul(S::splat(c), x)),
+                Some(s) if c == 1.0 => Some(S::add(s, x)),
+                Some(s) if c == -1.0 => Some(S::sub(s, x)),
+                Some(s) => Some(S::mul_add(S::splat(c), x, s)),
+            };
         }
+        *out = sum.unwrap_or(S::zero());
     }
+    out
 }
 
-/// `dg = Gᵀ dU G` into `[(tap, c)][f]`, from `dU[ξν][c][f]`, the adjoint of
-/// [`transform_kernels`]: Gᵀ = [[1, ½, ½, 0], [0, ½, −½, 0], [0, ½, ½, 1]].
-fn untransform_kernel_grad(du: &[f32], c: usize, ldk: usize, out: &mut [f32]) {
-    let gt = |a: f32, b: f32, d: f32, e: f32| [a + 0.5 * (b + d), 0.5 * (b - d), 0.5 * (b + d) + e];
-    for ci in 0..c {
-        for f in 0..ldk {
-            let du = |xi: usize, nu: usize| du[((xi * 4 + nu) * c + ci) * ldk + f];
-            // Gᵀ dU: 3 rows of 4, then (Gᵀ dU) G: 3 × 3.
-            let columns: [[f32; 3]; 4] =
-                std::array::from_fn(|nu| gt(du(0, nu), du(1, nu), du(2, nu), du(3, nu)));
-            for ky in 0..3 {
-                let row = gt(
-                    columns[0][ky],
-                    columns[1][ky],
-                    columns[2][ky],
-                    columns[3][ky],
-                );
-                for (kx, v) in row.into_iter().enumerate() {
-                    out[((3 * ky + kx) * c + ci) * ldk + f] = v;
-                }
-            }
+/// The transpose of a constant matrix.
+const fn transpose<const R: usize, const C: usize>(m: &[[f32; C]; R]) -> [[f32; R]; C] {
+    let mut t = [[0.0; R]; C];
+    let mut i = 0;
+    while i < R {
+        let mut j = 0;
+        while j < C {
+            t[j][i] = m[i][j];
+            j += 1;
         }
+        i += 1;
     }
+    t
 }
 
-/// Column `j` of four rows.
-#[inline(always)]
-fn column<V: Copy, const N: usize>(rows: &[[V; N]; 4], j: usize) -> [V; 4] {
-    [rows[0][j], rows[1][j], rows[2][j], rows[3][j]]
-}
-
-/// Bᵀ applied to four vectors: Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]].
-#[inline(always)]
-unsafe fn bt<S: Simd>(d: [S::V; 4]) -> [S::V; 4] {
-    [
-        S::sub(d[0], d[2]),
-        S::add(d[1], d[2]),
-        S::sub(d[2], d[1]),
-        S::sub(d[1], d[3]),
-    ]
-}
-
-/// Aᵀ applied to four vectors: Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]].
-#[inline(always)]
-unsafe fn at<S: Simd>(m: [S::V; 4]) -> [S::V; 2] {
-    [
-        S::add(S::add(m[0], m[1]), m[2]),
-        S::sub(S::sub(m[1], m[2]), m[3]),
-    ]
-}
-
-/// A applied to two vectors: A = [[1, 0], [1, 1], [1, −1], [0, −1]].
-#[inline(always)]
-unsafe fn a<S: Simd>(y: [S::V; 2]) -> [S::V; 4] {
-    [
-        y[0],
-        S::add(y[0], y[1]),
-        S::sub(y[0], y[1]),
-        S::sub(S::zero(), y[1]),
-    ]
-}
-
-/// `V[ξν][t][c] = (Bᵀ d B)[ξ][ν]` for the 4×4 patches d (stride 2) of one image, zero
-/// outside it, that belong to `tiles`, numbered from the range's start.
+/// `U[ξν][c][f] = (G g Gᵀ)[ξ][ν]` with `g[ky][kx] = kernel[(3·ky + kx)·C + c][f]`, 16
+/// filters at a time.
 ///
 /// # Safety
-/// The CPU runs `S`; `image` holds h · w · c values, `out` 16 · tiles.len() · c, c is a
-/// multiple of 16 and the tiles lie within the image's (h/2)(w/2).
+/// The CPU runs `S`; `kernel` holds 9 · c · ldk values, `out` P² · c · ldk, ldk a multiple
+/// of 16.
 #[inline(always)]
-unsafe fn transform_patches<S: Simd>(
-    image: &[f32],
+unsafe fn transform_kernels<S: Simd, W: Transforms<M, P>, const M: usize, const P: usize>(
+    kernel: &[f32],
+    c: usize,
+    ldk: usize,
+    out: &mut [f32],
+) {
+    assert!(kernel.len() >= 9 * c * ldk && out.len() >= P * P * c * ldk);
+    let (kernel, out) = (kernel.as_ptr(), out.as_mut_ptr());
+    for ci in 0..c {
+        for f0 in (0..ldk).step_by(LANES) {
+            let g = |tap: usize| kernel.add((tap * c + ci) * ldk + f0);
+            // G g: a column of P per kernel column kx, then (G g) Gᵀ row by row.
+            let mut columns = [[S::zero(); P]; 3];
+            for (kx, column) in columns.iter_mut().enumerate() {
+                let taps = [S::load(g(kx)), S::load(g(3 + kx)), S::load(g(6 + kx))];
+                *column = apply::<S, P, 3>(&W::G, &taps);
+            }
+            for xi in 0..P {
+                let row = apply::<S, P, 3>(&W::G, &column(&columns, xi));
+                for (nu, v) in row.into_iter().enumerate() {
+                    S::store(out.add(((xi * P + nu) * c + ci) * ldk + f0), v);
+                }
+            }
+        }
+    }
+}
+
+/// `dg = Gᵀ dU G` into `[(tap, c)][f]`, from `dU[ξν][c][f]`: the adjoint of
+/// [`transform_kernels`].
+///
+/// # Safety
+/// As [`transform_kernels`], `du` and `out` swapping roles.
+#[inline(always)]
+unsafe fn untransform_kernel_grad<S: Simd, W: Transforms<M, P>, const M: usize, const P: usize>(
+    du: &[f32],
+    c: usize,
+    ldk: usize,
+    out: &mut [f32],
+) {
+    let gt = const { &transpose(&W::G) };
+    assert!(du.len() >= P * P * c * ldk && out.len() >= 9 * c * ldk);
+    let (du, out) = (du.as_ptr(), out.as_mut_ptr());
+    for ci in 0..c {
+        for f0 in (0..ldk).step_by(LANES) {
+            // Gᵀ dU: 3 values per column ν, then (Gᵀ dU) G row by row.
+            let mut columns = [[S::zero(); 3]; P];
+            for (nu, column) in columns.iter_mut().enumerate() {
+                let mut d = [S::zero(); P];
+                for (xi, d) in d.iter_mut().enumerate() {
+                    *d = S::load(du.add(((xi * P + nu) * c + ci) * ldk + f0));
+                }
+                *column = apply::<S, 3, P>(gt, &d);
+            }
+            for ky in 0..3 {
+                let row = apply::<S, 3, P>(gt, &column(&columns, ky));
+                for (kx, v) in row.into_iter().enumerate() {
+                    S::store(out.add(((3 * ky + kx) * c + ci) * ldk + f0), v);
+                }
+            }
+        }
+    }
+}
+
+/// The kernel transforms of one call, [`transform_kernels`] or (`inverse`)
+/// [`untransform_kernel_grad`], on the Winograd's instruction set.
+struct KernelTransform<'a> {
+    size: TileSize,
+    inverse: bool,
+    from: &'a [f32],
+    c: usize,
+    ldk: usize,
+    to: &'a mut [f32],
+}
+
+impl Kernel for KernelTransform<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        let Self {
+            size,
+            inverse,
+            from,
+            c,
+            ldk,
+            to,
+        } = self;
+        match (size, inverse) {
+            (TileSize::F2, false) => transform_kernels::<S, F2, 2, 4>(from, c, ldk, to),
+            (TileSize::F4, false) => transform_kernels::<S, F4, 4, 6>(from, c, ldk, to),
+            (TileSize::F2, true) => untransform_kernel_grad::<S, F2, 2, 4>(from, c, ldk, to),
+            (TileSize::F4, true) => untransform_kernel_grad::<S, F4, 4, 6>(from, c, ldk, to),
+        }
+    }
+}
+
+/// Column `j` of a matrix of vectors.
+#[inline(always)]
+fn column<V: Copy, const R: usize, const C: usize>(rows: &[[V; C]; R], j: usize) -> [V; R] {
+    let mut out = [rows[0][j]; R];
+    for (out, row) in out.iter_mut().zip(rows) {
+        *out = row[j];
+    }
+    out
+}
+
+/// `V[ξν][t][c] = (Bᵀ d B)[ξ][ν]` for the P×P patches d (stride M), zero outside their image,
+/// of the tiles `tiles` of `images` (numbered image after image), numbered from the range's
+/// start.
+///
+/// # Safety
+/// The CPU runs `S`; `out` holds P² · tiles.len() · c values, c is a multiple of 16 and the
+/// tiles lie within `images` (whole images of h · w · c).
+#[inline(always)]
+unsafe fn transform_patches<S: Simd, W: Transforms<M, P>, const M: usize, const P: usize>(
+    images: &[f32],
     h: usize,
     w: usize,
     c: usize,
     tiles: Range<usize>,
     out: &mut [f32],
 ) {
-    let tiles_w = w / 2;
-    debug_assert!(image.len() >= h * w * c && out.len() >= 16 * tiles.len() * c);
-    debug_assert!(tiles.end <= (h / 2) * tiles_w);
-    let (image, nb) = (image.as_ptr(), tiles.len());
+    let (tiles_w, per_image) = (w / M, (h / M) * (w / M));
+    debug_assert!(out.len() >= P * P * tiles.len() * c);
+    debug_assert!(tiles.end <= images.len() / (h * w * c) * per_image);
+    let nb = tiles.len();
     for (i, t) in tiles.enumerate() {
-        // The patch covers rows y0 − 1 ..= y0 + 2 and columns x0 − 1 ..= x0 + 2; those
+        let (image, t) = (
+            images.as_ptr().add(t / per_image * h * w * c),
+            t % per_image,
+        );
+        // The patch covers rows y0 − 1 ..= y0 + M and columns x0 − 1 ..= x0 + M; those
         // outside the image are the zero border.
-        let (y0, x0) = (2 * (t / tiles_w), 2 * (t % tiles_w));
-        let row_inside: [bool; 4] = std::array::from_fn(|y| (1..=h).contains(&(y0 + y)));
-        let column_inside: [bool; 4] = std::array::from_fn(|x| (1..=w).contains(&(x0 + x)));
+        let (y0, x0) = (M * (t / tiles_w), M * (t % tiles_w));
+        let row_inside: [bool; P] = std::array::from_fn(|y| (1..=h).contains(&(y0 + y)));
+        let column_inside: [bool; P] = std::array::from_fn(|x| (1..=w).contains(&(x0 + x)));
         let out = out.as_mut_ptr().add(i * c);
         for c0 in (0..c).step_by(LANES) {
             // No closures over S's operations here: a closure is compiled without the
             // instruction set of the function it sits in, so they would not inline.
-            let mut rows = [[S::zero(); 4]; 4];
+            let mut rows = [[S::zero(); P]; P];
             for (y, row) in rows.iter_mut().enumerate() {
-                let mut d = [S::zero(); 4];
+                let mut d = [S::zero(); P];
                 for (x, d) in d.iter_mut().enumerate() {
                     if row_inside[y] && column_inside[x] {
                         *d = S::load(image.add(((y0 + y - 1) * w + x0 + x - 1) * c + c0));
                     }
                 }
-                *row = bt::<S>(d);
+                *row = apply::<S, P, P>(&W::BT, &d);
             }
-            for nu in 0..4 {
-                let column = bt::<S>(column(&rows, nu));
+            for nu in 0..P {
+                let column = apply::<S, P, P>(&W::BT, &column(&rows, nu));
                 for (xi, v) in column.into_iter().enumerate() {
-                    S::store(out.add((xi * 4 + nu) * nb * c + c0), v);
+                    S::store(out.add((xi * P + nu) * nb * c + c0), v);
                 }
             }
         }
     }
 }
 
-/// `dM[ξν][t][f] = (A dY Aᵀ)[ξ][ν]` for the 2×2 blocks dY of one image's output gradient
-/// `[h·w][ldk]` that belong to `tiles`: the adjoint of [`transform_products`].
+/// `dM[ξν][t][f] = (A dY Aᵀ)[ξ][ν]` for the M×M blocks dY of the output gradients `[h·w][ldk]`
+/// (image after image) that belong to `tiles`: the adjoint of [`transform_products`].
 ///
 /// # Safety
-/// The CPU runs `S`; `dy` holds h · w · ldk values, `out` 16 · tiles.len() · ldk, ldk is a
-/// multiple of 16 and the tiles lie within the image's (h/2)(w/2).
+/// The CPU runs `S`; `out` holds P² · tiles.len() · ldk values, ldk is a multiple of 16 and
+/// the tiles lie within `dy` (whole images of h · w · ldk).
 #[inline(always)]
-unsafe fn transform_output_grad<S: Simd>(
+unsafe fn transform_output_grad<S: Simd, W: Transforms<M, P>, const M: usize, const P: usize>(
     dy: &[f32],
     h: usize,
     w: usize,
@@ -538,38 +755,45 @@ unsafe fn transform_output_grad<S: Simd>(
     tiles: Range<usize>,
     out: &mut [f32],
 ) {
-    let tiles_w = w / 2;
-    debug_assert!(dy.len() >= h * w * ldk && out.len() >= 16 * tiles.len() * ldk);
-    debug_assert!(tiles.end <= (h / 2) * tiles_w);
-    let (dy, nb) = (dy.as_ptr(), tiles.len());
+    let a = const { &transpose(&W::AT) };
+    let (tiles_w, per_image) = (w / M, (h / M) * (w / M));
+    debug_assert!(out.len() >= P * P * tiles.len() * ldk);
+    debug_assert!(tiles.end <= dy.len() / (h * w * ldk) * per_image);
+    let (images, nb) = (dy.as_ptr(), tiles.len());
     for (i, t) in tiles.enumerate() {
-        let (ty, tx) = (2 * (t / tiles_w), 2 * (t % tiles_w));
+        let (dy, t) = (images.add(t / per_image * h * w * ldk), t % per_image);
+        let (ty, tx) = (M * (t / tiles_w), M * (t % tiles_w));
         let out = out.as_mut_ptr().add(i * ldk);
         for f0 in (0..ldk).step_by(LANES) {
-            let at_pixel = |y: usize, x: usize| dy.add(((ty + y) * w + tx + x) * ldk + f0);
-            let mut columns = [[S::zero(); 4]; 2];
+            // A dY column by column (P values each), then (A dY) Aᵀ row by row.
+            let mut columns = [[S::zero(); P]; M];
             for (x, column) in columns.iter_mut().enumerate() {
-                *column = a::<S>([S::load(at_pixel(0, x)), S::load(at_pixel(1, x))]);
+                let mut d = [S::zero(); M];
+                for (y, d) in d.iter_mut().enumerate() {
+                    *d = S::load(dy.add(((ty + y) * w + tx + x) * ldk + f0));
+                }
+                *column = apply::<S, P, M>(a, &d);
             }
-            for (xi, (&left, &right)) in columns[0].iter().zip(&columns[1]).enumerate() {
-                let row = a::<S>([left, right]);
+            for xi in 0..P {
+                let row = apply::<S, P, M>(a, &column(&columns, xi));
                 for (nu, v) in row.into_iter().enumerate() {
-                    S::store(out.add((xi * 4 + nu) * nb * ldk + f0), v);
+                    S::store(out.add((xi * P + nu) * nb * ldk + f0), v);
                 }
             }
         }
     }
 }
 
-/// `y = epilogue(Aᵀ M A)` for the tiles of `tiles`, from their products `[ξν][t][ldk]`, for the
-/// first `outputs` of the products' `ldk` columns.
+/// `y = epilogue(Aᵀ M A)` for the tiles of `tiles` (of the images of `y`, numbered image after
+/// image), from their products `[ξν][t][ldk]`, for the first `outputs` of the products' `ldk`
+/// columns.
 ///
 /// # Safety
-/// The CPU runs `S`; `products` holds 16 · tiles.len() · ldk values, `y` h · w · outputs, ldk
-/// is a multiple of 16, `outputs ≤ ldk` and the tiles lie within the image's (h/2)(w/2).
+/// The CPU runs `S`; `products` holds P² · tiles.len() · ldk values, ldk is a multiple of 16,
+/// `outputs ≤ ldk` and the tiles lie within `y` (whole images of h · w · outputs).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn transform_products<S: Simd>(
+unsafe fn transform_products<S: Simd, W: Transforms<M, P>, const M: usize, const P: usize>(
     products: &[f32],
     h: usize,
     w: usize,
@@ -579,29 +803,30 @@ unsafe fn transform_products<S: Simd>(
     y: &mut [f32],
     outputs: usize,
 ) {
-    let tiles_w = w / 2;
-    debug_assert!(products.len() >= 16 * tiles.len() * ldk && y.len() >= h * w * outputs);
-    debug_assert!(tiles.end <= (h / 2) * tiles_w);
+    let (tiles_w, per_image) = (w / M, (h / M) * (w / M));
+    debug_assert!(products.len() >= P * P * tiles.len() * ldk);
     let nb = tiles.len();
     for (i, t) in tiles.enumerate() {
-        let (ty, tx) = (2 * (t / tiles_w), 2 * (t % tiles_w));
+        let (y, t) = (
+            &mut y[t / per_image * h * w * outputs..][..h * w * outputs],
+            t % per_image,
+        );
+        let (ty, tx) = (M * (t / tiles_w), M * (t % tiles_w));
         let products = products.as_ptr().add(i * ldk);
         for f0 in (0..outputs).step_by(LANES) {
-            let mut rows = [[S::zero(); 2]; 4];
+            // Aᵀ along ν for each ξ, then along ξ for each output column.
+            let mut rows = [[S::zero(); M]; P];
             for (xi, row) in rows.iter_mut().enumerate() {
-                let m = products.add(xi * 4 * nb * ldk + f0);
-                let step = nb * ldk;
-                *row = at::<S>([
-                    S::load(m),
-                    S::load(m.add(step)),
-                    S::load(m.add(2 * step)),
-                    S::load(m.add(3 * step)),
-                ]);
+                let mut m = [S::zero(); P];
+                for (nu, m) in m.iter_mut().enumerate() {
+                    *m = S::load(products.add((xi * P + nu) * nb * ldk + f0));
+                }
+                *row = apply::<S, M, P>(&W::AT, &m);
             }
             let width = LANES.min(outputs - f0);
             let epilogue = epilogue.lanes::<S>(f0, width);
-            for a in 0..2 {
-                let column = at::<S>(column(&rows, a));
+            for a in 0..M {
+                let column = apply::<S, M, P>(&W::AT, &column(&rows, a));
                 for (dy, v) in column.into_iter().enumerate() {
                     let out = &mut y[((ty + dy) * w + tx + a) * outputs + f0..][..width];
                     store_lanes::<S>(out, epilogue.apply(v));
@@ -611,7 +836,7 @@ unsafe fn transform_products<S: Simd>(
     }
 }
 
-/// The 16 products of one block, position k's `out[k][r][..ldk] (+)= Σ_j a[k][rows[r] +
+/// The P² products of one block, position k's `out[k][r][..ldk] (+)= Σ_j a[k][rows[r] +
 /// cols[j]] · b[k][j][..ldk]`, on the micro-kernel; `lens` are the sizes of a[k], b[k] and
 /// out[k]. The forward pass takes tiles as rows and channels as columns (`M = V · U`), the
 /// kernel gradient channels as rows and tiles as columns, accumulating (`dU += Vᵀ · dM`).
@@ -621,6 +846,7 @@ unsafe fn transform_products<S: Simd>(
 /// `cols.len()` rows of ldk.
 #[inline(always)]
 unsafe fn products<S: Simd, T: Factor>(
+    positions: usize,
     (a, rows, cols): (&[T], &[usize], &[usize]),
     b: &[T],
     out: &mut [f32],
@@ -628,8 +854,8 @@ unsafe fn products<S: Simd, T: Factor>(
     ldk: usize,
     accumulate: bool,
 ) {
-    assert!(out.len() >= 16 * out_len && out_len >= rows.len() * ldk);
-    for k in 0..16 {
+    assert!(out.len() >= positions * out_len && out_len >= rows.len() * ldk);
+    for k in 0..positions {
         let a = &a[k * a_len..][..a_len];
         let b = &b[k * b_len..][..b_len];
         let out = &mut out[k * out_len..][..out_len];

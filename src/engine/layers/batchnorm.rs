@@ -74,8 +74,14 @@ impl BatchNorm {
                 // channel, E[x²] − E[x]² loses nothing that matters to cancellation.
                 reduce_rows(rows, &mut self.partials, &mut self.sums, |range, s| {
                     let (sum, sum_sq) = s.split_at_mut(c);
-                    vectorized(isa, || {
-                        for row in x[range.start * c..range.end * c].chunks_exact(c) {
+                    vectorized!(isa, Statistics<'a> {
+                        x: &'a [f32] = &x[range.start * c..range.end * c],
+                        sum: &'a mut [f64] = sum,
+                        sum_sq: &'a mut [f64] = sum_sq,
+                        c: usize = c,
+                        floor: f32 = floor,
+                    } => {
+                        for row in x.chunks_exact(c) {
                             for j in 0..c {
                                 let v = row[j].max(floor) as f64;
                                 sum[j] += v;
@@ -153,9 +159,16 @@ impl BatchNorm {
         // inv_std·(Σ dy·x − mean·Σ dy) is gamma's gradient.
         reduce_rows(rows, &mut self.partials, &mut self.sums, |range, s| {
             let (sum_dy, sum_dy_x) = s.split_at_mut(c);
-            let rows_x = x[range.start * c..range.end * c].chunks_exact(c);
-            vectorized(isa, || {
-                for (x, dy) in rows_x.zip(dy[range.start * c..range.end * c].chunks_exact(c)) {
+            let rows = range.start * c..range.end * c;
+            vectorized!(isa, GradStatistics<'a> {
+                x: &'a [f32] = &x[rows.clone()],
+                dy: &'a [f32] = &dy[rows],
+                sum_dy: &'a mut [f64] = sum_dy,
+                sum_dy_x: &'a mut [f64] = sum_dy_x,
+                c: usize = c,
+                floor: f32 = floor,
+            } => {
+                for (x, dy) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
                     for j in 0..c {
                         sum_dy[j] += dy[j] as f64;
                         sum_dy_x[j] += (dy[j] * x[j].max(floor)) as f64;
@@ -194,7 +207,14 @@ fn normalize(isa: Isa, x: &[f32], y: &mut [f32], scale: &[f32], shift: &[f32], f
     y.par_chunks_mut(chunk)
         .zip(x.par_chunks(chunk))
         .for_each(|(y, x)| {
-            vectorized(isa, || {
+            vectorized!(isa, Normalize<'a> {
+                y: &'a mut [f32] = y,
+                x: &'a [f32] = x,
+                scale: &'a [f32] = scale,
+                shift: &'a [f32] = shift,
+                c: usize = c,
+                floor: f32 = floor,
+            } => {
                 for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
                     for j in 0..c {
                         y[j] = x[j].max(floor) * scale[j] + shift[j];
@@ -219,7 +239,16 @@ fn input_grad(
         .zip(dy.par_chunks(chunk))
         .zip(x.par_chunks(chunk))
         .for_each(|((dx, dy), x)| {
-            vectorized(isa, || {
+            vectorized!(isa, InputGrad<'a> {
+                dx: &'a mut [f32] = dx,
+                dy: &'a [f32] = dy,
+                x: &'a [f32] = x,
+                scale: &'a [f32] = scale,
+                x_scale: &'a [f32] = x_scale,
+                shift: &'a [f32] = shift,
+                c: usize = c,
+                floor: f32 = floor,
+            } => {
                 let rows = dx.chunks_exact_mut(c).zip(dy.chunks_exact(c));
                 for ((dx, dy), x) in rows.zip(x.chunks_exact(c)) {
                     for j in 0..c {

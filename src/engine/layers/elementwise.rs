@@ -12,7 +12,7 @@ pub fn relu_forward(isa: Isa, io: Forward) {
         .par_chunks_mut(CHUNK)
         .zip(io.x[..len].par_chunks(CHUNK))
         .for_each(|(y, x)| {
-            vectorized(isa, || {
+            vectorized!(isa, Relu<'a> { y: &'a mut [f32] = y, x: &'a [f32] = x } => {
                 for (y, x) in y.iter_mut().zip(x) {
                     *y = x.max(0.0);
                 }
@@ -28,7 +28,12 @@ pub fn relu_backward(isa: Isa, io: Backward) {
         .zip(io.y[..len].par_chunks(CHUNK))
         .zip(io.dy[..len].par_chunks(CHUNK))
         .for_each(|((dx, y), dy)| {
-            vectorized(isa, || {
+            let fields = (dx, y, dy);
+            vectorized!(isa, ReluGrad<'a> {
+                dx: &'a mut [f32] = fields.0,
+                y: &'a [f32] = fields.1,
+                dy: &'a [f32] = fields.2,
+            } => {
                 for ((dx, y), dy) in dx.iter_mut().zip(y).zip(dy) {
                     // A bit mask, not a branch: the signs are random, so a branch mispredicts
                     // half the time, and this form vectorizes.
@@ -105,10 +110,19 @@ impl Dropout {
             .zip(io.x[..len].par_chunks(CHUNK))
             .enumerate()
             .for_each(|(c, ((y, factors), x))| {
-                vectorized(isa, || {
+                let offset = c * CHUNK;
+                vectorized!(isa, Drop<'a> {
+                    y: &'a mut [f32] = y,
+                    factors: &'a mut [f32] = factors,
+                    x: &'a [f32] = x,
+                    key: u64 = key,
+                    rate: f32 = rate,
+                    scale: f32 = scale,
+                    offset: usize = offset,
+                } => {
                     for (i, ((y, factor), x)) in y.iter_mut().zip(factors).zip(x).enumerate() {
                         // A product, not a branch: a quarter to a half of the draws drop.
-                        *factor = dropout_keeps(key, c * CHUNK + i, rate) as u32 as f32 * scale;
+                        *factor = dropout_keeps(key, offset + i, rate) as u32 as f32 * scale;
                         *y = x * *factor;
                     }
                 })
@@ -122,7 +136,11 @@ impl Dropout {
                 .zip(self.factors[..len].par_chunks(CHUNK))
                 .zip(io.dy[..len].par_chunks(CHUNK))
                 .for_each(|((dx, factors), dy)| {
-                    vectorized(isa, || {
+                    vectorized!(isa, DropGrad<'a> {
+                        dx: &'a mut [f32] = dx,
+                        factors: &'a [f32] = factors,
+                        dy: &'a [f32] = dy,
+                    } => {
                         for ((dx, factor), dy) in dx.iter_mut().zip(factors).zip(dy) {
                             *dx = dy * factor;
                         }

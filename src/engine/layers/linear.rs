@@ -287,8 +287,8 @@ mod tests {
     /// Channel counts below, at and above one 16-wide tile, odd image sizes (partial pixel
     /// tiles, the direct kernels) and even ones (Winograd), 3×3 and 5×5, and more images than
     /// one kernel-gradient group; 132 tiles of 32 + 32 channels are three Winograd blocks, the
-    /// last partial. `(h, w, c, k, filters, n)`.
-    const CASES: [(usize, usize, usize, usize, usize, usize); 9] = [
+    /// last partial; sides in 4s take F(4×4, 3×3) in fp32. `(h, w, c, k, filters, n)`.
+    const CASES: [(usize, usize, usize, usize, usize, usize); 12] = [
         (6, 5, 3, 3, 16, 3),
         (7, 9, 16, 3, 32, 10),
         (8, 8, 20, 5, 16, 2),
@@ -298,6 +298,9 @@ mod tests {
         (6, 4, 3, 3, 16, 2),
         (24, 22, 32, 3, 32, 3),
         (4, 6, 64, 3, 16, 9),
+        (8, 12, 32, 3, 32, 5),
+        (16, 16, 16, 3, 16, 2),
+        (4, 4, 16, 3, 48, 3),
     ];
 
     /// y, grads and dx of case `(h, w, c, k, filters, n)` on `isa`, direct or through im2col,
@@ -355,18 +358,33 @@ mod tests {
         Isa::new(path, precision).expect("supported")
     }
 
+    /// The tolerance of fp32 against im2col and `gemm`, relative to the largest value: 1e-5,
+    /// and 1e-4 where F(4×4, 3×3) runs (its coefficients, up to 8 and down to 1/24, round
+    /// more).
+    fn fp32_tolerance((h, w, c, k, ..): (usize, usize, usize, usize, usize, usize)) -> f32 {
+        let f4 = k == 3 && h % 4 == 0 && w % 4 == 0 && c % 16 == 0;
+        if f4 {
+            1e-4
+        } else {
+            1e-5
+        }
+    }
+
     #[test]
     fn portable_direct_kernels_match_im2col_and_gemm() {
         for case in CASES {
             let want = run_case(case, isa(Path::Portable, Precision::Fp32), false);
             let got = run_case(case, isa(Path::Portable, Precision::Fp32), true);
             let (error, what) = relative_error(&got, &want);
-            assert!(error <= 1e-5, "{case:?}: {what} off by {error:e}");
+            assert!(
+                error <= fp32_tolerance(case),
+                "{case:?}: {what} off by {error:e}"
+            );
         }
     }
 
-    /// Every path this CPU runs, fp32, against the portable path: within 1e-5 of the largest
-    /// value (FMA or not changes the rounding, not more).
+    /// Every path this CPU runs, fp32, against the portable path: within the tolerance of
+    /// fp32 (FMA or not changes the rounding, not more).
     #[test]
     fn every_path_matches_the_portable_path() {
         let paths = Path::supported_paths();
@@ -376,15 +394,21 @@ mod tests {
             for &path in &paths[1..] {
                 let got = run_case(case, isa(path, Precision::Fp32), true);
                 let (error, what) = relative_error(&got, &want);
-                assert!(error <= 1e-5, "{path}, {case:?}: {what} off by {error:e}");
+                let tolerance = fp32_tolerance(case);
+                assert!(
+                    error <= tolerance,
+                    "{path}, {case:?}: {what} off by {error:e}"
+                );
             }
         }
     }
 
-    /// bf16 products: within 1e-2 of the largest value from fp32 (each factor rounded to 8
-    /// significant bits, sums in f32), yet not equal to it (the rounding happens); and every
-    /// path's bf16, AVX512_BF16's `vdpbf16ps` included where the CPU has it, within 1e-5 of
-    /// the portable path's emulation of it.
+    /// bf16 products: within 5e-2 of the largest value from fp32, yet not equal to it (the
+    /// rounding happens); and every path's bf16, AVX512_BF16's `vdpbf16ps` included where the
+    /// CPU has it, within 1e-5 of the portable path's emulation of it. Each factor keeps 8
+    /// significant bits (2⁻⁹ relative error); Winograd's transformed values are sums of up to
+    /// 9 inputs, so the rounding of a large transformed value shows in a small output: these
+    /// waves measure up to 3.8e-2 (the kernel gradient of 8×6×16, summed over 120 tiles).
     #[test]
     fn bf16_products_match_fp32_within_bf16_rounding() {
         let mut bf16_paths = vec![Path::Portable];
@@ -429,10 +453,11 @@ mod tests {
                 continue;
             };
             for case in CASES {
+                // im2col and gemm: F(4×4)'s fractions would not be exact.
                 let want = run_waves(
                     case,
                     isa(Path::Portable, Precision::Fp32),
-                    true,
+                    false,
                     small_integers,
                 );
                 let got = run_waves(case, bf16, true, small_integers);

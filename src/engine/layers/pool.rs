@@ -40,7 +40,14 @@ impl MaxPool {
             .zip(self.winners.par_chunks_mut(out_len))
             .zip(io.x.par_chunks(self.h * w * c))
             .for_each(|((y, winners), x)| {
-                vectorized(isa, || {
+                vectorized!(isa, Pool<'a> {
+                    y: &'a mut [f32] = y,
+                    winners: &'a mut [u8] = winners,
+                    x: &'a [f32] = x,
+                    w: usize = w,
+                    c: usize = c,
+                    ow: usize = ow,
+                } => {
                     for (o, (y, win)) in y
                         .chunks_exact_mut(c)
                         .zip(winners.chunks_exact_mut(c))
@@ -74,7 +81,14 @@ impl MaxPool {
             .zip(self.winners.par_chunks(out_len))
             .zip(io.dy.par_chunks(out_len))
             .for_each(|((dx, winners), dy)| {
-                vectorized(isa, || {
+                vectorized!(isa, PoolGrad<'a> {
+                    dx: &'a mut [f32] = dx,
+                    winners: &'a [u8] = winners,
+                    dy: &'a [f32] = dy,
+                    w: usize = w,
+                    c: usize = c,
+                    ow: usize = ow,
+                } => {
                     dx.fill(0.0);
                     for (o, (dy, win)) in
                         dy.chunks_exact(c).zip(winners.chunks_exact(c)).enumerate()
