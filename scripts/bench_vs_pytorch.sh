@@ -81,7 +81,9 @@ cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n
 has_flag() { grep -qw "$1" /proc/cpuinfo && echo yes || echo no; }
 cores=$(nproc)
 BF16=$(has_flag avx512_bf16)
-echo "CPU: ${cpu_model:-unknown}, $cores CPUs online, avx512f: $(has_flag avx512f), avx512_bf16: $BF16, amx_bf16: $(has_flag amx_bf16), avx2: $(has_flag avx2), fma: $(has_flag fma)"
+cpu_family=$(sed -n 's/^cpu family[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n1)
+cpu_number=$(sed -n 's/^model[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n1)
+echo "CPU: ${cpu_model:-unknown} (family ${cpu_family:-?} model ${cpu_number:-?}), $cores CPUs online, avx512f: $(has_flag avx512f), avx512_bf16: $BF16, amx_bf16: $(has_flag amx_bf16), avx2: $(has_flag avx2), fma: $(has_flag fma)"
 ((THREADS <= cores)) || echo "warning: --threads $THREADS is more than the $cores CPUs online" >&2
 
 # --- PyTorch in its own virtual environment --------------------------------------------------
@@ -144,7 +146,12 @@ run() { # NAME FILE COMMAND...: runs COMMAND with stdout to FILE, shows its stde
 }
 
 PRECISIONS=(fp32)
-[[ $BF16 == yes ]] && PRECISIONS+=(bf16)
+# bf16 runs on the avx512 path only: MINIVGG_CPU forcing a lower one leaves it out.
+if [[ $BF16 == yes && ${MINIVGG_CPU:-avx512} == avx512 ]]; then
+    PRECISIONS+=(bf16)
+elif [[ $BF16 == yes ]]; then
+    echo "MINIVGG_CPU=$MINIVGG_CPU: bf16 left out (it runs on the avx512 path)"
+fi
 for ((r = 1; r <= ROUNDS; r++)); do
     echo "round $r/$ROUNDS ($STEPS steps, $THREADS threads)" >&2
     for p in "${PRECISIONS[@]}"; do

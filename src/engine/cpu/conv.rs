@@ -12,9 +12,9 @@
 //!
 //! Measured on MiniVGGNet (`minivgg bench`), this is faster than im2col plus `gemm`: the
 //! patches (9× the input) are never written or read back, and the tile keeps its
-//! accumulators in registers over the whole reduction. Where Winograd's F(2×2, 3×3) applies
-//! (3×3 kernels, even image sizes, channels in 16s), all three products use it instead, on the
-//! same micro-kernel and without the zero-bordered copies (see `winograd.rs`).
+//! accumulators in registers over the whole reduction. Where Winograd applies (3×3 kernels,
+//! image sides in 2s or 4s, channels in 16s), all three products use it instead, on the same
+//! micro-kernel and without the zero-bordered copies (see `winograd.rs`).
 
 use super::im2col::ConvGeometry;
 use super::simd::{bf16_to_f32, dispatch, f32_to_bf16, Isa, Kernel, Simd, LANES, MAX_ROWS};
@@ -520,7 +520,7 @@ pub struct DirectConv {
     padded_grad: Vec<f32>,
     grad_offsets: Offsets,
     flipped: Vec<f32>,
-    /// Winograd's F(2×2, 3×3), where it applies: `forward_winograd` for the forward pass and the
+    /// Winograd's F(m×m, 3×3), where it applies: `forward_winograd` for the forward pass and the
     /// kernel gradient, `grad_winograd` for the input gradient.
     forward_winograd: Option<Winograd>,
     grad_winograd: Option<Winograd>,

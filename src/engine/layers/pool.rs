@@ -1,6 +1,6 @@
 //! 2×2 max pooling, stride 2, over NHWC images.
 
-use super::{Backward, Forward};
+use super::{Backward, Forward, Mode};
 use crate::engine::cpu::simd::{vectorized, Isa};
 use crate::model::Shape;
 use rayon::prelude::*;
@@ -35,6 +35,8 @@ impl MaxPool {
     pub fn forward(&mut self, io: Forward) {
         let (w, c, out_len, isa) = (self.w, self.c, self.output_len(), self.isa);
         let ow = w / 2;
+        // Only training's backward reads the winners.
+        let record = io.mode == Mode::Train;
         io.y[..io.n * out_len]
             .par_chunks_mut(out_len)
             .zip(self.winners.par_chunks_mut(out_len))
@@ -47,6 +49,7 @@ impl MaxPool {
                     w: usize = w,
                     c: usize = c,
                     ow: usize = ow,
+                    record: bool = record,
                 } => {
                     for (o, (y, win)) in y
                         .chunks_exact_mut(c)
@@ -65,7 +68,9 @@ impl MaxPool {
                                 }
                             }
                             y[j] = best;
-                            win[j] = arg;
+                            if record {
+                                win[j] = arg;
+                            }
                         }
                     }
                 })
