@@ -283,8 +283,13 @@ impl Network {
                 Mode::Eval => self.eval_inputs[i],
             };
             let done = if mode == Mode::Eval && self.is_conv_relu_batchnorm(i) {
-                self.forward_conv_relu_batchnorm(i, input, n);
-                3
+                let pool = self.pool_follows_conv_relu_batchnorm(i);
+                self.forward_conv_relu_batchnorm(i, input, n, pool);
+                if pool {
+                    4
+                } else {
+                    3
+                }
             } else if mode == Mode::Eval && passes_input_on_in_eval(&self.layers[i]) {
                 1
             } else {
@@ -329,11 +334,21 @@ impl Network {
         )
     }
 
+    /// Whether the CONV → RELU → BN at i is followed by a MaxPool that the convolution can run
+    /// as it stores (Winograd's tiles hold whole 2×2 windows).
+    fn pool_follows_conv_relu_batchnorm(&self, i: usize) -> bool {
+        matches!(
+            (&self.layers[i], self.layers.get(i + 3)),
+            (Layer::Conv2d(conv), Some(Layer::MaxPool(_))) if conv.pools_as_it_stores()
+        )
+    }
+
     /// In evaluation, CONV → RELU → BN in one pass: BN's moving statistics make it
     /// `max(x, 0)·scale + shift` per channel, which the convolution applies as it stores its
-    /// outputs, straight into BN's output. Bit for bit the three layers' result, without
-    /// writing and reading back the convolution's output.
-    fn forward_conv_relu_batchnorm(&mut self, i: usize, input: usize, n: usize) {
+    /// outputs, straight into BN's output; with `pool`, also the MaxPool after them, straight
+    /// into its output. Bit for bit the layers' result, without writing and reading back the
+    /// convolution's output.
+    fn forward_conv_relu_batchnorm(&mut self, i: usize, input: usize, n: usize, pool: bool) {
         let (head, tail) = self.layers.split_at_mut(i + 1);
         let (Layer::Conv2d(conv), Layer::BatchNorm(batchnorm)) = (&mut head[i], &mut tail[1])
         else {
@@ -349,12 +364,14 @@ impl Network {
                 weights: &self.params[weights],
                 moving: &mut self.moving[moving],
                 x: &before[input][..n * self.placed[i].input.len()],
-                y: &mut after[2][..n * self.placed[i + 2].output.len()],
+                y: &mut after[if pool { 3 } else { 2 }]
+                    [..n * self.placed[i + 2 + pool as usize].output.len()],
                 n,
                 mode: Mode::Eval,
                 dropout_key: 0,
             },
             Some(relu_affine),
+            pool,
         );
     }
 

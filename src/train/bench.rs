@@ -240,7 +240,8 @@ fn bench_cpu(
     }
     writeln!(
         out,
-        "(eval ms: the inference pass, where CONV → RELU → BN run as one, on the conv's line)"
+        "(eval ms: the inference pass, where CONV → RELU → BN, and a MaxPool after them on\n \
+         Winograd's path, run as one, on the conv's line)"
     )?;
     let epoch = train.median.as_secs_f64() * TRAIN_IMAGES.div_ceil(batch) as f64
         + infer.median.as_secs_f64() * 10_000usize.div_ceil(batch) as f64;

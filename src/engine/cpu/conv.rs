@@ -254,13 +254,21 @@ impl Offsets {
     }
 }
 
+/// The `(scale, shift)` per filter of `max(·, 0)·scale + shift`: a ReLU and an
+/// evaluation-mode BatchNorm.
+pub type ReluAffine<'a> = (&'a [f32], &'a [f32]);
+
 /// What a convolution does to its sums before storing them: adds the bias and, in
 /// evaluation, may also run the ReLU and BatchNorm after it, `max(·, 0)·scale + shift` per
 /// filter (the same operations as those layers, so bit for bit their result).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Epilogue<'a> {
     pub bias: Option<&'a [f32]>,
-    pub relu_affine: Option<(&'a [f32], &'a [f32])>,
+    pub relu_affine: Option<ReluAffine<'a>>,
+    /// Then 2×2 max pooling (stride 2), storing only the pooled image: the evaluation-mode
+    /// MaxPool after CONV → RELU → BN. Winograd's tiles (2×2, 4×4) hold whole windows, so
+    /// only its path does this ([`DirectConv::pools_as_it_stores`]).
+    pub pool: bool,
 }
 
 impl Epilogue<'_> {
@@ -568,20 +576,29 @@ impl DirectConv {
         }
     }
 
+    /// Whether [`DirectConv::forward`] can also run the 2×2 max pooling after it.
+    pub fn pools_as_it_stores(&self) -> bool {
+        self.forward_winograd.is_some()
+    }
+
     /// `y = conv(x, kernel) + bias` for `n` images, then `max(·, 0)·scale + shift` where
-    /// `relu_affine` is given; `weights` is the kernel `[k·k·C × F]` then the bias.
+    /// `relu_affine` is given, then 2×2 max pooling where `pool` (only where
+    /// [`DirectConv::pools_as_it_stores`]); `weights` is the kernel `[k·k·C × F]` then the
+    /// bias.
     pub fn forward(
         &mut self,
         x: &[f32],
         weights: &[f32],
         y: &mut [f32],
         n: usize,
-        relu_affine: Option<(&[f32], &[f32])>,
+        (relu_affine, pool): (Option<ReluAffine>, bool),
     ) {
+        assert!(!pool || self.pools_as_it_stores());
         let (kernel, bias) = weights.split_at(self.geometry.patch_len() * self.filters);
         let epilogue = Epilogue {
             bias: Some(bias),
             relu_affine,
+            pool,
         };
         let (o, f) = (&self.input_offsets, self.filters);
         match &mut self.forward_winograd {

@@ -284,7 +284,9 @@ impl Winograd {
     ) {
         let ConvGeometry { h, w, c, .. } = self.geometry;
         let (ldk, image_len, isa) = (self.ldk, self.geometry.image_len(), self.isa);
-        let (pixels, positions) = (h * w, self.size.positions());
+        let positions = self.size.positions();
+        // The pixels stored per image: all of them, or a quarter where the epilogue pools.
+        let pixels = if epilogue.pool { h * w / 4 } else { h * w };
         assert!(outputs <= ldk && kernel.len() >= 9 * c * ldk);
         assert!(images.len() >= n * image_len && y.len() >= n * pixels * outputs);
         let transform = KernelTransform {
@@ -491,7 +493,8 @@ impl ForwardChunk<'_> {
             ..
         } = *self.shared;
         let ConvGeometry { h, w, c, .. } = geometry;
-        let (tiles, pixels, image_len) = ((h / M) * (w / M), h * w, geometry.image_len());
+        let (tiles, image_len) = ((h / M) * (w / M), geometry.image_len());
+        let pixels = if self.epilogue.pool { h * w / 4 } else { h * w };
         let (outputs, positions) = (self.outputs, P * P);
         let kernels = T::kernels(self.kernels, self.paired_kernels);
         let paired_scratch = T::scratch(self.paired_scratch);
@@ -862,8 +865,9 @@ unsafe fn transform_products<S: Simd, W: Transforms<M, P>, const M: usize, const
     debug_assert!(products.len() >= P * P * tiles.len() * ldk);
     let nb = tiles.len();
     for (i, t) in tiles.enumerate() {
+        let image_out = if epilogue.pool { h * w / 4 } else { h * w } * outputs;
         let (y, t) = (
-            &mut y[t / per_image * h * w * outputs..][..h * w * outputs],
+            &mut y[t / per_image * image_out..][..image_out],
             t % per_image,
         );
         let (ty, tx) = (M * (t / tiles_w), M * (t % tiles_w));
@@ -879,12 +883,35 @@ unsafe fn transform_products<S: Simd, W: Transforms<M, P>, const M: usize, const
                 *row = W::at::<S>(&m);
             }
             let width = LANES.min(outputs - f0);
-            let epilogue = epilogue.lanes::<S>(f0, width);
-            for a in 0..M {
-                let column = W::at::<S>(&column(&rows, a));
-                for (dy, v) in column.into_iter().enumerate() {
-                    let out = &mut y[((ty + dy) * w + tx + a) * outputs + f0..][..width];
-                    store_lanes::<S>(out, epilogue.apply(v));
+            let lanes = epilogue.lanes::<S>(f0, width);
+            // The tile's outputs, column by column: values[a][dy] is pixel (ty + dy, tx + a).
+            let mut values = [[S::zero(); M]; M];
+            for (a, values) in values.iter_mut().enumerate() {
+                for (dy, v) in W::at::<S>(&column(&rows, a)).into_iter().enumerate() {
+                    values[dy] = lanes.apply(v);
+                }
+            }
+            if !epilogue.pool {
+                for (a, values) in values.iter().enumerate() {
+                    for (dy, &v) in values.iter().enumerate() {
+                        let out = &mut y[((ty + dy) * w + tx + a) * outputs + f0..][..width];
+                        store_lanes::<S>(out, v);
+                    }
+                }
+                continue;
+            }
+            // 2×2 windows, in MaxPool's order of taps and with its comparison: a later tap
+            // wins only where it is greater (S::max(new, best)).
+            let pooled_w = w / 2;
+            for py in 0..M / 2 {
+                for px in 0..M / 2 {
+                    let (y0, x0) = (2 * py, 2 * px);
+                    let mut best = values[x0][y0];
+                    best = S::max(values[x0 + 1][y0], best);
+                    best = S::max(values[x0][y0 + 1], best);
+                    best = S::max(values[x0 + 1][y0 + 1], best);
+                    let pixel = (ty / 2 + py) * pooled_w + tx / 2 + px;
+                    store_lanes::<S>(&mut y[pixel * outputs + f0..][..width], best);
                 }
             }
         }

@@ -192,26 +192,41 @@ impl Conv2d {
     }
 
     pub fn forward(&mut self, io: Forward) {
-        self.forward_then_relu_affine(io, None);
+        self.forward_then_relu_affine(io, None, false);
+    }
+
+    /// Whether [`Conv2d::forward_then_relu_affine`] can also run a 2×2 max pooling.
+    pub fn pools_as_it_stores(&self) -> bool {
+        matches!(&self.kernels, ConvKernels::Direct(direct) if direct.pools_as_it_stores())
     }
 
     /// The forward pass, then `max(·, 0)·scale + shift` per filter where `relu_affine` is
     /// given: the ReLU and evaluation-mode BatchNorm after this layer, done as its outputs are
     /// stored (see `Network::forward`).
-    pub fn forward_then_relu_affine(&mut self, io: Forward, relu_affine: Option<(&[f32], &[f32])>) {
+    ///
+    /// With `pool`, also the 2×2 max pooling after them, `y` the pooled image; only where
+    /// [`Conv2d::pools_as_it_stores`].
+    pub fn forward_then_relu_affine(
+        &mut self,
+        io: Forward,
+        relu_affine: Option<(&[f32], &[f32])>,
+        pool: bool,
+    ) {
         let (rows, patch, filters) = (self.rows(io.n), self.geometry.patch_len(), self.filters);
         match &mut self.kernels {
             ConvKernels::Direct(direct) => {
-                direct.forward(io.x, io.weights, io.y, io.n, relu_affine)
+                direct.forward(io.x, io.weights, io.y, io.n, (relu_affine, pool))
             }
             ConvKernels::Lowered { cols } => {
                 let cols = &mut cols[..rows * patch];
                 im2col(self.geometry, io.x, cols);
                 affine_forward(cols, io.weights, io.y, rows, patch, filters);
                 if relu_affine.is_some() {
+                    assert!(!pool, "im2col does not pool as it stores");
                     let epilogue = Epilogue {
                         bias: None,
                         relu_affine,
+                        pool: false,
                     };
                     for row in io.y[..rows * filters].chunks_exact_mut(filters) {
                         for (f, v) in row.iter_mut().enumerate() {
