@@ -184,19 +184,11 @@ impl TileSize {
 }
 
 pub struct Winograd {
-    isa: Isa,
-    size: TileSize,
-    /// The images convolved: output size h × w, `c` input channels, k = 3.
-    geometry: ConvGeometry,
-    /// Columns of the kernel matrix and of the transformed kernels (a multiple of COLS).
-    ldk: usize,
+    plan: Plan,
     /// `G g Gᵀ` for the P² positions: `[P²][inputs][ldk]`, and in bf16 its rows paired
     /// (`[P²][inputs / 2][ldk]`; unused in fp32).
     kernels: Vec<f32>,
     paired_kernels: Vec<Bf16Pair>,
-    /// Tiles per block: a multiple of BLOCK_TILES (at least one), or all of a chunk's images'
-    /// where fewer.
-    block: usize,
     /// Per chunk of images: one block's transformed patches `[P²][block][inputs]` and products
     /// (or, for the kernel gradient, transformed output gradients) `[P²][block][ldk]`.
     scratch: Vec<f32>,
@@ -205,6 +197,19 @@ pub struct Winograd {
     /// Per chunk of images, for the kernel gradient: `dU` summed over its images,
     /// `[P²][inputs][ldk]` (empty where the kernel gradient is not asked for).
     kernel_grad_partials: Vec<f32>,
+}
+
+/// What a Winograd fixes when it is built, and its chunks of images read.
+struct Plan {
+    isa: Isa,
+    size: TileSize,
+    /// The images convolved: output size h × w, `c` input channels, k = 3.
+    geometry: ConvGeometry,
+    /// Columns of the kernel matrix and of the transformed kernels (a multiple of COLS).
+    ldk: usize,
+    /// Tiles per block: a multiple of BLOCK_TILES (at least one), or all of an image's where
+    /// fewer.
+    block: usize,
     chunks: usize,
     /// 0, 1, …, inputs − 1: the micro-kernel's column offsets into a row of patches.
     channel_offsets: Vec<usize>,
@@ -246,13 +251,8 @@ impl Winograd {
         // In fp32 the paired buffers go unused: one pair per chunk keeps the chunking uniform.
         let paired = |len: usize| vec![Bf16Pair::default(); if bf16 { len } else { chunks }];
         Winograd {
-            isa,
-            size,
-            geometry,
-            ldk,
             kernels: vec![0.0; positions * inputs * ldk],
             paired_kernels: paired(positions * inputs / 2 * ldk),
-            block,
             scratch: vec![0.0; chunks * scratch_len],
             // Pairs of tiles round up: a block of b tiles makes ⌈b/2⌉ rows of pairs.
             paired_scratch: paired(chunks * positions * (block + 1) * (inputs + ldk) / 2),
@@ -264,10 +264,17 @@ impl Winograd {
                     0
                 }
             ],
-            chunks,
-            channel_offsets: (0..inputs).collect(),
-            tile_offsets: (0..block).map(|t| t * inputs / terms).collect(),
-            kernel_grad_offsets: (0..block).map(|t| t * inputs).collect(),
+            plan: Plan {
+                isa,
+                size,
+                geometry,
+                ldk,
+                block,
+                chunks,
+                channel_offsets: (0..inputs).collect(),
+                tile_offsets: (0..block).map(|t| t * inputs / terms).collect(),
+                kernel_grad_offsets: (0..block).map(|t| t * inputs).collect(),
+            },
         }
     }
 
@@ -282,15 +289,16 @@ impl Winograd {
         outputs: usize,
         n: usize,
     ) {
-        let ConvGeometry { h, w, c, .. } = self.geometry;
-        let (ldk, image_len, isa) = (self.ldk, self.geometry.image_len(), self.isa);
-        let positions = self.size.positions();
+        let plan = &self.plan;
+        let ConvGeometry { h, w, c, .. } = plan.geometry;
+        let (ldk, image_len, isa) = (plan.ldk, plan.geometry.image_len(), plan.isa);
+        let positions = plan.size.positions();
         // The pixels stored per image: all of them, or a quarter where the epilogue pools.
         let pixels = if epilogue.pool { h * w / 4 } else { h * w };
         assert!(outputs <= ldk && kernel.len() >= 9 * c * ldk);
         assert!(images.len() >= n * image_len && y.len() >= n * pixels * outputs);
         let transform = KernelTransform {
-            size: self.size,
+            size: plan.size,
             inverse: false,
             from: kernel,
             c,
@@ -302,18 +310,9 @@ impl Winograd {
         if isa.precision() == Precision::Bf16 {
             Bf16Pair::across(&self.kernels, [positions, c, ldk], &mut self.paired_kernels);
         }
-        let per_chunk = n.div_ceil(self.chunks);
-        let scratch_len = self.scratch.len() / self.chunks;
-        let paired_len = self.paired_scratch.len() / self.chunks;
-        let shared = Shared {
-            precision: isa.precision(),
-            size: self.size,
-            geometry: self.geometry,
-            ldk,
-            block: self.block,
-            channel_offsets: &self.channel_offsets,
-            tile_offsets: &self.tile_offsets,
-        };
+        let per_chunk = n.div_ceil(plan.chunks);
+        let scratch_len = self.scratch.len() / plan.chunks;
+        let paired_len = self.paired_scratch.len() / plan.chunks;
         let (kernels, paired_kernels) = (&self.kernels[..], &self.paired_kernels[..]);
         y[..n * pixels * outputs]
             .par_chunks_mut(per_chunk * pixels * outputs)
@@ -322,7 +321,7 @@ impl Winograd {
             .zip(self.paired_scratch.par_chunks_mut(paired_len))
             .for_each(|(((y, images), scratch), paired_scratch)| {
                 let kernel = ForwardChunk {
-                    shared: &shared,
+                    plan,
                     images,
                     kernels,
                     paired_kernels,
@@ -343,28 +342,20 @@ impl Winograd {
     /// Each chunk of images sums its own `dU`; the chunks are then added in order, so the
     /// result depends on `n` but not on the thread count.
     pub fn kernel_grad(&mut self, images: &[f32], dy: &[f32], kernel_grad: &mut [f32], n: usize) {
-        let ConvGeometry { h, w, c, .. } = self.geometry;
-        let (ldk, image_len, isa) = (self.ldk, self.geometry.image_len(), self.isa);
-        let (pixels, partial_len) = (h * w, self.size.positions() * c * ldk);
+        let plan = &self.plan;
+        let ConvGeometry { h, w, c, .. } = plan.geometry;
+        let (ldk, image_len, isa) = (plan.ldk, plan.geometry.image_len(), plan.isa);
+        let (pixels, partial_len) = (h * w, plan.size.positions() * c * ldk);
         assert!(
             self.kernel_grad_partials.len() >= partial_len,
             "planned without kernel grads"
         );
         assert!(images.len() >= n * image_len && dy.len() >= n * pixels * ldk);
         assert!(kernel_grad.len() >= 9 * c * ldk);
-        let per_chunk = n.div_ceil(self.chunks);
+        let per_chunk = n.div_ceil(plan.chunks);
         let used = n.div_ceil(per_chunk);
-        let scratch_len = self.scratch.len() / self.chunks;
-        let paired_len = self.paired_scratch.len() / self.chunks;
-        let shared = Shared {
-            precision: isa.precision(),
-            size: self.size,
-            geometry: self.geometry,
-            ldk,
-            block: self.block,
-            channel_offsets: &self.channel_offsets,
-            tile_offsets: &self.kernel_grad_offsets,
-        };
+        let scratch_len = self.scratch.len() / plan.chunks;
+        let paired_len = self.paired_scratch.len() / plan.chunks;
         let partials = &mut self.kernel_grad_partials[..used * partial_len];
         partials
             .par_chunks_mut(partial_len)
@@ -374,7 +365,7 @@ impl Winograd {
             .zip(self.paired_scratch.par_chunks_mut(paired_len))
             .for_each(|((((partial, dy), images), scratch), paired_scratch)| {
                 let kernel = KernelGradChunk {
-                    shared: &shared,
+                    plan,
                     images,
                     dy,
                     partial,
@@ -391,7 +382,7 @@ impl Winograd {
             }
         }
         let untransform = KernelTransform {
-            size: self.size,
+            size: plan.size,
             inverse: true,
             from: sum,
             c,
@@ -403,21 +394,10 @@ impl Winograd {
     }
 }
 
-/// What the chunks of one call share.
-struct Shared<'a> {
-    precision: Precision,
-    size: TileSize,
-    geometry: ConvGeometry,
-    ldk: usize,
-    block: usize,
-    channel_offsets: &'a [usize],
-    tile_offsets: &'a [usize],
-}
-
 /// Runs `$chunk.run_with::<S, T, W, M, P>()` for the chunk's precision (T) and tile size.
 macro_rules! run_for_size_and_precision {
     ($chunk:expr, $s:ty) => {
-        match ($chunk.shared.precision, $chunk.shared.size) {
+        match ($chunk.plan.isa.precision(), $chunk.plan.size) {
             (Precision::Fp32, TileSize::F2) => $chunk.run_with::<$s, f32, F2, 2, 4>(),
             (Precision::Fp32, TileSize::F4) => $chunk.run_with::<$s, f32, F4, 4, 6>(),
             (Precision::Bf16, TileSize::F2) => $chunk.run_with::<$s, Bf16Pair, F2, 2, 4>(),
@@ -428,7 +408,7 @@ macro_rules! run_for_size_and_precision {
 
 /// The forward convolution of one chunk of images, a block of tiles at a time.
 struct ForwardChunk<'a> {
-    shared: &'a Shared<'a>,
+    plan: &'a Plan,
     images: &'a [f32],
     kernels: &'a [f32],
     paired_kernels: &'a [Bf16Pair],
@@ -484,14 +464,14 @@ impl ForwardChunk<'_> {
         T: KernelsAs,
         W: Transforms<M, P>,
     {
-        let Shared {
+        let Plan {
             geometry,
             ldk,
             block,
-            channel_offsets,
-            tile_offsets,
+            ref channel_offsets,
+            ref tile_offsets,
             ..
-        } = *self.shared;
+        } = *self.plan;
         let ConvGeometry { h, w, c, .. } = geometry;
         let (tiles, image_len) = ((h / M) * (w / M), geometry.image_len());
         let pixels = if self.epilogue.pool { h * w / 4 } else { h * w };
@@ -519,7 +499,7 @@ impl ForwardChunk<'_> {
 
 /// The kernel gradient's `dU` of one chunk of images, a block of tiles at a time.
 struct KernelGradChunk<'a> {
-    shared: &'a Shared<'a>,
+    plan: &'a Plan,
     images: &'a [f32],
     dy: &'a [f32],
     partial: &'a mut [f32],
@@ -544,14 +524,14 @@ impl KernelGradChunk<'_> {
         T: KernelsAs,
         W: Transforms<M, P>,
     {
-        let Shared {
+        let Plan {
             geometry,
             ldk,
             block,
-            channel_offsets,
-            tile_offsets,
+            ref channel_offsets,
+            kernel_grad_offsets: ref tile_offsets,
             ..
-        } = *self.shared;
+        } = *self.plan;
         let ConvGeometry { h, w, c, .. } = geometry;
         let (tiles, pixels, image_len) = ((h / M) * (w / M), h * w, geometry.image_len());
         let positions = P * P;
