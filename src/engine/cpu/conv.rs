@@ -17,7 +17,7 @@
 //! micro-kernel and without the zero-bordered copies (see `winograd.rs`).
 
 use super::im2col::ConvGeometry;
-use super::simd::{bf16_to_f32, dispatch, f32_to_bf16, Isa, Kernel, Simd, LANES, MAX_ROWS};
+use super::simd::{dispatch, f32_to_bf16, Isa, Kernel, Simd, LANES, MAX_ROWS};
 use super::winograd::{TileSize, Winograd};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -90,11 +90,6 @@ impl Bf16Pair {
     #[inline(always)]
     fn new(first: f32, second: f32) -> Bf16Pair {
         Bf16Pair(f32_to_bf16(first) as u32 | (f32_to_bf16(second) as u32) << 16)
-    }
-
-    /// The two values, as f32.
-    pub fn values(self) -> [f32; 2] {
-        [bf16_to_f32(self.0 & 0xffff), bf16_to_f32(self.0 >> 16)]
     }
 }
 
@@ -284,15 +279,7 @@ impl Epilogue<'_> {
             None => v,
         }
     }
-}
 
-/// An [`Epilogue`] as vectors, for the 16 filters from some f0 (zero past those that exist).
-pub(super) struct EpilogueLanes<S: Simd> {
-    bias: Option<S::V>,
-    relu_affine: Option<(S::V, S::V)>,
-}
-
-impl Epilogue<'_> {
     /// The epilogue of filters `f0 .. f0 + width` (width ≤ 16).
     ///
     /// # Safety
@@ -314,6 +301,12 @@ impl Epilogue<'_> {
             },
         }
     }
+}
+
+/// An [`Epilogue`] as vectors, for the 16 filters from some f0 (zero past those that exist).
+pub(super) struct EpilogueLanes<S: Simd> {
+    bias: Option<S::V>,
+    relu_affine: Option<(S::V, S::V)>,
 }
 
 impl<S: Simd> EpilogueLanes<S> {
