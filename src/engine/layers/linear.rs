@@ -270,6 +270,7 @@ impl Conv2d {
 mod tests {
     use super::*;
     use crate::engine::cpu::simd::Path;
+    use crate::engine::cpu::winograd::TileSize;
     use crate::engine::layers::Mode;
     use crate::engine::precision::Precision;
 
@@ -376,13 +377,19 @@ mod tests {
     /// The tolerance of fp32 against im2col and `gemm`, relative to the largest value: 1e-5,
     /// and 1e-4 where F(4×4, 3×3) runs (its coefficients, up to 8 and down to 1/24, round
     /// more).
-    fn fp32_tolerance((h, w, c, k, ..): (usize, usize, usize, usize, usize, usize)) -> f32 {
-        let f4 = k == 3 && h % 4 == 0 && w % 4 == 0 && c % 16 == 0;
-        if f4 {
-            1e-4
-        } else {
-            1e-5
+    fn fp32_tolerance(case: (usize, usize, usize, usize, usize, usize)) -> f32 {
+        match winograd_size(case, Precision::Fp32) {
+            Some(TileSize::F4) => 1e-4,
+            _ => 1e-5,
         }
+    }
+
+    /// The Winograd size the case's forward pass runs in `precision`, if any.
+    fn winograd_size(
+        (h, w, c, k, ..): (usize, usize, usize, usize, usize, usize),
+        precision: Precision,
+    ) -> Option<TileSize> {
+        TileSize::for_layer(ConvGeometry { h, w, c, k }, precision)
     }
 
     #[test]
@@ -441,8 +448,7 @@ mod tests {
                 error <= 5e-2,
                 "bf16, {case:?}: {what} off fp32 by {error:e}"
             );
-            let winograd = case.2.is_multiple_of(16) && case.0 % 2 == 0 && case.1 % 2 == 0;
-            if winograd {
+            if winograd_size(case, Precision::Bf16).is_some() {
                 assert!(error > 1e-5, "bf16, {case:?}: no rounding seen ({error:e})");
             }
             for &path in &bf16_paths[1..] {
