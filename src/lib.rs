@@ -6,6 +6,7 @@
 //! the resulting history and predictions into text, CSV and plots.
 
 pub mod cli;
+pub mod counter_hash;
 pub mod data;
 pub mod engine;
 pub mod fsutil;

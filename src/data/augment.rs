@@ -4,7 +4,7 @@
 //! run draws what it would have drawn, and the GPU kernel (`gather_batch` in kernels.cu) draws
 //! the very same crops.
 
-use crate::engine::layers::elementwise::mix64;
+use crate::counter_hash::{bits_at, mix64};
 
 /// Zero padding on each side before the 32×32 crop is taken.
 pub const PAD: i64 = 4;
@@ -25,7 +25,7 @@ pub struct CropFlip {
 
 /// Image `image`'s crop and flip under `key`.
 pub fn draw(key: u64, image: usize) -> CropFlip {
-    let bits = mix64(key.wrapping_add((image as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+    let bits = bits_at(key, image);
     // Multiply-shift maps 16 random bits onto 0..=2·PAD with no modulo bias worth the name.
     let offset = |b: u64| (((b & 0xFFFF) * (2 * PAD as u64 + 1)) >> 16) as i64 - PAD;
     CropFlip {

@@ -3,7 +3,8 @@
 //! checkpoint is a few slices), and forward / backward walking the layer list.
 
 use super::cpu::simd::Isa;
-use super::layers::elementwise::{dropout_key, mix64};
+use super::layers::elementwise::dropout_key;
+use crate::counter_hash::mix64;
 use super::layers::softmax::{softmax_cross_entropy, BatchMetrics};
 use super::layers::{runs_in_next_layer, Backward, Forward, Layer, Mode};
 use super::precision::Precision;

@@ -16,7 +16,7 @@ typedef unsigned char u8;
 #define STATE_CURSOR 2      // first sample of the current batch in the epoch's order
 #define STATE_AUGMENT_KEY 3 // data::augment::epoch_key of the epoch under way
 
-// layers::elementwise::mix64, bit for bit (dropout masks and augmentation draws).
+// counter_hash::mix64, bit for bit (dropout masks and augmentation draws).
 __device__ u64 mix64(u64 z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;

@@ -1,6 +1,7 @@
 //! The layers that act on each value alone: ReLU, Dropout and Flatten.
 
 use super::{Backward, Forward, Mode};
+use crate::counter_hash::{bits_at, mix64};
 use crate::engine::cpu::simd::{vectorized, Isa};
 use rayon::prelude::*;
 
@@ -57,25 +58,16 @@ pub fn flatten_backward(io: Backward) {
     }
 }
 
-/// SplitMix64's output function: a cheap, well-mixed 64-bit hash.
-#[inline]
-pub fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// The key of one dropout layer's mask in one training step.
 pub fn dropout_key(seed: u64, step: u64, layer: usize) -> u64 {
     mix64(seed.wrapping_add(mix64(step.wrapping_mul(1 << 8).wrapping_add(layer as u64))))
 }
 
-/// Whether value `index` survives dropout under `key`: a counter-based draw (SplitMix64 at
-/// position `index`), so a mask needs no generator state, splits across threads freely and
-/// the CUDA kernel draws the very same mask.
+/// Whether value `index` survives dropout under `key` (a counter-based draw: the CUDA kernel
+/// draws the very same mask).
 #[inline]
 pub fn dropout_keeps(key: u64, index: usize, rate: f32) -> bool {
-    let bits = mix64(key.wrapping_add((index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+    let bits = bits_at(key, index);
     (bits >> 40) as f32 * (1.0 / (1u64 << 24) as f32) >= rate
 }
 
