@@ -7,11 +7,11 @@ use minivgg::data::augment;
 use minivgg::data::batches::{epoch_order, gather};
 use minivgg::data::cifar10::{Split, IMAGE_BYTES};
 use minivgg::engine::cuda::network::CudaNetwork;
-use minivgg::engine::cuda::trainer::GpuTrainer;
 use minivgg::engine::cuda::Gpu;
+use minivgg::engine::sgd::{Sgd, SgdConfig};
 use minivgg::engine::{Mode, Network};
 use minivgg::model::{zoo, ModelSpec};
-use minivgg::train::sgd::{Sgd, SgdConfig};
+use minivgg::train::gpu::GpuTrainer;
 use rand::{Rng, SeedableRng};
 use std::process::Command;
 

@@ -3,12 +3,12 @@
 //! ends exactly where the uninterrupted run ends, with `--augment` too.
 
 use minivgg::data::cifar10::{Split, IMAGE_BYTES};
+use minivgg::engine::sgd::{Sgd, SgdConfig};
 use minivgg::engine::{Network, Precision};
 use minivgg::model::zoo;
 use minivgg::train::checkpoint::{self, RunSettings};
 use minivgg::train::fit::{fit, FitConfig, Outcome, Progress};
 use minivgg::train::history::History;
-use minivgg::train::sgd::{Sgd, SgdConfig};
 use rand::{Rng, SeedableRng};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

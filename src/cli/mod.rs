@@ -5,6 +5,7 @@ use crate::data::cifar10::{self, Cifar10, Split, IMAGE_BYTES, TRAIN_IMAGES};
 use crate::data::{download, images};
 use crate::engine::cpu::simd::UnsupportedCpu;
 use crate::engine::device::Device;
+use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{Network, Precision};
 use crate::fsutil::{atomic_write_bytes, ensure_writable, NotWritable, WriteError};
 use crate::model::{io as model_io, zoo, ModelSpec};
@@ -19,7 +20,6 @@ use crate::train::fit::{
     Outcome, Progress,
 };
 use crate::train::history::History;
-use crate::train::sgd::{Sgd, SgdConfig};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};

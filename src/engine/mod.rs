@@ -1,5 +1,6 @@
 //! The engine: a static list of layers over buffers planned once, explicit forward and
-//! backward per layer, and the heavy arithmetic in [`cpu`] kernels.
+//! backward per layer, the optimizer's update ([`sgd`]), and the heavy arithmetic in [`cpu`]
+//! kernels (and `cuda`'s, with the `cuda` feature).
 //!
 //! Layout: NHWC (Keras' channels_last). A k×k "same" convolution is then one matrix product
 //! `[N·H·W × k·k·C] · [k·k·C × F]` whose kernel is Keras' HWIO tensor as it is stored, the
@@ -11,6 +12,7 @@ pub mod device;
 pub mod layers;
 pub mod network;
 pub mod precision;
+pub mod sgd;
 
 pub use layers::softmax::BatchMetrics;
 pub use layers::Mode;

@@ -4,10 +4,10 @@
 
 use super::cpu::simd::Isa;
 use super::layers::elementwise::dropout_key;
-use crate::counter_hash::mix64;
 use super::layers::softmax::{softmax_cross_entropy, BatchMetrics};
 use super::layers::{runs_in_next_layer, Backward, Forward, Layer, Mode};
 use super::precision::Precision;
+use crate::counter_hash::mix64;
 use crate::model::spec::{LayerSpec, ParamKind, PlacedLayer};
 use crate::model::ModelSpec;
 use anyhow::{bail, Result};

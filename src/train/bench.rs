@@ -4,10 +4,10 @@
 use crate::data::cifar10::TRAIN_IMAGES;
 use crate::engine::device::Device;
 use crate::engine::layers::runs_in_next_layer;
+use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{Mode, Network, Precision};
 use crate::model::spec::{LayerSpec, PlacedLayer};
 use crate::model::ModelSpec;
-use crate::train::sgd::{Sgd, SgdConfig};
 use anyhow::Result;
 use rand::Rng;
 use std::fmt::Write;
@@ -116,8 +116,8 @@ fn bench_gpu(
     warmup: usize,
 ) -> Result<String> {
     use crate::data::cifar10::{Split, IMAGE_BYTES};
-    use crate::engine::cuda::trainer::{GpuTrainer, Pass};
     use crate::engine::cuda::Gpu;
+    use crate::train::gpu::{GpuTrainer, Pass};
     let gpu = Gpu::open(ordinal)?;
     let name = gpu.name.clone();
     let net = Network::new(spec, batch, 1)?;

@@ -5,7 +5,7 @@
 
 use super::fit::Progress;
 use super::history::History;
-use super::sgd::{Sgd, SgdConfig};
+use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{BatchMetrics, Network, Precision};
 use crate::fsutil::atomic_write_bytes;
 use crate::model::io;

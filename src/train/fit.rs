@@ -3,11 +3,11 @@
 //! stands, so it can stop at any batch and go on from there exactly.
 
 use super::history::{EpochRecord, History};
-use super::sgd::Sgd;
 use crate::data::augment;
 use crate::data::batches::{epoch_order, gather};
 use crate::data::cifar10::Split;
 use crate::engine::device::Device;
+use crate::engine::sgd::Sgd;
 use crate::engine::{BatchMetrics, Mode, Network};
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -232,7 +232,7 @@ pub fn fit_on(
         #[cfg(feature = "cuda")]
         Device::Cuda(ordinal) => {
             let gpu = crate::engine::cuda::Gpu::open(ordinal)?;
-            crate::engine::cuda::trainer::fit_on_gpu(
+            crate::train::gpu::fit_on_gpu(
                 gpu, net, sgd, train, validation, config, progress, on_epoch, checkpoint,
             )
         }
@@ -252,7 +252,7 @@ pub fn evaluate_on(
         #[cfg(feature = "cuda")]
         Device::Cuda(ordinal) => {
             let gpu = crate::engine::cuda::Gpu::open(ordinal)?;
-            crate::engine::cuda::trainer::evaluate_on_gpu(gpu, net, split)
+            crate::train::gpu::evaluate_on_gpu(gpu, net, split)
         }
         #[cfg(not(feature = "cuda"))]
         Device::Cuda(_) => Err(no_cuda()),

@@ -73,7 +73,7 @@ extern "C" __global__ void end_pass(u64* state, i64 n, i64 training) {
     if (training) state[STATE_TRAIN_STEPS] += 1;
 }
 
-// After sgd_step: one more update done (train::sgd::Sgd::iterations).
+// After sgd_step: one more update done (engine::sgd::Sgd::iterations).
 extern "C" __global__ void count_update(u64* state) { state[STATE_ITERATIONS] += 1; }
 
 extern "C" __global__ void reset_cursor(u64* state) { state[STATE_CURSOR] = 0; }
@@ -339,7 +339,7 @@ extern "C" __global__ void softmax_cross_entropy(const float* logits, const int*
     }
 }
 
-// train::sgd::Sgd::step, with the update count read on the device.
+// engine::sgd::Sgd::step, with the update count read on the device.
 extern "C" __global__ void sgd_step(float* w, const float* g, float* v, i64 len, double lr, double decay,
                                     u64 anneal_updates, double momentum, i64 nesterov, double weight_decay,
                                     const u64* state) {

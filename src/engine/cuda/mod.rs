@@ -5,7 +5,6 @@
 //! build needs no CUDA toolkit; a machine without them gets an error, never a panic.
 
 pub mod network;
-pub mod trainer;
 
 use super::cpu::matmul::Layout;
 use anyhow::{anyhow, bail, Result};

@@ -7,10 +7,10 @@ use super::{elementwise, one_block, Arg, Gpu};
 use crate::engine::cpu::matmul::Layout;
 use crate::engine::layers::batchnorm::{EPSILON, MOMENTUM};
 use crate::engine::network::LayerRanges;
+use crate::engine::sgd::Sgd;
 use crate::engine::{BatchMetrics, Mode, Network};
 use crate::model::spec::{LayerSpec, PlacedLayer};
 use crate::model::Shape;
-use crate::train::sgd::Sgd;
 use anyhow::{bail, Result};
 use cudarc::driver::{CudaSlice, LaunchConfig};
 
@@ -57,7 +57,7 @@ pub struct CudaNetwork {
     capacity: usize,
     classes: usize,
     dropout_seed: u64,
-    sgd: crate::train::sgd::SgdConfig,
+    sgd: crate::engine::sgd::SgdConfig,
     params: CudaSlice<f32>,
     grads: CudaSlice<f32>,
     velocity: CudaSlice<f32>,
@@ -728,7 +728,7 @@ impl CudaNetwork {
         Ok(chunks)
     }
 
-    /// Enqueues the SGD update of every trainable parameter and counts it (train::sgd::Sgd::step).
+    /// Enqueues the SGD update of every trainable parameter and counts it (engine::sgd::Sgd::step).
     pub fn encode_sgd(&self) -> Result<()> {
         let len = self.param_count();
         let gpu = &self.gpu;

@@ -2,14 +2,14 @@
 //! on the host from the same seeded stream as the CPU path, 200 KB) is the only upload, every
 //! pass is a replay of a CUDA graph captured once, and the metrics come back once per epoch.
 
-use super::network::{BatchSource, CudaNetwork};
-use super::Gpu;
 use crate::data::batches::epoch_order;
 use crate::data::cifar10::Split;
+use crate::engine::cuda::network::{BatchSource, CudaNetwork};
+use crate::engine::cuda::Gpu;
+use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{BatchMetrics, Network};
 use crate::train::fit::{finish_epoch, Diverged, FitConfig, Outcome, Progress};
 use crate::train::history::EpochRecord;
-use crate::train::sgd::{Sgd, SgdConfig};
 use anyhow::{bail, Result};
 use cudarc::driver::{CudaGraph, CudaSlice};
 use std::time::Instant;
