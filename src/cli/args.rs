@@ -1,0 +1,241 @@
+//! The flags several subcommands share: the model, the recipe, the data, the precision.
+
+use super::usage;
+use crate::data::cifar10::TRAIN_IMAGES;
+use crate::engine::device::Device;
+use crate::engine::sgd::SgdConfig;
+use crate::engine::Precision;
+use crate::train::checkpoint::RunSettings;
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+/// `--precision`, shared by `train`, `compare`, `evaluate` and `bench`.
+#[derive(Debug, Args)]
+pub struct PrecisionArg {
+    /// What the convolutions multiply: fp32 (the tutorial's), or bf16 (products of bfloat16
+    /// values summed in f32; weights, BN statistics, loss and optimizer stay f32), on CPUs
+    /// with AVX512_BF16. The CPU path is the best the CPU has; MINIVGG_CPU=portable|avx2|avx512
+    /// forces a lower one.
+    #[arg(long, default_value = "fp32")]
+    pub precision: Precision,
+}
+
+impl PrecisionArg {
+    /// The precision, if the device runs it.
+    pub(super) fn on(&self, device: Device) -> Result<Precision> {
+        if self.precision == Precision::Bf16 && device != Device::Cpu {
+            return Err(usage(
+                "--precision bf16 runs on the CPU only; the GPU trains in fp32".into(),
+            ));
+        }
+        Ok(self.precision)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Architecture: minivggnet, shallownet or lenet, or a model file saved by `train --save`.
+    #[arg(long, default_value = "minivggnet")]
+    pub model: String,
+    /// MiniVGGNet without its five batch-normalization layers (the tutorial's ablation).
+    #[arg(long)]
+    pub no_bn: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Schedule {
+    Keras,
+    Linear,
+}
+
+/// The recipe and where it runs: shared by `train` and `compare`.
+#[derive(Debug, Args)]
+pub struct RecipeArgs {
+    #[arg(long, default_value_t = 40)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
+    pub momentum: f32,
+    /// Plain momentum instead of Nesterov's.
+    #[arg(long)]
+    pub no_nesterov: bool,
+    /// Time-based learning-rate decay per update. Default: lr / epochs, as the tutorial
+    /// (0 with `--schedule linear`).
+    #[arg(long, allow_negative_numbers = true)]
+    pub decay: Option<f32>,
+    /// How the learning rate falls per update t: `keras`, the tutorial's lr / (1 + decay·t);
+    /// or `linear`, which also scales it by 1 − t/T so it reaches 0 at the run's last update
+    /// (the series' later polynomial decay, power 1).
+    #[arg(long, value_enum, default_value = "keras")]
+    pub schedule: Schedule,
+    /// Adds wd·w to the gradient of every trainable parameter, as PyTorch's
+    /// SGD(weight_decay=wd); Keras' l2(wd / 2) on every weight. The printed loss leaves the
+    /// penalty out. The tutorial uses none.
+    #[arg(
+        long,
+        value_name = "WD",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub weight_decay: f32,
+    /// Seed for initialisation, shuffling, dropout and augmentation. Default: a random seed,
+    /// printed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Augment the training images: a random 32×32 crop of the image padded by 4 pixels, and
+    /// a horizontal flip half of the time (drawn from the seed).
+    #[arg(long)]
+    pub augment: bool,
+    /// Use only the first N training and N test images (quick trials; the report then covers
+    /// those N test images).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Worker threads. Default: one per CPU core.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// cpu, or cuda[:N] for an NVIDIA GPU (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
+    #[command(flatten)]
+    pub precision: PrecisionArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// CIFAR-10: a cifar-10-batches-bin directory (or its parent) or the .tar.gz archive.
+    /// Default: $MINIVGG_DATA, else the user cache, downloading the official archive if empty.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+pub(super) fn check_flags(args: &RecipeArgs) -> Result<()> {
+    args.precision.on(args.device)?;
+    if args.epochs == 0 {
+        return Err(usage("--epochs must be at least 1".into()));
+    }
+    if args.batch_size == 0 {
+        return Err(usage("--batch-size must be at least 1".into()));
+    }
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        return Err(usage(format!(
+            "--lr must be a positive number, got {}",
+            args.lr
+        )));
+    }
+    if !(0.0..1.0).contains(&args.momentum) {
+        return Err(usage(format!(
+            "--momentum must be in [0, 1), got {}",
+            args.momentum
+        )));
+    }
+    if let Some(decay) = args.decay {
+        check_non_negative("--decay", decay)?;
+    }
+    check_non_negative("--weight-decay", args.weight_decay)?;
+    if args.limit == Some(0) {
+        return Err(usage("--limit must be at least 1".into()));
+    }
+    Ok(())
+}
+
+fn check_non_negative(flag: &str, value: f32) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(usage(format!(
+            "{flag} must be a non-negative number, got {value}"
+        )))
+    }
+}
+
+/// A new run's settings from the recipe flags (`seed` drawn already if not given), its plot
+/// at `output`.
+pub(super) fn run_settings(
+    recipe: &RecipeArgs,
+    seed: u64,
+    output: PathBuf,
+    save: Option<PathBuf>,
+) -> RunSettings {
+    RunSettings {
+        epochs: recipe.epochs,
+        batch_size: recipe.batch_size,
+        sgd: SgdConfig {
+            lr: recipe.lr,
+            momentum: recipe.momentum,
+            nesterov: !recipe.no_nesterov,
+            decay: recipe.decay.unwrap_or(match recipe.schedule {
+                Schedule::Keras => recipe.lr / recipe.epochs as f32,
+                Schedule::Linear => 0.0,
+            }),
+            anneal_updates: match recipe.schedule {
+                Schedule::Keras => 0,
+                Schedule::Linear => {
+                    let images = recipe.limit.map_or(TRAIN_IMAGES, |n| n.min(TRAIN_IMAGES));
+                    (recipe.epochs * images.div_ceil(recipe.batch_size)) as u64
+                }
+            },
+            weight_decay: recipe.weight_decay,
+        },
+        seed,
+        output,
+        save,
+        augment: recipe.augment,
+        limit: recipe.limit,
+        precision: recipe.precision.precision,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn settings_of(flags: &[&str]) -> RunSettings {
+        let cli = Cli::try_parse_from(["minivgg", "train"].iter().chain(flags)).unwrap();
+        let Command::Train(args) = cli.command else {
+            unreachable!()
+        };
+        run_settings(&args.recipe, 1, PathBuf::from("p.png"), None)
+    }
+
+    #[test]
+    fn the_tutorial_schedule_decays_by_lr_over_epochs_and_never_anneals() {
+        let sgd = settings_of(&["--lr", "0.02", "--epochs", "10"]).sgd;
+        assert_eq!(sgd.decay, 0.02 / 10.0);
+        assert_eq!(sgd.anneal_updates, 0);
+    }
+
+    #[test]
+    fn the_linear_schedule_ends_at_the_runs_last_update() {
+        // 1,000 images in batches of 64: 16 updates per epoch, 3 epochs.
+        let flags = ["--schedule", "linear", "--epochs", "3", "--limit", "1000"];
+        let sgd = settings_of(&flags).sgd;
+        assert_eq!((sgd.decay, sgd.anneal_updates), (0.0, 48));
+        assert_eq!(sgd.lr_at(48), 0.0);
+        // The whole training split when --limit is absent or larger.
+        let flags = [
+            "--schedule",
+            "linear",
+            "--limit",
+            "60000",
+            "--decay",
+            "0.001",
+        ];
+        let sgd = settings_of(&flags).sgd;
+        assert_eq!((sgd.decay, sgd.anneal_updates), (0.001, 40 * 782));
+    }
+
+    #[test]
+    fn weight_decay_is_none_unless_asked_for() {
+        assert_eq!(settings_of(&[]).sgd.weight_decay, 0.0);
+        let sgd = settings_of(&["--weight-decay", "0.0005"]).sgd;
+        assert_eq!(sgd.weight_decay, 0.0005);
+    }
+}

@@ -1,0 +1,58 @@
+//! `minivgg evaluate`: a saved model's report and confusion matrix on the test split.
+
+use super::args::{DataArgs, PrecisionArg};
+use super::{bad_input, beside, report_predictions, resolve_data_path, set_threads, usage};
+use crate::data::cifar10;
+use crate::engine::device::Device;
+use crate::fsutil::ensure_writable;
+use crate::model::io as model_io;
+use crate::train::fit::{check_device, evaluate_on};
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// A model saved by `train --save`.
+    #[arg(long)]
+    pub weights: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
+    #[command(flatten)]
+    pub precision: PrecisionArg,
+    /// The confusion matrix heat map (PNG). Default: beside the weights, <name>_confusion.png.
+    #[arg(long)]
+    pub confusion: Option<PathBuf>,
+}
+
+pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
+    if args.batch_size == 0 {
+        return Err(usage("--batch-size must be at least 1".into()));
+    }
+    let confusion = args
+        .confusion
+        .clone()
+        .unwrap_or_else(|| beside(&args.weights, "_confusion.png"));
+    ensure_writable(&confusion)?;
+    set_threads(args.threads)?;
+    check_device(args.device)?;
+    let precision = args.precision.on(args.device)?;
+    let mut net = model_io::load(&args.weights, args.batch_size, precision).map_err(bad_input)?;
+    let data_path = resolve_data_path(&args.data)?;
+    let (test, class_names) = cifar10::load_test(&data_path)?;
+    let (metrics, predictions) = evaluate_on(args.device, &mut net, &test)?;
+    println!(
+        "[INFO] {} on {} test images: loss {:.4}, accuracy {:.4}",
+        net.spec.name,
+        test.len(),
+        metrics.mean_loss(),
+        metrics.accuracy()
+    );
+    report_predictions(&test, &predictions, &class_names, None, &confusion)
+}

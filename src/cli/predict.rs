@@ -1,0 +1,71 @@
+//! `minivgg predict`: the top classes of image files under a saved model.
+
+use super::{bad_input, usage};
+use crate::data::cifar10::{self, Split, IMAGE_BYTES};
+use crate::data::images;
+use crate::engine::Precision;
+use crate::model::io as model_io;
+use crate::train::fit::predict_probabilities;
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A model saved by `train --save`.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// PNG or JPEG files, any size: each is resized to 32×32 (aspect ratio not kept).
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// How many of the most likely classes to print per image.
+    #[arg(long, default_value_t = 3)]
+    pub top: usize,
+}
+
+/// A file `predict` could not read: the others are still classified, then exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} of the images could not be read (see above)")]
+pub struct UnreadableImages(pub usize);
+
+pub(super) fn predict(args: PredictArgs) -> Result<()> {
+    if args.top == 0 {
+        return Err(usage("--top must be at least 1".into()));
+    }
+    let mut net = model_io::load(&args.weights, 64, Precision::Fp32).map_err(bad_input)?;
+    let mut readable = Vec::new();
+    let mut split = Split {
+        images: Vec::new(),
+        labels: Vec::new(),
+    };
+    let mut failed = 0;
+    for path in &args.images {
+        match images::load_as_cifar(path) {
+            Ok(pixels) => {
+                split.images.extend_from_slice(&pixels);
+                split.labels.push(0);
+                readable.push(path);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+            }
+        }
+    }
+    debug_assert_eq!(split.images.len(), readable.len() * IMAGE_BYTES);
+    let names = cifar10::CLASS_NAMES;
+    for (path, probs) in readable.iter().zip(predict_probabilities(&mut net, &split)) {
+        let mut ranked: Vec<usize> = (0..probs.len()).collect();
+        ranked.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+        let top: Vec<String> = ranked
+            .iter()
+            .take(args.top)
+            .map(|&c| format!("{} {:.1} %", names[c], 100.0 * probs[c]))
+            .collect();
+        println!("{}: {}", path.display(), top.join(", "));
+    }
+    if failed > 0 {
+        return Err(UnreadableImages(failed).into());
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! `minivgg train`: a new run from the flags or a stopped one from its checkpoint, trained to
+//! its end, then its report, plot, history and model.
+
+use super::args::{check_flags, run_settings, ModelArgs, RecipeArgs};
+use super::{
+    bad_input, beside, device_label, load_data, model_spec, report_predictions, set_threads,
+};
+use crate::data::cifar10::Cifar10;
+use crate::engine::device::Device;
+use crate::engine::sgd::Sgd;
+use crate::engine::{Network, Precision};
+use crate::fsutil::ensure_writable;
+use crate::model::{io as model_io, ModelSpec};
+use crate::report::plot::plot_history;
+use crate::train::checkpoint::{self, Checkpoint, RunSettings};
+use crate::train::fit::{check_device, epoch_line, fit_on, Diverged, FitConfig, Outcome, Progress};
+use crate::train::history::History;
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The loss/accuracy plot (PNG); the history CSV, report and confusion matrix are written
+    /// beside it. Default: output/cifar10_minivggnet_with_bn.png, …_without_bn.png, or
+    /// output/cifar10_<model>.png.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// Save the trained model (safetensors with its architecture) to this file.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Where the checkpoint written after every epoch (and on Ctrl-C) goes.
+    /// Default: beside the plot, <plot name>_checkpoint/.
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Go on with the run whose checkpoint is in DIR, with that run's own settings.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "model", "no_bn", "output", "epochs", "batch_size", "lr", "momentum", "no_nesterov",
+        "decay", "schedule", "weight_decay", "seed", "save", "augment", "limit", "precision",
+    ])]
+    pub resume: Option<PathBuf>,
+}
+
+/// A new run of `spec` from the start.
+pub(super) fn fresh_run(spec: &ModelSpec, settings: RunSettings) -> Result<Checkpoint> {
+    let net =
+        Network::with_precision(spec, settings.batch_size, settings.seed, settings.precision)?;
+    let sgd = Sgd::new(settings.sgd, net.params.len());
+    Ok(Checkpoint {
+        net,
+        sgd,
+        settings,
+        progress: Progress::default(),
+    })
+}
+
+fn default_output(spec: &ModelSpec) -> PathBuf {
+    let stem = match spec.name.as_str() {
+        "minivggnet" => "minivggnet_with_bn".to_string(),
+        "minivggnet_no_bn" => "minivggnet_without_bn".to_string(),
+        other => other.to_string(),
+    };
+    PathBuf::from(format!("output/cifar10_{stem}.png"))
+}
+
+/// A run stopped by Ctrl-C (or SIGTERM) after writing its checkpoint: exit code 130.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted; the run is saved in {}: go on with `minivgg train --resume {}`", .0.display(), .0.display())]
+pub struct Interrupted(pub PathBuf);
+
+/// A new run from the flags, or the run a checkpoint holds.
+fn start_run(args: &TrainArgs) -> Result<(Checkpoint, PathBuf)> {
+    if let Some(dir) = &args.resume {
+        let run = checkpoint::read(dir).map_err(bad_input)?;
+        println!(
+            "[INFO] resuming {} from {}: epoch {} of {}, after batch {}",
+            run.net.spec.name,
+            dir.display(),
+            run.progress.epoch(),
+            run.settings.epochs,
+            run.progress.batches_done
+        );
+        return Ok((
+            run,
+            args.checkpoint_dir.clone().unwrap_or_else(|| dir.clone()),
+        ));
+    }
+    check_flags(&args.recipe)?;
+    let spec = model_spec(&args.model)?;
+    let output = args.output.clone().unwrap_or_else(|| default_output(&spec));
+    let seed = args.recipe.seed.unwrap_or_else(rand::random);
+    let settings = run_settings(&args.recipe, seed, output, args.save.clone());
+    let dir = args
+        .checkpoint_dir
+        .clone()
+        .unwrap_or_else(|| beside(&settings.output, "_checkpoint"));
+    Ok((fresh_run(&spec, settings)?, dir))
+}
+
+/// Ctrl-C and SIGTERM ask the run to stop after the current batch; a second one quits at once.
+pub(super) fn stop_on_signal() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\n[INFO] stopping after this batch to write a checkpoint (again to quit at once)"
+        );
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+/// The files one training run writes: its plot, and beside it the history, the report, the
+/// confusion matrix and the checkpoint directory; the model where `--save` says.
+pub(super) struct RunFiles {
+    plot: PathBuf,
+    csv: PathBuf,
+    report: PathBuf,
+    confusion: PathBuf,
+    checkpoint_dir: PathBuf,
+    save: Option<PathBuf>,
+}
+
+impl RunFiles {
+    pub(super) fn new(settings: &RunSettings, checkpoint_dir: PathBuf) -> RunFiles {
+        let plot = settings.output.clone();
+        RunFiles {
+            csv: beside(&plot, ".csv"),
+            report: beside(&plot, "_report.txt"),
+            confusion: beside(&plot, "_confusion.png"),
+            plot,
+            checkpoint_dir,
+            save: settings.save.clone(),
+        }
+    }
+
+    /// Fails now, not after hours of training, if any of them cannot be written.
+    pub(super) fn check_writable(&self) -> Result<()> {
+        let checkpoint = self.checkpoint_dir.join(checkpoint::CHECKPOINT_FILE);
+        for path in [
+            &self.plot,
+            &self.csv,
+            &self.report,
+            &self.confusion,
+            &checkpoint,
+        ]
+        .into_iter()
+        .chain(&self.save)
+        {
+            ensure_writable(path)?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn train(args: TrainArgs) -> Result<()> {
+    let (run, checkpoint_dir) = start_run(&args)?;
+    let files = RunFiles::new(&run.settings, checkpoint_dir);
+    files.check_writable()?;
+    set_threads(args.recipe.threads)?;
+    check_device(args.recipe.device)?;
+    let data = load_data(&args.recipe.data, run.settings.limit)?;
+    train_run(run, &files, args.recipe.device, &data, stop_on_signal()?)?;
+    Ok(())
+}
+
+/// Trains one run to its end on `data`, then prints its report and confusion matrix and writes
+/// its files; returns its history.
+pub(super) fn train_run(
+    run: Checkpoint,
+    files: &RunFiles,
+    device: Device,
+    data: &Cifar10,
+    stop: Arc<AtomicBool>,
+) -> Result<History> {
+    let Checkpoint {
+        mut net,
+        mut sgd,
+        settings,
+        mut progress,
+    } = run;
+    println!(
+        "[INFO] compiling model... ({}, seed {}{}{}{}{}, {})",
+        net.spec.name,
+        settings.seed,
+        match settings.precision {
+            Precision::Fp32 => String::new(),
+            _ => format!(
+                ", {} products on the {} path",
+                settings.precision,
+                net.isa().path()
+            ),
+        },
+        if settings.augment { ", augmented" } else { "" },
+        if settings.sgd.anneal_updates > 0 {
+            ", linear schedule"
+        } else {
+            ""
+        },
+        match settings.sgd.weight_decay {
+            0.0 => String::new(),
+            wd => format!(", weight decay {wd}"),
+        },
+        device_label(device)
+    );
+    println!(
+        "[INFO] training network... (checkpoints in {})",
+        files.checkpoint_dir.display()
+    );
+    let started = Instant::now();
+    let config = FitConfig {
+        epochs: settings.epochs,
+        seed: settings.seed,
+        progress: true,
+        stop: Some(stop),
+        augment: settings.augment,
+    };
+    let (outcome, predictions) = fit_on(
+        device,
+        &mut net,
+        &mut sgd,
+        &data.train,
+        &data.test,
+        &config,
+        &mut progress,
+        |record| println!("{}", epoch_line(record, settings.epochs)),
+        |net, sgd, progress| {
+            checkpoint::write(&files.checkpoint_dir, net, sgd, &settings, progress)
+        },
+    )
+    .map_err(|e| match e.downcast_ref::<Diverged>() {
+        Some(diverged) => anyhow::anyhow!(
+            "{diverged}; {}",
+            last_good_checkpoint(&files.checkpoint_dir)
+        ),
+        None => e,
+    })?;
+    if outcome == Outcome::Interrupted {
+        return Err(Interrupted(files.checkpoint_dir.clone()).into());
+    }
+    println!(
+        "[INFO] trained {} epochs in {:.1}s",
+        settings.epochs,
+        started.elapsed().as_secs_f64()
+    );
+    println!("[INFO] evaluating network...");
+    report_predictions(
+        &data.test,
+        &predictions,
+        &data.class_names,
+        Some(&files.report),
+        &files.confusion,
+    )?;
+    progress.history.write_csv(&files.csv)?;
+    plot_history(
+        &progress.history,
+        &files.plot,
+        "Training Loss and Accuracy on CIFAR-10",
+    )?;
+    println!(
+        "[INFO] wrote {}, {} and {}",
+        files.plot.display(),
+        files.csv.display(),
+        files.report.display()
+    );
+    if let Some(path) = &files.save {
+        model_io::save(&net, path)?;
+        println!("[INFO] saved model to {}", path.display());
+    }
+    Ok(progress.history)
+}
+
+/// Where a stopped run can go on from, in words.
+fn last_good_checkpoint(dir: &Path) -> String {
+    match checkpoint::read(dir) {
+        Ok(run) => format!(
+            "the last good checkpoint, after epoch {} batch {}, is in {} (minivgg train --resume {})",
+            run.progress.history.epochs.len(),
+            run.progress.batches_done,
+            dir.display(),
+            dir.display()
+        ),
+        Err(_) => format!("no checkpoint was written yet in {}", dir.display()),
+    }
+}
