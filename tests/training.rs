@@ -6,7 +6,7 @@ use minivgg::data::cifar10::{Split, IMAGE_BYTES};
 use minivgg::engine::sgd::{Sgd, SgdConfig};
 use minivgg::engine::{Network, Precision};
 use minivgg::model::zoo;
-use minivgg::train::checkpoint::{self, RunSettings};
+use minivgg::train::checkpoint::{self, CheckpointWriter, RunSettings};
 use minivgg::train::fit::{fit, FitConfig, Outcome, Progress};
 use minivgg::train::history::History;
 use rand::{Rng, SeedableRng};
@@ -109,6 +109,7 @@ fn a_run_stopped_after_every_batch_and_resumed_from_disk_ends_bit_identical() {
         augment: settings.augment,
     };
     let mut stops = 0;
+    let mut writer = CheckpointWriter::new(dir.path());
     loop {
         let outcome = fit(
             &mut net,
@@ -118,9 +119,11 @@ fn a_run_stopped_after_every_batch_and_resumed_from_disk_ends_bit_identical() {
             &config,
             &mut progress,
             |_| {},
-            |n, s, p| checkpoint::write(dir.path(), n, s, &settings, p),
+            |n, s, p| writer.submit(n, s, &settings, p),
         )
         .unwrap();
+        // Written off this thread, as the CLI's runs are: complete once waited for.
+        writer.wait().unwrap();
         if outcome == Outcome::Finished {
             break;
         }
@@ -179,4 +182,49 @@ fn a_checkpoint_keeps_its_precision() {
             );
         }
     }
+}
+
+/// The background writer leaves the very bytes a direct write would, and a write that fails
+/// (the checkpoint directory is a file) is the run's error at the next wait, not lost.
+#[test]
+fn the_checkpoint_writer_writes_the_state_it_was_given_and_reports_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = RunSettings {
+        epochs: 1,
+        batch_size: 8,
+        sgd: SgdConfig::TUTORIAL,
+        seed: 3,
+        output: dir.path().join("plot.png"),
+        save: None,
+        augment: false,
+        limit: None,
+        precision: Precision::Fp32,
+    };
+    let mut net = Network::new(&zoo::shallownet(), 8, 3).unwrap();
+    let sgd = Sgd::new(settings.sgd, net.params.len());
+    let progress = Progress::default();
+    let mut writer = CheckpointWriter::new(&dir.path().join("run"));
+    writer.submit(&net, &sgd, &settings, &progress).unwrap();
+    // The state changes while the write is in flight; the file holds the state submitted.
+    let submitted = checkpoint::encode(&net, &sgd, &settings, &progress).unwrap();
+    net.params.iter_mut().for_each(|p| *p += 1.0);
+    writer.wait().unwrap();
+    let on_disk = std::fs::read(dir.path().join("run").join(checkpoint::CHECKPOINT_FILE)).unwrap();
+    assert!(
+        on_disk == submitted,
+        "the file differs from the state submitted"
+    );
+
+    let blocked = dir.path().join("a_file");
+    std::fs::write(&blocked, b"not a directory").unwrap();
+    let mut writer = CheckpointWriter::new(&blocked);
+    writer.submit(&net, &sgd, &settings, &progress).unwrap();
+    let err = format!("{:#}", writer.wait().unwrap_err());
+    assert!(
+        err.contains(&format!(
+            "cannot create checkpoint directory {}",
+            blocked.display()
+        )),
+        "{err}"
+    );
 }

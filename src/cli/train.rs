@@ -12,7 +12,7 @@ use crate::engine::{Network, Precision};
 use crate::fsutil::ensure_writable;
 use crate::model::{io as model_io, ModelSpec};
 use crate::report::plot::plot_history;
-use crate::train::checkpoint::{self, Checkpoint, RunSettings};
+use crate::train::checkpoint::{self, Checkpoint, CheckpointWriter, RunSettings};
 use crate::train::fit::{check_device, epoch_line, fit_on, Diverged, FitConfig, Outcome, Progress};
 use crate::train::history::History;
 use anyhow::{Context, Result};
@@ -225,7 +225,8 @@ pub(super) fn train_run(
         stop: Some(stop),
         augment: settings.augment,
     };
-    let (outcome, predictions) = fit_on(
+    let mut checkpoints = CheckpointWriter::new(&files.checkpoint_dir);
+    let fitted = fit_on(
         device,
         &mut net,
         &mut sgd,
@@ -234,24 +235,26 @@ pub(super) fn train_run(
         &config,
         &mut progress,
         |record| println!("{}", epoch_line(record, settings.epochs)),
-        |net, sgd, progress| {
-            checkpoint::write(&files.checkpoint_dir, net, sgd, &settings, progress)
-        },
-    )
-    .map_err(|e| match e.downcast_ref::<Diverged>() {
+        |net, sgd, progress| checkpoints.submit(net, sgd, &settings, progress),
+    );
+    // The last checkpoint is on disk before the run reports, whichever way it ended.
+    let written = checkpoints.wait();
+    let (outcome, predictions) = fitted.map_err(|e| match e.downcast_ref::<Diverged>() {
         Some(diverged) => anyhow::anyhow!(
             "{diverged}; {}",
             last_good_checkpoint(&files.checkpoint_dir)
         ),
         None => e,
     })?;
+    written?;
     if outcome == Outcome::Interrupted {
         return Err(Interrupted(files.checkpoint_dir.clone()).into());
     }
     println!(
-        "[INFO] trained {} epochs in {:.1}s",
+        "[INFO] trained {} epochs in {:.1}s (checkpoints held training up {:.2}s of it)",
         settings.epochs,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        checkpoints.blocked().as_secs_f64()
     );
     println!("[INFO] evaluating network...");
     report_predictions(

@@ -13,6 +13,8 @@ use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 const RUN_KEY: &str = "minivgg_run";
@@ -60,17 +62,13 @@ pub struct Checkpoint {
     pub progress: Progress,
 }
 
-/// Writes `dir/checkpoint.safetensors` (temporary file, fsync, rename: the last good one stays
-/// until the new one is complete).
-pub fn write(
-    dir: &Path,
+/// The checkpoint file's bytes: the network, the optimizer's state and where the run stands.
+pub fn encode(
     net: &Network,
     sgd: &Sgd,
     settings: &RunSettings,
     progress: &Progress,
-) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create checkpoint directory {}", dir.display()))?;
+) -> Result<Vec<u8>> {
     let state = RunState {
         settings: settings.clone(),
         dropout_seed: net.dropout_seed,
@@ -84,8 +82,91 @@ pub fn write(
         partial_seconds: progress.partial_seconds,
     };
     let metadata = HashMap::from([(RUN_KEY.to_string(), serde_json::to_string(&state)?)]);
-    let bytes = io::to_bytes(net, &[(VELOCITY, &sgd.velocity)], metadata)?;
-    atomic_write_bytes(&dir.join(CHECKPOINT_FILE), &bytes)
+    io::to_bytes(net, &[(VELOCITY, &sgd.velocity)], metadata)
+}
+
+/// Writes `dir/checkpoint.safetensors` now (temporary file, fsync, rename: the last good one
+/// stays until the new one is complete).
+pub fn write(
+    dir: &Path,
+    net: &Network,
+    sgd: &Sgd,
+    settings: &RunSettings,
+    progress: &Progress,
+) -> Result<()> {
+    write_bytes(dir, &encode(net, sgd, settings, progress)?)
+}
+
+fn write_bytes(dir: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create checkpoint directory {}", dir.display()))?;
+    atomic_write_bytes(&dir.join(CHECKPOINT_FILE), bytes)
+}
+
+/// A run's checkpoints, written off the training thread: each is encoded where the run is (a
+/// copy of its state), then written, fsynced and renamed by a thread of its own while the next
+/// epoch trains. One write is in flight at a time and the next waits for it, so the files land
+/// in order and a failed write stops the run at the next checkpoint. Still atomic: a reader,
+/// or a run killed mid-write, sees the last complete checkpoint.
+pub struct CheckpointWriter {
+    dir: PathBuf,
+    in_flight: Option<JoinHandle<Result<()>>>,
+    /// Time the training thread spent on checkpoints: encoding, and waiting for a write.
+    blocked: Duration,
+}
+
+impl CheckpointWriter {
+    pub fn new(dir: &Path) -> CheckpointWriter {
+        CheckpointWriter {
+            dir: dir.to_path_buf(),
+            in_flight: None,
+            blocked: Duration::ZERO,
+        }
+    }
+
+    /// Starts writing this state as the run's checkpoint, once the previous write is done.
+    pub fn submit(
+        &mut self,
+        net: &Network,
+        sgd: &Sgd,
+        settings: &RunSettings,
+        progress: &Progress,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let bytes = encode(net, sgd, settings, progress)?;
+        self.wait()?;
+        let dir = self.dir.clone();
+        self.in_flight = Some(std::thread::spawn(move || write_bytes(&dir, &bytes)));
+        self.blocked += started.elapsed();
+        Ok(())
+    }
+
+    /// Waits for the write in flight, if any: its error, if it failed.
+    pub fn wait(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let written = match self.in_flight.take() {
+            Some(write) => write
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("the checkpoint writer thread panicked"))),
+            None => Ok(()),
+        };
+        self.blocked += started.elapsed();
+        written
+    }
+
+    /// Time the training thread has spent on checkpoints so far.
+    pub fn blocked(&self) -> Duration {
+        self.blocked
+    }
+}
+
+impl Drop for CheckpointWriter {
+    /// A run that ends on an error still leaves its last checkpoint complete on disk.
+    fn drop(&mut self) {
+        if let Err(e) = self.wait() {
+            eprintln!("error: {e:#}");
+        }
+    }
 }
 
 /// Reads the checkpoint in `dir`.
