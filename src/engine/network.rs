@@ -438,6 +438,15 @@ impl Network {
     }
 }
 
+/// One layer's mean milliseconds per pass, as `bench` reports them (the CPU's from
+/// [`Network::profile`], the GPU's from CUDA events).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LayerTimes {
+    pub forward_ms: f64,
+    pub backward_ms: f64,
+    pub eval_ms: f64,
+}
+
 /// Whether `layer` passes its input on unchanged in evaluation.
 fn passes_input_on_in_eval(layer: &Layer) -> bool {
     matches!(layer, Layer::Dropout(_) | Layer::Flatten)

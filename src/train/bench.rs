@@ -4,6 +4,7 @@
 use crate::data::cifar10::TRAIN_IMAGES;
 use crate::engine::device::Device;
 use crate::engine::layers::runs_in_next_layer;
+use crate::engine::network::LayerTimes;
 use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{Mode, Network, Precision};
 use crate::model::spec::{LayerSpec, PlacedLayer};
@@ -56,6 +57,46 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// The per-layer table both devices print (a `None` row runs inside the next layer); returns
+/// the training step's flops.
+fn layer_table(
+    out: &mut String,
+    placed: &[PlacedLayer],
+    batch: usize,
+    rows: &[Option<LayerTimes>],
+) -> Result<f64> {
+    writeln!(
+        out,
+        "{:<26}{:>10}{:>10}{:>12}{:>12}{:>10}",
+        "layer", "fwd ms", "bwd ms", "fwd GFLOP/s", "bwd GFLOP/s", "eval ms"
+    )?;
+    let (per_layer, total_flops) = step_flops(placed, batch);
+    for ((layer, (f_flops, b_flops)), row) in placed.iter().zip(per_layer).zip(rows) {
+        let Some(row) = row else {
+            writeln!(out, "{:<26}{:>20}", layer.name, "(in the next layer)")?;
+            continue;
+        };
+        let rate = |flops: f64, t: f64| {
+            if flops > 0.0 {
+                format!("{:.1}", flops / t / 1e6)
+            } else {
+                "-".into()
+            }
+        };
+        writeln!(
+            out,
+            "{:<26}{:>10.3}{:>10.3}{:>12}{:>12}{:>10.3}",
+            layer.name,
+            row.forward_ms,
+            row.backward_ms,
+            rate(f_flops, row.forward_ms),
+            rate(b_flops, row.backward_ms),
+            row.eval_ms
+        )?;
+    }
+    Ok(total_flops)
 }
 
 /// Times `steps` training steps (after warm-up) and as many inference batches on `device`,
@@ -143,9 +184,28 @@ fn bench_gpu(
     let started = Instant::now();
     trainer.epoch(&order, None)?;
     let epoch = started.elapsed().as_secs_f64();
-    let (_, flops) = step_flops(net.placed(), batch);
+    let times = trainer.time_layers(steps)?;
     let mut out = String::new();
     writeln!(out, "{} on {name} (cuda:{ordinal}) — batch {batch}, {steps} steps after {warmup} warm-up, CUDA graphs", spec.name)?;
+    writeln!(
+        out,
+        "per layer: CUDA events around each layer's kernels, {steps} uncaptured passes"
+    )?;
+    let layers = net.placed().len();
+    let rows: Vec<Option<LayerTimes>> = times[..layers].iter().copied().map(Some).collect();
+    let flops = layer_table(&mut out, net.placed(), batch, &rows)?;
+    let (loss, sgd_step) = (times[layers], times[layers + 1]);
+    writeln!(
+        out,
+        "{:<26}{:>10.3}\n{:<26}{:>10.3}",
+        "loss", loss.forward_ms, "sgd update", sgd_step.forward_ms
+    )?;
+    let uncaptured: f64 = times.iter().map(|t| t.forward_ms + t.backward_ms).sum();
+    writeln!(
+        out,
+        "sum of the rows: {uncaptured:.3} ms per training step, uncaptured (the step below is the \
+         same kernels replayed as one graph)"
+    )?;
     let epoch_line =
         format!("epoch (measured, 50,000 train + 10,000 validation images): {epoch:.2} s");
     summary(&mut out, batch, flops, train_steps, infer, &epoch_line)?;
@@ -201,43 +261,20 @@ fn bench_cpu(
         rayon::current_num_threads()
     )?;
     writeln!(out, "cpu kernels: {}", net.isa().describe())?;
-    writeln!(
-        out,
-        "{:<26}{:>10}{:>10}{:>12}{:>12}{:>10}",
-        "layer", "fwd ms", "bwd ms", "fwd GFLOP/s", "bwd GFLOP/s", "eval ms"
-    )?;
-    let (per_layer, total_flops) = step_flops(net.placed(), batch);
-    for (i, (((layer, (fwd, bwd)), (f_flops, b_flops)), (eval, _))) in net
-        .placed()
+    let rows: Vec<Option<LayerTimes>> = profile
         .iter()
-        .zip(&profile)
-        .zip(per_layer)
         .zip(&eval_profile)
         .enumerate()
-    {
-        if runs_in_next_layer(net.placed(), i) {
-            writeln!(out, "{:<26}{:>20}", layer.name, "(in the next layer)")?;
-            continue;
-        }
-        let (f, b) = (ms(*fwd) / steps as f64, ms(*bwd) / steps as f64);
-        let rate = |flops: f64, t: f64| {
-            if flops > 0.0 {
-                format!("{:.1}", flops / t / 1e6)
-            } else {
-                "-".into()
-            }
-        };
-        writeln!(
-            out,
-            "{:<26}{:>10.2}{:>10.2}{:>12}{:>12}{:>10.2}",
-            layer.name,
-            f,
-            b,
-            rate(f_flops, f),
-            rate(b_flops, b),
-            ms(*eval) / steps as f64
-        )?;
-    }
+        .map(|(i, ((fwd, bwd), (eval, _)))| {
+            let per_step = |d: &Duration| ms(*d) / steps as f64;
+            (!runs_in_next_layer(net.placed(), i)).then(|| LayerTimes {
+                forward_ms: per_step(fwd),
+                backward_ms: per_step(bwd),
+                eval_ms: per_step(eval),
+            })
+        })
+        .collect();
+    let total_flops = layer_table(&mut out, net.placed(), batch, &rows)?;
     writeln!(
         out,
         "(eval ms: the inference pass, where CONV → RELU → BN, and a MaxPool after them on\n \

@@ -6,6 +6,7 @@ use crate::data::batches::epoch_order;
 use crate::data::cifar10::Split;
 use crate::engine::cuda::network::{BatchSource, CudaNetwork};
 use crate::engine::cuda::Gpu;
+use crate::engine::network::LayerTimes;
 use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{BatchMetrics, Network};
 use crate::train::fit::{finish_epoch, Diverged, FitConfig, Outcome, Progress};
@@ -217,6 +218,13 @@ impl GpuTrainer {
             }
         }
         Ok(times)
+    }
+
+    /// Each layer's time per full batch, and the loss's and the update's as two last rows,
+    /// over `rounds` uncaptured passes of the batch last gathered (see
+    /// [`CudaNetwork::time_layers`]). Changes the weights: for benchmarks only.
+    pub fn time_layers(&self, rounds: usize) -> Result<Vec<LayerTimes>> {
+        self.cuda.time_layers(self.cuda.capacity(), rounds)
     }
 
     pub fn download_into(&self, net: &mut Network, sgd: &mut Sgd) -> Result<()> {

@@ -6,7 +6,7 @@
 use super::{elementwise, one_block, Arg, Gpu};
 use crate::engine::cpu::matmul::Layout;
 use crate::engine::layers::batchnorm::{EPSILON, MOMENTUM};
-use crate::engine::network::LayerRanges;
+use crate::engine::network::{LayerRanges, LayerTimes};
 use crate::engine::sgd::Sgd;
 use crate::engine::{BatchMetrics, Mode, Network};
 use crate::model::spec::{LayerSpec, PlacedLayer};
@@ -37,6 +37,13 @@ enum Scratch {
     BatchNorm(CudaSlice<f32>, CudaSlice<f64>),
     /// MaxPool: which window position won.
     Winners(CudaSlice<u8>),
+}
+
+#[derive(Clone, Copy)]
+enum Phase {
+    Forward,
+    Backward,
+    Eval,
 }
 
 /// Where a pass reads its batch from: images and labels on the device, an order of indices,
@@ -774,6 +781,63 @@ impl CudaNetwork {
             one_block(),
             &[Arg(self.gpu.ptr(&self.state))],
         )
+    }
+
+    /// Each layer's GPU time over `rounds` uncaptured passes of the batch of `n` in the input
+    /// buffer, from CUDA events around its kernels: training forward and backward, and the
+    /// evaluation forward pass; the loss and the SGD update as two more rows. Training passes
+    /// here update the BN moving statistics and, through SGD, the weights: for benchmarks only.
+    pub fn time_layers(&self, n: usize, rounds: usize) -> Result<Vec<LayerTimes>> {
+        use cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT;
+        let gpu = &self.gpu;
+        let stream = &gpu.stream;
+        let metrics = gpu.zeros::<f64>(3)?;
+        let layers = self.placed.len();
+        let mut times = vec![LayerTimes::default(); layers + 2];
+        let (loss_row, sgd_row) = (layers, layers + 1);
+        let timed = |encode: &dyn Fn() -> Result<()>| -> Result<_> {
+            let failed = |e| super::unusable(format!("cannot record a CUDA event: {e}"));
+            let start = stream
+                .record_event(Some(CU_EVENT_DEFAULT))
+                .map_err(failed)?;
+            encode()?;
+            let end = stream
+                .record_event(Some(CU_EVENT_DEFAULT))
+                .map_err(failed)?;
+            Ok((start, end))
+        };
+        for _ in 0..rounds {
+            let mut events = Vec::new();
+            for (i, layer) in self.placed.iter().enumerate() {
+                let pair = timed(&|| self.encode_layer_forward(i, layer, n, Mode::Train))?;
+                events.push((i, Phase::Forward, pair));
+            }
+            let pair = timed(&|| self.encode_loss(n, Mode::Train, None, gpu.ptr(&metrics)))?;
+            events.push((loss_row, Phase::Forward, pair));
+            for i in (0..layers - 1).rev() {
+                let pair = timed(&|| self.encode_layer_backward(i, n))?;
+                events.push((i, Phase::Backward, pair));
+            }
+            events.push((sgd_row, Phase::Forward, timed(&|| self.encode_sgd())?));
+            for (i, layer) in self.placed.iter().enumerate() {
+                let pair = timed(&|| self.encode_layer_forward(i, layer, n, Mode::Eval))?;
+                events.push((i, Phase::Eval, pair));
+            }
+            gpu.synchronize()?;
+            for (row, phase, (start, end)) in events {
+                let ms = start
+                    .elapsed_ms(&end)
+                    .map_err(|e| super::unusable(format!("cannot read a CUDA event: {e}")))?
+                    as f64;
+                let t = &mut times[row];
+                *match phase {
+                    Phase::Forward => &mut t.forward_ms,
+                    Phase::Backward => &mut t.backward_ms,
+                    Phase::Eval => &mut t.eval_ms,
+                } += ms / rounds as f64;
+            }
+        }
+        Ok(times)
     }
 
     /// One whole training pass (train::fit's loop body): gather, forward, loss, backward, update.
