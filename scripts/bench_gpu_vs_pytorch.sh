@@ -4,15 +4,17 @@
 # the GPU) for each, and how many times faster minivgg is per epoch.
 #
 # Needs a minivgg built with `cargo build --release --features cuda` (MINIVGG_BIN, default
-# target/release/minivgg) and python3 with a CUDA PyTorch. BENCH_STEPS sets the timed steps.
+# target/release/minivgg) and python3 with a CUDA PyTorch. BENCH_STEPS sets the timed steps,
+# BENCH_PRECISION minivgg's --precision (fp32, the default, or tf32).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${MINIVGG_BIN:-$here/../target/release/minivgg}
 steps=${BENCH_STEPS:-200}
+precision=${BENCH_PRECISION:-fp32}
 [ -x "$bin" ] || { echo "no minivgg binary at $bin (cargo build --release --features cuda)" >&2; exit 2; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
-minivgg_out=$("$bin" bench --device cuda --steps "$steps")
+minivgg_out=$("$bin" bench --device cuda --steps "$steps" --precision "$precision")
 echo "$minivgg_out"
 torch_cl=$(python3 "$here/bench_pytorch.py" --device cuda --steps "$steps" --epoch --channels-last)
 torch_cf=$(python3 "$here/bench_pytorch.py" --device cuda --steps "$steps" --epoch)
@@ -26,7 +28,8 @@ def grab(pattern):
     if not match:
         sys.exit(f"cannot read {pattern!r} in minivgg's output:\n{minivgg}")
     return float(match.group(1))
-rows = [("minivgg (CUDA graphs)", grab(r"train step: median ([\d.]+) ms"),
+precision = re.search(r"CUDA graphs, (\w+) products", minivgg)
+rows = [(f"minivgg (CUDA graphs, {precision.group(1) if precision else 'fp32'})", grab(r"train step: median ([\d.]+) ms"),
          grab(r"inference \(eval mode\): median ([\d.]+) ms"), grab(r"epoch \(measured[^)]*\): ([\d.]+) s"))]
 for run in torch_runs:
     rows.append((f"PyTorch {run['torch']} eager, {run['layout']}", run["train_ms"]["median"],

@@ -215,7 +215,7 @@ fn cpu_path_and_precision_errors_exit_2() {
     );
     assert_usage_error(
         &["train", "--output", plot, "--precision", "fp16"],
-        "unknown precision \"fp16\"; expected fp32 or bf16",
+        "unknown precision \"fp16\"; expected fp32, tf32 or bf16",
     );
     assert_usage_error(
         &[
@@ -227,7 +227,7 @@ fn cpu_path_and_precision_errors_exit_2() {
             "--device",
             "cuda",
         ],
-        "error: --precision bf16 runs on the CPU only; the GPU trains in fp32",
+        "error: --precision bf16 runs on the CPU only; the GPU trains in fp32 or tf32",
     );
     let figure = dir.path().join("c.png");
     let figure = figure.to_str().unwrap();
@@ -241,7 +241,45 @@ fn cpu_path_and_precision_errors_exit_2() {
             "--device",
             "cuda",
         ],
-        "error: --precision bf16 runs on the CPU only; the GPU trains in fp32",
+        "error: --precision bf16 runs on the CPU only; the GPU trains in fp32 or tf32",
+    );
+    let tf32_on_cpu =
+        "--precision tf32 runs on NVIDIA GPUs' tensor cores (--device cuda); the CPU \
+                       trains in fp32 or bf16";
+    assert_usage_error(
+        &["train", "--output", plot, "--precision", "tf32"],
+        &format!("error: {tf32_on_cpu}"),
+    );
+    assert_usage_error(
+        &["bench", "--precision", "tf32", "--steps", "1"],
+        &format!("error: {tf32_on_cpu}"),
+    );
+    // A checkpoint of a tf32 run (a GPU run's) resumed on the CPU keeps its precision: refused.
+    let tf32_dir = tempfile::tempdir().unwrap();
+    let tf32_run = tf32_dir.path().join("run");
+    let settings = minivgg::train::checkpoint::RunSettings {
+        epochs: 1,
+        batch_size: 8,
+        sgd: minivgg::engine::sgd::SgdConfig::TUTORIAL,
+        seed: 1,
+        output: tf32_dir.path().join("tf32.png"),
+        save: None,
+        augment: false,
+        limit: None,
+        precision: minivgg::engine::Precision::Tf32,
+    };
+    let spec = minivgg::model::zoo::shallownet();
+    let net = minivgg::engine::Network::with_precision(&spec, 8, 1, settings.precision).unwrap();
+    let sgd = minivgg::engine::sgd::Sgd::new(settings.sgd, net.params.len());
+    let progress = minivgg::train::fit::Progress::default();
+    minivgg::train::checkpoint::write(&tf32_run, &net, &sgd, &settings, &progress).unwrap();
+    assert_usage_error(
+        &["train", "--resume", tf32_run.to_str().unwrap()],
+        &format!("error: the run trains in tf32: {tf32_on_cpu}"),
+    );
+    assert!(
+        !tf32_dir.path().join("tf32.png").exists(),
+        "nothing is written"
     );
     let has_bf16 = minivgg::engine::cpu::simd::has_bf16_dot_products();
     let bf16_bench = minivgg(&["bench", "--precision", "bf16", "--steps", "1"]);

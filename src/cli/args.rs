@@ -13,10 +13,11 @@ use std::path::PathBuf;
 /// `--precision`, shared by `train`, `compare`, `evaluate` and `bench`.
 #[derive(Debug, Args)]
 pub struct PrecisionArg {
-    /// What the convolutions multiply: fp32 (the tutorial's), or bf16 (products of bfloat16
-    /// values summed in f32; weights, BN statistics, loss and optimizer stay f32), on CPUs
-    /// with AVX512_BF16. The CPU path is the best the CPU has; MINIVGG_CPU=portable|avx2|avx512
-    /// forces a lower one.
+    /// What the products multiply: fp32 (the tutorial's); bf16 on CPUs with AVX512_BF16
+    /// (the convolutions' products of bfloat16 values summed in f32); or tf32 on NVIDIA GPUs
+    /// (every product on the tensor cores, TensorFloat-32 factors summed in f32). Weights, BN
+    /// statistics, loss and optimizer stay f32. The CPU path is the best the CPU has;
+    /// MINIVGG_CPU=portable|avx2|avx512 forces a lower one.
     #[arg(long, default_value = "fp32")]
     pub precision: Precision,
 }
@@ -24,11 +25,7 @@ pub struct PrecisionArg {
 impl PrecisionArg {
     /// The precision, if the device runs it.
     pub(super) fn on(&self, device: Device) -> Result<Precision> {
-        if self.precision == Precision::Bf16 && device != Device::Cpu {
-            return Err(usage(
-                "--precision bf16 runs on the CPU only; the GPU trains in fp32".into(),
-            ));
-        }
+        self.precision.check_device(device).map_err(usage)?;
         Ok(self.precision)
     }
 }

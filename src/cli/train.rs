@@ -3,7 +3,7 @@
 
 use super::args::{check_flags, run_settings, ModelArgs, RecipeArgs};
 use super::{
-    bad_input, beside, device_label, load_data, model_spec, report_predictions, set_threads,
+    bad_input, beside, device_label, load_data, model_spec, report_predictions, set_threads, usage,
 };
 use crate::data::cifar10::Cifar10;
 use crate::engine::device::Device;
@@ -165,6 +165,11 @@ impl RunFiles {
 
 pub(super) fn train(args: TrainArgs) -> Result<()> {
     let (run, checkpoint_dir) = start_run(&args)?;
+    // A resumed run keeps its precision: the device must run it.
+    let precision = run.settings.precision;
+    precision
+        .check_device(args.recipe.device)
+        .map_err(|why| usage(format!("the run trains in {precision}: {why}")))?;
     let files = RunFiles::new(&run.settings, checkpoint_dir);
     files.check_writable()?;
     set_threads(args.recipe.threads)?;
@@ -195,7 +200,8 @@ pub(super) fn train_run(
         settings.seed,
         match settings.precision {
             Precision::Fp32 => String::new(),
-            _ => format!(
+            Precision::Tf32 => ", tf32 products on the tensor cores".into(),
+            Precision::Bf16 => format!(
                 ", {} products on the {} path",
                 settings.precision,
                 net.isa().path()

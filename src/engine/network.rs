@@ -49,6 +49,8 @@ pub struct Network {
     pub spec: ModelSpec,
     /// The instruction set and precision its CPU kernels run.
     isa: Isa,
+    /// The precision asked for: the CPU kernels' own, or tf32 for the GPU (`isa` then fp32).
+    precision: Precision,
     placed: Vec<PlacedLayer>,
     layers: Vec<Layer>,
     /// Index into `acts` (and `grad_acts`) of each layer's input: its own, i, except for a
@@ -86,15 +88,18 @@ impl Network {
         Self::with_precision(spec, capacity, seed, Precision::Fp32)
     }
 
-    /// As [`Network::new`], the convolutions' products in `precision` (bf16 needs AVX512_BF16).
+    /// As [`Network::new`], the products in `precision` (bf16 needs AVX512_BF16; tf32 is the
+    /// GPU's, and the CPU kernels then run fp32).
     pub fn with_precision(
         spec: &ModelSpec,
         capacity: usize,
         seed: u64,
         precision: Precision,
     ) -> Result<Network> {
-        let isa = Isa::from_env(precision)?;
-        Self::with_isa(spec, capacity, seed, isa)
+        let isa = Isa::from_env(precision.on_cpu())?;
+        let mut net = Self::with_isa(spec, capacity, seed, isa)?;
+        net.precision = precision;
+        Ok(net)
     }
 
     /// As [`Network::new`], on the kernels of `isa` (tests compare the paths).
@@ -175,6 +180,7 @@ impl Network {
         let mut net = Network {
             spec: spec.clone(),
             isa,
+            precision: isa.precision(),
             layers,
             inputs,
             eval_inputs,
@@ -248,6 +254,11 @@ impl Network {
 
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+
+    /// The precision the network was built in (see [`Network::with_precision`]).
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn capacity(&self) -> usize {

@@ -112,7 +112,7 @@ pub fn bench(
     match device {
         Device::Cpu => bench_cpu(spec, precision, batch, steps, warmup),
         #[cfg(feature = "cuda")]
-        Device::Cuda(ordinal) => bench_gpu(ordinal, spec, batch, steps, warmup),
+        Device::Cuda(ordinal) => bench_gpu(ordinal, spec, precision, batch, steps, warmup),
         #[cfg(not(feature = "cuda"))]
         Device::Cuda(_) => Err(crate::train::fit::no_cuda()),
     }
@@ -152,6 +152,7 @@ fn summary(
 fn bench_gpu(
     ordinal: usize,
     spec: &ModelSpec,
+    precision: Precision,
     batch: usize,
     steps: usize,
     warmup: usize,
@@ -161,7 +162,7 @@ fn bench_gpu(
     use crate::train::gpu::{GpuTrainer, Pass};
     let gpu = Gpu::open(ordinal)?;
     let name = gpu.name.clone();
-    let net = Network::new(spec, batch, 1)?;
+    let net = Network::with_precision(spec, batch, 1, precision)?;
     let sgd = Sgd::new(SgdConfig::TUTORIAL, net.params.len());
     let mut rng = rand::rng();
     let mut synthetic = |len: usize| Split {
@@ -186,7 +187,7 @@ fn bench_gpu(
     let epoch = started.elapsed().as_secs_f64();
     let times = trainer.time_layers(steps)?;
     let mut out = String::new();
-    writeln!(out, "{} on {name} (cuda:{ordinal}) — batch {batch}, {steps} steps after {warmup} warm-up, CUDA graphs", spec.name)?;
+    writeln!(out, "{} on {name} (cuda:{ordinal}) — batch {batch}, {steps} steps after {warmup} warm-up, CUDA graphs, {precision} products", spec.name)?;
     writeln!(
         out,
         "per layer: CUDA events around each layer's kernels, {steps} uncaptured passes"

@@ -133,17 +133,26 @@ pub struct Isa {
 }
 
 impl Isa {
-    /// The kernels for `path` in `precision`: `None` where the CPU cannot run them.
+    /// The kernels for `path` in `precision`: `None` where the CPU cannot run them (and for
+    /// tf32, which is the GPU's: see [`Precision::on_cpu`]).
     pub fn new(path: Path, precision: Precision) -> Option<Isa> {
         let bf16_native = path == Path::Avx512 && precision == Precision::Bf16;
-        (path.supported() && (!bf16_native || has_bf16_dot_products()))
-            .then_some(Isa { path, precision })
+        (path.supported()
+            && precision != Precision::Tf32
+            && (!bf16_native || has_bf16_dot_products()))
+        .then_some(Isa { path, precision })
     }
 
     /// The kernels of the path from `MINIVGG_CPU` (or the best one) in `precision`: bf16
     /// only where the CPU has its dot-product instructions, never emulated.
     pub fn from_env(precision: Precision) -> Result<Isa, UnsupportedCpu> {
         let path = Path::from_env().map_err(UnsupportedCpu)?;
+        if precision == Precision::Tf32 {
+            return Err(UnsupportedCpu(
+                "--precision tf32 runs on NVIDIA GPUs (--device cuda); the CPU runs fp32 or bf16"
+                    .into(),
+            ));
+        }
         if precision == Precision::Bf16 {
             if !has_bf16_dot_products() {
                 return Err(UnsupportedCpu(
@@ -187,6 +196,7 @@ impl Isa {
                 format!("{}, bf16 products (vdpbf16ps)", self.path)
             }
             Precision::Bf16 => format!("{}, bf16 products (emulated)", self.path),
+            Precision::Tf32 => unreachable!("an Isa is never tf32 (Isa::new)"),
         }
     }
 }
@@ -525,6 +535,8 @@ pub unsafe fn dispatch<K: Kernel>(isa: Isa, kernel: K) -> K::Output {
         (Path::Avx512, Precision::Fp32) => on_avx512(kernel),
         #[cfg(target_arch = "x86_64")]
         (Path::Avx512, Precision::Bf16) => on_avx512_bf16(kernel),
+        #[cfg(target_arch = "x86_64")]
+        (Path::Avx512, Precision::Tf32) => unreachable!("an Isa is never tf32 (Isa::new)"),
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("Isa::new admits only the portable path off x86-64"),
     }

@@ -402,6 +402,7 @@ macro_rules! run_for_size_and_precision {
             (Precision::Fp32, TileSize::F4) => $chunk.run_with::<$s, f32, F4, 4, 6>(),
             (Precision::Bf16, TileSize::F2) => $chunk.run_with::<$s, Bf16Pair, F2, 2, 4>(),
             (Precision::Bf16, TileSize::F4) => $chunk.run_with::<$s, Bf16Pair, F4, 4, 6>(),
+            (Precision::Tf32, _) => unreachable!("an Isa is never tf32 (Isa::new)"),
         }
     };
 }

@@ -7,8 +7,12 @@
 pub mod network;
 
 use super::cpu::matmul::Layout;
+use super::device::Device;
+use super::precision::Precision;
 use anyhow::{anyhow, bail, Result};
-use cudarc::cublas::sys::{cublasOperation_t, cublasSetWorkspace_v2, cublasStatus_t};
+use cudarc::cublas::sys::{
+    cublasMath_t, cublasOperation_t, cublasSetMathMode, cublasSetWorkspace_v2, cublasStatus_t,
+};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::{
@@ -301,6 +305,28 @@ impl Gpu {
             )
         }
         .map_err(|e| unusable(format!("cuBLAS sgemm failed: {e:?}")))
+    }
+
+    /// What the matrix products multiply: strict fp32, or tf32 on the tensor cores (cuBLAS'
+    /// TF32 math mode: factors rounded to a 10-bit mantissa, sums in f32). bf16 is the CPU's.
+    pub fn set_precision(&self, precision: Precision) -> Result<()> {
+        let mode = match precision {
+            Precision::Fp32 => cublasMath_t::CUBLAS_DEFAULT_MATH,
+            Precision::Tf32 => cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
+            Precision::Bf16 => {
+                return Err(unusable(
+                    Precision::Bf16.check_device(Device::Cuda(0)).unwrap_err(),
+                ))
+            }
+        };
+        // SAFETY: the handle is live (owned by self); the mode is one of cuBLAS' own values.
+        let status = unsafe { cublasSetMathMode(*self.blas.handle(), mode) };
+        if status != cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            return Err(unusable(format!(
+                "cuBLAS refused the {precision} math mode: {status:?}"
+            )));
+        }
+        Ok(())
     }
 
     /// Records what `encode` enqueues as a CUDA graph instead of running it.

@@ -81,8 +81,10 @@ pub struct CudaNetwork {
 }
 
 impl CudaNetwork {
-    /// The host network and optimizer, copied to the GPU.
+    /// The host network and optimizer, copied to the GPU; its products in the network's
+    /// precision (fp32 or tf32).
     pub fn from_host(gpu: Gpu, net: &Network, sgd: &Sgd) -> Result<CudaNetwork> {
+        gpu.set_precision(net.precision())?;
         let placed = net.placed().to_vec();
         let capacity = net.capacity();
         let upload = |host: &[f32]| -> Result<CudaSlice<f32>> {
