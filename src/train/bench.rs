@@ -190,6 +190,18 @@ fn bench_gpu(
     writeln!(out, "{} on {name} (cuda:{ordinal}) — batch {batch}, {steps} steps after {warmup} warm-up, CUDA graphs, {precision} products", spec.name)?;
     writeln!(
         out,
+        "convolutions ({}=auto|im2col|cudnn):",
+        crate::engine::cuda::cudnn::CONV_VARIABLE
+    )?;
+    let choices = trainer.conv_choices();
+    if choices.is_empty() {
+        writeln!(out, "  all on im2col (forced, or libcudnn.so.9 not found)")?;
+    }
+    for line in choices {
+        writeln!(out, "  {line}")?;
+    }
+    writeln!(
+        out,
         "per layer: CUDA events around each layer's kernels, {steps} uncaptured passes"
     )?;
     let layers = net.placed().len();

@@ -113,7 +113,9 @@ impl GpuTrainer {
         validation: &Split,
         augment: bool,
     ) -> Result<GpuTrainer> {
-        let cuda = CudaNetwork::from_host(gpu, net, sgd)?;
+        let mut cuda = CudaNetwork::from_host(gpu, net, sgd)?;
+        let batch = cuda.capacity();
+        cuda.prepare(&[batch, train.len() % batch, validation.len() % batch])?;
         let gpu = &cuda.gpu;
         let (train_split, validation_split) = (
             DeviceSplit::upload(gpu, train)?,
@@ -121,7 +123,6 @@ impl GpuTrainer {
         );
         let metrics = gpu.zeros::<f64>(6)?;
         let predictions = gpu.zeros::<i32>(validation.len())?;
-        let batch = cuda.capacity();
         let (metrics_ptr, predictions_ptr) = (gpu.ptr(&metrics), gpu.ptr(&predictions));
         let train_source = train_split.source(gpu, augment);
         let validation_source = validation_split.source(gpu, false);
@@ -227,6 +228,11 @@ impl GpuTrainer {
         self.cuda.time_layers(self.cuda.capacity(), rounds)
     }
 
+    /// Which path each convolution runs on, and why (see [`CudaNetwork::prepare`]).
+    pub fn conv_choices(&self) -> Vec<&str> {
+        self.cuda.conv_choices()
+    }
+
     pub fn download_into(&self, net: &mut Network, sgd: &mut Sgd) -> Result<()> {
         self.cuda.download_into(net, sgd)
     }
@@ -252,13 +258,14 @@ pub fn evaluate_on_gpu(gpu: Gpu, net: &Network, split: &Split) -> Result<(BatchM
         },
         net.params.len(),
     );
-    let cuda = CudaNetwork::from_host(gpu, net, &idle)?;
+    let mut cuda = CudaNetwork::from_host(gpu, net, &idle)?;
+    let batch = cuda.capacity();
+    cuda.prepare(&[batch, split.len() % batch])?;
     let gpu = &cuda.gpu;
     let data = DeviceSplit::upload(gpu, split)?;
     let metrics = gpu.zeros::<f64>(3)?;
     let predictions = gpu.zeros::<i32>(split.len())?;
     cuda.encode_reset_cursor()?;
-    let batch = cuda.capacity();
     for start in (0..split.len()).step_by(batch) {
         let n = batch.min(split.len() - start);
         cuda.encode_eval_pass(

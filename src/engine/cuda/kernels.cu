@@ -250,6 +250,12 @@ extern "C" __global__ void copy(const float* x, float* y, i64 len) {
     GRID_STRIDE(i, len) { y[i] = x[i]; }
 }
 
+// y[cols × rows] = x[rows × cols]ᵀ: a Keras HWIO kernel ([k·k·C × F]) to cuDNN's KRSC
+// ([F × k·k·C]) and its gradient back (no CPU mirror: the CPU convolves HWIO as it is).
+extern "C" __global__ void transpose(const float* x, float* y, i64 rows, i64 cols) {
+    GRID_STRIDE(i, rows * cols) { y[(i % cols) * rows + i / cols] = x[i]; }
+}
+
 
 // Forward (training) and backward alike: out = in · (kept ? 1/(1 − rate) : 0), the mask drawn
 // from (seed, training step, layer), so backward redraws the forward's mask.

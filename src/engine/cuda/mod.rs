@@ -1,9 +1,12 @@
 //! The NVIDIA GPU backend (cargo feature `cuda`). The same layers as [`super::layers`] on the
 //! CPU: elementwise work, im2col, BN, pooling, dropout and the loss as NVRTC kernels
-//! (`kernels.cu`, each naming the CPU function it mirrors), matrix products on cuBLAS, over
-//! device buffers planned once. The driver, NVRTC and cuBLAS are loaded at run time, so the
-//! build needs no CUDA toolkit; a machine without them gets an error, never a panic.
+//! (`kernels.cu`, each naming the CPU function it mirrors), matrix products on cuBLAS, and the
+//! convolutions on cuDNN or im2col + cuBLAS, whichever measures faster per layer on the card
+//! ([`cudnn`]), over device buffers planned once. The driver, NVRTC, cuBLAS and cuDNN are
+//! loaded at run time, so the build needs no CUDA toolkit; a machine without the first three
+//! gets an error, never a panic, and one without cuDNN runs im2col.
 
+pub mod cudnn;
 pub mod network;
 
 use super::cpu::matmul::Layout;
@@ -26,7 +29,7 @@ use std::sync::Arc;
 const KERNEL_SOURCE: &str = include_str!("kernels.cu");
 
 /// Every `extern "C"` kernel of kernels.cu.
-const KERNELS: [&str; 24] = [
+const KERNELS: [&str; 25] = [
     "gather_batch",
     "set_augment_key",
     "end_pass",
@@ -46,6 +49,7 @@ const KERNELS: [&str; 24] = [
     "relu_forward",
     "relu_backward",
     "copy",
+    "transpose",
     "dropout_apply",
     "maxpool_forward",
     "maxpool_backward",
