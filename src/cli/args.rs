@@ -96,7 +96,7 @@ pub struct RecipeArgs {
     /// Worker threads. Default: one per CPU core.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// cpu, or cuda[:N] for an NVIDIA GPU (a build with `--features cuda`).
+    /// cpu, or cuda (cuda:N for the Nth) for an NVIDIA GPU (a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: Device,
     #[command(flatten)]

@@ -17,8 +17,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// The side-by-side figure (PNG). The table goes beside it as <name>.md, and each run's
-    /// own plot, CSV, report and confusion matrix as <name>_with_bn.png, <name>_without_bn.png…
+    /// The side-by-side figure (PNG). The table goes beside it as NAME.md, and each run's
+    /// own plot, CSV, report and confusion matrix as NAME_with_bn.png, NAME_without_bn.png…
     #[arg(long, default_value = "output/cifar10_minivggnet_bn_comparison.png")]
     pub output: PathBuf,
     #[command(flatten)]

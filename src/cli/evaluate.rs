@@ -26,7 +26,7 @@ pub struct EvaluateArgs {
     pub device: Device,
     #[command(flatten)]
     pub precision: PrecisionArg,
-    /// The confusion matrix heat map (PNG). Default: beside the weights, <name>_confusion.png.
+    /// The confusion matrix heat map (PNG). Default: beside the weights, NAME_confusion.png.
     #[arg(long)]
     pub confusion: Option<PathBuf>,
 }

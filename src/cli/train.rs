@@ -28,7 +28,7 @@ pub struct TrainArgs {
     pub model: ModelArgs,
     /// The loss/accuracy plot (PNG); the history CSV, report and confusion matrix are written
     /// beside it. Default: output/cifar10_minivggnet_with_bn.png, …_without_bn.png, or
-    /// output/cifar10_<model>.png.
+    /// output/cifar10_MODEL.png.
     #[arg(long)]
     pub output: Option<PathBuf>,
     #[command(flatten)]
@@ -37,7 +37,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub save: Option<PathBuf>,
     /// Where the checkpoint written after every epoch (and on Ctrl-C) goes.
-    /// Default: beside the plot, <plot name>_checkpoint/.
+    /// Default: beside the plot, PLOT_checkpoint/.
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,
     /// Go on with the run whose checkpoint is in DIR, with that run's own settings.

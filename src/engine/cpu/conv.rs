@@ -189,10 +189,10 @@ pub(super) unsafe fn tile<S: Simd, T: Factor>(
     S::tile(a, (table, start), cols, (b, ldb), out)
 }
 
-/// [`tile`] for `R` rows: what each [`Simd`]'s `tile` calls with its own row count.
+/// `tile` for `R` rows: what each [`Simd`]'s `tile` calls with its own row count.
 ///
 /// # Safety
-/// As [`tile`].
+/// As `tile`.
 #[inline(always)]
 pub unsafe fn tile_of<S: Simd, T: Factor, const R: usize>(
     a: *const T,

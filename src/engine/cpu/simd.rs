@@ -125,7 +125,7 @@ pub struct UnsupportedCpu(pub String);
 /// where the CPU has the instructions.
 ///
 /// An `Isa` exists only where the CPU runs it (its fields are private): holding one is the
-/// proof that [`dispatch`] and [`vectorized`] may use its instructions.
+/// proof that [`dispatch`] and `vectorized!` may use its instructions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Isa {
     path: Path,

@@ -1,4 +1,4 @@
-//! [`Network`](crate::engine::Network) on the GPU: the same plan (layer list, flat parameter
+//! [`Network`] on the GPU: the same plan (layer list, flat parameter
 //! vectors, one buffer per activation and gradient), each layer's forward and backward
 //! enqueued as kernels and cuBLAS products that read and write only device memory, so a whole
 //! training pass can be captured once as a CUDA graph and replayed.
