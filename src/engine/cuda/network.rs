@@ -1046,7 +1046,10 @@ impl CudaNetwork {
                 if self.conv_choices.iter().any(|(at, _)| *at == (i, n)) {
                     continue;
                 }
-                let (plan, why) = self.choose_conv(i, n)?;
+                // cuDNN failing here costs speed, not the run: im2col stays.
+                let (plan, why) = self
+                    .choose_conv(i, n)
+                    .unwrap_or_else(|e| (None, format!("im2col (cuDNN failed: {e:#})")));
                 let line = format!("{} at batch {n}: {why}", self.placed[i].name);
                 self.conv_choices.push(((i, n), line));
                 if let Some(plan) = plan {
@@ -1088,10 +1091,15 @@ impl CudaNetwork {
             _ => 1e-4,
         };
 
-        // im2col: the reference values and times.
+        // im2col: the reference values and times. Its backward overwrites the patches with
+        // their gradients, so it is timed after a forward pass each time, as in a real step.
         let im2col_fwd = self.time_ms(|| self.encode_conv_forward(i, n, None))?;
         let y_ref = self.download_at(o.y, out_len)?;
-        let im2col_bwd = self.time_ms(|| self.encode_conv_backward(i, n, None))?;
+        let im2col_step = self.time_ms(|| {
+            self.encode_conv_forward(i, n, None)?;
+            self.encode_conv_backward(i, n, None)
+        })?;
+        let im2col_bwd = (im2col_step - im2col_fwd).max(0.0);
         let grad_ref = self.download_at(o.grads, kernel_len)?;
         let dx_ref = o.dx.map(|dx| self.download_at(dx, in_len)).transpose()?;
 
@@ -1121,6 +1129,12 @@ impl CudaNetwork {
                 Some(_) => plan.backward_data_candidates(cudnn)?,
                 None => Vec::new(),
             };
+            if o.dx.is_some() && datas.is_empty() {
+                return Ok((
+                    None,
+                    "im2col: cuDNN offers no usable input-gradient algorithm".into(),
+                ));
+            }
             // Time each filter algorithm with the first data one (or none), then each data
             // algorithm with the best filter one: a backward pass needs both.
             plan.backward_data = datas.first().copied();
