@@ -134,10 +134,11 @@ impl CheckpointWriter {
     ) -> Result<()> {
         let started = Instant::now();
         let bytes = encode(net, sgd, settings, progress)?;
+        self.blocked += started.elapsed();
+        // Counts its own waiting.
         self.wait()?;
         let dir = self.dir.clone();
         self.in_flight = Some(std::thread::spawn(move || write_bytes(&dir, &bytes)));
-        self.blocked += started.elapsed();
         Ok(())
     }
 
