@@ -75,13 +75,6 @@ impl Drop for Cudnn {
     }
 }
 
-/// An algorithm of one pass and the workspace it needs.
-#[derive(Debug, Clone, Copy)]
-pub struct Algo<A> {
-    pub algo: A,
-    pub workspace: usize,
-}
-
 /// One convolution layer at one batch size, described to cuDNN; the algorithms are the
 /// caller's choice among [`ConvPlan::forward_candidates`] and the others.
 pub struct ConvPlan {
@@ -89,9 +82,9 @@ pub struct ConvPlan {
     y: sys::cudnnTensorDescriptor_t,
     w: sys::cudnnFilterDescriptor_t,
     conv: sys::cudnnConvolutionDescriptor_t,
-    pub forward: Option<Algo<sys::cudnnConvolutionFwdAlgo_t>>,
-    pub backward_data: Option<Algo<sys::cudnnConvolutionBwdDataAlgo_t>>,
-    pub backward_filter: Option<Algo<sys::cudnnConvolutionBwdFilterAlgo_t>>,
+    pub forward: Option<sys::cudnnConvolutionFwdAlgo_t>,
+    pub backward_data: Option<sys::cudnnConvolutionBwdDataAlgo_t>,
+    pub backward_filter: Option<sys::cudnnConvolutionBwdFilterAlgo_t>,
 }
 
 /// The geometry of a "same" convolution with a square kernel, stride 1.
@@ -184,97 +177,58 @@ impl ConvPlan {
 
     /// cuDNN's forward algorithms for this shape that succeed, are deterministic and fit the
     /// workspace, in its heuristics' order.
-    pub fn forward_candidates(
-        &self,
-        cudnn: &Cudnn,
-    ) -> Result<Vec<Algo<sys::cudnnConvolutionFwdAlgo_t>>> {
-        let mut perf = [unsafe { std::mem::zeroed::<sys::cudnnConvolutionFwdAlgoPerf_t>() }; 8];
-        let mut count = 0;
-        // SAFETY: live descriptors; `perf` holds the 8 results asked for.
-        unsafe {
+    pub fn forward_candidates(&self, cudnn: &Cudnn) -> Result<Vec<sys::cudnnConvolutionFwdAlgo_t>> {
+        // SAFETY (all three): live descriptors; `perf` holds the `len` results asked for.
+        candidates("forward heuristics", |len, count, perf| unsafe {
             result::get_convolution_forward_algorithm(
                 cudnn.handle,
                 self.x,
                 self.w,
                 self.conv,
                 self.y,
-                perf.len() as c_int,
-                &mut count,
-                perf.as_mut_ptr(),
+                len,
+                count,
+                perf,
             )
-        }
-        .map_err(failed("forward heuristics"))?;
-        Ok(perf[..count as usize]
-            .iter()
-            .filter(|p| usable(p.status, p.determinism, p.memory))
-            .map(|p| Algo {
-                algo: p.algo,
-                workspace: p.memory,
-            })
-            .collect())
+        })
     }
 
     /// As [`ConvPlan::forward_candidates`], for the input gradient.
     pub fn backward_data_candidates(
         &self,
         cudnn: &Cudnn,
-    ) -> Result<Vec<Algo<sys::cudnnConvolutionBwdDataAlgo_t>>> {
-        let mut perf = [unsafe { std::mem::zeroed::<sys::cudnnConvolutionBwdDataAlgoPerf_t>() }; 8];
-        let mut count = 0;
-        // SAFETY: as in forward_candidates.
-        unsafe {
+    ) -> Result<Vec<sys::cudnnConvolutionBwdDataAlgo_t>> {
+        candidates("backward-data heuristics", |len, count, perf| unsafe {
             result::get_convolution_backward_data_algorithm(
                 cudnn.handle,
                 self.w,
                 self.y,
                 self.conv,
                 self.x,
-                perf.len() as c_int,
-                &mut count,
-                perf.as_mut_ptr(),
+                len,
+                count,
+                perf,
             )
-        }
-        .map_err(failed("backward-data heuristics"))?;
-        Ok(perf[..count as usize]
-            .iter()
-            .filter(|p| usable(p.status, p.determinism, p.memory))
-            .map(|p| Algo {
-                algo: p.algo,
-                workspace: p.memory,
-            })
-            .collect())
+        })
     }
 
     /// As [`ConvPlan::forward_candidates`], for the kernel gradient.
     pub fn backward_filter_candidates(
         &self,
         cudnn: &Cudnn,
-    ) -> Result<Vec<Algo<sys::cudnnConvolutionBwdFilterAlgo_t>>> {
-        let mut perf =
-            [unsafe { std::mem::zeroed::<sys::cudnnConvolutionBwdFilterAlgoPerf_t>() }; 8];
-        let mut count = 0;
-        // SAFETY: as in forward_candidates.
-        unsafe {
+    ) -> Result<Vec<sys::cudnnConvolutionBwdFilterAlgo_t>> {
+        candidates("backward-filter heuristics", |len, count, perf| unsafe {
             result::get_convolution_backward_filter_algorithm(
                 cudnn.handle,
                 self.x,
                 self.y,
                 self.conv,
                 self.w,
-                perf.len() as c_int,
-                &mut count,
-                perf.as_mut_ptr(),
+                len,
+                count,
+                perf,
             )
-        }
-        .map_err(failed("backward-filter heuristics"))?;
-        Ok(perf[..count as usize]
-            .iter()
-            .filter(|p| usable(p.status, p.determinism, p.memory))
-            .map(|p| Algo {
-                algo: p.algo,
-                workspace: p.memory,
-            })
-            .collect())
+        })
     }
 
     /// Enqueues `y = conv(x, w) + beta·y` (beta 1: onto the bias already in `y`).
@@ -370,11 +324,61 @@ impl ConvPlan {
     }
 }
 
-/// A candidate runs, gives the same bits every time (runs stay reproducible) and fits.
-fn usable(status: sys::cudnnStatus_t, determinism: sys::cudnnDeterminism_t, memory: usize) -> bool {
-    status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS
-        && determinism == sys::cudnnDeterminism_t::CUDNN_DETERMINISTIC
-        && memory <= WORKSPACE_BYTES
+/// cuDNN's performance record of one pass's algorithm: the three passes' structs share these
+/// fields.
+trait AlgoPerf: Copy {
+    type Algo: Copy;
+    fn algo(&self) -> Self::Algo;
+    fn status(&self) -> sys::cudnnStatus_t;
+    fn determinism(&self) -> sys::cudnnDeterminism_t;
+    fn memory(&self) -> usize;
+}
+
+macro_rules! algo_perf {
+    ($($perf:ty => $algo:ty),*) => {$(
+        impl AlgoPerf for $perf {
+            type Algo = $algo;
+            fn algo(&self) -> $algo {
+                self.algo
+            }
+            fn status(&self) -> sys::cudnnStatus_t {
+                self.status
+            }
+            fn determinism(&self) -> sys::cudnnDeterminism_t {
+                self.determinism
+            }
+            fn memory(&self) -> usize {
+                self.memory
+            }
+        }
+    )*};
+}
+
+algo_perf!(
+    sys::cudnnConvolutionFwdAlgoPerf_t => sys::cudnnConvolutionFwdAlgo_t,
+    sys::cudnnConvolutionBwdDataAlgoPerf_t => sys::cudnnConvolutionBwdDataAlgo_t,
+    sys::cudnnConvolutionBwdFilterAlgoPerf_t => sys::cudnnConvolutionBwdFilterAlgo_t
+);
+
+/// The algorithms cuDNN's heuristics (`query(len, &mut count, perf)`) offer for a pass that
+/// run, give the same bits every time (runs stay reproducible) and fit the workspace.
+fn candidates<P: AlgoPerf>(
+    what: &str,
+    query: impl FnOnce(c_int, &mut c_int, *mut P) -> Result<(), result::CudnnError>,
+) -> Result<Vec<P::Algo>> {
+    // SAFETY: cuDNN's performance records are plain C structs, valid all-zero.
+    let mut perf = [unsafe { std::mem::zeroed::<P>() }; 8];
+    let mut count = 0;
+    query(perf.len() as c_int, &mut count, perf.as_mut_ptr()).map_err(failed(what))?;
+    Ok(perf[..count as usize]
+        .iter()
+        .filter(|p| {
+            p.status() == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS
+                && p.determinism() == sys::cudnnDeterminism_t::CUDNN_DETERMINISTIC
+                && p.memory() <= WORKSPACE_BYTES
+        })
+        .map(|p| p.algo())
+        .collect())
 }
 
 impl Drop for ConvPlan {

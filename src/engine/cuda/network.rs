@@ -3,7 +3,7 @@
 //! enqueued as kernels and cuBLAS products that read and write only device memory, so a whole
 //! training pass can be captured once as a CUDA graph and replayed.
 
-use super::cudnn::{Algo, ConvPath, ConvPlan, ConvShape, Cudnn, WORKSPACE_BYTES};
+use super::cudnn::{ConvPath, ConvPlan, ConvShape, Cudnn, WORKSPACE_BYTES};
 use super::{elementwise, one_block, Arg, Gpu};
 use crate::engine::cpu::matmul::Layout;
 use crate::engine::layers::batchnorm::{EPSILON, MOMENTUM};
@@ -927,7 +927,7 @@ impl CudaNetwork {
         let gpu = &self.gpu;
         match (plan, &self.cudnn) {
             (Some(plan), Some((cudnn, workspace))) => {
-                let algo = plan.forward.expect("a chosen plan has its algorithms").algo;
+                let algo = plan.forward.expect("a chosen plan has its algorithms");
                 let bias = o.weights + (patch * s.filters * 4) as u64;
                 gpu.launch(
                     "transpose",
@@ -974,7 +974,7 @@ impl CudaNetwork {
                     .expect("a chosen plan has its algorithms");
                 // SAFETY: as in encode_conv_forward.
                 unsafe {
-                    plan.backward_filter(cudnn, filter.algo, (o.x, o.dy, o.krsc_grad), workspace)?
+                    plan.backward_filter(cudnn, filter, (o.x, o.dy, o.krsc_grad), workspace)?
                 };
                 gpu.launch(
                     "transpose",
@@ -992,7 +992,7 @@ impl CudaNetwork {
                         .backward_data
                         .expect("a chosen plan has its algorithms");
                     // SAFETY: as above.
-                    unsafe { plan.backward_data(cudnn, data.algo, (o.krsc, o.dy, dx), workspace)? };
+                    unsafe { plan.backward_data(cudnn, data, (o.krsc, o.dy, dx), workspace)? };
                 }
                 Ok(())
             }
@@ -1114,7 +1114,7 @@ impl CudaNetwork {
                 continue;
             };
             let agrees = relative_error(&y_ref, &self.download_at(o.y, out_len)?) <= tolerance;
-            if agrees && best_fwd.is_none_or(|(_, best): (Algo<_>, f64)| ms < best) {
+            if agrees && best_fwd.is_none_or(|(_, best): (_, f64)| ms < best) {
                 best_fwd = Some((candidate, ms));
             }
         }
@@ -1145,7 +1145,7 @@ impl CudaNetwork {
                 };
                 let grads = self.download_at(o.grads, kernel_len)?;
                 if relative_error(&grad_ref, &grads) <= tolerance
-                    && best_filter.is_none_or(|(_, best): (Algo<_>, f64)| ms < best)
+                    && best_filter.is_none_or(|(_, best): (_, f64)| ms < best)
                 {
                     best_filter = Some((candidate, ms));
                 }
@@ -1162,7 +1162,7 @@ impl CudaNetwork {
                     let agrees = dx_ref
                         .as_ref()
                         .is_some_and(|want| relative_error(want, &dx) <= tolerance);
-                    if agrees && best_data.is_none_or(|(_, best): (Algo<_>, f64)| ms < best) {
+                    if agrees && best_data.is_none_or(|(_, best): (_, f64)| ms < best) {
                         best_data = Some((candidate, ms));
                     }
                 }
@@ -1193,9 +1193,7 @@ impl CudaNetwork {
         );
         let algos = format!(
             "fwd {:?}, bwd filter {:?}, bwd data {:?}",
-            plan.forward.map(|a| a.algo),
-            plan.backward_filter.map(|a| a.algo),
-            plan.backward_data.map(|a| a.algo)
+            plan.forward, plan.backward_filter, plan.backward_data
         );
         Ok(match (self.conv_path, faster) {
             (ConvPath::Cudnn, _) | (ConvPath::Auto, true) => {
