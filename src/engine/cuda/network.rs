@@ -1107,20 +1107,20 @@ impl CudaNetwork {
             unreachable!("prepare returns early without cuDNN")
         };
         let mut plan = plan;
-        let mut best_fwd = None;
-        for candidate in plan.forward_candidates(cudnn)? {
+        // Each candidate's time where it runs and agrees with im2col's result, else None.
+        let agreeing = |ms: Result<f64>, want: &[f32], got: u64| -> Result<Option<f64>> {
+            let Ok(ms) = ms else { return Ok(None) };
+            let error = relative_error(want, &self.download_at(got, want.len())?);
+            Ok((error <= tolerance).then_some(ms))
+        };
+        let candidates = plan.forward_candidates(cudnn)?;
+        let best_fwd = fastest(candidates, |candidate| {
             plan.forward = Some(candidate);
-            let Ok(ms) = self.time_ms(|| self.encode_conv_forward(i, n, Some(&plan))) else {
-                continue;
-            };
-            let agrees = relative_error(&y_ref, &self.download_at(o.y, out_len)?) <= tolerance;
-            if agrees && best_fwd.is_none_or(|(_, best): (_, f64)| ms < best) {
-                best_fwd = Some((candidate, ms));
-            }
-        }
+            let ms = self.time_ms(|| self.encode_conv_forward(i, n, Some(&plan)));
+            agreeing(ms, &y_ref, o.y)
+        })?;
         plan.forward = best_fwd.map(|(a, _)| a);
-        let mut best_filter = None;
-        let mut best_data = None;
+        let (mut best_filter, mut best_data) = (None, None);
         if plan.forward.is_some() {
             // Backward reads the KRSC kernel the forward pass wrote.
             self.encode_conv_forward(i, n, Some(&plan))?;
@@ -1138,34 +1138,18 @@ impl CudaNetwork {
             // Time each filter algorithm with the first data one (or none), then each data
             // algorithm with the best filter one: a backward pass needs both.
             plan.backward_data = datas.first().copied();
-            for candidate in filters {
+            best_filter = fastest(filters, |candidate| {
                 plan.backward_filter = Some(candidate);
-                let Ok(ms) = self.time_ms(|| self.encode_conv_backward(i, n, Some(&plan))) else {
-                    continue;
-                };
-                let grads = self.download_at(o.grads, kernel_len)?;
-                if relative_error(&grad_ref, &grads) <= tolerance
-                    && best_filter.is_none_or(|(_, best): (_, f64)| ms < best)
-                {
-                    best_filter = Some((candidate, ms));
-                }
-            }
+                let ms = self.time_ms(|| self.encode_conv_backward(i, n, Some(&plan)));
+                agreeing(ms, &grad_ref, o.grads)
+            })?;
             plan.backward_filter = best_filter.map(|(a, _)| a);
-            if plan.backward_filter.is_some() {
-                for candidate in datas {
+            if let (Some(_), Some(dx), Some(dx_ref)) = (plan.backward_filter, o.dx, &dx_ref) {
+                best_data = fastest(datas, |candidate| {
                     plan.backward_data = Some(candidate);
-                    let Ok(ms) = self.time_ms(|| self.encode_conv_backward(i, n, Some(&plan)))
-                    else {
-                        continue;
-                    };
-                    let dx = self.download_at(o.dx.expect("data candidates need dx"), in_len)?;
-                    let agrees = dx_ref
-                        .as_ref()
-                        .is_some_and(|want| relative_error(want, &dx) <= tolerance);
-                    if agrees && best_data.is_none_or(|(_, best): (_, f64)| ms < best) {
-                        best_data = Some((candidate, ms));
-                    }
-                }
+                    let ms = self.time_ms(|| self.encode_conv_backward(i, n, Some(&plan)));
+                    agreeing(ms, dx_ref, dx)
+                })?;
                 plan.backward_data = best_data.map(|(a, _)| a);
             }
         }
@@ -1232,6 +1216,23 @@ impl CudaNetwork {
             .map_err(|e| super::unusable(format!("copy from the GPU failed: {e}")))?;
         Ok(host)
     }
+}
+
+/// The fastest of `candidates`, with its time, among those `timed` gives a time for (the
+/// ones that run and agree).
+fn fastest<A: Copy>(
+    candidates: Vec<A>,
+    mut timed: impl FnMut(A) -> Result<Option<f64>>,
+) -> Result<Option<(A, f64)>> {
+    let mut best: Option<(A, f64)> = None;
+    for candidate in candidates {
+        if let Some(ms) = timed(candidate)? {
+            if best.is_none_or(|(_, fastest)| ms < fastest) {
+                best = Some((candidate, ms));
+            }
+        }
+    }
+    Ok(best)
 }
 
 /// max |a − b| / max |a|, as the parity tests measure.
