@@ -7,7 +7,7 @@ use minivgg::data::augment;
 use minivgg::data::batches::{epoch_order, gather};
 use minivgg::data::cifar10::{Split, IMAGE_BYTES};
 use minivgg::engine::cuda::network::CudaNetwork;
-use minivgg::engine::cuda::Gpu;
+use minivgg::engine::cuda::{parity_tolerance, relative_error, Gpu};
 use minivgg::engine::sgd::{Sgd, SgdConfig};
 use minivgg::engine::{Mode, Network, Precision};
 use minivgg::model::{zoo, ModelSpec};
@@ -38,32 +38,9 @@ fn device_cuda_either_works_or_says_what_is_missing() {
     }
 }
 
-/// max |a − b| / max |a|: the error relative to the tensor's scale.
-fn relative_error(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let scale = a
-        .iter()
-        .fold(0.0f64, |m, v| m.max(v.abs() as f64))
-        .max(1e-12);
-    a.iter()
-        .zip(b)
-        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs() as f64))
-        / scale
-}
-
-/// Strict fp32 matches the CPU to 1e-4 of each tensor's scale. tf32 rounds every product's
-/// factors to a 10-bit mantissa (relative error up to 2^-11 ≈ 4.9e-4 each), summed over up to
-/// 4,096 terms and carried through the layers: its stated tolerance is 2e-2, and an argmax may
-/// flip between near-equal classes, so its correct count is not compared.
-fn tolerance(precision: Precision) -> f64 {
-    match precision {
-        Precision::Tf32 => 2e-2,
-        _ => 1e-4,
-    }
-}
-
+/// tf32's correct count is not compared: an argmax may flip between near-equal classes.
 fn check_parity(spec: &ModelSpec, precision: Precision) {
-    let tol = tolerance(precision);
+    let tol = parity_tolerance(precision);
     let batch = 8;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
     let input: Vec<f32> = (0..batch * spec.input.len())

@@ -60,6 +60,30 @@ const KERNELS: [&str; 25] = [
 /// cuBLAS gets a workspace of its own, so no product allocates memory inside a captured graph.
 const CUBLAS_WORKSPACE_BYTES: usize = 32 << 20;
 
+/// How far a GPU result may be from its reference (the CPU's in the parity tests, im2col's
+/// when a convolution's path is chosen), relative to the tensor's scale. Strict fp32: 1e-4.
+/// tf32 rounds every product's factors to a 10-bit mantissa (relative error up to
+/// 2^-11 ≈ 4.9e-4 each), summed over up to 4,096 terms and carried through the layers: 2e-2.
+pub fn parity_tolerance(precision: Precision) -> f64 {
+    match precision {
+        Precision::Tf32 => 2e-2,
+        _ => 1e-4,
+    }
+}
+
+/// max |a − b| / max |a|: the error relative to the tensor's scale.
+pub fn relative_error(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = a
+        .iter()
+        .fold(0.0f64, |m, v| m.max(v.abs() as f64))
+        .max(1e-12);
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs() as f64))
+        / scale
+}
+
 /// Suggests the way out in every CUDA error.
 fn unusable(what: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("--device cuda: {what}; use --device cpu to train on the CPU")

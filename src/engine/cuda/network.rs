@@ -4,7 +4,7 @@
 //! training pass can be captured once as a CUDA graph and replayed.
 
 use super::cudnn::{ConvPath, ConvPlan, ConvShape, Cudnn, WORKSPACE_BYTES};
-use super::{elementwise, one_block, Arg, Gpu};
+use super::{elementwise, one_block, parity_tolerance, relative_error, Arg, Gpu};
 use crate::engine::cpu::matmul::Layout;
 use crate::engine::layers::batchnorm::{EPSILON, MOMENTUM};
 use crate::engine::network::{LayerRanges, LayerTimes};
@@ -1086,10 +1086,7 @@ impl CudaNetwork {
         self.gpu.upload(&x, &mut self.acts[i])?;
         self.gpu.upload(&dy, &mut self.grad_acts[i + 1])?;
         let kernel_len = s.kernel * s.kernel * s.c * s.filters;
-        let tolerance = match self.precision {
-            Precision::Tf32 => 2e-2,
-            _ => 1e-4,
-        };
+        let tolerance = parity_tolerance(self.precision);
 
         // im2col: the reference values and times. Its backward overwrites the patches with
         // their gradients, so it is timed after a forward pass each time, as in a real step.
@@ -1233,18 +1230,6 @@ fn fastest<A: Copy>(
         }
     }
     Ok(best)
-}
-
-/// max |a − b| / max |a|, as the parity tests measure.
-fn relative_error(a: &[f32], b: &[f32]) -> f64 {
-    let scale = a
-        .iter()
-        .fold(0.0f64, |m, v| m.max(v.abs() as f64))
-        .max(1e-12);
-    a.iter()
-        .zip(b)
-        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs() as f64))
-        / scale
 }
 
 /// The device addresses one convolution reads and writes.
