@@ -338,14 +338,10 @@ impl Gpu {
     /// What the matrix products multiply: strict fp32, or tf32 on the tensor cores (cuBLAS'
     /// TF32 math mode: factors rounded to a 10-bit mantissa, sums in f32). bf16 is the CPU's.
     pub fn set_precision(&self, precision: Precision) -> Result<()> {
+        precision.check_device(Device::Cuda(0)).map_err(unusable)?;
         let mode = match precision {
-            Precision::Fp32 => cublasMath_t::CUBLAS_DEFAULT_MATH,
             Precision::Tf32 => cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
-            Precision::Bf16 => {
-                return Err(unusable(
-                    Precision::Bf16.check_device(Device::Cuda(0)).unwrap_err(),
-                ))
-            }
+            _ => cublasMath_t::CUBLAS_DEFAULT_MATH,
         };
         // SAFETY: the handle is live (owned by self); the mode is one of cuBLAS' own values.
         let status = unsafe { cublasSetMathMode(*self.blas.handle(), mode) };
