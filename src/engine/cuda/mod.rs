@@ -19,7 +19,7 @@ use cudarc::cublas::sys::{
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
+    CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
     LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
@@ -351,6 +351,22 @@ impl Gpu {
             )));
         }
         Ok(())
+    }
+
+    /// An event recorded on the stream now, for timing the work between two of them.
+    pub fn timing_event(&self) -> Result<CudaEvent> {
+        use cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT;
+        self.stream
+            .record_event(Some(CU_EVENT_DEFAULT))
+            .map_err(|e| unusable(format!("cannot record a CUDA event: {e}")))
+    }
+
+    /// Milliseconds between two [`Gpu::timing_event`]s (both complete: after a synchronize).
+    pub fn elapsed_ms(start: &CudaEvent, end: &CudaEvent) -> Result<f64> {
+        let ms = start
+            .elapsed_ms(end)
+            .map_err(|e| unusable(format!("cannot read a CUDA event: {e}")))?;
+        Ok(ms as f64)
     }
 
     /// Records what `encode` enqueues as a CUDA graph instead of running it.

@@ -801,23 +801,15 @@ impl CudaNetwork {
     /// evaluation forward pass; the loss and the SGD update as two more rows. Training passes
     /// here update the BN moving statistics and, through SGD, the weights: for benchmarks only.
     pub fn time_layers(&self, n: usize, rounds: usize) -> Result<Vec<LayerTimes>> {
-        use cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT;
         let gpu = &self.gpu;
-        let stream = &gpu.stream;
         let metrics = gpu.zeros::<f64>(3)?;
         let layers = self.placed.len();
         let mut times = vec![LayerTimes::default(); layers + 2];
         let (loss_row, sgd_row) = (layers, layers + 1);
         let timed = |encode: &dyn Fn() -> Result<()>| -> Result<_> {
-            let failed = |e| super::unusable(format!("cannot record a CUDA event: {e}"));
-            let start = stream
-                .record_event(Some(CU_EVENT_DEFAULT))
-                .map_err(failed)?;
+            let start = gpu.timing_event()?;
             encode()?;
-            let end = stream
-                .record_event(Some(CU_EVENT_DEFAULT))
-                .map_err(failed)?;
-            Ok((start, end))
+            Ok((start, gpu.timing_event()?))
         };
         for _ in 0..rounds {
             let mut events = Vec::new();
@@ -838,10 +830,7 @@ impl CudaNetwork {
             }
             gpu.synchronize()?;
             for (row, phase, (start, end)) in events {
-                let ms = start
-                    .elapsed_ms(&end)
-                    .map_err(|e| super::unusable(format!("cannot read a CUDA event: {e}")))?
-                    as f64;
+                let ms = Gpu::elapsed_ms(&start, &end)?;
                 let t = &mut times[row];
                 *match phase {
                     Phase::Forward => &mut t.forward_ms,
@@ -1187,22 +1176,15 @@ impl CudaNetwork {
     /// Mean milliseconds of `encode`'s work over a few runs after one warm-up, from CUDA
     /// events (uncaptured).
     fn time_ms(&self, encode: impl Fn() -> Result<()>) -> Result<f64> {
-        use cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT;
         const RUNS: usize = 5;
-        let stream = &self.gpu.stream;
-        let failed = |e| super::unusable(format!("cannot time on the GPU: {e}"));
         encode()?;
-        let start = stream
-            .record_event(Some(CU_EVENT_DEFAULT))
-            .map_err(failed)?;
+        let start = self.gpu.timing_event()?;
         for _ in 0..RUNS {
             encode()?;
         }
-        let end = stream
-            .record_event(Some(CU_EVENT_DEFAULT))
-            .map_err(failed)?;
+        let end = self.gpu.timing_event()?;
         self.gpu.synchronize()?;
-        Ok(start.elapsed_ms(&end).map_err(failed)? as f64 / RUNS as f64)
+        Ok(Gpu::elapsed_ms(&start, &end)? / RUNS as f64)
     }
 
     /// `len` floats at a device address inside one of the network's buffers.
