@@ -257,17 +257,10 @@ fn cpu_path_and_precision_errors_exit_2() {
     // A checkpoint of a tf32 run (a GPU run's) resumed on the CPU keeps its precision: refused.
     let tf32_dir = tempfile::tempdir().unwrap();
     let tf32_run = tf32_dir.path().join("run");
-    let settings = minivgg::train::checkpoint::RunSettings {
-        epochs: 1,
-        batch_size: 8,
-        sgd: minivgg::engine::sgd::SgdConfig::TUTORIAL,
-        seed: 1,
-        output: tf32_dir.path().join("tf32.png"),
-        save: None,
-        augment: false,
-        limit: None,
-        precision: minivgg::engine::Precision::Tf32,
-    };
+    let settings = common::small_run(
+        tf32_dir.path().join("tf32.png"),
+        minivgg::engine::Precision::Tf32,
+    );
     let spec = minivgg::model::zoo::shallownet();
     let net = minivgg::engine::Network::with_precision(&spec, 8, 1, settings.precision).unwrap();
     let sgd = minivgg::engine::sgd::Sgd::new(settings.sgd, net.params.len());

@@ -2,6 +2,9 @@
 //! gives another run, and a run stopped after any batch and resumed from its checkpoint file
 //! ends exactly where the uninterrupted run ends, with `--augment` too.
 
+mod common;
+
+use common::small_run;
 use minivgg::data::cifar10::{Split, IMAGE_BYTES};
 use minivgg::engine::sgd::{Sgd, SgdConfig};
 use minivgg::engine::{Network, Precision};
@@ -89,13 +92,9 @@ fn a_run_stopped_after_every_batch_and_resumed_from_disk_ends_bit_identical() {
     let settings = RunSettings {
         epochs: EPOCHS,
         batch_size: 64,
-        sgd: SgdConfig::TUTORIAL,
         seed,
-        output: dir.path().join("plot.png"),
-        save: None,
         augment: true,
-        limit: None,
-        precision: Precision::Fp32,
+        ..small_run(dir.path().join("plot.png"), Precision::Fp32)
     };
     let mut net = Network::new(&zoo::minivggnet(true), 64, seed).unwrap();
     let mut sgd = Sgd::new(settings.sgd, net.params.len());
@@ -148,17 +147,7 @@ fn a_run_stopped_after_every_batch_and_resumed_from_disk_ends_bit_identical() {
 fn a_checkpoint_keeps_its_precision() {
     use minivgg::engine::cpu::simd::{has_bf16_dot_products, Isa, Path};
     let dir = tempfile::tempdir().unwrap();
-    let settings = RunSettings {
-        epochs: 1,
-        batch_size: 8,
-        sgd: SgdConfig::TUTORIAL,
-        seed: 3,
-        output: dir.path().join("plot.png"),
-        save: None,
-        augment: false,
-        limit: None,
-        precision: Precision::Bf16,
-    };
+    let settings = small_run(dir.path().join("plot.png"), Precision::Bf16);
     // Written by a bf16 network (emulated on the portable path, which any CPU runs).
     let isa = Isa::new(Path::Portable, Precision::Bf16).unwrap();
     let net = Network::with_isa(&zoo::minivggnet(true), 8, 3, isa).unwrap();
@@ -189,17 +178,7 @@ fn a_checkpoint_keeps_its_precision() {
 #[test]
 fn the_checkpoint_writer_writes_the_state_it_was_given_and_reports_failures() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = RunSettings {
-        epochs: 1,
-        batch_size: 8,
-        sgd: SgdConfig::TUTORIAL,
-        seed: 3,
-        output: dir.path().join("plot.png"),
-        save: None,
-        augment: false,
-        limit: None,
-        precision: Precision::Fp32,
-    };
+    let settings = small_run(dir.path().join("plot.png"), Precision::Fp32);
     let mut net = Network::new(&zoo::shallownet(), 8, 3).unwrap();
     let sgd = Sgd::new(settings.sgd, net.params.len());
     let progress = Progress::default();

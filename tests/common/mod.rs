@@ -1,4 +1,5 @@
-//! What the integration tests share: where the real CIFAR-10 is, and running the binary.
+//! What the integration tests share: where the real CIFAR-10 is, running the binary, and a
+//! small run's settings.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -30,4 +31,24 @@ pub fn minivgg(args: &[&str]) -> Output {
 #[allow(dead_code)]
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A one-epoch run of batches of 8 in `precision`, its plot at `plot`, with the tutorial's
+/// optimizer (tests change what they need with `..`).
+#[allow(dead_code)]
+pub fn small_run(
+    plot: PathBuf,
+    precision: minivgg::engine::Precision,
+) -> minivgg::train::checkpoint::RunSettings {
+    minivgg::train::checkpoint::RunSettings {
+        epochs: 1,
+        batch_size: 8,
+        sgd: minivgg::engine::sgd::SgdConfig::TUTORIAL,
+        seed: 3,
+        output: plot,
+        save: None,
+        augment: false,
+        limit: None,
+        precision,
+    }
 }
