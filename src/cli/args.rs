@@ -1,4 +1,4 @@
-//! The flags several subcommands share: the model, the recipe, the data, the precision.
+//! The flags several subcommands share: the model, the recipe, the data, where it computes.
 
 use super::usage;
 use crate::data::cifar10::TRAIN_IMAGES;
@@ -10,9 +10,15 @@ use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
 
-/// `--precision`, shared by `train`, `compare`, `evaluate` and `bench`.
+/// Where and how a subcommand computes, shared by `train`, `compare`, `evaluate` and `bench`.
 #[derive(Debug, Args)]
-pub struct PrecisionArg {
+pub struct ComputeArgs {
+    /// Worker threads. Default: one per CPU core.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// cpu, or cuda (cuda:N for the Nth) for an NVIDIA GPU (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
     /// What the products multiply: fp32 (the tutorial's); bf16 on CPUs with AVX512_BF16
     /// (the convolutions' products of bfloat16 values summed in f32); or tf32 on NVIDIA GPUs
     /// (every product on the tensor cores, TensorFloat-32 factors summed in f32). Weights, BN
@@ -22,10 +28,10 @@ pub struct PrecisionArg {
     pub precision: Precision,
 }
 
-impl PrecisionArg {
+impl ComputeArgs {
     /// The precision, if the device runs it.
-    pub(super) fn on(&self, device: Device) -> Result<Precision> {
-        self.precision.check_device(device).map_err(usage)?;
+    pub(super) fn checked_precision(&self) -> Result<Precision> {
+        self.precision.check_device(self.device).map_err(usage)?;
         Ok(self.precision)
     }
 }
@@ -93,14 +99,8 @@ pub struct RecipeArgs {
     pub limit: Option<usize>,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Worker threads. Default: one per CPU core.
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// cpu, or cuda (cuda:N for the Nth) for an NVIDIA GPU (a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    pub device: Device,
     #[command(flatten)]
-    pub precision: PrecisionArg,
+    pub compute: ComputeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -112,7 +112,7 @@ pub struct DataArgs {
 }
 
 pub(super) fn check_flags(args: &RecipeArgs) -> Result<()> {
-    args.precision.on(args.device)?;
+    args.compute.checked_precision()?;
     if args.epochs == 0 {
         return Err(usage("--epochs must be at least 1".into()));
     }
@@ -184,7 +184,7 @@ pub(super) fn run_settings(
         save,
         augment: recipe.augment,
         limit: recipe.limit,
-        precision: recipe.precision.precision,
+        precision: recipe.compute.precision,
     }
 }
 

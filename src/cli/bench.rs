@@ -1,8 +1,7 @@
 //! `minivgg bench`: training steps and inference timed, layer by layer, on synthetic data.
 
-use super::args::{ModelArgs, PrecisionArg};
+use super::args::{ComputeArgs, ModelArgs};
 use super::{model_spec, set_threads, usage};
-use crate::engine::device::Device;
 use crate::train::bench::bench;
 use anyhow::Result;
 use clap::Args;
@@ -16,22 +15,21 @@ pub struct BenchArgs {
     /// Timed steps, after 5 warm-up steps.
     #[arg(long, default_value_t = 30)]
     pub steps: usize,
-    #[arg(long)]
-    pub threads: Option<usize>,
-    #[arg(long, default_value = "cpu")]
-    pub device: Device,
     #[command(flatten)]
-    pub precision: PrecisionArg,
+    pub compute: ComputeArgs,
 }
 
 pub(super) fn run(args: BenchArgs) -> Result<()> {
     if args.batch_size == 0 || args.steps == 0 {
         return Err(usage("--batch-size and --steps must be at least 1".into()));
     }
-    set_threads(args.threads)?;
-    let precision = args.precision.on(args.device)?;
+    set_threads(args.compute.threads)?;
+    let precision = args.compute.checked_precision()?;
     let spec = model_spec(&args.model)?;
     let (batch, steps) = (args.batch_size, args.steps);
-    print!("{}", bench(args.device, &spec, precision, batch, steps, 5)?);
+    print!(
+        "{}",
+        bench(args.compute.device, &spec, precision, batch, steps, 5)?
+    );
     Ok(())
 }

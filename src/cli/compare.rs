@@ -56,21 +56,21 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
     for (_, files, _) in &arms {
         files.check_writable()?;
     }
-    set_threads(args.recipe.threads)?;
-    check_device(args.recipe.device)?;
+    set_threads(args.recipe.compute.threads)?;
+    check_device(args.recipe.compute.device)?;
     let data = load_data(&args.recipe.data, args.recipe.limit)?;
     let stop = stop_on_signal()?;
     let mut histories = Vec::new();
     for (run, files, title) in arms {
         println!("[INFO] {title}");
         histories.push((
-            train_run(run, &files, args.recipe.device, &data, stop.clone())?,
+            train_run(run, &files, args.recipe.compute.device, &data, stop.clone())?,
             title,
         ));
     }
     let panels: Vec<(&History, &str)> = histories.iter().map(|(h, t)| (h, *t)).collect();
     plot_comparison(&panels, &args.output)?;
-    let table = comparison_table(&panels, seed, args.recipe.device);
+    let table = comparison_table(&panels, seed, args.recipe.compute.device);
     atomic_write_bytes(&table_path, table.as_bytes())?;
     println!("\n{table}");
     println!(

@@ -1,9 +1,8 @@
 //! `minivgg evaluate`: a saved model's report and confusion matrix on the test split.
 
-use super::args::{DataArgs, PrecisionArg};
+use super::args::{ComputeArgs, DataArgs};
 use super::{bad_input, beside, report_predictions, resolve_data_path, set_threads, usage};
 use crate::data::cifar10;
-use crate::engine::device::Device;
 use crate::fsutil::ensure_writable;
 use crate::model::io as model_io;
 use crate::train::fit::{check_device, evaluate_on};
@@ -20,12 +19,8 @@ pub struct EvaluateArgs {
     pub data: DataArgs,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    #[arg(long)]
-    pub threads: Option<usize>,
-    #[arg(long, default_value = "cpu")]
-    pub device: Device,
     #[command(flatten)]
-    pub precision: PrecisionArg,
+    pub compute: ComputeArgs,
     /// The confusion matrix heat map (PNG). Default: beside the weights, NAME_confusion.png.
     #[arg(long)]
     pub confusion: Option<PathBuf>,
@@ -40,13 +35,13 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| beside(&args.weights, "_confusion.png"));
     ensure_writable(&confusion)?;
-    set_threads(args.threads)?;
-    check_device(args.device)?;
-    let precision = args.precision.on(args.device)?;
+    set_threads(args.compute.threads)?;
+    check_device(args.compute.device)?;
+    let precision = args.compute.checked_precision()?;
     let mut net = model_io::load(&args.weights, args.batch_size, precision).map_err(bad_input)?;
     let data_path = resolve_data_path(&args.data)?;
     let (test, class_names) = cifar10::load_test(&data_path)?;
-    let (metrics, predictions) = evaluate_on(args.device, &mut net, &test)?;
+    let (metrics, predictions) = evaluate_on(args.compute.device, &mut net, &test)?;
     println!(
         "[INFO] {} on {} test images: loss {:.4}, accuracy {:.4}",
         net.spec.name,

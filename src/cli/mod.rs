@@ -9,7 +9,7 @@ pub mod evaluate;
 pub mod predict;
 pub mod train;
 
-pub use args::{DataArgs, ModelArgs, PrecisionArg, RecipeArgs, Schedule};
+pub use args::{ComputeArgs, DataArgs, ModelArgs, RecipeArgs, Schedule};
 pub use bench::BenchArgs;
 pub use compare::{comparison_table, CompareArgs};
 pub use evaluate::EvaluateArgs;

@@ -168,14 +168,20 @@ pub(super) fn train(args: TrainArgs) -> Result<()> {
     // A resumed run keeps its precision: the device must run it.
     let precision = run.settings.precision;
     precision
-        .check_device(args.recipe.device)
+        .check_device(args.recipe.compute.device)
         .map_err(|why| usage(format!("the run trains in {precision}: {why}")))?;
     let files = RunFiles::new(&run.settings, checkpoint_dir);
     files.check_writable()?;
-    set_threads(args.recipe.threads)?;
-    check_device(args.recipe.device)?;
+    set_threads(args.recipe.compute.threads)?;
+    check_device(args.recipe.compute.device)?;
     let data = load_data(&args.recipe.data, run.settings.limit)?;
-    train_run(run, &files, args.recipe.device, &data, stop_on_signal()?)?;
+    train_run(
+        run,
+        &files,
+        args.recipe.compute.device,
+        &data,
+        stop_on_signal()?,
+    )?;
     Ok(())
 }
 
