@@ -1,12 +1,14 @@
-//! `minivgg compare`: the tutorial's experiment, MiniVGGNet with and without batch
-//! normalization from one seed, side by side.
+//! `minivgg compare`: the tutorial's experiment, MiniVGGNet (or a network from a file) with
+//! and without batch normalization from one seed, side by side.
 
 use super::args::{check_flags, run_settings, RecipeArgs};
 use super::train::{fresh_run, stop_on_signal, train_run, RunFiles};
-use super::{beside, device_label, load_data, set_threads};
+use super::{
+    beside, check_fits_cifar, device_label, load_data, model_spec, set_threads, usage, ModelArgs,
+};
 use crate::engine::device::Device;
 use crate::fsutil::{atomic_write_bytes, ensure_writable};
-use crate::model::zoo;
+use crate::model::LayerSpec;
 use crate::report::plot::plot_comparison;
 use crate::train::checkpoint::Checkpoint;
 use crate::train::fit::check_device;
@@ -21,33 +23,51 @@ pub struct CompareArgs {
     /// own plot, CSV, report and confusion matrix as NAME_with_bn.png, NAME_without_bn.png…
     #[arg(long, default_value = "output/cifar10_minivggnet_bn_comparison.png")]
     pub output: PathBuf,
+    /// The network compared with and without its batch-normalization layers: minivggnet (the
+    /// tutorial's) or a network file (NAME.json).
+    #[arg(long, default_value = "minivggnet")]
+    pub model: String,
     #[command(flatten)]
     pub recipe: RecipeArgs,
 }
-
-/// The two arms of the tutorial's ablation: (file suffix, with BN, figure title).
-const COMPARED: [(&str, bool, &str); 2] = [
-    ("_with_bn", true, "MiniVGGNet with batch normalization"),
-    (
-        "_without_bn",
-        false,
-        "MiniVGGNet without batch normalization",
-    ),
-];
 
 pub(super) fn compare(args: CompareArgs) -> Result<()> {
     check_flags(&args.recipe)?;
     // One seed for both arms, drawn once if not given: the comparison is of BN alone.
     let seed = args.recipe.seed.unwrap_or_else(rand::random);
     let table_path = args.output.with_extension("md");
-    let arms: Vec<(Checkpoint, RunFiles, &str)> = COMPARED
-        .iter()
-        .map(|&(suffix, bn, title)| {
+    let with_bn = model_spec(&ModelArgs {
+        model: args.model.clone(),
+        no_bn: false,
+    })?;
+    check_fits_cifar(&with_bn)?;
+    if !with_bn.layers.contains(&LayerSpec::BatchNorm) {
+        return Err(usage(format!(
+            "--model: {} has no batch normalization to compare without",
+            with_bn.name
+        )));
+    }
+    let shown = match with_bn.name.as_str() {
+        "minivggnet" => "MiniVGGNet".to_string(),
+        name => name.to_string(),
+    };
+    // The two arms of the ablation: the file suffix, the network and the figure's title.
+    let compared = [
+        ("_with_bn", with_bn.clone(), "with batch normalization"),
+        (
+            "_without_bn",
+            with_bn.without_batch_norm(),
+            "without batch normalization",
+        ),
+    ];
+    let arms: Vec<(Checkpoint, RunFiles, String)> = compared
+        .into_iter()
+        .map(|(suffix, spec, arm)| {
             let plot = beside(&args.output, &format!("{suffix}.png"));
             let settings = run_settings(&args.recipe, seed, plot, None);
             let dir = beside(&settings.output, "_checkpoint");
             let files = RunFiles::new(&settings, dir);
-            Ok((fresh_run(&zoo::minivggnet(bn), settings)?, files, title))
+            Ok((fresh_run(&spec, settings)?, files, format!("{shown} {arm}")))
         })
         .collect::<Result<_>>()?;
     for path in [&args.output, &table_path] {
@@ -68,9 +88,9 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
             title,
         ));
     }
-    let panels: Vec<(&History, &str)> = histories.iter().map(|(h, t)| (h, *t)).collect();
+    let panels: Vec<(&History, &str)> = histories.iter().map(|(h, t)| (h, t.as_str())).collect();
     plot_comparison(&panels, &args.output)?;
-    let table = comparison_table(&panels, seed, args.recipe.compute.device);
+    let table = comparison_table(&shown, &panels, seed, args.recipe.compute.device);
     atomic_write_bytes(&table_path, table.as_bytes())?;
     println!("\n{table}");
     println!(
@@ -81,11 +101,16 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
     Ok(())
 }
 
-/// The comparison as a Markdown table: each run's last epoch, its best validation accuracy
-/// and the mean time per epoch.
-pub fn comparison_table(runs: &[(&History, &str)], seed: u64, device: Device) -> String {
+/// The comparison of `model`'s runs as a Markdown table: each run's last epoch, its best
+/// validation accuracy and the mean time per epoch.
+pub fn comparison_table(
+    model: &str,
+    runs: &[(&History, &str)],
+    seed: u64,
+    device: Device,
+) -> String {
     let mut out = format!(
-        "MiniVGGNet on CIFAR-10 with and without batch normalization (seed {seed}, {})\n\n\
+        "{model} on CIFAR-10 with and without batch normalization (seed {seed}, {})\n\n\
          | run | epochs | loss | acc | val_loss | val_acc | best val_acc (epoch) | s/epoch |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|\n",
         device_label(device)

@@ -21,7 +21,7 @@ use crate::data::download;
 use crate::engine::cpu::simd::UnsupportedCpu;
 use crate::engine::device::Device;
 use crate::fsutil::{atomic_write_bytes, NotWritable, WriteError};
-use crate::model::{io as model_io, zoo, ModelSpec};
+use crate::model::{file as network_file, io as model_io, zoo, ModelSpec, Shape};
 use crate::report::classification::{
     classification_report, confusion_matrix, format_confusion_matrix,
 };
@@ -85,16 +85,40 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn model_spec(args: &ModelArgs) -> Result<ModelSpec> {
     let path = Path::new(&args.model);
-    if path.is_file() {
-        if args.no_bn {
-            return Err(usage(format!(
-                "--no-bn applies to the built-in models, not to the saved model {}",
-                path.display()
-            )));
-        }
+    let from_file = network_file::is_network_file(path) || path.is_file();
+    if from_file && args.no_bn {
+        return Err(usage(format!(
+            "--no-bn applies to the built-in models, not to the model file {}",
+            path.display()
+        )));
+    }
+    if network_file::is_network_file(path) {
+        return network_file::read(path).map_err(bad_input);
+    }
+    if from_file {
         return model_io::read_spec(path).map_err(bad_input);
     }
     zoo::by_name(&args.model, !args.no_bn).map_err(|e| usage(format!("--model: {e}")))
+}
+
+/// Refuses a network that cannot take CIFAR-10's images or give its classes.
+fn check_fits_cifar(spec: &ModelSpec) -> Result<()> {
+    let side = cifar10::IMAGE_SIDE;
+    let images = Shape::Image {
+        h: side,
+        w: side,
+        c: 3,
+    };
+    if spec.input != images || spec.classes != cifar10::NUM_CLASSES {
+        return Err(usage(format!(
+            "--model: {} takes {} inputs and gives {} classes; CIFAR-10 has {images} images of {} classes",
+            spec.name,
+            spec.input,
+            spec.classes,
+            cifar10::NUM_CLASSES
+        )));
+    }
+    Ok(())
 }
 
 fn set_threads(threads: Option<usize>) -> Result<()> {

@@ -3,7 +3,8 @@
 
 use super::args::{check_flags, run_settings, ModelArgs, RecipeArgs};
 use super::{
-    bad_input, beside, device_label, load_data, model_spec, report_predictions, set_threads, usage,
+    bad_input, beside, check_fits_cifar, device_label, load_data, model_spec, report_predictions,
+    set_threads, usage,
 };
 use crate::data::cifar10::Cifar10;
 use crate::engine::device::Device;
@@ -94,6 +95,7 @@ fn start_run(args: &TrainArgs) -> Result<(Checkpoint, PathBuf)> {
     }
     check_flags(&args.recipe)?;
     let spec = model_spec(&args.model)?;
+    check_fits_cifar(&spec)?;
     let output = args.output.clone().unwrap_or_else(|| default_output(&spec));
     let seed = args.recipe.seed.unwrap_or_else(rand::random);
     let settings = run_settings(&args.recipe, seed, output, args.save.clone());

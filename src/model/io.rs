@@ -97,9 +97,8 @@ fn spec_of(
     })?;
     let spec: ModelSpec = serde_json::from_str(json)
         .map_err(|e| anyhow!("{}: unreadable minivgg architecture: {e}", path.display()))?;
-    let invalid = |e: anyhow::Error| anyhow!("{}: invalid architecture: {e}", path.display());
-    check_arch_sizes(&spec).map_err(invalid)?;
-    let placed = spec.place().map_err(invalid)?;
+    let (placed, per_sample) = check_architecture(&spec)
+        .map_err(|e| anyhow!("{}: invalid architecture: {e}", path.display()))?;
     // Every parameter is stored in the file as an F32: a count the file cannot hold is a
     // damaged or forged architecture, rejected before the network allocates it.
     let params: u128 = placed
@@ -113,18 +112,27 @@ fn spec_of(
             path.display()
         );
     }
-    let per_sample = floats_per_sample(&spec, &placed);
+    Ok((spec, per_sample))
+}
+
+/// Checks an architecture that came from outside (a saved model, a network file) before
+/// anything is allocated for it: its sizes, its layers, and the floats it needs per sample
+/// ([`floats_per_sample`]), which it returns with the placed layers.
+pub fn check_architecture(spec: &ModelSpec) -> Result<(Vec<PlacedLayer>, u128)> {
+    check_arch_sizes(spec)?;
+    let placed = spec.place()?;
+    let per_sample = floats_per_sample(spec, &placed);
     if per_sample > MAX_FLOATS_PER_SAMPLE {
         bail!(
-            "{}: invalid architecture: needs {per_sample} floats per sample, more than the {MAX_FLOATS_PER_SAMPLE} allowed",
-            path.display()
+            "needs {per_sample} floats per sample, more than the {MAX_FLOATS_PER_SAMPLE} allowed"
         );
     }
-    Ok((spec, per_sample))
+    Ok((placed, per_sample))
 }
 
 /// Rejects any size above [`MAX_ARCH_SIZE`], so that placing the architecture cannot overflow.
 fn check_arch_sizes(spec: &ModelSpec) -> Result<()> {
+    let too_big = |n: usize| n > MAX_ARCH_SIZE;
     let mut sizes = vec![("classes", spec.classes)];
     match spec.input {
         Shape::Image { h, w, c } => sizes.extend([
@@ -134,19 +142,24 @@ fn check_arch_sizes(spec: &ModelSpec) -> Result<()> {
         ]),
         Shape::Flat(n) => sizes.push(("input size", n)),
     }
-    for layer in &spec.layers {
-        match *layer {
-            LayerSpec::Conv2d { filters, kernel } => {
-                sizes.extend([("conv2d filters", filters), ("conv2d kernel", kernel)])
-            }
-            LayerSpec::Dense { units } => sizes.push(("dense units", units)),
-            _ => {}
+    if let Some((what, n)) = sizes.into_iter().find(|&(_, n)| too_big(n)) {
+        bail!("{what} {n}, more than {MAX_ARCH_SIZE}");
+    }
+    for (i, layer) in spec.layers.iter().enumerate() {
+        let sizes = match *layer {
+            LayerSpec::Conv2d { filters, kernel } => vec![("filters", filters), ("kernel", kernel)],
+            LayerSpec::Dense { units } => vec![("units", units)],
+            _ => continue,
+        };
+        if let Some((what, n)) = sizes.into_iter().find(|&(_, n)| too_big(n)) {
+            let kind = layer.type_name();
+            bail!(
+                "layer {} ({kind}): {n} {what}, more than {MAX_ARCH_SIZE}",
+                i + 1
+            );
         }
     }
-    match sizes.into_iter().find(|&(_, n)| n > MAX_ARCH_SIZE) {
-        Some((what, n)) => bail!("model {}: {what} {n}, more than {MAX_ARCH_SIZE}", spec.name),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// A bound on the floats the network needs per sample of a batch: the input, each layer's
@@ -332,7 +345,7 @@ mod tests {
     fn parameters_the_file_cannot_hold_are_errors() {
         let mut spec = zoo::shallownet();
         spec.layers[0] = LayerSpec::Conv2d {
-            filters: 60000,
+            filters: 2000,
             kernel: 9,
         };
         let err = load_err(&serde_json::to_string(&spec).unwrap(), 1);

@@ -2,6 +2,7 @@
 //! counts and the Keras-style summary come from the spec alone; [`zoo`] builds the tutorial's
 //! networks and [`io`] saves and loads trained weights.
 
+pub mod file;
 pub mod io;
 pub mod spec;
 pub mod zoo;

@@ -125,6 +125,20 @@ impl PlacedLayer {
 }
 
 impl LayerSpec {
+    /// The layer's `"type"` in a network file and in saved architectures.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            LayerSpec::Conv2d { .. } => "conv2d",
+            LayerSpec::Relu => "relu",
+            LayerSpec::BatchNorm => "batch_norm",
+            LayerSpec::MaxPool => "max_pool",
+            LayerSpec::Dropout { .. } => "dropout",
+            LayerSpec::Flatten => "flatten",
+            LayerSpec::Dense { .. } => "dense",
+            LayerSpec::Softmax => "softmax",
+        }
+    }
+
     /// Keras' class name and the prefix of its automatic layer names.
     pub fn keras_names(&self) -> (&'static str, &'static str) {
         match self {
@@ -140,15 +154,21 @@ impl LayerSpec {
 
     fn output_shape(&self, input: Shape) -> Result<Shape> {
         Ok(match (self, input) {
-            (LayerSpec::Conv2d { filters, kernel }, Shape::Image { h, w, .. }) => {
-                if *filters == 0 || *kernel == 0 || kernel.is_multiple_of(2) {
-                    bail!("conv2d needs filters > 0 and an odd kernel size, got {filters} filters, kernel {kernel}");
+            (&LayerSpec::Conv2d { filters, kernel }, Shape::Image { h, w, .. }) => {
+                if filters == 0 {
+                    bail!("needs at least 1 filter");
                 }
-                Shape::Image { h, w, c: *filters }
+                if kernel.is_multiple_of(2) {
+                    bail!("needs an odd kernel size (\"same\" padding), got {kernel}");
+                }
+                if kernel > h || kernel > w {
+                    bail!("its {kernel}×{kernel} kernel is larger than its {h}×{w} input");
+                }
+                Shape::Image { h, w, c: filters }
             }
             (LayerSpec::MaxPool, Shape::Image { h, w, c }) => {
                 if h < 2 || w < 2 {
-                    bail!("max pooling needs an input of at least 2×2, got {h}×{w}");
+                    bail!("needs an input of at least 2×2, got {h}×{w}");
                 }
                 Shape::Image {
                     h: h / 2,
@@ -157,24 +177,21 @@ impl LayerSpec {
                 }
             }
             (LayerSpec::Conv2d { .. } | LayerSpec::MaxPool, Shape::Flat(_)) => {
-                bail!(
-                    "{} needs an image input, got a vector",
-                    self.keras_names().0
-                )
+                bail!("needs an image input, got a vector")
             }
             (LayerSpec::Flatten, s) => Shape::Flat(s.len()),
             (LayerSpec::Dense { units }, Shape::Flat(_)) => {
                 if *units == 0 {
-                    bail!("dense needs units > 0");
+                    bail!("needs at least 1 unit");
                 }
                 Shape::Flat(*units)
             }
-            (LayerSpec::Dense { .. }, Shape::Image { .. }) => {
-                bail!("dense needs a flattened input")
+            (LayerSpec::Dense { .. }, image) => {
+                bail!("needs a flattened input, got {image}; put a flatten layer before it")
             }
             (LayerSpec::Dropout { rate }, s) => {
                 if !(0.0..1.0).contains(rate) {
-                    bail!("dropout rate must be in [0, 1), got {rate}");
+                    bail!("needs a rate in [0, 1), got {rate}");
                 }
                 s
             }
@@ -212,34 +229,39 @@ impl LayerSpec {
 }
 
 impl ModelSpec {
-    /// Checks the layer list and works out every layer's name, shapes and parameters.
+    /// Checks the layer list and works out every layer's name, shapes and parameters. Errors
+    /// name the layer by its number (from 1) and type.
     pub fn place(&self) -> Result<Vec<PlacedLayer>> {
         if self.input.is_empty() || self.classes == 0 {
-            bail!("model {}: empty input shape or no classes", self.name);
+            bail!("the model has an empty input shape or no classes");
         }
-        match self.layers.last() {
-            Some(LayerSpec::Softmax) => {}
-            _ => bail!("model {}: the last layer must be softmax", self.name),
+        let Some(last) = self.layers.last() else {
+            bail!("the model has no layers");
+        };
+        let at = |i: usize, layer: &LayerSpec| format!("layer {} ({})", i + 1, layer.type_name());
+        let end = self.layers.len() - 1;
+        if *last != LayerSpec::Softmax {
+            bail!("{}: the last layer must be softmax", at(end, last));
         }
         let mut counters = std::collections::HashMap::new();
         let mut shape = self.input;
         let mut placed = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
-            if matches!(layer, LayerSpec::Softmax) && i + 1 != self.layers.len() {
-                bail!("model {}: softmax may only be the last layer", self.name);
+            if *layer == LayerSpec::Softmax && i != end {
+                bail!("{}: softmax may only be the last layer", at(i, layer));
             }
             let prefix = layer.keras_names().1;
             let count = counters.entry(prefix).or_insert(0);
             *count += 1;
             let layer = PlacedLayer::new(format!("{prefix}_{count}"), layer.clone(), shape)
-                .map_err(|e| anyhow::anyhow!("model {}, layer {}: {e}", self.name, i + 1))?;
+                .map_err(|e| anyhow::anyhow!("{}: {e}", at(i, layer)))?;
             shape = layer.output;
             placed.push(layer);
         }
         if shape != Shape::Flat(self.classes) {
             bail!(
-                "model {}: the output is {shape}, expected {} classes",
-                self.name,
+                "{}: the output is {shape}, expected {} classes",
+                at(end, last),
                 self.classes
             );
         }
@@ -283,6 +305,21 @@ impl ModelSpec {
         out += &format!("Trainable params: {}\n", thousands(trainable));
         out += &format!("Non-trainable params: {}\n{rule}\n", thousands(moving));
         Ok(out)
+    }
+
+    /// The same network with its batch-normalization layers removed, named NAME_no_bn: the
+    /// tutorial's ablation.
+    pub fn without_batch_norm(&self) -> ModelSpec {
+        ModelSpec {
+            name: format!("{}_no_bn", self.name),
+            layers: self
+                .layers
+                .iter()
+                .filter(|l| **l != LayerSpec::BatchNorm)
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
     }
 
     /// (trainable, non-trainable) parameter counts.

@@ -13,37 +13,30 @@ fn conv(filters: usize, kernel: usize) -> LayerSpec {
 
 /// MiniVGGNet; `batch_norm: false` is the tutorial's ablation with the five BN layers removed.
 pub fn minivggnet(batch_norm: bool) -> ModelSpec {
-    let bn = |layers: &[LayerSpec]| -> Vec<LayerSpec> {
-        layers
-            .iter()
-            .filter(|l| batch_norm || **l != BatchNorm)
-            .cloned()
-            .collect()
-    };
     let layers = [
         // first CONV => RELU => CONV => RELU => POOL layer set
-        bn(&[conv(32, 3), Relu, BatchNorm, conv(32, 3), Relu, BatchNorm]),
+        vec![conv(32, 3), Relu, BatchNorm, conv(32, 3), Relu, BatchNorm],
         vec![MaxPool, Dropout { rate: 0.25 }],
         // second CONV => RELU => CONV => RELU => POOL layer set
-        bn(&[conv(64, 3), Relu, BatchNorm, conv(64, 3), Relu, BatchNorm]),
+        vec![conv(64, 3), Relu, BatchNorm, conv(64, 3), Relu, BatchNorm],
         vec![MaxPool, Dropout { rate: 0.25 }],
         // first (and only) set of FC => RELU layers
-        bn(&[Flatten, Dense { units: 512 }, Relu, BatchNorm]),
+        vec![Flatten, Dense { units: 512 }, Relu, BatchNorm],
         vec![Dropout { rate: 0.5 }],
         // softmax classifier
         vec![Dense { units: 10 }, Softmax],
     ]
     .concat();
-    let name = if batch_norm {
-        "minivggnet"
-    } else {
-        "minivggnet_no_bn"
-    };
-    ModelSpec {
-        name: name.into(),
+    let model = ModelSpec {
+        name: "minivggnet".into(),
         input: CIFAR_INPUT,
         classes: 10,
         layers,
+    };
+    if batch_norm {
+        model
+    } else {
+        model.without_batch_norm()
     }
 }
 

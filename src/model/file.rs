@@ -1,0 +1,339 @@
+//! Networks written by hand in a JSON file (`--model my_net.json`), the same layers as the
+//! built-in ones:
+//!
+//! ```json
+//! {
+//!   "name": "my_net",
+//!   "input": [32, 32, 3],
+//!   "classes": 10,
+//!   "layers": [
+//!     {"type": "conv2d", "filters": 32, "kernel": 3},
+//!     {"type": "relu"},
+//!     {"type": "batch_norm"},
+//!     {"type": "max_pool"},
+//!     {"type": "dropout", "rate": 0.25},
+//!     {"type": "flatten"},
+//!     {"type": "dense", "units": 10},
+//!     {"type": "softmax"}
+//!   ]
+//! }
+//! ```
+//!
+//! `name` is optional (default: the file's stem). Layers are counted from 1 in errors, and
+//! every error names the layer's number and type. JSON rather than TOML: a Keras user knows it
+//! from `model.to_json()`, a list of layers reads as a list, and serde_json is already here.
+
+use super::io::check_architecture;
+use super::spec::{LayerSpec, ModelSpec, Shape};
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{Map, Value};
+use std::path::Path;
+
+/// The layer types a file may use, as `"type"` names them, with their fields.
+const LAYER_TYPES: [(&str, &[&str]); 8] = [
+    ("conv2d", &["filters", "kernel"]),
+    ("relu", &[]),
+    ("batch_norm", &[]),
+    ("max_pool", &[]),
+    ("dropout", &["rate"]),
+    ("flatten", &[]),
+    ("dense", &["units"]),
+    ("softmax", &[]),
+];
+
+const MODEL_FIELDS: [&str; 4] = ["name", "input", "classes", "layers"];
+
+/// Whether `--model` names a network file rather than a built-in model or a saved one.
+pub fn is_network_file(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+}
+
+/// Reads and checks the network file at `path`; errors name the file.
+pub fn read(path: &Path) -> Result<ModelSpec> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read network file {}", path.display()))?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parse(&text, &stem).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// Parses a network file's text; `default_name` names the model if the file does not.
+pub fn parse(text: &str, default_name: &str) -> Result<ModelSpec> {
+    let value: Value = serde_json::from_str(text).map_err(|e| anyhow!("not valid JSON: {e}"))?;
+    let Value::Object(model) = value else {
+        bail!("expected an object with {}", MODEL_FIELDS.join(", "));
+    };
+    check_fields(&model, &MODEL_FIELDS)?;
+    let name = match model.get("name") {
+        None => default_name.to_string(),
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(other) => bail!("\"name\" must be a non-empty string, got {other}"),
+    };
+    let input = match required(&model, "input")? {
+        Value::Array(sides) if sides.len() == 3 => {
+            let side = |i: usize| positive(&sides[i], "every size of \"input\"");
+            Shape::Image {
+                h: side(0)?,
+                w: side(1)?,
+                c: side(2)?,
+            }
+        }
+        other => bail!("\"input\" must be [height, width, channels], got {other}"),
+    };
+    let classes = positive(required(&model, "classes")?, "\"classes\"")?;
+    let Value::Array(layers) = required(&model, "layers")? else {
+        bail!("\"layers\" must be a list of layers");
+    };
+    let layers = layers
+        .iter()
+        .enumerate()
+        .map(|(i, layer)| parse_layer(layer).map_err(|e| anyhow!("layer {}{e}", i + 1)))
+        .collect::<Result<Vec<_>>>()?;
+    let spec = ModelSpec {
+        name,
+        input,
+        classes,
+        layers,
+    };
+    check_architecture(&spec)?;
+    Ok(spec)
+}
+
+/// One layer; an error starts with what follows "layer N" in the message: " (type): …".
+fn parse_layer(layer: &Value) -> Result<LayerSpec> {
+    let Value::Object(fields) = layer else {
+        bail!(": expected an object with a \"type\", got {layer}");
+    };
+    let kind = match fields.get("type") {
+        Some(Value::String(kind)) => kind.as_str(),
+        Some(other) => bail!(": \"type\" must be a string, got {other}"),
+        None => bail!(": missing field \"type\""),
+    };
+    let Some(&(_, allowed)) = LAYER_TYPES.iter().find(|(name, _)| *name == kind) else {
+        let known: Vec<&str> = LAYER_TYPES.iter().map(|(name, _)| *name).collect();
+        bail!(
+            ": unknown type {kind:?}; expected one of {}",
+            known.join(", ")
+        );
+    };
+    let in_layer = |e: anyhow::Error| anyhow!(" ({kind}): {e}");
+    let allowed: Vec<&str> = std::iter::once("type")
+        .chain(allowed.iter().copied())
+        .collect();
+    check_fields(fields, &allowed).map_err(in_layer)?;
+    let count = |field: &str| {
+        required(fields, field)
+            .and_then(|v| positive(v, &format!("{field:?}")))
+            .map_err(in_layer)
+    };
+    Ok(match kind {
+        "conv2d" => LayerSpec::Conv2d {
+            filters: count("filters")?,
+            kernel: count("kernel")?,
+        },
+        "dense" => LayerSpec::Dense {
+            units: count("units")?,
+        },
+        "dropout" => match required(fields, "rate").map_err(in_layer)? {
+            Value::Number(n) if n.as_f64().is_some_and(|r| (0.0..1.0).contains(&r)) => {
+                LayerSpec::Dropout {
+                    rate: n.as_f64().unwrap_or_default() as f32,
+                }
+            }
+            other => return Err(in_layer(anyhow!("\"rate\" must be in [0, 1), got {other}"))),
+        },
+        "relu" => LayerSpec::Relu,
+        "batch_norm" => LayerSpec::BatchNorm,
+        "max_pool" => LayerSpec::MaxPool,
+        "flatten" => LayerSpec::Flatten,
+        _ => LayerSpec::Softmax,
+    })
+}
+
+fn check_fields(fields: &Map<String, Value>, allowed: &[&str]) -> Result<()> {
+    match fields.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(unknown) => bail!(
+            "unknown field {unknown:?}; expected {}",
+            allowed
+                .iter()
+                .map(|f| format!("{f:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => Ok(()),
+    }
+}
+
+fn required<'a>(fields: &'a Map<String, Value>, field: &str) -> Result<&'a Value> {
+    fields
+        .get(field)
+        .ok_or_else(|| anyhow!("missing field {field:?}"))
+}
+
+fn positive(value: &Value, what: &str) -> Result<usize> {
+    value
+        .as_u64()
+        .filter(|&n| n > 0)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| anyhow!("{what} must be a positive integer, got {value}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::zoo;
+
+    /// A file's text for `layers`, the CIFAR input and 10 classes.
+    fn file(layers: &str) -> String {
+        format!(r#"{{"name": "t", "input": [32, 32, 3], "classes": 10, "layers": [{layers}]}}"#)
+    }
+
+    fn error(text: &str) -> String {
+        match parse(text, "t") {
+            Ok(spec) => panic!("{text} parsed as {spec:?}"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    const TAIL: &str =
+        r#"{"type": "flatten"}, {"type": "dense", "units": 10}, {"type": "softmax"}"#;
+
+    #[test]
+    fn the_example_vgg_file_parses_into_three_blocks() {
+        let text = include_str!("../../examples/vgg_three_blocks.json");
+        let spec = parse(text, "x").unwrap();
+        assert_eq!(spec.name, "vgg_three_blocks");
+        let convs = spec
+            .layers
+            .iter()
+            .filter(|l| matches!(l, LayerSpec::Conv2d { .. }))
+            .count();
+        assert_eq!(convs, 6);
+        assert!(spec.summary().is_ok());
+    }
+
+    #[test]
+    fn a_file_of_minivggnet_is_minivggnet() {
+        let layers: Vec<String> = zoo::minivggnet(true)
+            .layers
+            .iter()
+            .map(|l| match l {
+                LayerSpec::Conv2d { filters, kernel } => {
+                    format!(r#"{{"type": "conv2d", "filters": {filters}, "kernel": {kernel}}}"#)
+                }
+                LayerSpec::Dense { units } => {
+                    format!(r#"{{"type": "dense", "units": {units}}}"#)
+                }
+                LayerSpec::Dropout { rate } => {
+                    format!(r#"{{"type": "dropout", "rate": {rate}}}"#)
+                }
+                other => format!(r#"{{"type": "{}"}}"#, other.type_name()),
+            })
+            .collect();
+        let mut spec = parse(&file(&layers.join(", ")), "t").unwrap();
+        spec.name = "minivggnet".into();
+        assert_eq!(spec, zoo::minivggnet(true));
+    }
+
+    #[test]
+    fn the_name_defaults_to_the_files_stem() {
+        let text = file(TAIL).replace(r#""name": "t", "#, "");
+        assert_eq!(parse(&text, "my_net").unwrap().name, "my_net");
+    }
+
+    /// Each malformed file and its exact error.
+    #[test]
+    fn malformed_files_are_refused_naming_the_layer_and_the_mistake() {
+        let conv =
+            |f: &str, k: &str| format!(r#"{{"type": "conv2d", "filters": {f}, "kernel": {k}}}"#);
+        let cases: Vec<(String, &str)> = vec![
+            (
+                "{\"input\": [32, 32, 3],".into(),
+                "not valid JSON: EOF while parsing a value at line 1 column 22",
+            ),
+            (
+                "[1, 2]".into(),
+                "expected an object with name, input, classes, layers",
+            ),
+            (
+                file(TAIL).replace("\"classes\"", "\"clases\""),
+                "unknown field \"clases\"; expected \"name\", \"input\", \"classes\", \"layers\"",
+            ),
+            (
+                file(TAIL).replace("[32, 32, 3]", "[32, 32]"),
+                "\"input\" must be [height, width, channels], got [32,32]",
+            ),
+            (
+                file(TAIL).replace("\"classes\": 10", "\"classes\": 0"),
+                "\"classes\" must be a positive integer, got 0",
+            ),
+            (
+                file(&format!(r#"{{"type": "conv"}}, {TAIL}"#)),
+                "layer 1: unknown type \"conv\"; expected one of conv2d, relu, batch_norm, max_pool, dropout, flatten, dense, softmax",
+            ),
+            (
+                file(&format!(r#"{{"type": "conv2d", "filter": 32, "kernel": 3}}, {TAIL}"#)),
+                "layer 1 (conv2d): unknown field \"filter\"; expected \"type\", \"filters\", \"kernel\"",
+            ),
+            (
+                file(&format!(r#"{{"type": "relu"}}, {{"type": "conv2d", "filters": 32}}, {TAIL}"#)),
+                "layer 2 (conv2d): missing field \"kernel\"",
+            ),
+            (
+                file(&format!("{}, {TAIL}", conv("\"32\"", "3"))),
+                "layer 1 (conv2d): \"filters\" must be a positive integer, got \"32\"",
+            ),
+            (
+                file(&format!("{}, {TAIL}", conv("32", "4"))),
+                "layer 1 (conv2d): needs an odd kernel size (\"same\" padding), got 4",
+            ),
+            (
+                file(&format!(
+                    r#"{}, {{"type": "max_pool"}}, {{"type": "max_pool"}}, {{"type": "max_pool"}}, {}, {TAIL}"#,
+                    conv("8", "3"),
+                    conv("8", "5")
+                )),
+                "layer 5 (conv2d): its 5×5 kernel is larger than its 4×4 input",
+            ),
+            (
+                file(&format!(
+                    r#"{}, {{"type": "dense", "units": 10}}, {{"type": "softmax"}}"#,
+                    conv("8", "3")
+                )),
+                "layer 2 (dense): needs a flattened input, got (None, 32, 32, 8); put a flatten layer before it",
+            ),
+            (
+                file(r#"{"type": "flatten"}, {"type": "dense", "units": 10}"#),
+                "layer 2 (dense): the last layer must be softmax",
+            ),
+            (
+                file(r#"{"type": "flatten"}, {"type": "softmax"}, {"type": "dense", "units": 10}, {"type": "softmax"}"#),
+                "layer 2 (softmax): softmax may only be the last layer",
+            ),
+            (
+                file(r#"{"type": "flatten"}, {"type": "dense", "units": 12}, {"type": "softmax"}"#),
+                "layer 3 (softmax): the output is (None, 12), expected 10 classes",
+            ),
+            (
+                file(&format!(r#"{{"type": "dropout", "rate": 1.5}}, {TAIL}"#)),
+                "layer 1 (dropout): \"rate\" must be in [0, 1), got 1.5",
+            ),
+            (
+                file(&format!(r#"{{"type": "max_pool"}}, {{"type": "flatten"}}, {{"type": "max_pool"}}, {TAIL}"#)),
+                "layer 3 (max_pool): needs an image input, got a vector",
+            ),
+            (
+                file(&format!("{}, {TAIL}", conv("70000", "3"))),
+                "layer 1 (conv2d): 70000 filters, more than 65535",
+            ),
+            (file(""), "the model has no layers"),
+        ];
+        for (text, expected) in &cases {
+            assert_eq!(&error(text), expected, "{text}");
+        }
+        assert!(cases.len() >= 10);
+    }
+}
