@@ -1,8 +1,11 @@
-//! File writing that never leaves a half-written file behind.
+//! File writing that never leaves a half-written file behind, on the calling thread or off it.
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// A file that could not be written (a full disk, a read-only directory, …). The temporary
 /// file is gone by then and the target untouched.
@@ -102,5 +105,86 @@ fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
+    }
+}
+
+type WriteJob = Box<dyn FnOnce() -> Result<()> + Send>;
+
+/// How many jobs may wait for the [`BackgroundWriter`]: an epoch submits up to three.
+pub const QUEUED_WRITES: usize = 4;
+
+/// File writes off the training thread (checkpoints, the best model, the plot, CSV and JSON of
+/// every epoch), done one after another in the order they were submitted, so a later file
+/// never lands before an earlier one (a checkpoint never records a best model that is not on
+/// disk yet). At most [`QUEUED_WRITES`] jobs wait behind the one being written (an epoch's
+/// files queue without holding training up), so a run that produces files faster than the
+/// disk takes them is held up rather than holding them all in memory. A failed
+/// job stops the ones behind it; its error comes back from the next `submit` or `wait`.
+#[derive(Default)]
+pub struct BackgroundWriter {
+    queue: Option<(SyncSender<WriteJob>, JoinHandle<Result<()>>)>,
+    /// Time the calling thread spent on the writer: preparing files, and waiting for it.
+    blocked: Duration,
+}
+
+impl BackgroundWriter {
+    pub fn new() -> BackgroundWriter {
+        BackgroundWriter::default()
+    }
+
+    /// Queues `job` behind the jobs before it.
+    pub fn submit(&mut self, job: impl FnOnce() -> Result<()> + Send + 'static) -> Result<()> {
+        let started = Instant::now();
+        let (jobs, _) = self.queue.get_or_insert_with(|| {
+            let (jobs, queued) = sync_channel::<WriteJob>(QUEUED_WRITES);
+            let worker = std::thread::spawn(move || queued.into_iter().try_for_each(|job| job()));
+            (jobs, worker)
+        });
+        let sent = jobs.send(Box::new(job));
+        self.blocked += started.elapsed();
+        match sent {
+            Ok(()) => Ok(()),
+            // The worker stopped at a failed job: that job's error.
+            Err(_) => self.wait(),
+        }
+    }
+
+    /// Runs `prepare` (encoding a file, say) on the calling thread, counting it as time the
+    /// writer held that thread up.
+    pub fn prepare<T>(&mut self, prepare: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let prepared = prepare();
+        self.blocked += started.elapsed();
+        prepared
+    }
+
+    /// Waits until every job submitted is on disk: the first error, if one failed.
+    pub fn wait(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let written = match self.queue.take() {
+            Some((jobs, worker)) => {
+                drop(jobs);
+                worker
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow!("the file writer thread panicked")))
+            }
+            None => Ok(()),
+        };
+        self.blocked += started.elapsed();
+        written
+    }
+
+    /// Time the calling thread has spent on the writer so far.
+    pub fn blocked(&self) -> Duration {
+        self.blocked
+    }
+}
+
+impl Drop for BackgroundWriter {
+    /// A run that ends on an error still leaves the files it submitted complete on disk.
+    fn drop(&mut self) {
+        if let Err(e) = self.wait() {
+            eprintln!("error: {e:#}");
+        }
     }
 }

@@ -8,8 +8,9 @@ use common::small_run;
 use minivgg::data::cifar10::{Split, IMAGE_BYTES};
 use minivgg::engine::sgd::{Sgd, SgdConfig};
 use minivgg::engine::{Network, Precision};
+use minivgg::fsutil::BackgroundWriter;
 use minivgg::model::zoo;
-use minivgg::train::checkpoint::{self, CheckpointWriter, RunSettings};
+use minivgg::train::checkpoint::{self, RunSettings};
 use minivgg::train::fit::{fit, FitConfig, Outcome, Progress};
 use minivgg::train::history::History;
 use rand::{Rng, SeedableRng};
@@ -51,7 +52,7 @@ fn train(seed: u64, augment: bool) -> (Vec<f32>, Vec<f32>, History) {
         &validation,
         &config,
         &mut progress,
-        |_| {},
+        |_, _| Ok(()),
         |_, _, _| Ok(()),
     );
     assert_eq!(outcome.unwrap(), Outcome::Finished);
@@ -108,7 +109,7 @@ fn a_run_stopped_after_every_batch_and_resumed_from_disk_ends_bit_identical() {
         augment: settings.augment,
     };
     let mut stops = 0;
-    let mut writer = CheckpointWriter::new(dir.path());
+    let mut writer = BackgroundWriter::new();
     loop {
         let outcome = fit(
             &mut net,
@@ -117,8 +118,8 @@ fn a_run_stopped_after_every_batch_and_resumed_from_disk_ends_bit_identical() {
             &validation,
             &config,
             &mut progress,
-            |_| {},
-            |n, s, p| writer.submit(n, s, &settings, p),
+            |_, _| Ok(()),
+            |n, s, p| checkpoint::submit(&mut writer, dir.path(), n, s, &settings, p),
         )
         .unwrap();
         // Written off this thread, as the CLI's runs are: complete once waited for.
@@ -173,8 +174,8 @@ fn a_checkpoint_keeps_its_precision() {
     }
 }
 
-/// The background writer leaves the state it was given, and a write that fails
-/// (the checkpoint directory is a file) is the run's error at the next wait, not lost.
+/// The background writer leaves the state it was given; a write that fails (the checkpoint
+/// directory is a file) is the run's error, not lost, and the jobs behind it do not run.
 #[test]
 fn the_checkpoint_writer_writes_the_state_it_was_given_and_reports_failures() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,13 +183,14 @@ fn the_checkpoint_writer_writes_the_state_it_was_given_and_reports_failures() {
     let mut net = Network::new(&zoo::shallownet(), 8, 3).unwrap();
     let sgd = Sgd::new(settings.sgd, net.params.len());
     let progress = Progress::default();
-    let mut writer = CheckpointWriter::new(&dir.path().join("run"));
-    writer.submit(&net, &sgd, &settings, &progress).unwrap();
+    let run = dir.path().join("run");
+    let mut writer = BackgroundWriter::new();
+    checkpoint::submit(&mut writer, &run, &net, &sgd, &settings, &progress).unwrap();
     // The state changes while the write is in flight; the file holds the state submitted.
     let submitted = net.params.clone();
     net.params.iter_mut().for_each(|p| *p += 1.0);
     writer.wait().unwrap();
-    let on_disk = checkpoint::read(&dir.path().join("run")).unwrap();
+    let on_disk = checkpoint::read(&run).unwrap();
     assert!(
         bits(&on_disk.net.params) == bits(&submitted),
         "the file differs from the state submitted"
@@ -197,9 +199,15 @@ fn the_checkpoint_writer_writes_the_state_it_was_given_and_reports_failures() {
 
     let blocked = dir.path().join("a_file");
     std::fs::write(&blocked, b"not a directory").unwrap();
-    let mut writer = CheckpointWriter::new(&blocked);
-    writer.submit(&net, &sgd, &settings, &progress).unwrap();
-    let err = format!("{:#}", writer.wait().unwrap_err());
+    checkpoint::submit(&mut writer, &blocked, &net, &sgd, &settings, &progress).unwrap();
+    let after = dir.path().join("after_the_failure");
+    let marker = after.clone();
+    // Queued behind the failing write, or refused with its error if the writer stopped.
+    let err = match writer.submit(move || Ok(std::fs::write(marker, b"")?)) {
+        Err(e) => e,
+        Ok(()) => writer.wait().unwrap_err(),
+    };
+    let err = format!("{err:#}");
     assert!(
         err.contains(&format!(
             "cannot create checkpoint directory {}",
@@ -207,4 +215,5 @@ fn the_checkpoint_writer_writes_the_state_it_was_given_and_reports_failures() {
         )),
         "{err}"
     );
+    assert!(!after.exists(), "a job behind a failed write ran");
 }

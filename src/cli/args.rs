@@ -186,6 +186,7 @@ pub(super) fn run_settings(
         augment: recipe.augment,
         limit: recipe.limit,
         precision: recipe.compute.precision,
+        save_best: false,
     }
 }
 

@@ -10,14 +10,15 @@ use crate::data::cifar10::Cifar10;
 use crate::engine::device::Device;
 use crate::engine::sgd::Sgd;
 use crate::engine::{Network, Precision};
-use crate::fsutil::ensure_writable;
+use crate::fsutil::{ensure_writable, BackgroundWriter};
 use crate::model::{io as model_io, ModelSpec};
-use crate::report::plot::plot_history;
-use crate::train::checkpoint::{self, Checkpoint, CheckpointWriter, RunSettings};
+use crate::report::monitor::TrainingMonitor;
+use crate::train::checkpoint::{self, Checkpoint, RunSettings, SaveBest};
 use crate::train::fit::{check_device, epoch_line, fit_on, Diverged, FitConfig, Outcome, Progress};
 use crate::train::history::History;
 use anyhow::{Context, Result};
 use clap::Args;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,6 +38,10 @@ pub struct TrainArgs {
     /// Save the trained model (safetensors with its architecture) to this file.
     #[arg(long)]
     pub save: Option<PathBuf>,
+    /// Also keep the model of the epoch with the lowest val_loss, beside --save as
+    /// NAME_best.safetensors (Keras' ModelCheckpoint(save_best_only=True)).
+    #[arg(long)]
+    pub save_best: bool,
     /// Where the checkpoint written after every epoch (and on Ctrl-C) goes.
     /// Default: beside the plot, PLOT_checkpoint/.
     #[arg(long)]
@@ -44,7 +49,8 @@ pub struct TrainArgs {
     /// Go on with the run whose checkpoint is in DIR, with that run's own settings.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "model", "no_bn", "output", "epochs", "batch_size", "lr", "momentum", "no_nesterov",
-        "decay", "schedule", "weight_decay", "seed", "save", "augment", "limit", "precision",
+        "decay", "schedule", "weight_decay", "seed", "save", "save_best", "augment", "limit",
+        "precision",
     ])]
     pub resume: Option<PathBuf>,
 }
@@ -98,7 +104,15 @@ fn start_run(args: &TrainArgs) -> Result<(Checkpoint, PathBuf)> {
     check_fits_cifar(&spec)?;
     let output = args.output.clone().unwrap_or_else(|| default_output(&spec));
     let seed = args.recipe.seed.unwrap_or_else(rand::random);
-    let settings = run_settings(&args.recipe, seed, output, args.save.clone());
+    if args.save_best && args.save.is_none() {
+        return Err(usage(
+            "--save-best needs --save: the best model is kept beside the final one".into(),
+        ));
+    }
+    let settings = RunSettings {
+        save_best: args.save_best,
+        ..run_settings(&args.recipe, seed, output, args.save.clone())
+    };
     let dir = args
         .checkpoint_dir
         .clone()
@@ -125,39 +139,53 @@ pub(super) fn stop_on_signal() -> Result<Arc<AtomicBool>> {
 /// The files one training run writes: its plot, and beside it the history, the report, the
 /// confusion matrix and the checkpoint directory; the model where `--save` says.
 pub(super) struct RunFiles {
-    plot: PathBuf,
-    csv: PathBuf,
+    /// The plot, CSV and JSON history, rewritten after every epoch.
+    monitor: TrainingMonitor,
     report: PathBuf,
     confusion: PathBuf,
     checkpoint_dir: PathBuf,
     save: Option<PathBuf>,
+    /// `--save-best`: NAME_best.safetensors beside `save`.
+    save_best: Option<PathBuf>,
 }
 
 impl RunFiles {
     pub(super) fn new(settings: &RunSettings, checkpoint_dir: PathBuf) -> RunFiles {
         let plot = settings.output.clone();
+        let save_best = match &settings.save {
+            Some(save) if settings.save_best => Some(beside(save, "_best.safetensors")),
+            _ => None,
+        };
         RunFiles {
-            csv: beside(&plot, ".csv"),
-            report: beside(&plot, "_report.txt"),
-            confusion: beside(&plot, "_confusion.png"),
-            plot,
+            monitor: TrainingMonitor {
+                csv: beside(&plot, ".csv"),
+                json: beside(&plot, ".json"),
+                plot,
+                title: "Training Loss and Accuracy on CIFAR-10".into(),
+            },
+            report: beside(&settings.output, "_report.txt"),
+            confusion: beside(&settings.output, "_confusion.png"),
             checkpoint_dir,
             save: settings.save.clone(),
+            save_best,
         }
     }
 
     /// Fails now, not after hours of training, if any of them cannot be written.
     pub(super) fn check_writable(&self) -> Result<()> {
         let checkpoint = self.checkpoint_dir.join(checkpoint::CHECKPOINT_FILE);
+        let monitor = &self.monitor;
         for path in [
-            &self.plot,
-            &self.csv,
+            &monitor.plot,
+            &monitor.csv,
+            &monitor.json,
             &self.report,
             &self.confusion,
             &checkpoint,
         ]
         .into_iter()
         .chain(&self.save)
+        .chain(&self.save_best)
         {
             ensure_writable(path)?;
         }
@@ -239,7 +267,13 @@ pub(super) fn train_run(
         stop: Some(stop),
         augment: settings.augment,
     };
-    let mut checkpoints = CheckpointWriter::new(&files.checkpoint_dir);
+    // One writer, so each epoch's files land in order: the monitor's, the best model, then
+    // the checkpoint that records them.
+    let writer = RefCell::new(BackgroundWriter::new());
+    let mut save_best = files
+        .save_best
+        .clone()
+        .map(|path| SaveBest::new(path, &progress.history));
     let fitted = fit_on(
         device,
         &mut net,
@@ -248,11 +282,35 @@ pub(super) fn train_run(
         &data.test,
         &config,
         &mut progress,
-        |record| println!("{}", epoch_line(record, settings.epochs)),
-        |net, sgd, progress| checkpoints.submit(net, sgd, &settings, progress),
+        |net, history| {
+            let mut writer = writer.borrow_mut();
+            if let Some(last) = history.last() {
+                println!("{}", epoch_line(last, settings.epochs));
+            }
+            let (monitor, history_so_far) = (files.monitor.clone(), history.clone());
+            writer.submit(move || monitor.write(&history_so_far))?;
+            if let Some(save_best) = &mut save_best {
+                if let Some(line) = save_best.epoch_end(net, history, &mut writer)? {
+                    println!("{line}");
+                }
+            }
+            Ok(())
+        },
+        |net, sgd, progress| {
+            let mut writer = writer.borrow_mut();
+            checkpoint::submit(
+                &mut writer,
+                &files.checkpoint_dir,
+                net,
+                sgd,
+                &settings,
+                progress,
+            )
+        },
     );
     // The last checkpoint is on disk before the run reports, whichever way it ended.
-    let written = checkpoints.wait();
+    let mut writer = writer.into_inner();
+    let written = writer.wait();
     let (outcome, predictions) = fitted.map_err(|e| match e.downcast_ref::<Diverged>() {
         Some(diverged) => anyhow::anyhow!(
             "{diverged}; {}",
@@ -265,10 +323,10 @@ pub(super) fn train_run(
         return Err(Interrupted(files.checkpoint_dir.clone()).into());
     }
     println!(
-        "[INFO] trained {} epochs in {:.1}s (checkpoints held training up {:.2}s of it)",
+        "[INFO] trained {} epochs in {:.1}s (writing files held training up {:.2}s of it)",
         settings.epochs,
         started.elapsed().as_secs_f64(),
-        checkpoints.blocked().as_secs_f64()
+        writer.blocked().as_secs_f64()
     );
     println!("[INFO] evaluating network...");
     report_predictions(
@@ -278,21 +336,25 @@ pub(super) fn train_run(
         Some(&files.report),
         &files.confusion,
     )?;
-    progress.history.write_csv(&files.csv)?;
-    plot_history(
-        &progress.history,
-        &files.plot,
-        "Training Loss and Accuracy on CIFAR-10",
-    )?;
+    let monitor = &files.monitor;
     println!(
-        "[INFO] wrote {}, {} and {}",
-        files.plot.display(),
-        files.csv.display(),
+        "[INFO] wrote {}, {}, {} and {}",
+        monitor.plot.display(),
+        monitor.csv.display(),
+        monitor.json.display(),
         files.report.display()
     );
     if let Some(path) = &files.save {
         model_io::save(&net, path)?;
         println!("[INFO] saved model to {}", path.display());
+    }
+    if let Some(save_best) = &save_best {
+        if let Some((epoch, val_loss)) = save_best.best() {
+            println!(
+                "[INFO] the best model, epoch {epoch}'s (val_loss {val_loss:.4}), is in {}",
+                save_best.path().display()
+            );
+        }
     }
     Ok(progress.history)
 }

@@ -7,14 +7,12 @@ use super::fit::Progress;
 use super::history::History;
 use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{BatchMetrics, Network, Precision};
-use crate::fsutil::atomic_write_bytes;
+use crate::fsutil::{atomic_write_bytes, BackgroundWriter};
 use crate::model::io;
 use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 const RUN_KEY: &str = "minivgg_run";
@@ -38,6 +36,9 @@ pub struct RunSettings {
     /// `--precision`: checkpoints from before the flag read as fp32.
     #[serde(default)]
     pub precision: Precision,
+    /// `--save-best`: the model of the lowest val_loss beside `save`, as NAME_best.
+    #[serde(default)]
+    pub save_best: bool,
 }
 
 /// The metadata half of a checkpoint.
@@ -103,70 +104,87 @@ fn write_bytes(dir: &Path, bytes: &[u8]) -> Result<()> {
     atomic_write_bytes(&dir.join(CHECKPOINT_FILE), bytes)
 }
 
-/// A run's checkpoints, written off the training thread: each is encoded where the run is (a
-/// copy of its state), then written, fsynced and renamed by a thread of its own while the next
-/// epoch trains. One write is in flight at a time and the next waits for it, so the files land
-/// in order and a failed write stops the run at the next checkpoint. Still atomic: a reader,
-/// or a run killed mid-write, sees the last complete checkpoint.
-pub struct CheckpointWriter {
-    dir: PathBuf,
-    in_flight: Option<JoinHandle<Result<()>>>,
-    /// Time the training thread spent on checkpoints: encoding, and waiting for a write.
-    blocked: Duration,
+/// Queues the run's checkpoint in `dir` on `writer`: encoded here (a copy of the state), then
+/// written, fsynced and renamed off the training thread while the next epoch trains. Still
+/// atomic: a reader, or a run killed mid-write, sees the last complete checkpoint.
+pub fn submit(
+    writer: &mut BackgroundWriter,
+    dir: &Path,
+    net: &Network,
+    sgd: &Sgd,
+    settings: &RunSettings,
+    progress: &Progress,
+) -> Result<()> {
+    let bytes = writer.prepare(|| encode(net, sgd, settings, progress))?;
+    let dir = dir.to_path_buf();
+    writer.submit(move || write_bytes(&dir, &bytes))
 }
 
-impl CheckpointWriter {
-    pub fn new(dir: &Path) -> CheckpointWriter {
-        CheckpointWriter {
-            dir: dir.to_path_buf(),
-            in_flight: None,
-            blocked: Duration::ZERO,
+/// `--save-best`, Keras' `ModelCheckpoint(monitor="val_loss", save_best_only=True)`: after
+/// each epoch whose val_loss is the lowest yet, the model is saved to one file.
+pub struct SaveBest {
+    path: PathBuf,
+    /// The epoch with the lowest val_loss so far, and that loss.
+    best: Option<(usize, f64)>,
+}
+
+impl SaveBest {
+    /// Keeps the best model at `path`; a resumed run's best so far is the lowest val_loss of
+    /// its `history` (already in the file: it was written before the checkpoint that holds it).
+    pub fn new(path: PathBuf, history: &History) -> SaveBest {
+        let mut save_best = SaveBest { path, best: None };
+        for record in &history.epochs {
+            save_best.improves(record.epoch, record.val_loss);
         }
+        save_best
     }
 
-    /// Starts writing this state as the run's checkpoint, once the previous write is done.
-    pub fn submit(
+    /// Whether `val_loss` is lower than the best so far (NaN never is); if so it is the best.
+    fn improves(&mut self, epoch: usize, val_loss: f64) -> bool {
+        let better = self.best.is_none_or(|(_, best)| val_loss < best) && !val_loss.is_nan();
+        if better {
+            self.best = Some((epoch, val_loss));
+        }
+        better
+    }
+
+    /// After an epoch: queues the model on `writer` if the epoch is the best yet, returning
+    /// the log line that says so.
+    pub fn epoch_end(
         &mut self,
         net: &Network,
-        sgd: &Sgd,
-        settings: &RunSettings,
-        progress: &Progress,
-    ) -> Result<()> {
-        let started = Instant::now();
-        let bytes = encode(net, sgd, settings, progress)?;
-        self.blocked += started.elapsed();
-        // Counts its own waiting.
-        self.wait()?;
-        let dir = self.dir.clone();
-        self.in_flight = Some(std::thread::spawn(move || write_bytes(&dir, &bytes)));
-        Ok(())
-    }
-
-    /// Waits for the write in flight, if any: its error, if it failed.
-    pub fn wait(&mut self) -> Result<()> {
-        let started = Instant::now();
-        let written = match self.in_flight.take() {
-            Some(write) => write
-                .join()
-                .unwrap_or_else(|_| Err(anyhow!("the checkpoint writer thread panicked"))),
-            None => Ok(()),
+        history: &History,
+        writer: &mut BackgroundWriter,
+    ) -> Result<Option<String>> {
+        let Some(last) = history.last() else {
+            return Ok(None);
         };
-        self.blocked += started.elapsed();
-        written
-    }
-
-    /// Time the training thread has spent on checkpoints so far.
-    pub fn blocked(&self) -> Duration {
-        self.blocked
-    }
-}
-
-impl Drop for CheckpointWriter {
-    /// A run that ends on an error still leaves its last checkpoint complete on disk.
-    fn drop(&mut self) {
-        if let Err(e) = self.wait() {
-            eprintln!("error: {e:#}");
+        let before = self.best;
+        if !self.improves(last.epoch, last.val_loss) {
+            return Ok(None);
         }
+        let bytes = writer.prepare(|| io::to_bytes(net, &[], HashMap::new()))?;
+        let path = self.path.clone();
+        writer.submit(move || atomic_write_bytes(&path, &bytes))?;
+        let from = match before {
+            Some((_, loss)) => format!("from {loss:.4} "),
+            None => String::new(),
+        };
+        Ok(Some(format!(
+            "[INFO] epoch {}: val_loss improved {from}to {:.4}, saving the model to {}",
+            last.epoch,
+            last.val_loss,
+            self.path.display()
+        )))
+    }
+
+    /// The best epoch and its val_loss, once an epoch has finished.
+    pub fn best(&self) -> Option<(usize, f64)> {
+        self.best
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 

@@ -74,8 +74,9 @@ pub enum Outcome {
 
 /// Trains `net` on `train` from `progress` until `config.epochs` are done, validating on
 /// `validation` after every epoch. The batch size is the network's capacity. `on_epoch` sees
-/// each epoch's record as soon as it is complete; `checkpoint` sees the whole state after every
-/// epoch and when a stop is requested.
+/// the network and the history as soon as an epoch is complete (the history's last record is
+/// that epoch's); `checkpoint` sees the whole state after every epoch and when a stop is
+/// requested. An error from either stops the run.
 #[allow(clippy::too_many_arguments)]
 pub fn fit(
     net: &mut Network,
@@ -84,7 +85,7 @@ pub fn fit(
     validation: &Split,
     config: &FitConfig,
     progress: &mut Progress,
-    mut on_epoch: impl FnMut(&EpochRecord),
+    mut on_epoch: impl FnMut(&Network, &History) -> Result<()>,
     mut checkpoint: impl FnMut(&Network, &Sgd, &Progress) -> Result<()>,
 ) -> Result<Outcome> {
     let batch = net.capacity();
@@ -142,7 +143,7 @@ pub fn fit(
             val_acc: val.accuracy(),
         };
         finish_epoch(progress, record);
-        on_epoch(&record);
+        on_epoch(net, &progress.history)?;
         checkpoint(net, sgd, progress)?;
     }
     Ok(Outcome::Finished)
@@ -215,7 +216,7 @@ pub fn fit_on(
     validation: &Split,
     config: &FitConfig,
     progress: &mut Progress,
-    on_epoch: impl FnMut(&EpochRecord),
+    on_epoch: impl FnMut(&Network, &History) -> Result<()>,
     checkpoint: impl FnMut(&Network, &Sgd, &Progress) -> Result<()>,
 ) -> Result<(Outcome, Vec<u8>)> {
     match device {

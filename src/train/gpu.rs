@@ -10,7 +10,7 @@ use crate::engine::network::LayerTimes;
 use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{BatchMetrics, Network};
 use crate::train::fit::{finish_epoch, Diverged, FitConfig, Outcome, Progress};
-use crate::train::history::EpochRecord;
+use crate::train::history::{EpochRecord, History};
 use anyhow::{bail, Result};
 use cudarc::driver::{CudaGraph, CudaSlice};
 use std::time::Instant;
@@ -300,7 +300,7 @@ pub fn fit_on_gpu(
     validation: &Split,
     config: &FitConfig,
     progress: &mut Progress,
-    mut on_epoch: impl FnMut(&EpochRecord),
+    mut on_epoch: impl FnMut(&Network, &History) -> Result<()>,
     mut checkpoint: impl FnMut(&Network, &Sgd, &Progress) -> Result<()>,
 ) -> Result<(Outcome, Vec<u8>)> {
     if progress.batches_done > 0 {
@@ -333,8 +333,8 @@ pub fn fit_on_gpu(
             val_acc,
         };
         finish_epoch(progress, record);
-        on_epoch(&record);
         trainer.download_into(net, sgd)?;
+        on_epoch(net, &progress.history)?;
         checkpoint(net, sgd, progress)?;
         if config.stop_requested() {
             return Ok((Outcome::Interrupted, Vec::new()));

@@ -50,5 +50,6 @@ pub fn small_run(
         augment: false,
         limit: None,
         precision,
+        save_best: false,
     }
 }
