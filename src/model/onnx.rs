@@ -157,7 +157,7 @@ impl Builder<'_> {
     }
 
     /// Transposes the current tensor to `layout` if it is in the other image layout.
-    fn to_layout(&mut self, layout: Layout, name: &str) {
+    fn transpose_to(&mut self, layout: Layout, name: &str) {
         let perm = match (self.layout, layout) {
             (Layout::Nhwc, Layout::Nchw) => [0, 3, 1, 2],
             (Layout::Nchw, Layout::Nhwc) => [0, 2, 3, 1],
@@ -222,7 +222,7 @@ impl Builder<'_> {
 
     /// Conv, its kernel transposed from Keras' HWIO to ONNX's OIHW, "same" padding.
     fn conv2d(&mut self, layer: &PlacedLayer, k: usize, output: String) -> Result<()> {
-        self.to_layout(Layout::Nchw, &layer.name);
+        self.transpose_to(Layout::Nchw, &layer.name);
         let (cin, cout) = (layer.input.channels(), layer.output.channels());
         let hwio = self.values(layer, "kernel")?;
         let mut oihw = vec![0.0; hwio.len()];
@@ -250,7 +250,7 @@ impl Builder<'_> {
     /// BatchNormalization with the moving statistics: per channel on NCHW images, per feature
     /// on `[batch, features]`.
     fn batch_norm(&mut self, layer: &PlacedLayer, output: String) -> Result<()> {
-        self.to_layout(Layout::Nchw, &layer.name);
+        self.transpose_to(Layout::Nchw, &layer.name);
         let c = [layer.output.channels()];
         let mut inputs = Vec::new();
         for param in ["gamma", "beta", "moving_mean", "moving_variance"] {
@@ -270,14 +270,14 @@ impl Builder<'_> {
 
     /// MaxPool, 2×2 windows, stride 2, no padding (floor, as Keras' "valid").
     fn max_pool(&mut self, layer: &PlacedLayer, output: String) {
-        self.to_layout(Layout::Nchw, &layer.name);
+        self.transpose_to(Layout::Nchw, &layer.name);
         let attributes = vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])];
         self.node("MaxPool", &layer.name, &[], output, attributes);
     }
 
     /// Flatten in Keras' NHWC order.
     fn flatten(&mut self, layer: &PlacedLayer, output: String) {
-        self.to_layout(Layout::Nhwc, &layer.name);
+        self.transpose_to(Layout::Nhwc, &layer.name);
         self.node("Flatten", &layer.name, &[], output, vec![int("axis", 1)]);
         self.layout = Layout::Flat;
     }
