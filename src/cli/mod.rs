@@ -6,6 +6,7 @@ pub mod args;
 pub mod bench;
 pub mod compare;
 pub mod evaluate;
+pub mod export;
 pub mod predict;
 pub mod train;
 
@@ -13,6 +14,7 @@ pub use args::{ComputeArgs, DataArgs, ModelArgs, RecipeArgs, Schedule};
 pub use bench::BenchArgs;
 pub use compare::{comparison_table, CompareArgs};
 pub use evaluate::EvaluateArgs;
+pub use export::ExportArgs;
 pub use predict::{PredictArgs, UnreadableImages};
 pub use train::{Interrupted, TrainArgs};
 
@@ -54,6 +56,8 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Classify PNG or JPEG files of any size with a saved model: top classes per file.
     Predict(PredictArgs),
+    /// Write a saved model as ONNX (opset 13), for onnxruntime, OpenCV's dnn and others.
+    Export(ExportArgs),
     /// Print a Keras-style model summary.
     Summary(ModelArgs),
     /// Time training steps and inference, layer by layer, on synthetic data.
@@ -75,6 +79,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Compare(args) => compare::compare(args),
         Command::Evaluate(args) => evaluate::evaluate_saved(args),
         Command::Predict(args) => predict::predict(args),
+        Command::Export(args) => export::export(args),
         Command::Bench(args) => bench::run(args),
         Command::Summary(args) => {
             print!("{}", model_spec(&args)?.summary()?);
