@@ -11,6 +11,7 @@ use minivgg::data::cifar10::{
     RECORDS_PER_FILE, RECORD_BYTES, TEST_FILE, TRAIN_FILES,
 };
 use minivgg::data::download::download_verified;
+use minivgg::train::history::History;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -945,7 +946,8 @@ fn every_bad_input_exits_2_naming_what_is_wrong() {
 }
 
 /// A disk that fills while the checkpoint is saved: simulated with a file-size limit (writes
-/// past it fail with EFBIG, SIGXFSZ ignored). Exit 2, the file named, nothing half-written.
+/// past it fail with EFBIG, SIGXFSZ ignored). Exit 2, the file named, nothing half-written:
+/// only the epoch's monitor files, whole, which are small enough to fit.
 #[test]
 fn a_full_disk_while_saving_leaves_no_partial_file() {
     use std::os::unix::process::CommandExt;
@@ -996,5 +998,20 @@ fn a_full_disk_while_saving_leaves_no_partial_file() {
         stderr.trim_end().starts_with(&want),
         "expected {want:?}: {stderr}"
     );
-    assert_eq!(snapshot(tmp.path()), before, "no file may be left behind");
+    let monitor = ["plot.csv", "plot.json", "plot.png"].map(|f| tmp.path().join(f));
+    let left: Vec<PathBuf> = snapshot(tmp.path())
+        .into_iter()
+        .map(|(path, _, _)| path)
+        .filter(|path| !monitor.contains(path))
+        .collect();
+    let before: Vec<PathBuf> = before.into_iter().map(|(path, _, _)| path).collect();
+    assert_eq!(left, before, "no other file may be left behind");
+    let csv = std::fs::read_to_string(&monitor[0]).unwrap();
+    assert_eq!(History::from_csv(&csv).unwrap().epochs.len(), 1);
+    let json = std::fs::read_to_string(&monitor[1]).unwrap();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&json).is_ok(),
+        "{json}"
+    );
+    assert!(image::open(&monitor[2]).is_ok());
 }

@@ -1,5 +1,5 @@
 //! Networks from a file (`--model NAME.json`) through the binary: the example VGG-family
-//! network summarises, trains and reloads; a malformed file, or one CIFAR-10 cannot feed, is an
+//! network summarises, trains, reloads and exports; a malformed file, or one CIFAR-10 cannot feed, is an
 //! exit-2 error naming the file and the layer.
 
 mod common;
@@ -30,7 +30,7 @@ fn assert_refused(args: &[&str], message: &str) {
 }
 
 #[test]
-fn the_example_vgg_network_summarises_trains_and_reloads() {
+fn the_example_vgg_network_summarises_trains_reloads_and_exports() {
     let out = minivgg(&["summary", "--model", EXAMPLE]);
     let summary = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -84,6 +84,17 @@ fn the_example_vgg_network_summarises_trains_and_reloads() {
         summary,
         "the saved model is the file's network"
     );
+
+    // It exports, trained or straight from the file (tests/onnx.rs runs the export in tract).
+    for (from, source) in [
+        ("--weights", weights.to_str().unwrap()),
+        ("--model", EXAMPLE),
+    ] {
+        let onnx = dir.path().join("vgg.onnx");
+        let out = minivgg(&["export", from, source, "--output", onnx.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(std::fs::metadata(&onnx).unwrap().len() > 4 * 1_345_066);
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `minivgg export`: a saved model as an ONNX file.
 
-use super::bad_input;
-use crate::engine::Precision;
+use super::{bad_input, model_spec, ModelArgs};
+use crate::engine::{Network, Precision};
 use crate::fsutil::ensure_writable;
 use crate::model::{io as model_io, onnx};
 use anyhow::Result;
@@ -11,8 +11,12 @@ use std::path::PathBuf;
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// A model saved by `train --save`.
+    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    pub weights: Option<PathBuf>,
+    /// Instead of --weights, a network (minivggnet, shallownet, lenet or NAME.json) with its
+    /// initial weights: to check that a runtime takes the architecture before training it.
     #[arg(long)]
-    pub weights: PathBuf,
+    pub model: Option<String>,
     /// The ONNX file to write: input `input`, float32 NHWC [batch, 32, 32, 3] (pixels/255),
     /// output `probabilities`, float32 [batch, classes].
     #[arg(long)]
@@ -21,10 +25,22 @@ pub struct ExportArgs {
 
 pub(super) fn export(args: ExportArgs) -> Result<()> {
     ensure_writable(&args.output)?;
-    let net = model_io::load(&args.weights, 1, Precision::Fp32).map_err(bad_input)?;
+    let (net, weights) = match (&args.weights, &args.model) {
+        (Some(weights), _) => (
+            model_io::load(weights, 1, Precision::Fp32).map_err(bad_input)?,
+            "trained",
+        ),
+        (None, model) => {
+            let model = ModelArgs {
+                model: model.clone().unwrap_or_default(),
+                no_bn: false,
+            };
+            (Network::new(&model_spec(&model)?, 1, 0)?, "initial")
+        }
+    };
     onnx::save(&net, &args.output)?;
     println!(
-        "[INFO] wrote {} as ONNX (opset {}) to {}",
+        "[INFO] wrote {} with its {weights} weights as ONNX (opset {}) to {}",
         net.spec.name,
         onnx::OPSET,
         args.output.display()
