@@ -117,7 +117,7 @@ fn spec_of(
 
 /// Checks an architecture that came from outside (a saved model, a network file) before
 /// anything is allocated for it: its sizes, its layers, and the floats it needs per sample
-/// ([`floats_per_sample`]), which it returns with the placed layers.
+/// (`floats_per_sample`), which it returns with the placed layers.
 pub fn check_architecture(spec: &ModelSpec) -> Result<(Vec<PlacedLayer>, u128)> {
     check_arch_sizes(spec)?;
     let placed = spec.place()?;

@@ -23,7 +23,7 @@ use prost::Message;
 use std::path::Path;
 
 /// The types `build.rs` generates from `proto/onnx.proto`.
-#[allow(clippy::all, clippy::pedantic, missing_docs)]
+#[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
 pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 }
