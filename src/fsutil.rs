@@ -16,6 +16,10 @@ pub struct WriteError {
     pub cause: io::Error,
 }
 
+/// How the temporary files of [`atomic_write`] are named: `.minivgg-XXXXXX.tmp`.
+const TEMP_PREFIX: &str = ".minivgg-";
+const TEMP_SUFFIX: &str = ".tmp";
+
 /// Writes `path` through a temporary file in the same directory, fsyncs it and renames it
 /// into place, so readers see either the old file or the complete new one. I/O failures are
 /// [`WriteError`]s; `write`'s own errors come back as they are, with the path.
@@ -27,8 +31,8 @@ pub fn atomic_write(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()
     let dir = parent_dir(path);
     std::fs::create_dir_all(dir).map_err(failed)?;
     let mut tmp = tempfile::Builder::new()
-        .prefix(".minivgg-")
-        .suffix(".tmp")
+        .prefix(TEMP_PREFIX)
+        .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)
         .map_err(failed)?;
     {
@@ -39,10 +43,38 @@ pub fn atomic_write(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()
         })?;
         buffered.flush().map_err(failed)?;
     }
+    hold_for_tests();
     tmp.as_file().sync_all().map_err(failed)?;
     // Dropping `tmp` on any error above deletes the temporary file.
     tmp.persist(path).map_err(|e| failed(e.error))?;
     Ok(())
+}
+
+/// The soak test's hook: `MINIVGG_TEST_WRITE_DELAY_MS` holds every write this long before its
+/// fsync and rename, so that the kills it sends land inside writes too.
+fn hold_for_tests() {
+    if let Some(ms) = std::env::var_os("MINIVGG_TEST_WRITE_DELAY_MS") {
+        let ms = ms.to_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+}
+
+/// Removes the temporary files that writes into `dir` left when their process was killed
+/// mid-write (a process that ends normally removes its own); only for a directory this
+/// process alone writes. Returns how many it removed.
+pub fn remove_stale_temporaries(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
 }
 
 /// Writes bytes atomically (see [`atomic_write`]).

@@ -440,11 +440,14 @@ fn ctrl_c_writes_a_checkpoint_and_resume_ends_as_the_uninterrupted_run() {
     );
 }
 
-/// Issue: a run killed (SIGKILL, no chance to save) at random points, several times, and
-/// resumed each time from its last checkpoint ends with the weights of a run never stopped.
+/// The soak: a run killed (SIGKILL, no chance to save) 20 times, at random points and every
+/// fourth time inside a checkpoint write (every write held open by the test hook), and resumed
+/// each time from its last checkpoint, ends with the weights of a run never stopped.
 #[test]
 fn a_run_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run() {
     use rand::Rng;
+    const KILLS: usize = 20;
+    const WRITE_DELAY_MS: &str = "60";
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).display().to_string();
     let run = |name: &str| -> Vec<String> {
@@ -453,7 +456,7 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run() {
             "--limit",
             "1024",
             "--epochs",
-            "3",
+            "6",
             "--seed",
             "11",
             "--threads",
@@ -466,7 +469,12 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run() {
         args
     };
     let started = std::time::Instant::now();
-    let whole = minivgg(&run("whole").iter().map(String::as_str).collect::<Vec<_>>());
+    let whole = Command::new(env!("CARGO_BIN_EXE_minivgg"))
+        .args(run("whole"))
+        .env("MINIVGG_DATA", common::real_data_path())
+        .env("MINIVGG_TEST_WRITE_DELAY_MS", WRITE_DELAY_MS)
+        .output()
+        .unwrap();
     assert!(whole.status.success(), "{}", text(&whole.stderr));
     // Kill times are drawn within the first half of an uninterrupted run's duration, so they
     // land inside the run however fast this machine (and the engine) is.
@@ -488,24 +496,51 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run() {
         Command::new(env!("CARGO_BIN_EXE_minivgg"))
             .args(&args)
             .env("MINIVGG_DATA", common::real_data_path())
+            .env("MINIVGG_TEST_WRITE_DELAY_MS", WRITE_DELAY_MS)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap()
     };
-    let mut kills = 0;
-    for _ in 0..4 {
+    // A kill inside a write leaves that write's temporary file in the checkpoint directory
+    // (the next run removes it); the names there before a start tell the new ones apart.
+    let temporaries = || -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(&checkpoint_dir)
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().file_name())
+            .filter(|name| name.to_string_lossy().ends_with(".tmp"))
+            .collect()
+    };
+    let (mut kills, mut inside_writes, mut rounds) = (0, 0, 0);
+    while kills < KILLS && rounds < 3 * KILLS {
+        rounds += 1;
+        let before = temporaries();
         let mut child = start(checkpoint_dir.join("checkpoint.safetensors").exists());
-        std::thread::sleep(std::time::Duration::from_millis(
-            rng.random_range(whole_ms / 14..whole_ms / 2),
-        ));
+        let new_write = || temporaries().iter().any(|t| !before.contains(t));
+        if kills % 4 == 3 {
+            // Every fourth kill waits for a checkpoint write to start: it lands inside it.
+            while !new_write() && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(
+                rng.random_range(whole_ms / 16..whole_ms / 5),
+            ));
+        }
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
             kills += 1;
         }
         child.wait().unwrap();
+        inside_writes += usize::from(new_write());
     }
-    assert!(kills >= 2, "kill times seeded {seed} missed the run");
+    println!("{kills} kills in {rounds} starts, {inside_writes} inside a checkpoint write (seeded {seed})");
+    assert_eq!(kills, KILLS, "kill times seeded {seed} missed the run");
+    assert!(
+        inside_writes >= KILLS / 4,
+        "kills seeded {seed} missed the writes"
+    );
     let last = start(checkpoint_dir.join("checkpoint.safetensors").exists())
         .wait_with_output()
         .unwrap();
@@ -558,4 +593,97 @@ fn a_diverging_run_names_epoch_batch_and_checkpoint() {
         )
     );
     assert!(!plot.exists());
+}
+
+/// A batch larger than the training images --limit leaves is capped to them (as Keras' fit
+/// makes its last batch), said in one line; `summary` and `bench` print the memory plan.
+#[test]
+fn a_batch_larger_than_the_split_is_capped_and_the_plan_is_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("p.png");
+    let out = minivgg(&[
+        "train",
+        "--model",
+        "shallownet",
+        "--epochs",
+        "1",
+        "--limit",
+        "100",
+        "--batch-size",
+        "1000",
+        "--output",
+        plot.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("[INFO] --batch-size 1000 is more than the 100 training images of --limit: batches of 100, as Keras' fit makes them\n"),
+        "{stdout}"
+    );
+    let resumed = minivgg::train::checkpoint::read(&dir.path().join("p_checkpoint")).unwrap();
+    assert_eq!(resumed.settings.batch_size, 100);
+
+    let out = minivgg(&["summary", "--model", "minivggnet"]);
+    assert!(
+        text(&out.stdout).contains("\nTraining on CIFAR-10 needs 448 MiB of memory (batches of 64: 152 MiB; parameters and optimizer 25 MiB; checkpoints 66 MiB; data 205 MiB)\n"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+/// One writer per checkpoint directory: a second run on it is refused naming the first run's
+/// process, and once the first is killed (SIGKILL: no chance to clean up) a new run starts.
+#[test]
+fn a_second_run_on_a_checkpoint_directory_is_refused_until_the_first_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("ckpt");
+    let run = |plot: &str, epochs: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_minivgg"));
+        command
+            .args([
+                "train",
+                "--model",
+                "shallownet",
+                "--limit",
+                "2000",
+                "--epochs",
+                epochs,
+            ])
+            .arg("--output")
+            .arg(dir.path().join(plot))
+            .arg("--checkpoint-dir")
+            .arg(&checkpoints)
+            .env("MINIVGG_DATA", common::real_data_path());
+        command
+    };
+    let mut first = run("first.png", "10000")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = checkpoints.join("lock");
+    let pid = first.id().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_to_string(&lock).ok().as_deref() != Some(pid.as_str()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never locked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = run("second.png", "1").output().unwrap();
+    let stderr = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: checkpoint directory {} is in use by another minivgg run (process {pid}): let it finish, or give this run another --checkpoint-dir",
+            checkpoints.display()
+        )
+    );
+    assert!(!dir.path().join("second.csv").exists());
+
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let third = run("third.png", "1").output().unwrap();
+    assert!(third.status.success(), "{}", text(&third.stderr));
 }

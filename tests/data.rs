@@ -891,6 +891,13 @@ fn every_bad_input_exits_2_naming_what_is_wrong() {
         ),
         ("batch size 0", Setup::None, flags(&["--batch-size", "0"]), "--batch-size must be at least 1".into()),
         ("epochs 0", Setup::None, flags(&["--epochs", "0"]), "--epochs must be at least 1".into()),
+        ("epochs beyond the bound", Setup::None, flags(&["--epochs", "10001"]), "--epochs 10001: at most 10000".into()),
+        ("batch size of a billion", Setup::None, flags(&["--batch-size", "1000000000"]), "--batch-size 1000000000: at most 50000 (the training images)".into()),
+        ("batch size above the split", Setup::None, flags(&["--batch-size", "50001"]), "--batch-size 50001: at most 50000 (the training images)".into()),
+        // 116 GiB: more than the machines this runs on have.
+        ("batch size beyond the memory", Setup::None, flags(&["--batch-size", "50000"]), "--batch-size 50000: the run needs 116.1 GiB of memory (batches of 50000: 115.8 GiB;".into()),
+        ("limit beyond the split", Setup::None, flags(&["--limit", "50001"]), "--limit 50001: at most 50000 (the training images)".into()),
+        ("threads beyond the cores", Setup::None, flags(&["--threads", "100000"]), "--threads 100000: at most ".into()),
         ("negative lr", Setup::None, flags(&["--lr", "-0.1"]), "--lr must be a positive number, got -0.1".into()),
         ("NaN lr", Setup::None, flags(&["--lr", "NaN"]), "--lr must be a positive number, got NaN".into()),
         ("momentum 1", Setup::None, flags(&["--momentum", "1"]), "--momentum must be in [0, 1), got 1".into()),
@@ -947,7 +954,7 @@ fn every_bad_input_exits_2_naming_what_is_wrong() {
 
 /// A disk that fills while the checkpoint is saved: simulated with a file-size limit (writes
 /// past it fail with EFBIG, SIGXFSZ ignored). Exit 2, the file named, nothing half-written:
-/// only the epoch's monitor files, whole, which are small enough to fit.
+/// only the epoch's monitor files, whole, which are small enough to fit, and the lock file.
 #[test]
 fn a_full_disk_while_saving_leaves_no_partial_file() {
     use std::os::unix::process::CommandExt;
@@ -998,7 +1005,11 @@ fn a_full_disk_while_saving_leaves_no_partial_file() {
         stderr.trim_end().starts_with(&want),
         "expected {want:?}: {stderr}"
     );
-    let monitor = ["plot.csv", "plot.json", "plot.png"].map(|f| tmp.path().join(f));
+    let mut monitor = ["plot.csv", "plot.json", "plot.png"]
+        .map(|f| tmp.path().join(f))
+        .to_vec();
+    // The run's lock on its checkpoint directory (its process id) stays, unlocked.
+    monitor.push(checkpoints.join("lock"));
     let left: Vec<PathBuf> = snapshot(tmp.path())
         .into_iter()
         .map(|(path, _, _)| path)

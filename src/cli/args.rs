@@ -13,7 +13,7 @@ use std::path::PathBuf;
 /// Where and how a subcommand computes, shared by `train`, `compare`, `evaluate` and `bench`.
 #[derive(Debug, Args)]
 pub struct ComputeArgs {
-    /// Worker threads. Default: one per CPU core.
+    /// Worker threads, at most the CPU cores. Default: one per CPU core.
     #[arg(long)]
     pub threads: Option<usize>,
     /// cpu, or cuda (cuda:N for the Nth) for an NVIDIA GPU (a build with `--features cuda`).
@@ -47,6 +47,15 @@ pub struct ModelArgs {
     pub no_bn: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The batch size whose memory the summary works out; at most 50,000.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Schedule {
     Keras,
@@ -56,8 +65,12 @@ pub enum Schedule {
 /// The recipe and where it runs: shared by `train` and `compare`.
 #[derive(Debug, Args)]
 pub struct RecipeArgs {
+    /// At most 10,000.
     #[arg(long, default_value_t = 40)]
     pub epochs: usize,
+    /// At most 50,000 (the training images); with --limit N, batches hold at most N. The
+    /// run's memory is worked out first: a run that does not fit is refused with the largest
+    /// batch size that does.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
@@ -95,7 +108,7 @@ pub struct RecipeArgs {
     #[arg(long)]
     pub augment: bool,
     /// Use only the first N training and N test images (quick trials; the report then covers
-    /// those N test images).
+    /// those N test images). At most 50,000.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     #[command(flatten)]
@@ -114,11 +127,22 @@ pub struct DataArgs {
 
 pub(super) fn check_flags(args: &RecipeArgs) -> Result<()> {
     args.compute.checked_precision()?;
-    if args.epochs == 0 {
-        return Err(usage("--epochs must be at least 1".into()));
-    }
-    if args.batch_size == 0 {
-        return Err(usage("--batch-size must be at least 1".into()));
+    check_size("--epochs", args.epochs, MAX_EPOCHS, "")?;
+    check_size(
+        "--batch-size",
+        args.batch_size,
+        TRAIN_IMAGES,
+        " (the training images)",
+    )?;
+    if let Some(limit) = args.limit {
+        check_size("--limit", limit, TRAIN_IMAGES, " (the training images)")?;
+        if args.batch_size > limit {
+            println!(
+                "[INFO] --batch-size {} is more than the {limit} training images of --limit: \
+                 batches of {limit}, as Keras' fit makes them",
+                args.batch_size
+            );
+        }
     }
     if !(args.lr.is_finite() && args.lr > 0.0) {
         return Err(usage(format!(
@@ -136,8 +160,19 @@ pub(super) fn check_flags(args: &RecipeArgs) -> Result<()> {
         check_non_negative("--decay", decay)?;
     }
     check_non_negative("--weight-decay", args.weight_decay)?;
-    if args.limit == Some(0) {
-        return Err(usage("--limit must be at least 1".into()));
+    Ok(())
+}
+
+/// The most epochs a run may ask for.
+pub const MAX_EPOCHS: usize = 10_000;
+
+/// Refuses a size flag outside 1..=`max`; `why` says where the bound comes from.
+pub(super) fn check_size(flag: &str, value: usize, max: usize, why: &str) -> Result<()> {
+    if value == 0 {
+        return Err(usage(format!("{flag} must be at least 1")));
+    }
+    if value > max {
+        return Err(usage(format!("{flag} {value}: at most {max}{why}")));
     }
     Ok(())
 }
@@ -162,7 +197,10 @@ pub(super) fn run_settings(
 ) -> RunSettings {
     RunSettings {
         epochs: recipe.epochs,
-        batch_size: recipe.batch_size,
+        // A batch never holds more than the training images (see check_flags).
+        batch_size: recipe
+            .limit
+            .map_or(recipe.batch_size, |n| recipe.batch_size.min(n)),
         sgd: SgdConfig {
             lr: recipe.lr,
             momentum: recipe.momentum,

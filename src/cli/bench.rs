@@ -1,18 +1,24 @@
 //! `minivgg bench`: training steps and inference timed, layer by layer, on synthetic data.
 
-use super::args::{ComputeArgs, ModelArgs};
-use super::{model_spec, set_threads, usage};
+use super::args::{check_size, ComputeArgs, ModelArgs};
+use super::{check_memory, model_spec, set_threads};
+use crate::data::cifar10::TRAIN_IMAGES;
 use crate::train::bench::bench;
+use crate::train::plan::MemoryPlan;
 use anyhow::Result;
 use clap::Args;
+
+/// The most steps `bench` times.
+const MAX_STEPS: usize = 10_000;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    /// At most 50,000.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Timed steps, after 5 warm-up steps.
+    /// Timed steps, after 5 warm-up steps; at most 10,000.
     #[arg(long, default_value_t = 30)]
     pub steps: usize,
     #[command(flatten)]
@@ -20,12 +26,14 @@ pub struct BenchArgs {
 }
 
 pub(super) fn run(args: BenchArgs) -> Result<()> {
-    if args.batch_size == 0 || args.steps == 0 {
-        return Err(usage("--batch-size and --steps must be at least 1".into()));
-    }
+    check_size("--batch-size", args.batch_size, TRAIN_IMAGES, "")?;
+    check_size("--steps", args.steps, MAX_STEPS, "")?;
     set_threads(args.compute.threads)?;
     let precision = args.compute.checked_precision()?;
     let spec = model_spec(&args.model)?;
+    let plan = MemoryPlan::for_training(&spec, args.batch_size, 1, false)?;
+    check_memory(&plan)?;
+    println!("[INFO] the benchmark needs {plan}");
     let (batch, steps) = (args.batch_size, args.steps);
     print!(
         "{}",

@@ -4,7 +4,8 @@
 use super::args::{check_flags, run_settings, RecipeArgs};
 use super::train::{fresh_run, stop_on_signal, train_run, RunFiles};
 use super::{
-    beside, check_fits_cifar, device_label, load_data, model_spec, set_threads, usage, ModelArgs,
+    beside, check_fits_cifar, check_memory, device_label, load_data, model_spec, set_threads,
+    usage, ModelArgs,
 };
 use crate::engine::device::Device;
 use crate::fsutil::{atomic_write_bytes, ensure_writable};
@@ -13,6 +14,7 @@ use crate::report::plot::plot_comparison;
 use crate::train::checkpoint::Checkpoint;
 use crate::train::fit::check_device;
 use crate::train::history::History;
+use crate::train::plan::MemoryPlan;
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -51,6 +53,8 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
         "minivggnet" => "MiniVGGNet".to_string(),
         name => name.to_string(),
     };
+    let batch_size = run_settings(&args.recipe, seed, args.output.clone(), None).batch_size;
+    check_memory(&MemoryPlan::for_training(&with_bn, batch_size, 2, true)?)?;
     // The two arms of the ablation: the file suffix, the network and the figure's title.
     let compared = [
         ("_with_bn", with_bn.clone(), "with batch normalization"),

@@ -10,7 +10,7 @@ pub mod export;
 pub mod predict;
 pub mod train;
 
-pub use args::{ComputeArgs, DataArgs, ModelArgs, RecipeArgs, Schedule};
+pub use args::{ComputeArgs, DataArgs, ModelArgs, RecipeArgs, Schedule, SummaryArgs};
 pub use bench::BenchArgs;
 pub use compare::{comparison_table, CompareArgs};
 pub use evaluate::EvaluateArgs;
@@ -18,7 +18,7 @@ pub use export::ExportArgs;
 pub use predict::{PredictArgs, UnreadableImages};
 pub use train::{Interrupted, TrainArgs};
 
-use crate::data::cifar10::{self, Cifar10, Split};
+use crate::data::cifar10::{self, Cifar10, Split, TRAIN_IMAGES};
 use crate::data::download;
 use crate::engine::cpu::simd::UnsupportedCpu;
 use crate::engine::device::Device;
@@ -28,6 +28,8 @@ use crate::report::classification::{
     classification_report, confusion_matrix, format_confusion_matrix,
 };
 use crate::report::plot::plot_confusion;
+use crate::train::checkpoint::DirInUse;
+use crate::train::plan::{Memory, MemoryPlan, TooLarge};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -58,8 +60,8 @@ pub enum Command {
     Predict(PredictArgs),
     /// Write a saved model as ONNX (opset 13), for onnxruntime, OpenCV's dnn and others.
     Export(ExportArgs),
-    /// Print a Keras-style model summary.
-    Summary(ModelArgs),
+    /// Print a Keras-style model summary, and the memory a run in batches of --batch-size needs.
+    Summary(SummaryArgs),
     /// Time training steps and inference, layer by layer, on synthetic data.
     Bench(BenchArgs),
 }
@@ -82,7 +84,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => export::export(args),
         Command::Bench(args) => bench::run(args),
         Command::Summary(args) => {
-            print!("{}", model_spec(&args)?.summary()?);
+            args::check_size("--batch-size", args.batch_size, TRAIN_IMAGES, "")?;
+            let spec = model_spec(&args.model)?;
+            print!("{}", spec.summary()?);
+            let plan = MemoryPlan::for_training(&spec, args.batch_size, 1, true)?;
+            println!("Training on CIFAR-10 needs {plan}");
             Ok(())
         }
     }
@@ -104,6 +110,15 @@ fn model_spec(args: &ModelArgs) -> Result<ModelSpec> {
         return model_io::read_spec(path).map_err(bad_input);
     }
     zoo::by_name(&args.model, !args.no_bn).map_err(|e| usage(format!("--model: {e}")))
+}
+
+/// Refuses a run whose memory `plan` does not fit in what this machine has available (where
+/// the OS says: Linux), before anything large is allocated.
+fn check_memory(plan: &MemoryPlan) -> Result<()> {
+    match Memory::of_this_machine() {
+        Some(machine) => Ok(plan.check(&machine)?),
+        None => Ok(()),
+    }
 }
 
 /// Refuses a network that cannot take CIFAR-10's images or give its classes.
@@ -128,9 +143,8 @@ fn check_fits_cifar(spec: &ModelSpec) -> Result<()> {
 
 fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
-        if n == 0 {
-            return Err(usage("--threads must be at least 1".into()));
-        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        args::check_size("--threads", n, cores, " (the CPU cores of this machine)")?;
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
@@ -173,6 +187,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<WriteError>()
             || e.is::<NotWritable>()
             || e.is::<UnsupportedCpu>()
+            || e.is::<TooLarge>()
+            || e.is::<DirInUse>()
     });
     if bad {
         2

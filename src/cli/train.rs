@@ -3,8 +3,8 @@
 
 use super::args::{check_flags, run_settings, ModelArgs, RecipeArgs};
 use super::{
-    bad_input, beside, check_fits_cifar, device_label, load_data, model_spec, report_predictions,
-    set_threads, usage,
+    bad_input, beside, check_fits_cifar, check_memory, device_label, load_data, model_spec,
+    report_predictions, set_threads, usage,
 };
 use crate::data::cifar10::Cifar10;
 use crate::engine::device::Device;
@@ -16,6 +16,7 @@ use crate::report::monitor::TrainingMonitor;
 use crate::train::checkpoint::{self, Checkpoint, RunSettings, SaveBest};
 use crate::train::fit::{check_device, epoch_line, fit_on, Diverged, FitConfig, Outcome, Progress};
 use crate::train::history::History;
+use crate::train::plan::MemoryPlan;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::cell::RefCell;
@@ -113,6 +114,12 @@ fn start_run(args: &TrainArgs) -> Result<(Checkpoint, PathBuf)> {
         save_best: args.save_best,
         ..run_settings(&args.recipe, seed, output, args.save.clone())
     };
+    check_memory(&MemoryPlan::for_training(
+        &spec,
+        settings.batch_size,
+        1,
+        true,
+    )?)?;
     let dir = args
         .checkpoint_dir
         .clone()
@@ -267,6 +274,8 @@ pub(super) fn train_run(
         stop: Some(stop),
         augment: settings.augment,
     };
+    // Held until the run returns: a second run on the same directory is refused.
+    let _lock = checkpoint::lock_dir(&files.checkpoint_dir)?;
     // One writer, so each epoch's files land in order: the monitor's, the best model, then
     // the checkpoint that records them.
     let writer = RefCell::new(BackgroundWriter::new());

@@ -7,11 +7,12 @@ use super::fit::Progress;
 use super::history::History;
 use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{BatchMetrics, Network, Precision};
-use crate::fsutil::{atomic_write_bytes, BackgroundWriter};
+use crate::fsutil::{atomic_write_bytes, remove_stale_temporaries, BackgroundWriter};
 use crate::model::io;
 use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
@@ -186,6 +187,70 @@ impl SaveBest {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The file in a checkpoint directory that a run holds an OS lock on while it writes there.
+pub const LOCK_FILE: &str = "lock";
+
+/// A checkpoint directory held by this process: an exclusive OS lock (`flock` on Unix) on
+/// `DIR/lock`, which holds the process id. The OS drops the lock when the process ends, however
+/// it ends, so a run that was killed never blocks the next one; the next one removes the
+/// temporary files a kill mid-write left.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+/// Another run holds the checkpoint directory: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "checkpoint directory {} is in use by another minivgg run (process {holder}): let it finish, \
+     or give this run another --checkpoint-dir",
+    dir.display()
+)]
+pub struct DirInUse {
+    pub dir: PathBuf,
+    /// The holder's process id as it wrote it, or "unknown".
+    pub holder: String,
+}
+
+/// Locks `dir` (creating it) for this run, or says which process has it.
+pub fn lock_dir(dir: &Path) -> Result<DirLock> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create checkpoint directory {}", dir.display()))?;
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "unknown".to_string(),
+                pid => pid.to_string(),
+            };
+            return Err(DirInUse {
+                dir: dir.to_path_buf(),
+                holder,
+            }
+            .into());
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(anyhow!("cannot lock {}: {e}", path.display()))
+        }
+    }
+    file.set_len(0)?;
+    file.write_all(std::process::id().to_string().as_bytes())?;
+    file.flush()?;
+    // A run killed mid-write left its temporary file; the directory is ours now.
+    remove_stale_temporaries(dir);
+    Ok(DirLock { _file: file })
 }
 
 /// Reads the checkpoint in `dir`.

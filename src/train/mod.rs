@@ -1,5 +1,5 @@
 //! The training loop (the GPU's epoch loop in `gpu`, with the `cuda` feature), checkpoints,
-//! benchmarks and the run's history.
+//! benchmarks, the run's history and its memory plan.
 
 pub mod bench;
 pub mod checkpoint;
@@ -7,3 +7,4 @@ pub mod fit;
 #[cfg(feature = "cuda")]
 pub mod gpu;
 pub mod history;
+pub mod plan;

@@ -156,6 +156,12 @@ impl Conv2d {
         Self::with_kernels(isa, input, filters, kernel, capacity, true)
     }
 
+    /// Whether a convolution of `filters` runs the direct kernels (padded input and gradient,
+    /// or Winograd) rather than im2col and `gemm` (a lowered copy of its input per sample).
+    pub fn runs_direct(filters: usize) -> bool {
+        filters.is_multiple_of(conv::COLS)
+    }
+
     /// As [`Conv2d::new`], choosing the im2col and `gemm` path when `direct` is false (the
     /// tests below compare the two).
     fn with_kernels(
@@ -171,7 +177,7 @@ impl Conv2d {
         };
         let geometry = ConvGeometry { h, w, c, k: kernel };
         let rows = capacity * h * w;
-        let kernels = if direct && filters.is_multiple_of(conv::COLS) {
+        let kernels = if direct && Self::runs_direct(filters) {
             ConvKernels::Direct(Box::new(DirectConv::new(isa, geometry, filters, capacity)))
         } else {
             ConvKernels::Lowered {

@@ -1,0 +1,263 @@
+//! What a run will allocate, worked out from the network and the batch size before anything
+//! large is allocated, and checked against what the machine has: a run that cannot fit is
+//! refused with both numbers and the largest batch size that would, instead of an allocation
+//! failure or the kernel's OOM killer minutes in.
+
+use crate::data::cifar10::{IMAGE_BYTES, RECORDS_PER_FILE, TRAIN_IMAGES};
+use crate::engine::layers::linear::Conv2d;
+use crate::model::io::check_architecture;
+use crate::model::spec::{LayerSpec, ParamKind, PlacedLayer};
+use crate::model::{ModelSpec, Shape};
+use anyhow::Result;
+use std::fmt;
+
+/// Copies of the model's tensors a checkpoint holds in memory at once: the tensors as bytes
+/// and the serialized file, for the one being encoded and the one being written.
+const CHECKPOINT_COPIES: u64 = 4;
+
+/// The floats a network's buffers take per sample of a batch: each layer's output and its
+/// gradient (a ReLU that runs inside the next layer has neither), a dropout's factors, a
+/// pool's winners, and a convolution's padded input and gradient, or its lowered input
+/// (tests/plan.rs measures the engine against it).
+fn floats_per_sample(placed: &[PlacedLayer]) -> usize {
+    let mut floats = 0;
+    for (i, layer) in placed.iter().enumerate() {
+        let out = layer.output.len();
+        let in_next = layer.spec == LayerSpec::Relu
+            && placed
+                .get(i + 1)
+                .is_some_and(|l| l.spec == LayerSpec::BatchNorm);
+        if !in_next {
+            floats += 2 * out;
+        }
+        floats += match (&layer.spec, layer.input) {
+            (LayerSpec::Dropout { .. } | LayerSpec::MaxPool, _) => out,
+            (&LayerSpec::Conv2d { filters, kernel }, Shape::Image { h, w, c }) => {
+                if Conv2d::runs_direct(filters) {
+                    2 * (h + kernel - 1) * (w + kernel - 1) * c
+                } else {
+                    h * w * kernel * kernel * c
+                }
+            }
+            _ => 0,
+        };
+    }
+    floats
+}
+
+/// The bytes one run of a network allocates on the host, by what they hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryPlan {
+    /// The layers' buffers for a batch: activations, their gradients, the layers' scratch.
+    pub per_sample: u64,
+    pub batch_size: usize,
+    /// Weights and their gradients, BN statistics, SGD velocities.
+    pub parameters: u64,
+    /// Checkpoints being encoded and written.
+    pub checkpoints: u64,
+    /// CIFAR-10 as bytes, both splits (0 for synthetic data).
+    pub data: u64,
+}
+
+impl MemoryPlan {
+    /// The plan for training `spec` in batches of `batch_size` (`networks` of them at once, as
+    /// `compare` holds two), on CIFAR-10 if `with_data`.
+    pub fn for_training(
+        spec: &ModelSpec,
+        batch_size: usize,
+        networks: u64,
+        with_data: bool,
+    ) -> Result<MemoryPlan> {
+        let (placed, _) = check_architecture(spec)?;
+        let per_sample = floats_per_sample(&placed);
+        let count = |kind: ParamKind| -> u64 {
+            let tensors = placed.iter().flat_map(|l| &l.params);
+            tensors
+                .filter(|p| p.kind == kind)
+                .map(|p| p.len() as u64)
+                .sum()
+        };
+        let (trainable, moving) = (count(ParamKind::Trainable), count(ParamKind::Moving));
+        let floats = 4;
+        let images = (TRAIN_IMAGES + RECORDS_PER_FILE) as u64;
+        Ok(MemoryPlan {
+            per_sample: networks * floats * per_sample as u64,
+            batch_size,
+            // Weights, gradients and velocities; BN's moving statistics.
+            parameters: networks * floats * (3 * trainable + moving),
+            checkpoints: CHECKPOINT_COPIES * floats * (2 * trainable + moving),
+            // Images and labels, and the one file of the archive read at a time.
+            data: if with_data {
+                images * (IMAGE_BYTES as u64 + 1) + RECORDS_PER_FILE as u64 * IMAGE_BYTES as u64
+            } else {
+                0
+            },
+        })
+    }
+
+    /// Everything, in bytes.
+    pub fn total(&self) -> u64 {
+        self.network() + self.parameters + self.checkpoints + self.data
+    }
+
+    /// The layers' buffers for the whole batch.
+    pub fn network(&self) -> u64 {
+        self.per_sample.saturating_mul(self.batch_size as u64)
+    }
+
+    /// The largest batch size whose plan fits in `bytes`, if any does.
+    pub fn largest_batch_within(&self, bytes: u64) -> Option<usize> {
+        let fixed = self.parameters + self.checkpoints + self.data;
+        let batch = bytes.checked_sub(fixed)? / self.per_sample.max(1);
+        (batch > 0).then(|| batch.min(usize::MAX as u64) as usize)
+    }
+
+    /// Refuses the plan if it does not fit in what `machine` has available, saying how much it
+    /// needs, how much there is, and the largest batch size that fits.
+    pub fn check(&self, machine: &Memory) -> Result<(), TooLarge> {
+        if self.total() <= machine.available {
+            return Ok(());
+        }
+        Err(TooLarge {
+            plan: *self,
+            machine: *machine,
+            largest_batch: self.largest_batch_within(machine.available),
+        })
+    }
+}
+
+impl fmt::Display for MemoryPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} of memory (batches of {}: {}; parameters and optimizer {}; checkpoints {}; data {})",
+            gib(self.total()),
+            self.batch_size,
+            gib(self.network()),
+            gib(self.parameters),
+            gib(self.checkpoints),
+            gib(self.data)
+        )
+    }
+}
+
+/// A run that would not fit in memory: exit code 2, with what would.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--batch-size {}: the run needs {}, this machine has {} available ({} in all); {}",
+    plan.batch_size,
+    plan,
+    gib(machine.available),
+    gib(machine.total),
+    match largest_batch {
+        Some(n) => format!("the largest batch size that fits is {n}"),
+        None => "no batch size fits".to_string(),
+    }
+)]
+pub struct TooLarge {
+    pub plan: MemoryPlan,
+    pub machine: Memory,
+    pub largest_batch: Option<usize>,
+}
+
+/// The machine's memory in bytes: all of it, and what a new run can have without swapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    pub total: u64,
+    pub available: u64,
+}
+
+impl Memory {
+    /// Linux's `MemTotal` and `MemAvailable`; `None` where /proc/meminfo does not say.
+    pub fn of_this_machine() -> Option<Memory> {
+        Memory::from_meminfo(&std::fs::read_to_string("/proc/meminfo").ok()?)
+    }
+
+    /// Reads /proc/meminfo's text (`MemTotal:  24000000 kB` …).
+    pub fn from_meminfo(text: &str) -> Option<Memory> {
+        let field = |name: &str| -> Option<u64> {
+            let line = text.lines().find(|l| l.starts_with(name))?;
+            let kib: u64 = line[name.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()?;
+            kib.checked_mul(1024)
+        };
+        Some(Memory {
+            total: field("MemTotal:")?,
+            available: field("MemAvailable:")?,
+        })
+    }
+}
+
+/// Bytes as GiB with one decimal, or MiB below one GiB.
+pub fn gib(bytes: u64) -> String {
+    let mib = bytes as f64 / (1u64 << 20) as f64;
+    if mib < 1024.0 {
+        format!("{mib:.0} MiB")
+    } else {
+        format!("{:.1} GiB", mib / 1024.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::zoo;
+
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn meminfo_is_read_in_kib() {
+        let text = "MemTotal:       24567892 kB\nMemFree:  100 kB\nMemAvailable:   20000000 kB\n";
+        assert_eq!(
+            Memory::from_meminfo(text),
+            Some(Memory {
+                total: 24567892 * 1024,
+                available: 20000000 * 1024
+            })
+        );
+        assert_eq!(Memory::from_meminfo("MemTotal: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn a_batch_too_large_is_refused_with_the_largest_that_fits() {
+        let plan = MemoryPlan::for_training(&zoo::minivggnet(true), 50_000, 1, true).unwrap();
+        let machine = Memory {
+            total: 24 * GIB,
+            available: 20 * GIB,
+        };
+        let err = plan.check(&machine).unwrap_err();
+        let largest = err.largest_batch.unwrap();
+        let fits = MemoryPlan {
+            batch_size: largest,
+            ..plan
+        };
+        assert!(fits.check(&machine).is_ok());
+        let one_more = MemoryPlan {
+            batch_size: largest + 1,
+            ..plan
+        };
+        assert!(one_more.check(&machine).is_err());
+        assert!(
+            err.to_string()
+                .starts_with("--batch-size 50000: the run needs "),
+            "{err}"
+        );
+        assert!(
+            err.to_string().ends_with(&format!(
+                "this machine has 20.0 GiB available (24.0 GiB in all); the largest batch size that fits is {largest}"
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_tutorials_run_fits_in_half_a_gib() {
+        let plan = MemoryPlan::for_training(&zoo::minivggnet(true), 64, 1, true).unwrap();
+        assert!(plan.total() < GIB / 2, "{plan}");
+        assert!(plan.data > 150 << 20, "{plan}");
+    }
+}

@@ -1,0 +1,89 @@
+//! The memory plan against what the engine really allocates: a counting allocator measures the
+//! peak of a network's training steps and evaluation at two batch sizes, and the plan's bytes
+//! per sample must cover the difference without overstating it much (an overstated plan
+//! refuses batch sizes that fit).
+
+use minivgg::engine::{Mode, Network};
+use minivgg::model::{file as network_file, zoo, ModelSpec};
+use minivgg::train::plan::MemoryPlan;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let live = LIVE.fetch_add(layout.size(), Ordering::SeqCst) + layout.size();
+        PEAK.fetch_max(live, Ordering::SeqCst);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::SeqCst);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The peak bytes above what was live before, while a network for batches of `batch` is built
+/// and runs two training steps and an evaluation.
+fn peak_of_a_step(spec: &ModelSpec, batch: usize) -> usize {
+    let before = LIVE.load(Ordering::SeqCst);
+    PEAK.store(before, Ordering::SeqCst);
+    {
+        let mut net = Network::new(spec, batch, 1).unwrap();
+        let labels: Vec<u8> = (0..batch).map(|i| (i % 10) as u8).collect();
+        for step in 0..2 {
+            for (i, x) in net.input_mut(batch).iter_mut().enumerate() {
+                *x = ((i * 7 + step) % 255) as f32 / 255.0;
+            }
+            net.train_batch(&labels);
+        }
+        net.forward(batch, Mode::Eval);
+    }
+    PEAK.load(Ordering::SeqCst) - before
+}
+
+#[test]
+fn the_plan_covers_what_a_batch_allocates_within_a_third_more() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/vgg_three_blocks.json"
+    );
+    let models = [
+        zoo::minivggnet(true),
+        zoo::minivggnet(false),
+        zoo::shallownet(),
+        zoo::lenet(),
+        network_file::read(Path::new(example)).unwrap(),
+    ];
+    // One thread: the per-thread scratch of the kernels is not per sample.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build_global()
+        .unwrap();
+    let mut ratios = Vec::new();
+    for spec in &models {
+        let (small, large) = (32, 96);
+        let per_sample = (peak_of_a_step(spec, large) - peak_of_a_step(spec, small)) as f64
+            / (large - small) as f64;
+        let plan = MemoryPlan::for_training(spec, 1, 1, false).unwrap();
+        let planned = plan.per_sample as f64;
+        println!(
+            "{}: {:.0} bytes per sample allocated, {planned:.0} planned ({:.2}×)",
+            spec.name,
+            per_sample,
+            planned / per_sample
+        );
+        ratios.push((spec.name.clone(), planned / per_sample));
+    }
+    for (name, ratio) in ratios {
+        assert!(ratio >= 1.0, "{name}: the plan is short");
+        assert!(ratio <= 1.34, "{name}: the plan overstates");
+    }
+}
