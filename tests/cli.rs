@@ -3,21 +3,11 @@
 
 mod common;
 
-use common::{minivgg, text};
+use common::{epoch_field, minivgg, text};
 
 use rand::SeedableRng;
 use std::path::Path;
 use std::process::Command;
-
-/// The value after `key: ` in a Keras-style line.
-fn field(line: &str, key: &str) -> f64 {
-    let rest = &line[line
-        .find(&format!("{key}: "))
-        .unwrap_or_else(|| panic!("no {key} in {line}"))
-        + key.len()
-        + 2..];
-    rest.split_whitespace().next().unwrap().parse().unwrap()
-}
 
 #[test]
 fn one_epoch_of_minivggnet_reaches_half_accuracy_and_reloads() {
@@ -45,14 +35,14 @@ fn one_epoch_of_minivggnet_reaches_half_accuracy_and_reloads() {
         .lines()
         .find(|l| l.starts_with("Epoch 1/1 - "))
         .expect("an epoch line");
-    let val_acc = field(epoch, "val_acc");
+    let val_acc = epoch_field(epoch, "val_acc");
     // The tutorial's first epoch reaches 52 %; PyTorch on the same recipe 53.5 %.
     assert!(
         val_acc >= 0.50,
         "val_acc {val_acc} after one epoch: {epoch}"
     );
     assert!(
-        field(epoch, "loss") < 2.0 && field(epoch, "acc") > 0.35,
+        epoch_field(epoch, "loss") < 2.0 && epoch_field(epoch, "acc") > 0.35,
         "{epoch}"
     );
     assert!(

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::real_data_path;
+use common::{epoch_field, real_data_path};
 use minivgg::data::cifar10;
 use minivgg::engine::Precision;
 use minivgg::train::fit::evaluate;
@@ -16,17 +16,6 @@ use std::time::{Duration, Instant};
 
 const EPOCHS: usize = 4;
 const LIMIT: usize = 600;
-
-/// The value after `key: ` in a Keras-style epoch line.
-fn value_after(line: &str, key: &str) -> f64 {
-    let at = line.find(&format!(" {key}: ")).unwrap() + key.len() + 3;
-    line[at..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 /// The JSON history's lists, by metric.
 fn json_history(path: &Path) -> Option<serde_json::Map<String, serde_json::Value>> {
@@ -110,7 +99,7 @@ fn the_monitor_files_hold_every_finished_epoch_and_save_best_keeps_the_lowest_va
             let last = json_now[metric].as_array().unwrap()[finished - 1]
                 .as_f64()
                 .unwrap();
-            let shown = value_after(&line, metric);
+            let shown = epoch_field(&line, metric);
             assert!((last - shown).abs() <= 5e-5, "{metric}: {last} vs {line}");
         }
         // The JSON is written first: by the time it holds the epoch, the CSV is being

@@ -4,23 +4,13 @@
 
 mod common;
 
-use common::{minivgg, text};
+use common::{epoch_field, minivgg, text};
 use std::path::Path;
 
 const EXAMPLE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/examples/vgg_three_blocks.json"
 );
-
-fn value_after(line: &str, key: &str) -> f64 {
-    let at = line.find(&format!("{key}: ")).unwrap() + key.len() + 2;
-    line[at..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 fn assert_refused(args: &[&str], message: &str) {
     let out = minivgg(args);
@@ -75,8 +65,8 @@ fn the_example_vgg_network_summarises_trains_reloads_and_exports() {
         .find(|l| l.starts_with("Epoch 1/1 - "))
         .expect("an epoch line");
     // One epoch of 2,000 images: well above chance (0.10) on the images it trained on.
-    assert!(value_after(epoch, "acc") > 0.18, "{epoch}");
-    assert!(value_after(epoch, "val_loss").is_finite(), "{epoch}");
+    assert!(epoch_field(epoch, "acc") > 0.18, "{epoch}");
+    assert!(epoch_field(epoch, "val_loss").is_finite(), "{epoch}");
 
     let out = minivgg(&["summary", "--model", weights.to_str().unwrap()]);
     assert_eq!(

@@ -11,7 +11,7 @@ use minivgg::data::cifar10::{self, Split};
 use minivgg::engine::sgd::{Sgd, SgdConfig};
 use minivgg::engine::{Mode, Network};
 use minivgg::model::spec::ParamKind;
-use minivgg::model::{file as network_file, io, zoo, ModelSpec};
+use minivgg::model::{io, zoo, ModelSpec};
 use rand::{Rng, SeedableRng};
 use std::path::Path;
 use tract_onnx::prelude::*;
@@ -73,18 +73,7 @@ fn tract_probabilities(path: &Path, input: &[f32], n: usize) -> Vec<f32> {
 fn tract_runs_every_exported_model_as_minivgg_does() {
     let (data, _) = cifar10::load_test(&real_data_path()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // The built-in models, and the example network file's deeper VGG.
-    let example = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/vgg_three_blocks.json"
-    );
-    let models = [
-        zoo::minivggnet(true),
-        zoo::minivggnet(false),
-        zoo::shallownet(),
-        zoo::lenet(),
-        network_file::read(Path::new(example)).unwrap(),
-    ];
+    let models = common::every_network();
     for (seed, spec) in models.iter().enumerate() {
         let mut net = trained(spec, &data, seed as u64 + 1);
         let weights = dir.path().join(format!("{}.safetensors", spec.name));

@@ -3,11 +3,13 @@
 //! per sample must cover the difference without overstating it much (an overstated plan
 //! refuses batch sizes that fit).
 
+mod common;
+
 use minivgg::engine::{Mode, Network};
-use minivgg::model::{file as network_file, zoo, ModelSpec};
+use minivgg::model::ModelSpec;
 use minivgg::train::plan::MemoryPlan;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::path::Path;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 struct Counting;
@@ -51,17 +53,7 @@ fn peak_of_a_step(spec: &ModelSpec, batch: usize) -> usize {
 
 #[test]
 fn the_plan_covers_what_a_batch_allocates_within_a_third_more() {
-    let example = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/vgg_three_blocks.json"
-    );
-    let models = [
-        zoo::minivggnet(true),
-        zoo::minivggnet(false),
-        zoo::shallownet(),
-        zoo::lenet(),
-        network_file::read(Path::new(example)).unwrap(),
-    ];
+    let models = common::every_network();
     // One thread: the per-thread scratch of the kernels is not per sample.
     rayon::ThreadPoolBuilder::new()
         .num_threads(1)

@@ -53,3 +53,33 @@ pub fn small_run(
         save_best: false,
     }
 }
+
+/// The value after ` KEY: ` in a Keras-style epoch line (`- loss: 1.2 - acc: 0.5 - …`).
+#[allow(dead_code)]
+pub fn epoch_field(line: &str, key: &str) -> f64 {
+    let at = line
+        .find(&format!(" {key}: "))
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        + key.len()
+        + 3;
+    line[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Every network the tests run end to end: the built-in ones and the example network file.
+#[allow(dead_code)]
+pub fn every_network() -> Vec<minivgg::model::ModelSpec> {
+    use minivgg::model::zoo;
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/vgg_three_blocks.json");
+    vec![
+        zoo::minivggnet(true),
+        zoo::minivggnet(false),
+        zoo::shallownet(),
+        zoo::lenet(),
+        minivgg::model::file::read(&example).unwrap(),
+    ]
+}
