@@ -11,6 +11,7 @@ use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{BatchMetrics, Network};
 use crate::train::fit::{finish_epoch, Diverged, FitConfig, Outcome, Progress};
 use crate::train::history::{EpochRecord, History};
+use crate::train::plan::{Memory, MemoryPlan};
 use anyhow::{bail, Result};
 use cudarc::driver::{CudaGraph, CudaSlice};
 use std::time::Instant;
@@ -289,6 +290,25 @@ pub fn evaluate_on_gpu(gpu: Gpu, net: &Network, split: &Split) -> Result<(BatchM
     Ok((totals, predictions))
 }
 
+/// Refuses a run whose buffers do not fit in the GPU's free memory, before they are allocated.
+/// The plan is the host's (the GPU's layers keep the same activations and gradients, and it
+/// holds both splits); where the driver cannot say what is free, the allocation decides.
+fn check_gpu_memory(gpu: &Gpu, net: &Network) -> Result<()> {
+    let plan = MemoryPlan::for_training(&net.spec, net.capacity(), 1, true)?.on_gpu();
+    if gpu.stream.context().bind_to_thread().is_err() {
+        return Ok(());
+    }
+    let Ok((free, total)) = cudarc::driver::result::mem_get_info() else {
+        return Ok(());
+    };
+    let gpu_memory = Memory {
+        total: total as u64,
+        available: free as u64,
+        holder: "the GPU",
+    };
+    Ok(plan.check(&gpu_memory)?)
+}
+
 /// [`crate::train::fit::fit`] on the GPU; a finished run also returns the final validation
 /// predictions. Stops and checkpoints at epoch boundaries (an epoch takes well under a second).
 #[allow(clippy::too_many_arguments)]
@@ -311,6 +331,7 @@ pub fn fit_on_gpu(
             progress.batches_done
         );
     }
+    check_gpu_memory(&gpu, net)?;
     let mut trainer = GpuTrainer::new(gpu, net, sgd, train, validation, config.augment)?;
     while progress.history.epochs.len() < config.epochs {
         let epoch = progress.epoch();

@@ -95,6 +95,14 @@ impl MemoryPlan {
         })
     }
 
+    /// What the GPU holds of it: everything but the checkpoints, which are encoded on the host.
+    pub fn on_gpu(&self) -> MemoryPlan {
+        MemoryPlan {
+            checkpoints: 0,
+            ..*self
+        }
+    }
+
     /// Everything, in bytes.
     pub fn total(&self) -> u64 {
         self.network() + self.parameters + self.checkpoints + self.data
@@ -144,9 +152,10 @@ impl fmt::Display for MemoryPlan {
 /// A run that would not fit in memory: exit code 2, with what would.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "--batch-size {}: the run needs {}, this machine has {} available ({} in all); {}",
+    "--batch-size {}: the run needs {}, {} has {} available ({} in all); {}",
     plan.batch_size,
     plan,
+    machine.holder,
     gib(machine.available),
     gib(machine.total),
     match largest_batch {
@@ -160,11 +169,14 @@ pub struct TooLarge {
     pub largest_batch: Option<usize>,
 }
 
-/// The machine's memory in bytes: all of it, and what a new run can have without swapping.
+/// The memory of the machine (or the GPU) in bytes: all of it, and what a new run can have
+/// without swapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Memory {
     pub total: u64,
     pub available: u64,
+    /// Whose memory, in words: "this machine", "the GPU".
+    pub holder: &'static str,
 }
 
 impl Memory {
@@ -188,6 +200,7 @@ impl Memory {
         Some(Memory {
             total: field("MemTotal:")?,
             available: field("MemAvailable:")?,
+            holder: "this machine",
         })
     }
 }
@@ -216,7 +229,8 @@ mod tests {
             Memory::from_meminfo(text),
             Some(Memory {
                 total: 24567892 * 1024,
-                available: 20000000 * 1024
+                available: 20000000 * 1024,
+                holder: "this machine",
             })
         );
         assert_eq!(Memory::from_meminfo("MemTotal: 1 kB\n"), None);
@@ -228,6 +242,7 @@ mod tests {
         let machine = Memory {
             total: 24 * GIB,
             available: 20 * GIB,
+            holder: "this machine",
         };
         let err = plan.check(&machine).unwrap_err();
         let largest = err.largest_batch.unwrap();
