@@ -1,10 +1,9 @@
 //! `minivgg evaluate`: a saved model's report and confusion matrix on the test split.
 
 use super::args::{ComputeArgs, DataArgs};
-use super::{bad_input, beside, report_predictions, resolve_data_path, set_threads, usage};
+use super::{beside, load_weights, report_predictions, resolve_data_path, set_threads, usage};
 use crate::data::cifar10;
 use crate::fsutil::ensure_writable;
-use crate::model::io as model_io;
 use crate::train::fit::{check_device, evaluate_on};
 use anyhow::Result;
 use clap::Args;
@@ -12,7 +11,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
-    /// A model saved by `train --save`.
+    /// A model saved by `train --save`, or a checkpoint (its file or its directory).
     #[arg(long)]
     pub weights: PathBuf,
     #[command(flatten)]
@@ -38,7 +37,7 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
     set_threads(args.compute.threads)?;
     check_device(args.compute.device)?;
     let precision = args.compute.checked_precision()?;
-    let mut net = model_io::load(&args.weights, args.batch_size, precision).map_err(bad_input)?;
+    let mut net = load_weights(&args.weights, args.batch_size, precision)?;
     let data_path = resolve_data_path(&args.data)?;
     let (test, class_names) = cifar10::load_test(&data_path)?;
     let (metrics, predictions) = evaluate_on(args.compute.device, &mut net, &test)?;

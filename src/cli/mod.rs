@@ -22,12 +22,14 @@ use crate::data::cifar10::{self, Cifar10, Split};
 use crate::data::download;
 use crate::engine::cpu::simd::UnsupportedCpu;
 use crate::engine::device::Device;
+use crate::engine::{Network, Precision};
 use crate::fsutil::{atomic_write_bytes, NotWritable, WriteError};
 use crate::model::{file as network_file, io as model_io, zoo, ModelSpec, Shape};
 use crate::report::classification::{
     classification_report, confusion_matrix, format_confusion_matrix,
 };
 use crate::report::plot::plot_confusion;
+use crate::train::checkpoint::{self, ModelFile};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -90,7 +92,7 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn model_spec(args: &ModelArgs) -> Result<ModelSpec> {
     let path = Path::new(&args.model);
-    let from_file = network_file::is_network_file(path) || path.is_file();
+    let from_file = network_file::is_network_file(path) || path.is_file() || path.is_dir();
     if from_file && args.no_bn {
         return Err(usage(format!(
             "--no-bn applies to the built-in models, not to the model file {}",
@@ -101,9 +103,33 @@ fn model_spec(args: &ModelArgs) -> Result<ModelSpec> {
         return network_file::read(path).map_err(bad_input);
     }
     if from_file {
-        return model_io::read_spec(path).map_err(bad_input);
+        let file = checkpoint::read_spec(path).map_err(bad_input)?;
+        say_where_from(&file, "architecture");
+        return Ok(file.model);
     }
     zoo::by_name(&args.model, !args.no_bn).map_err(|e| usage(format!("--model: {e}")))
+}
+
+/// The network of the model that `--weights` names: a saved model, a checkpoint or a
+/// checkpoint directory, for batches of up to `capacity` samples, its products in `precision`.
+fn load_weights(path: &Path, capacity: usize, precision: Precision) -> Result<Network> {
+    let file = checkpoint::load_model(path, capacity, precision).map_err(bad_input)?;
+    say_where_from(&file, "model");
+    Ok(file.model)
+}
+
+/// One line on stderr (stdout stays the command's output) for a model taken from a
+/// checkpoint, and one for a file whose tensors could not be verified.
+fn say_where_from<T>(file: &ModelFile<T>, what: &str) {
+    if let Some(stage) = &file.checkpoint {
+        eprintln!(
+            "[INFO] {} is a checkpoint ({stage}): using its {what}",
+            file.path.display()
+        );
+    }
+    if !file.verified {
+        eprintln!("{}", model_io::unverified_warning(&file.path));
+    }
 }
 
 /// Refuses a network that cannot take CIFAR-10's images or give its classes.
