@@ -525,12 +525,14 @@ fn evaluate_predict_summary_and_export_take_a_checkpoint() {
     for args in [
         vec!["evaluate", "--weights"],
         vec!["predict", "--weights"],
-        vec!["summary", "--model"],
+        vec!["export", "--weights"],
     ] {
         let mut args: Vec<String> = args.into_iter().map(String::from).collect();
         args.push(s(&empty));
-        if args[0] == "predict" {
-            args.push(s(&image));
+        match args[0].as_str() {
+            "predict" => args.push(s(&image)),
+            "export" => args.extend(["--output".into(), s(&dir.join("e.onnx"))]),
+            _ => {}
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = minivgg(&args);
@@ -548,4 +550,15 @@ fn evaluate_predict_summary_and_export_take_a_checkpoint() {
             )
         );
     }
+    // `--model` takes a directory only if it holds a checkpoint: otherwise the name is a
+    // built-in network's (`--model minivggnet` beside a directory `minivggnet/`), or unknown.
+    let out = minivgg(&["summary", "--model", &s(&empty)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: --model: unknown model {:?}; expected one of minivggnet, shallownet, lenet\n",
+            s(&empty)
+        )
+    );
 }

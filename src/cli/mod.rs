@@ -92,7 +92,10 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn model_spec(args: &ModelArgs) -> Result<ModelSpec> {
     let path = Path::new(&args.model);
-    let from_file = network_file::is_network_file(path) || path.is_file() || path.is_dir();
+    // A directory counts only if it holds a checkpoint: `--model minivggnet` stays the
+    // built-in network beside a directory of that name.
+    let checkpoint_dir = path.join(checkpoint::CHECKPOINT_FILE).is_file();
+    let from_file = network_file::is_network_file(path) || path.is_file() || checkpoint_dir;
     if from_file && args.no_bn {
         return Err(usage(format!(
             "--no-bn applies to the built-in models, not to the model file {}",
