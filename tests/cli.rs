@@ -615,7 +615,7 @@ fn a_batch_larger_than_the_split_is_capped_and_the_plan_is_printed() {
 
     let out = minivgg(&["summary", "--model", "minivggnet"]);
     assert!(
-        text(&out.stdout).contains("\nTraining on CIFAR-10 needs 448 MiB of memory (batches of 64: 152 MiB; parameters and optimizer 25 MiB; checkpoints 66 MiB; data 205 MiB)\n"),
+        text(&out.stdout).contains("\nTraining on CIFAR-10 needs 449 MiB of memory (batches of 64: 153 MiB; parameters and optimizer 25 MiB; checkpoints 66 MiB; data 205 MiB)\n"),
         "{}",
         text(&out.stdout)
     );

@@ -39,7 +39,8 @@ impl ComputeArgs {
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// Architecture: minivggnet, shallownet or lenet; a network file (NAME.json, the format
-    /// is in the README and examples/vgg_three_blocks.json); or a model saved by `train --save`.
+    /// is in the README and examples/vgg_three_blocks.json); a model saved by `train --save`;
+    /// or a checkpoint (its file or its directory).
     #[arg(long, default_value = "minivggnet")]
     pub model: String,
     /// MiniVGGNet without its five batch-normalization layers (the tutorial's ablation).

@@ -1,22 +1,27 @@
 //! `minivgg evaluate`: a saved model's report and confusion matrix on the test split.
 
-use super::args::{ComputeArgs, DataArgs};
-use super::{bad_input, beside, report_predictions, resolve_data_path, set_threads, usage};
-use crate::data::cifar10;
+use super::args::{check_size, ComputeArgs, DataArgs};
+use super::{
+    bad_input, beside, check_memory, load_weights, report_predictions, resolve_data_path,
+    set_threads,
+};
+use crate::data::cifar10::{self, RECORDS_PER_FILE};
 use crate::fsutil::ensure_writable;
-use crate::model::io as model_io;
+use crate::train::checkpoint;
 use crate::train::fit::{check_device, evaluate_on};
+use crate::train::plan::MemoryPlan;
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
-    /// A model saved by `train --save`.
+    /// A model saved by `train --save`, or a checkpoint (its file or its directory).
     #[arg(long)]
     pub weights: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
+    /// At most 10,000 (the test images).
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     #[command(flatten)]
@@ -27,9 +32,12 @@ pub struct EvaluateArgs {
 }
 
 pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
-    if args.batch_size == 0 {
-        return Err(usage("--batch-size must be at least 1".into()));
-    }
+    check_size(
+        "--batch-size",
+        args.batch_size,
+        RECORDS_PER_FILE,
+        " (the test images)",
+    )?;
     let confusion = args
         .confusion
         .clone()
@@ -38,7 +46,11 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
     set_threads(args.compute.threads)?;
     check_device(args.compute.device)?;
     let precision = args.compute.checked_precision()?;
-    let mut net = model_io::load(&args.weights, args.batch_size, precision).map_err(bad_input)?;
+    let spec = checkpoint::read_spec(&args.weights)
+        .map_err(bad_input)?
+        .model;
+    check_memory(&MemoryPlan::for_training(&spec, args.batch_size, 1, true)?)?;
+    let mut net = load_weights(&args.weights, args.batch_size, precision)?;
     let data_path = resolve_data_path(&args.data)?;
     let (test, class_names) = cifar10::load_test(&data_path)?;
     let (metrics, predictions) = evaluate_on(args.compute.device, &mut net, &test)?;

@@ -1,16 +1,16 @@
 //! `minivgg export`: a saved model as an ONNX file.
 
-use super::{bad_input, model_spec, ModelArgs};
+use super::{load_weights, model_spec, ModelArgs};
 use crate::engine::{Network, Precision};
 use crate::fsutil::ensure_writable;
-use crate::model::{io as model_io, onnx};
+use crate::model::onnx;
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// A model saved by `train --save`.
+    /// A model saved by `train --save`, or a checkpoint (its file or its directory).
     #[arg(long, required_unless_present = "model", conflicts_with = "model")]
     pub weights: Option<PathBuf>,
     /// Instead of --weights, a network (minivggnet, shallownet, lenet or NAME.json) with its
@@ -26,10 +26,7 @@ pub struct ExportArgs {
 pub(super) fn export(args: ExportArgs) -> Result<()> {
     ensure_writable(&args.output)?;
     let (net, weights) = match (&args.weights, &args.model) {
-        (Some(weights), _) => (
-            model_io::load(weights, 1, Precision::Fp32).map_err(bad_input)?,
-            "trained",
-        ),
+        (Some(weights), _) => (load_weights(weights, 1, Precision::Fp32)?, "trained"),
         (None, model) => {
             let model = ModelArgs {
                 model: model.clone().unwrap_or_default(),

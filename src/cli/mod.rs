@@ -22,13 +22,14 @@ use crate::data::cifar10::{self, Cifar10, Split, TRAIN_IMAGES};
 use crate::data::download;
 use crate::engine::cpu::simd::UnsupportedCpu;
 use crate::engine::device::Device;
+use crate::engine::{Network, Precision};
 use crate::fsutil::{atomic_write_bytes, NotWritable, WriteError};
 use crate::model::{file as network_file, io as model_io, zoo, ModelSpec, Shape};
 use crate::report::classification::{
     classification_report, confusion_matrix, format_confusion_matrix,
 };
 use crate::report::plot::plot_confusion;
-use crate::train::checkpoint::DirInUse;
+use crate::train::checkpoint::{self, DirInUse, ModelFile};
 use crate::train::plan::{Memory, MemoryPlan, TooLarge};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -96,7 +97,10 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn model_spec(args: &ModelArgs) -> Result<ModelSpec> {
     let path = Path::new(&args.model);
-    let from_file = network_file::is_network_file(path) || path.is_file();
+    // A directory counts only if it holds a checkpoint: `--model minivggnet` stays the
+    // built-in network beside a directory of that name.
+    let checkpoint_dir = path.join(checkpoint::CHECKPOINT_FILE).is_file();
+    let from_file = network_file::is_network_file(path) || path.is_file() || checkpoint_dir;
     if from_file && args.no_bn {
         return Err(usage(format!(
             "--no-bn applies to the built-in models, not to the model file {}",
@@ -107,7 +111,9 @@ fn model_spec(args: &ModelArgs) -> Result<ModelSpec> {
         return network_file::read(path).map_err(bad_input);
     }
     if from_file {
-        return model_io::read_spec(path).map_err(bad_input);
+        let file = checkpoint::read_spec(path).map_err(bad_input)?;
+        say_where_from(&file, "architecture");
+        return Ok(file.model);
     }
     zoo::by_name(&args.model, !args.no_bn).map_err(|e| usage(format!("--model: {e}")))
 }
@@ -118,6 +124,28 @@ fn check_memory(plan: &MemoryPlan) -> Result<()> {
     match Memory::of_this_machine() {
         Some(machine) => Ok(plan.check(&machine)?),
         None => Ok(()),
+    }
+}
+
+/// The network of the model that `--weights` names: a saved model, a checkpoint or a
+/// checkpoint directory, for batches of up to `capacity` samples, its products in `precision`.
+fn load_weights(path: &Path, capacity: usize, precision: Precision) -> Result<Network> {
+    let file = checkpoint::load_model(path, capacity, precision).map_err(bad_input)?;
+    say_where_from(&file, "model");
+    Ok(file.model)
+}
+
+/// One line on stderr (stdout stays the command's output) for a model taken from a
+/// checkpoint, and one for a file whose tensors could not be verified.
+fn say_where_from<T>(file: &ModelFile<T>, what: &str) {
+    if let Some(stage) = &file.checkpoint {
+        eprintln!(
+            "[INFO] {} is a checkpoint ({stage}): using its {what}",
+            file.path.display()
+        );
+    }
+    if !file.verified {
+        eprintln!("{}", model_io::unverified_warning(&file.path));
     }
 }
 

@@ -1,10 +1,9 @@
 //! `minivgg predict`: the top classes of image files under a saved model.
 
-use super::{bad_input, usage};
+use super::{load_weights, usage};
 use crate::data::cifar10::{self, Split, IMAGE_BYTES};
 use crate::data::images;
 use crate::engine::Precision;
-use crate::model::io as model_io;
 use crate::train::fit::predict_probabilities;
 use anyhow::Result;
 use clap::Args;
@@ -12,7 +11,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// A model saved by `train --save`.
+    /// A model saved by `train --save`, or a checkpoint (its file or its directory).
     #[arg(long)]
     pub weights: PathBuf,
     /// PNG or JPEG files, any size: each is resized to 32×32 (aspect ratio not kept).
@@ -32,7 +31,7 @@ pub(super) fn predict(args: PredictArgs) -> Result<()> {
     if args.top == 0 {
         return Err(usage("--top must be at least 1".into()));
     }
-    let mut net = model_io::load(&args.weights, 64, Precision::Fp32).map_err(bad_input)?;
+    let mut net = load_weights(&args.weights, 64, Precision::Fp32)?;
     let mut readable = Vec::new();
     let mut split = Split {
         images: Vec::new(),

@@ -1,17 +1,42 @@
 //! Trained models as safetensors: one tensor per Keras weight (`conv2d_1/kernel` in HWIO,
 //! `batch_normalization_1/moving_mean`, …) and the [`ModelSpec`] as JSON in the metadata, so
 //! one file rebuilds the model. Checkpoints are the same file with extra tensors and metadata.
+//!
+//! Every file written here carries an xxh3-64 checksum of each tensor's bytes (metadata
+//! [`CHECKSUMS_KEY`]: a JSON map from tensor name to 16 hex digits). Loading verifies them, in
+//! the file's order (by data offset), and refuses a damaged tensor by name, and any tensor
+//! that holds a NaN or an infinity. A file without checksums (another tool's, an older
+//! minivgg's) still loads: [`Loaded::verified`] says it could not be checked.
 
 use super::spec::{LayerSpec, ParamKind, PlacedLayer};
 use super::{ModelSpec, Shape};
+use crate::engine::layers::linear::Conv2d;
+use crate::engine::layers::runs_in_next_layer;
 use crate::engine::{Network, Precision};
 use crate::fsutil::atomic_write_bytes;
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 const SPEC_KEY: &str = "minivgg_spec";
+/// The metadata key of the tensors' checksums: a JSON map from tensor name to [`checksum`].
+pub const CHECKSUMS_KEY: &str = "minivgg_checksums";
+
+/// The checksum of a tensor's bytes, as stored under [`CHECKSUMS_KEY`]: xxh3-64 in 16
+/// lowercase hex digits. It is there to catch accidental damage (a bad disk, a broken copy),
+/// not forgery: whoever edits the file can rewrite it.
+pub fn checksum(data: &[u8]) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(data))
+}
+
+/// The line printed when a file without checksums is loaded.
+pub fn unverified_warning(path: &Path) -> String {
+    format!(
+        "[WARN] {} has no checksums (written by an older minivgg or another tool): its tensors could not be verified",
+        path.display()
+    )
+}
 
 /// The most any one size of a stored architecture may be (a side or the channels of the input,
 /// classes, filters, kernel, units): small enough that no shape or parameter count that
@@ -20,15 +45,17 @@ pub const MAX_ARCH_SIZE: usize = u16::MAX as usize;
 /// The most floats a stored architecture may need per sample of a batch (256 MiB), counting
 /// every layer's output, its gradient and the layer's own buffers.
 pub const MAX_FLOATS_PER_SAMPLE: u128 = 1 << 26;
-/// The most floats a loaded network's buffers may take for its batch capacity (16 GiB).
-pub const MAX_BATCH_FLOATS: u128 = 1 << 32;
+/// The most floats a loaded network's buffers may take for its batch capacity (128 GiB, more
+/// than a GPU's memory): a guard for library callers; the command line's memory plan checks
+/// what the machine has.
+pub const MAX_BATCH_FLOATS: u128 = 1 << 35;
 
 fn le_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 /// The network's tensors, then `extras` (name, values as a vector), with `metadata` beside
-/// the architecture.
+/// the architecture and the checksums of all the tensors.
 pub fn to_bytes(
     net: &Network,
     extras: &[(&str, &[f32])],
@@ -64,6 +91,14 @@ pub fn to_bytes(
         })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
     metadata.insert(SPEC_KEY.to_string(), serde_json::to_string(&net.spec)?);
+    let checksums: BTreeMap<&str, String> = tensors
+        .iter()
+        .map(|(name, data, _)| (name.as_str(), checksum(data)))
+        .collect();
+    metadata.insert(
+        CHECKSUMS_KEY.to_string(),
+        serde_json::to_string(&checksums)?,
+    );
     Ok(safetensors::tensor::serialize(views, Some(metadata))?)
 }
 
@@ -71,7 +106,8 @@ pub fn save(net: &Network, path: &Path) -> Result<()> {
     atomic_write_bytes(path, &to_bytes(net, &[], HashMap::new())?)
 }
 
-fn read(path: &Path) -> Result<Vec<u8>> {
+/// The bytes of a weights file (a model or a checkpoint).
+pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read weights file {}", path.display()))
 }
 
@@ -162,31 +198,42 @@ fn check_arch_sizes(spec: &ModelSpec) -> Result<()> {
     Ok(())
 }
 
-/// A bound on the floats the network needs per sample of a batch: the input, each layer's
-/// output and its gradient, four more of that size for the layer's own buffers (reduction
-/// partials in f64, pooling winners), and a convolution's im2col patches.
+/// The floats a network's buffers take per sample of a batch: its input; each layer's output
+/// and its gradient (a ReLU that runs inside the next layer has neither); a dropout's factors,
+/// a pool's winners; and a convolution's padded input and gradient, or its lowered input
+/// (tests/plan.rs measures the engine against it). In u128: an architecture from a file is
+/// checked with it before anything is allocated, so nothing may overflow.
 fn floats_per_sample(spec: &ModelSpec, placed: &[PlacedLayer]) -> u128 {
-    let len = |s: Shape| s.len() as u128;
-    len(spec.input)
-        + placed
-            .iter()
-            .map(|l| {
-                let patches = match (&l.spec, l.input) {
-                    (LayerSpec::Conv2d { kernel, .. }, Shape::Image { h, w, c }) => {
-                        let k = *kernel as u128;
-                        h as u128 * w as u128 * k * k * c as u128
-                    }
-                    _ => 0,
-                };
-                6 * len(l.output) + patches
-            })
-            .sum::<u128>()
+    let mut floats = spec.input.len() as u128;
+    for (i, layer) in placed.iter().enumerate() {
+        let out = layer.output.len() as u128;
+        if !runs_in_next_layer(placed, i) {
+            floats += 2 * out;
+        }
+        floats += match (&layer.spec, layer.input) {
+            (LayerSpec::Dropout { .. } | LayerSpec::MaxPool, _) => out,
+            (&LayerSpec::Conv2d { filters, kernel }, Shape::Image { h, w, c }) => {
+                let [h, w, c, k] = [h, w, c, kernel].map(|n| n as u128);
+                if Conv2d::runs_direct(filters) {
+                    2 * (h + k - 1) * (w + k - 1) * c
+                } else {
+                    h * w * k * k * c
+                }
+            }
+            _ => 0,
+        };
+    }
+    floats
 }
 
 /// The architecture stored in a weights file.
 pub fn read_spec(path: &Path) -> Result<ModelSpec> {
-    let bytes = read(path)?;
-    Ok(spec_of(path, &read_metadata(path, &bytes)?, bytes.len())?.0)
+    spec_in(path, &read(path)?)
+}
+
+/// The architecture stored in the bytes of a weights file read from `path`.
+pub fn spec_in(path: &Path, bytes: &[u8]) -> Result<ModelSpec> {
+    Ok(spec_of(path, &read_metadata(path, bytes)?, bytes.len())?.0)
 }
 
 /// What [`from_bytes`] rebuilds: the network, the metadata, and the extra tensors asked for.
@@ -194,6 +241,8 @@ pub struct Loaded {
     pub net: Network,
     pub metadata: HashMap<String, String>,
     pub extras: HashMap<String, Vec<f32>>,
+    /// Whether the file had checksums, all verified; false for a file without them.
+    pub verified: bool,
 }
 
 fn f32s(data: &[u8]) -> impl Iterator<Item = f32> + '_ {
@@ -201,9 +250,64 @@ fn f32s(data: &[u8]) -> impl Iterator<Item = f32> + '_ {
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
+/// Checks every tensor of `file` in the file's order (by data offset, `order`): its bytes
+/// against its checksum in `metadata`, if there are checksums, and its values, if F32, for
+/// NaN and infinities. Returns whether there were checksums.
+fn verify_tensors(
+    path: &Path,
+    file: &SafeTensors<'_>,
+    order: &[String],
+    metadata: &HashMap<String, String>,
+) -> Result<bool> {
+    let checksums: Option<BTreeMap<String, String>> = metadata
+        .get(CHECKSUMS_KEY)
+        .map(|json| {
+            serde_json::from_str(json)
+                .map_err(|e| anyhow!("{}: unreadable {CHECKSUMS_KEY}: {e}", path.display()))
+        })
+        .transpose()?;
+    if let Some(sums) = &checksums {
+        if let Some(name) = sums.keys().find(|name| !order.contains(name)) {
+            bail!(
+                "{}: {CHECKSUMS_KEY} names tensor {name}, which the file does not hold",
+                path.display()
+            );
+        }
+    }
+    for name in order {
+        let view = file
+            .tensor(name)
+            .map_err(|_| anyhow!("{}: tensor {name} is missing", path.display()))?;
+        if let Some(sums) = &checksums {
+            let recorded = sums.get(name).ok_or_else(|| {
+                anyhow!(
+                    "{}: tensor {name} has no checksum in {CHECKSUMS_KEY}",
+                    path.display()
+                )
+            })?;
+            let actual = checksum(view.data());
+            if actual != *recorded {
+                bail!(
+                    "{}: tensor {name} is damaged: checksum {actual}, the file records {recorded}",
+                    path.display()
+                );
+            }
+        }
+        if view.dtype() == Dtype::F32 {
+            if let Some((i, v)) = f32s(view.data()).enumerate().find(|(_, v)| !v.is_finite()) {
+                bail!(
+                    "{}: tensor {name} holds {v} at index {i}: non-finite weights are refused",
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(checksums.is_some())
+}
+
 /// Rebuilds the network saved in `bytes` (read from `path`, named in errors) for batches of up
 /// to `capacity`, its products in `precision`, with the extra vectors `extras` that must be
-/// there too.
+/// there too. Every tensor is verified first (see the module's documentation).
 pub fn from_bytes(
     path: &Path,
     bytes: &[u8],
@@ -211,7 +315,9 @@ pub fn from_bytes(
     precision: Precision,
     extras: &[&str],
 ) -> Result<Loaded> {
-    let metadata = read_metadata(path, bytes)?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| anyhow!("{}: not a safetensors file ({e})", path.display()))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
     let (spec, per_sample) = spec_of(path, &metadata, bytes.len())?;
     let file = SafeTensors::deserialize(bytes)
         .map_err(|e| anyhow!("{}: not a safetensors file ({e})", path.display()))?;
@@ -225,6 +331,7 @@ pub fn from_bytes(
             (MAX_BATCH_FLOATS * 4) >> 30
         );
     }
+    let verified = verify_tensors(path, &file, &header.offset_keys(), &metadata)?;
     let mut net = Network::with_precision(&spec, capacity, 0, precision)?;
     let tensor = |name: &str| -> Result<TensorView<'_>> {
         let view = file
@@ -277,13 +384,18 @@ pub fn from_bytes(
         net,
         metadata,
         extras,
+        verified,
     })
 }
 
 /// Rebuilds the saved network for batches of up to `capacity` samples, its products in
-/// `precision`.
+/// `precision`; a file without checksums is loaded with [`unverified_warning`] on stderr.
 pub fn load(path: &Path, capacity: usize, precision: Precision) -> Result<Network> {
-    Ok(from_bytes(path, &read(path)?, capacity, precision, &[])?.net)
+    let loaded = from_bytes(path, &read(path)?, capacity, precision, &[])?;
+    if !loaded.verified {
+        eprintln!("{}", unverified_warning(path));
+    }
+    Ok(loaded.net)
 }
 
 #[cfg(test)]
@@ -333,9 +445,9 @@ mod tests {
         // No parameters, so the file's size does not bound it: 65535² floats for the input.
         let err = load_err(&pooled(65535, 65535, 1, 8, 255 * 255), 1);
         assert!(err.contains("floats per sample"), "{err}");
-        // About 6 million floats per sample pass, but not for batches of 1024.
-        let err = load_err(&pooled(1024, 1024, 2, 3, 128 * 128 * 2), 1024);
-        assert!(err.contains("batches of 1024 would need"), "{err}");
+        // About 4 million floats per sample pass, but not for batches of 16384.
+        let err = load_err(&pooled(1024, 1024, 2, 3, 128 * 128 * 2), 16384);
+        assert!(err.contains("batches of 16384 would need"), "{err}");
         // With batches of 2 it loads (it has no tensors to miss).
         let bytes = file_with_spec(&pooled(1024, 1024, 2, 3, 128 * 128 * 2));
         assert!(from_bytes(Path::new("m"), &bytes, 2, Precision::Fp32, &[]).is_ok());

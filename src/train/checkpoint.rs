@@ -8,8 +8,8 @@ use super::history::History;
 use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{BatchMetrics, Network, Precision};
 use crate::fsutil::{atomic_write_bytes, remove_stale_temporaries, BackgroundWriter};
-use crate::model::io;
-use anyhow::{anyhow, Context, Result};
+use crate::model::{io, ModelSpec};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -254,25 +254,35 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
 }
 
 /// Reads the checkpoint in `dir`.
+/// The run state in a file's `metadata`, if it is a checkpoint's.
+fn run_state(path: &Path, metadata: &HashMap<String, String>) -> Result<Option<RunState>> {
+    metadata
+        .get(RUN_KEY)
+        .map(|json| {
+            serde_json::from_str(json)
+                .map_err(|e| anyhow!("{}: unreadable run state: {e}", path.display()))
+        })
+        .transpose()
+}
+
+/// Reads the checkpoint in `dir`; one without checksums is read with
+/// [`io::unverified_warning`] on stderr.
 pub fn read(dir: &Path) -> Result<Checkpoint> {
     let path = dir.join(CHECKPOINT_FILE);
     let bytes = std::fs::read(&path)
         .with_context(|| format!("--resume: cannot read {}", path.display()))?;
     let metadata = io::read_metadata(&path, &bytes)?;
-    let state: RunState = metadata
-        .get(RUN_KEY)
-        .ok_or_else(|| {
-            anyhow!(
-                "{}: not a minivgg checkpoint (no {RUN_KEY})",
-                path.display()
-            )
-        })
-        .and_then(|json| {
-            serde_json::from_str(json)
-                .map_err(|e| anyhow!("{}: unreadable run state: {e}", path.display()))
-        })?;
+    let state = run_state(&path, &metadata)?.ok_or_else(|| {
+        anyhow!(
+            "{}: not a minivgg checkpoint (no {RUN_KEY})",
+            path.display()
+        )
+    })?;
     let (capacity, precision) = (state.settings.batch_size, state.settings.precision);
     let mut loaded = io::from_bytes(&path, &bytes, capacity, precision, &[VELOCITY])?;
+    if !loaded.verified {
+        eprintln!("{}", io::unverified_warning(&path));
+    }
     let velocity = loaded.extras.remove(VELOCITY).unwrap_or_default();
     if velocity.len() != loaded.net.params.len() {
         return Err(anyhow!(
@@ -307,6 +317,89 @@ pub fn read(dir: &Path) -> Result<Checkpoint> {
         sgd,
         settings: state.settings,
         progress,
+    })
+}
+
+/// The file that `--weights` or `--model` names: `path` itself, or for a directory the
+/// checkpoint in it.
+pub fn model_file(path: &Path) -> Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let file = path.join(CHECKPOINT_FILE);
+    if !file.is_file() {
+        bail!(
+            "{}: a directory without a checkpoint ({CHECKPOINT_FILE})",
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
+/// Where the run of a checkpoint stood, as `epoch 3 of 40` (and `, 120 batches into epoch 4`
+/// for one written mid-epoch); `None` for a file that is not a checkpoint.
+fn checkpoint_stage(path: &Path, metadata: &HashMap<String, String>) -> Result<Option<String>> {
+    let Some(state) = run_state(path, metadata)? else {
+        return Ok(None);
+    };
+    let done = History::from_csv(&state.history_csv)
+        .with_context(|| format!("{}: history", path.display()))?
+        .epochs
+        .len();
+    let mut stage = format!("epoch {done} of {}", state.settings.epochs);
+    if state.batches_done > 0 {
+        stage += &format!(", {} batches into epoch {}", state.batches_done, done + 1);
+    }
+    Ok(Some(stage))
+}
+
+/// A model read from a saved model, a checkpoint or a checkpoint directory ([`load_model`]).
+pub struct ModelFile<T> {
+    /// The model, or its architecture.
+    pub model: T,
+    /// The file it came from (a directory's checkpoint).
+    pub path: PathBuf,
+    /// For a checkpoint, where its run stood (`epoch 3 of 40`).
+    pub checkpoint: Option<String>,
+    /// Whether its tensors were verified against their checksums (always true for a bare
+    /// architecture, whose tensors are not read).
+    pub verified: bool,
+}
+
+/// The network of a saved model, or of a checkpoint (file or directory) without its
+/// optimizer's state, for batches of up to `capacity` samples, its products in `precision`.
+pub fn load_model(
+    path: &Path,
+    capacity: usize,
+    precision: Precision,
+) -> Result<ModelFile<Network>> {
+    let path = model_file(path)?;
+    let bytes = io::read(&path)?;
+    let checkpoint = checkpoint_stage(&path, &io::read_metadata(&path, &bytes)?)?;
+    let extras: &[&str] = if checkpoint.is_some() {
+        &[VELOCITY]
+    } else {
+        &[]
+    };
+    let loaded = io::from_bytes(&path, &bytes, capacity, precision, extras)?;
+    Ok(ModelFile {
+        model: loaded.net,
+        path,
+        checkpoint,
+        verified: loaded.verified,
+    })
+}
+
+/// The architecture of a saved model or of a checkpoint (file or directory).
+pub fn read_spec(path: &Path) -> Result<ModelFile<ModelSpec>> {
+    let path = model_file(path)?;
+    let bytes = io::read(&path)?;
+    let checkpoint = checkpoint_stage(&path, &io::read_metadata(&path, &bytes)?)?;
+    Ok(ModelFile {
+        model: io::spec_in(&path, &bytes)?,
+        path,
+        checkpoint,
+        verified: true,
     })
 }
 

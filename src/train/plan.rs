@@ -4,46 +4,15 @@
 //! failure or the kernel's OOM killer minutes in.
 
 use crate::data::cifar10::{IMAGE_BYTES, RECORDS_PER_FILE, TRAIN_IMAGES};
-use crate::engine::layers::linear::Conv2d;
 use crate::model::io::check_architecture;
-use crate::model::spec::{LayerSpec, ParamKind, PlacedLayer};
-use crate::model::{ModelSpec, Shape};
+use crate::model::spec::ParamKind;
+use crate::model::ModelSpec;
 use anyhow::Result;
 use std::fmt;
 
 /// Copies of the model's tensors a checkpoint holds in memory at once: the tensors as bytes
 /// and the serialized file, for the one being encoded and the one being written.
 const CHECKPOINT_COPIES: u64 = 4;
-
-/// The floats a network's buffers take per sample of a batch: each layer's output and its
-/// gradient (a ReLU that runs inside the next layer has neither), a dropout's factors, a
-/// pool's winners, and a convolution's padded input and gradient, or its lowered input
-/// (tests/plan.rs measures the engine against it).
-fn floats_per_sample(placed: &[PlacedLayer]) -> usize {
-    let mut floats = 0;
-    for (i, layer) in placed.iter().enumerate() {
-        let out = layer.output.len();
-        let in_next = layer.spec == LayerSpec::Relu
-            && placed
-                .get(i + 1)
-                .is_some_and(|l| l.spec == LayerSpec::BatchNorm);
-        if !in_next {
-            floats += 2 * out;
-        }
-        floats += match (&layer.spec, layer.input) {
-            (LayerSpec::Dropout { .. } | LayerSpec::MaxPool, _) => out,
-            (&LayerSpec::Conv2d { filters, kernel }, Shape::Image { h, w, c }) => {
-                if Conv2d::runs_direct(filters) {
-                    2 * (h + kernel - 1) * (w + kernel - 1) * c
-                } else {
-                    h * w * kernel * kernel * c
-                }
-            }
-            _ => 0,
-        };
-    }
-    floats
-}
 
 /// The bytes one run of a network allocates on the host, by what they hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +37,7 @@ impl MemoryPlan {
         networks: u64,
         with_data: bool,
     ) -> Result<MemoryPlan> {
-        let (placed, _) = check_architecture(spec)?;
-        let per_sample = floats_per_sample(&placed);
+        let (placed, per_sample) = check_architecture(spec)?;
         let count = |kind: ParamKind| -> u64 {
             let tensors = placed.iter().flat_map(|l| &l.params);
             tensors
