@@ -249,8 +249,8 @@ mod tests {
     /// units need a terabyte of weights, which `train` would then try to allocate.
     #[test]
     fn a_file_needing_a_terabyte_of_weights_is_refused() {
-        let pools = vec![r#"{"type": "max_pool"}"#; 5].join(", ");
-        let wide = vec![r#"{"type": "dense", "units": 65535}"#; 60].join(", ");
+        let pools = [r#"{"type": "max_pool"}"#; 5].join(", ");
+        let wide = [r#"{"type": "dense", "units": 65535}"#; 60].join(", ");
         let text = file(&format!(
             r#"{pools}, {{"type": "flatten"}}, {wide}, {{"type": "dense", "units": 10}}, {{"type": "softmax"}}"#
         ));
