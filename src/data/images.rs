@@ -6,6 +6,8 @@
 
 use super::cifar10::{IMAGE_BYTES, IMAGE_SIDE};
 use image::imageops::FilterType;
+use image::io::Limits;
+use std::io::Cursor;
 use std::path::Path;
 
 /// Why a file could not be made into a network input.
@@ -24,11 +26,33 @@ pub fn load_as_cifar(path: &Path) -> Result<Vec<u8>, ImageError> {
         path: name.clone(),
         cause,
     })?;
+    decode_as_cifar(&name, &bytes)
+}
+
+/// The widest and the tallest picture [`decode_as_cifar`] decodes, in pixels.
+pub const MAX_IMAGE_SIDE: u32 = 1 << 14;
+/// The most bytes a picture may decode to (128 MiB: a 40-megapixel RGB photo). A file of a
+/// few hundred bytes can declare any size, and decoding costs time and memory in proportion.
+pub const MAX_DECODED_BYTES: u64 = 128 << 20;
+
+/// A PNG or JPEG file's `bytes` (from `name`, named in errors) as [`load_as_cifar`] makes them.
+/// A picture larger than [`MAX_IMAGE_SIDE`] or [`MAX_DECODED_BYTES`] is refused before it is
+/// decoded.
+pub fn decode_as_cifar(name: &str, bytes: &[u8]) -> Result<Vec<u8>, ImageError> {
+    let not_an_image = |cause: String| ImageError::NotAnImage {
+        path: name.to_string(),
+        cause,
+    };
     // The content decides the format, not the file name.
-    let decoded = image::load_from_memory(&bytes).map_err(|e| ImageError::NotAnImage {
-        path: name,
-        cause: e.to_string(),
-    })?;
+    let mut reader = image::io::Reader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| not_an_image(e.to_string()))?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    reader.limits(limits);
+    let decoded = reader.decode().map_err(|e| not_an_image(e.to_string()))?;
     let side = IMAGE_SIDE as u32;
     let rgb = decoded
         .resize_exact(side, side, FilterType::Triangle)
@@ -36,4 +60,76 @@ pub fn load_as_cifar(path: &Path) -> Result<Vec<u8>, ImageError> {
         .into_raw();
     debug_assert_eq!(rgb.len(), IMAGE_BYTES);
     Ok(rgb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `image_reader` fuzz target: a 1.3 KB JPEG declaring 65,292×237 pixels of
+    /// CMYK, which the decoder filled pixel by pixel (62 MB, seconds) before the resize; now
+    /// refused on its header.
+    #[test]
+    fn a_tiny_jpeg_declaring_a_huge_picture_is_refused_before_decoding() {
+        let bytes = include_bytes!("../../tests/fixtures/fuzz-jpeg-65292x237-cmyk.jpg");
+        let start = std::time::Instant::now();
+        let err = decode_as_cifar("wide.jpg", bytes).unwrap_err().to_string();
+        assert!(
+            err.starts_with("wide.jpg: not a PNG or JPEG image (") && err.contains("limit"),
+            "{err}"
+        );
+        assert!(start.elapsed().as_secs_f64() < 0.5, "{:?}", start.elapsed());
+    }
+
+    /// A PNG's header alone may declare 60,000×60,000 pixels: refused, never allocated.
+    #[test]
+    fn a_png_header_declaring_a_huge_picture_is_refused() {
+        let chunk = |kind: &[u8], data: &[u8]| {
+            let mut out = (data.len() as u32).to_be_bytes().to_vec();
+            let start = out.len();
+            out.extend_from_slice(kind);
+            out.extend_from_slice(data);
+            let crc = crc32(&out[start..]);
+            out.extend_from_slice(&crc.to_be_bytes());
+            out
+        };
+        for (w, h) in [
+            (60_000u32, 60_000u32),
+            (MAX_IMAGE_SIDE + 1, 1),
+            (1, MAX_IMAGE_SIDE + 1),
+        ] {
+            let mut header = w.to_be_bytes().to_vec();
+            header.extend_from_slice(&h.to_be_bytes());
+            header.extend_from_slice(&[8, 0, 0, 0, 0]); // 8-bit grey
+            let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+            png.extend(chunk(b"IHDR", &header));
+            png.extend(chunk(b"IEND", &[]));
+            let err = decode_as_cifar("big.png", &png).unwrap_err().to_string();
+            assert!(err.contains("limit"), "{w}×{h}: {err}");
+        }
+        // At the limit, an image is taken.
+        let tall = image::GrayImage::from_pixel(1, MAX_IMAGE_SIDE, image::Luma([7]));
+        let mut png = Vec::new();
+        tall.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        assert_eq!(
+            decode_as_cifar("tall.png", &png).unwrap(),
+            vec![7; IMAGE_BYTES]
+        );
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
 }

@@ -244,6 +244,22 @@ mod tests {
         assert_eq!(parse(&text, "my_net").unwrap().name, "my_net");
     }
 
+    /// Seen writing the network-file fuzz target: a file that fits CIFAR-10, every
+    /// size within the limits and little memory per sample, but whose dense layers of 65,535
+    /// units need a terabyte of weights, which `train` would then try to allocate.
+    #[test]
+    fn a_file_needing_a_terabyte_of_weights_is_refused() {
+        let pools = [r#"{"type": "max_pool"}"#; 5].join(", ");
+        let wide = [r#"{"type": "dense", "units": 65535}"#; 60].join(", ");
+        let text = file(&format!(
+            r#"{pools}, {{"type": "flatten"}}, {wide}, {{"type": "dense", "units": 10}}, {{"type": "softmax"}}"#
+        ));
+        assert_eq!(
+            error(&text),
+            "253400121340 parameters, more than the 268435456 allowed"
+        );
+    }
+
     /// Each malformed file and its exact error.
     #[test]
     fn malformed_files_are_refused_naming_the_layer_and_the_mistake() {

@@ -45,6 +45,10 @@ pub const MAX_ARCH_SIZE: usize = u16::MAX as usize;
 /// The most floats a stored architecture may need per sample of a batch (256 MiB), counting
 /// every layer's output, its gradient and the layer's own buffers.
 pub const MAX_FLOATS_PER_SAMPLE: u128 = 1 << 26;
+/// The most parameters (trainable and moving, each an f32, each kept again for its gradient
+/// and the optimizer) an architecture from outside may have: 2^28, 1 GiB of weights, about
+/// twice VGG16 and 128 times MiniVGGNet.
+pub const MAX_PARAMETERS: usize = 1 << 28;
 /// The most floats a loaded network's buffers may take for its batch capacity (128 GiB, more
 /// than a GPU's memory): a guard for library callers; the command line's memory plan checks
 /// what the machine has.
@@ -152,8 +156,9 @@ fn spec_of(
 }
 
 /// Checks an architecture that came from outside (a saved model, a network file) before
-/// anything is allocated for it: its sizes, its layers, and the floats it needs per sample
-/// (`floats_per_sample`), which it returns with the placed layers.
+/// anything is allocated for it: its sizes, its layers, the floats it needs per sample
+/// (`floats_per_sample`), which it returns with the placed layers, and its parameter count
+/// (at most [`MAX_PARAMETERS`]).
 pub fn check_architecture(spec: &ModelSpec) -> Result<(Vec<PlacedLayer>, u128)> {
     check_arch_sizes(spec)?;
     let placed = spec.place()?;
@@ -162,6 +167,16 @@ pub fn check_architecture(spec: &ModelSpec) -> Result<(Vec<PlacedLayer>, u128)> 
         bail!(
             "needs {per_sample} floats per sample, more than the {MAX_FLOATS_PER_SAMPLE} allowed"
         );
+    }
+    // In u128: a tensor's sizes (each at most 2^16, an input's length at most 2^48) multiply
+    // to at most 2^64, and place() gives fewer than 2^32 tensors.
+    let params: u128 = placed
+        .iter()
+        .flat_map(|l| &l.params)
+        .map(|p| p.shape.iter().map(|&d| d as u128).product::<u128>())
+        .sum();
+    if params > MAX_PARAMETERS as u128 {
+        bail!("{params} parameters, more than the {MAX_PARAMETERS} allowed");
     }
     Ok((placed, per_sample))
 }
