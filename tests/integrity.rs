@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{minivgg, text};
+use common::{export, minivgg, text};
 use minivgg::engine::sgd::Sgd;
 use minivgg::engine::{Network, Precision};
 use minivgg::model::io::{self, checksum, from_bytes, CHECKSUMS_KEY};
@@ -312,13 +312,7 @@ fn a_file_without_checksums_loads_with_a_warning() {
     let weights = dir.path().join("old.safetensors");
     std::fs::write(&weights, &old).unwrap();
     let onnx = dir.path().join("old.onnx");
-    let out = minivgg(&[
-        "export",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--output",
-        onnx.to_str().unwrap(),
-    ]);
+    let out = export(&weights, &onnx);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stderr),
@@ -330,13 +324,7 @@ fn a_file_without_checksums_loads_with_a_warning() {
     assert!(onnx.is_file());
     // A file minivgg writes now says nothing.
     std::fs::write(&weights, io::to_bytes(&net, &[], HashMap::new()).unwrap()).unwrap();
-    let out = minivgg(&[
-        "export",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--output",
-        onnx.to_str().unwrap(),
-    ]);
+    let out = export(&weights, &onnx);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stderr), "");
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{minivgg, real_data_path, text};
+use common::{export, real_data_path, text};
 use minivgg::data::batches::gather;
 use minivgg::data::cifar10::{self, Split};
 use minivgg::engine::sgd::{Sgd, SgdConfig};
@@ -79,13 +79,7 @@ fn tract_runs_every_exported_model_as_minivgg_does() {
         let weights = dir.path().join(format!("{}.safetensors", spec.name));
         let onnx = dir.path().join(format!("{}.onnx", spec.name));
         io::save(&net, &weights).unwrap();
-        let out = minivgg(&[
-            "export",
-            "--weights",
-            weights.to_str().unwrap(),
-            "--output",
-            onnx.to_str().unwrap(),
-        ]);
+        let out = export(&weights, &onnx);
         assert!(out.status.success(), "{}", text(&out.stderr));
 
         let indices: Vec<usize> = (0..COMPARED).collect();
@@ -127,13 +121,7 @@ fn unreadable_weights_exit_2_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.safetensors");
     let onnx = dir.path().join("m.onnx");
-    let out = minivgg(&[
-        "export",
-        "--weights",
-        missing.to_str().unwrap(),
-        "--output",
-        onnx.to_str().unwrap(),
-    ]);
+    let out = export(&missing, &onnx);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr),
@@ -152,13 +140,7 @@ fn an_unwritable_output_exits_2_naming_it() {
     io::save(&Network::new(&zoo::shallownet(), 1, 1).unwrap(), &weights).unwrap();
     // The output's directory is a file.
     let output = weights.join("m.onnx");
-    let out = minivgg(&[
-        "export",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-    ]);
+    let out = export(&weights, &output);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains(&output.display().to_string()),

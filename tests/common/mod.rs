@@ -83,3 +83,15 @@ pub fn every_network() -> Vec<minivgg::model::ModelSpec> {
         minivgg::model::file::read(&example).unwrap(),
     ]
 }
+
+/// `minivgg export --weights WEIGHTS --output ONNX`.
+#[allow(dead_code)]
+pub fn export(weights: &Path, onnx: &Path) -> Output {
+    minivgg(&[
+        "export",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--output",
+        onnx.to_str().unwrap(),
+    ])
+}
