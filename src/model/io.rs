@@ -103,7 +103,40 @@ pub fn to_bytes(
         CHECKSUMS_KEY.to_string(),
         serde_json::to_string(&checksums)?,
     );
-    Ok(safetensors::tensor::serialize(views, Some(metadata))?)
+    sorted_header(safetensors::tensor::serialize(views, Some(metadata))?)
+}
+
+/// One tensor's entry in a safetensors header, in the format's field order.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HeaderEntry {
+    dtype: serde_json::Value,
+    shape: Vec<usize>,
+    data_offsets: (usize, usize),
+}
+
+/// The header of a safetensors file with its keys in order.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SortedHeader {
+    #[serde(rename = "__metadata__")]
+    metadata: BTreeMap<String, String>,
+    #[serde(flatten)]
+    tensors: BTreeMap<String, HeaderEntry>,
+}
+
+/// `file` with its header written again, keys sorted. safetensors writes the metadata in a
+/// `HashMap`'s order, which changes from process to process, so the same model would not give
+/// the same bytes twice; the data offsets are relative to the data, which stays as it is.
+fn sorted_header(file: Vec<u8>) -> Result<Vec<u8>> {
+    let header_len = u64::from_le_bytes(file[..8].try_into()?) as usize;
+    let header: SortedHeader = serde_json::from_slice(&file[8..8 + header_len])?;
+    let mut json = serde_json::to_vec(&header)?;
+    // The format pads the header with spaces so that the data starts 8-byte aligned.
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut sorted = Vec::with_capacity(8 + json.len() + file.len() - 8 - header_len);
+    sorted.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    sorted.extend_from_slice(&json);
+    sorted.extend_from_slice(&file[8 + header_len..]);
+    Ok(sorted)
 }
 
 pub fn save(net: &Network, path: &Path) -> Result<()> {
@@ -487,5 +520,23 @@ mod tests {
             let loaded = from_bytes(Path::new("m"), &bytes, 64, Precision::Fp32, &[]).unwrap();
             assert_eq!(loaded.net.params, net.params);
         }
+    }
+
+    #[test]
+    fn the_same_model_gives_the_same_bytes() {
+        let net = Network::new(&zoo::shallownet(), 2, 1).unwrap();
+        // Each HashMap iterates in its own random order; eight keys make a matching order by
+        // chance unlikely (1 in 40,320).
+        let metadata = || {
+            (0..8)
+                .map(|i| (format!("key{i}"), format!("{i}")))
+                .collect()
+        };
+        let bytes = to_bytes(&net, &[("extra", &[1.0, 2.0])], metadata()).unwrap();
+        assert!(bytes == to_bytes(&net, &[("extra", &[1.0, 2.0])], metadata()).unwrap());
+        let loaded = from_bytes(Path::new("m"), &bytes, 2, Precision::Fp32, &["extra"]).unwrap();
+        assert_eq!(loaded.net.params, net.params);
+        assert_eq!(loaded.metadata["key7"], "7");
+        assert!(loaded.verified);
     }
 }
