@@ -138,7 +138,8 @@ fn parse_layer(layer: &Value) -> Result<LayerSpec> {
             units: count("units")?,
         },
         "dropout" => match required(fields, "rate").map_err(in_layer)? {
-            Value::Number(n) if n.as_f64().is_some_and(|r| (0.0..1.0).contains(&r)) => {
+            // Checked as the f32 it is stored in: 0.99999999 rounds to 1.
+            Value::Number(n) if n.as_f64().is_some_and(|r| (0.0..1.0).contains(&(r as f32))) => {
                 LayerSpec::Dropout {
                     rate: n.as_f64().unwrap_or_default() as f32,
                 }
@@ -336,6 +337,10 @@ mod tests {
             (
                 file(&format!(r#"{{"type": "dropout", "rate": 1.5}}, {TAIL}"#)),
                 "layer 1 (dropout): \"rate\" must be in [0, 1), got 1.5",
+            ),
+            (
+                file(&format!(r#"{{"type": "dropout", "rate": 0.99999999}}, {TAIL}"#)),
+                "layer 1 (dropout): \"rate\" must be in [0, 1), got 0.99999999",
             ),
             (
                 file(&format!(r#"{{"type": "max_pool"}}, {{"type": "flatten"}}, {{"type": "max_pool"}}, {TAIL}"#)),
