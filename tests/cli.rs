@@ -621,6 +621,47 @@ fn a_batch_larger_than_the_split_is_capped_and_the_plan_is_printed() {
     );
 }
 
+/// A checkpoint whose batch size does not fit this machine (one written where there is more
+/// memory) is refused by `--resume` from its memory plan, before anything large is allocated.
+#[test]
+fn resuming_a_checkpoint_too_large_for_this_machine_says_what_fits() {
+    use minivgg::engine::sgd::{Sgd, SgdConfig};
+    use minivgg::train::checkpoint::{self, RunSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("ckpt");
+    let net = minivgg::engine::Network::new(&minivgg::model::zoo::minivggnet(true), 1, 1).unwrap();
+    let sgd_config = SgdConfig {
+        lr: 0.01,
+        momentum: 0.9,
+        nesterov: true,
+        decay: 0.01 / 40.0,
+        anneal_updates: 0,
+        weight_decay: 0.0,
+    };
+    let settings = RunSettings {
+        epochs: 40,
+        batch_size: 50_000,
+        sgd: sgd_config,
+        seed: 1,
+        output: dir.path().join("p.png"),
+        save: None,
+        augment: false,
+        limit: None,
+        precision: minivgg::engine::Precision::Fp32,
+        save_best: false,
+    };
+    let sgd = Sgd::new(sgd_config, net.params.len());
+    checkpoint::write(&checkpoints, &net, &sgd, &settings, &Default::default()).unwrap();
+    let out = minivgg(&["train", "--resume", checkpoints.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("error: --batch-size 50000: the run needs 116.7 GiB of memory")
+            && stderr.contains("the largest batch size that fits is"),
+        "{stderr}"
+    );
+}
+
 /// One writer per checkpoint directory: a second run on it is refused naming the first run's
 /// process, and once the first is killed (SIGKILL: no chance to clean up) a new run starts.
 #[test]

@@ -82,13 +82,18 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
     }
     set_threads(args.recipe.compute.threads)?;
     check_device(args.recipe.compute.device)?;
+    let locks = arms
+        .iter()
+        .map(|(_, files, _)| files.lock())
+        .collect::<Result<Vec<_>>>()?;
     let data = load_data(&args.recipe.data, args.recipe.limit)?;
     let stop = stop_on_signal()?;
     let mut histories = Vec::new();
-    for (run, files, title) in arms {
+    for ((run, files, title), lock) in arms.into_iter().zip(locks) {
         println!("[INFO] {title}");
+        let device = args.recipe.compute.device;
         histories.push((
-            train_run(run, &files, args.recipe.compute.device, &data, stop.clone())?,
+            train_run(run, &files, lock, device, &data, stop.clone())?,
             title,
         ));
     }

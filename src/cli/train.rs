@@ -13,7 +13,7 @@ use crate::engine::{Network, Precision};
 use crate::fsutil::{ensure_writable, BackgroundWriter};
 use crate::model::{io as model_io, ModelSpec};
 use crate::report::monitor::TrainingMonitor;
-use crate::train::checkpoint::{self, Checkpoint, RunSettings, SaveBest};
+use crate::train::checkpoint::{self, Checkpoint, DirLock, RunSettings, SaveBest};
 use crate::train::fit::{check_device, epoch_line, fit_on, Diverged, FitConfig, Outcome, Progress};
 use crate::train::history::History;
 use crate::train::plan::MemoryPlan;
@@ -86,7 +86,16 @@ pub struct Interrupted(pub PathBuf);
 /// A new run from the flags, or the run a checkpoint holds.
 fn start_run(args: &TrainArgs) -> Result<(Checkpoint, PathBuf)> {
     if let Some(dir) = &args.resume {
-        let run = checkpoint::read(dir).map_err(bad_input)?;
+        // The checkpoint's batch size may not fit this machine: planned before allocation.
+        let plan = |spec: &ModelSpec, settings: &RunSettings| {
+            check_memory(&MemoryPlan::for_training(
+                spec,
+                settings.batch_size,
+                1,
+                true,
+            )?)
+        };
+        let run = checkpoint::read_checked(dir, plan).map_err(bad_input)?;
         println!(
             "[INFO] resuming {} from {}: epoch {} of {}, after batch {}",
             run.net.spec.name,
@@ -198,6 +207,12 @@ impl RunFiles {
         }
         Ok(())
     }
+
+    /// Locks the checkpoint directory for this run (held until the lock is dropped), or says
+    /// which run holds it: before the data is loaded, so a second run is refused at once.
+    pub(super) fn lock(&self) -> Result<DirLock> {
+        checkpoint::lock_dir(&self.checkpoint_dir)
+    }
 }
 
 pub(super) fn train(args: TrainArgs) -> Result<()> {
@@ -211,10 +226,12 @@ pub(super) fn train(args: TrainArgs) -> Result<()> {
     files.check_writable()?;
     set_threads(args.recipe.compute.threads)?;
     check_device(args.recipe.compute.device)?;
+    let lock = files.lock()?;
     let data = load_data(&args.recipe.data, run.settings.limit)?;
     train_run(
         run,
         &files,
+        lock,
         args.recipe.compute.device,
         &data,
         stop_on_signal()?,
@@ -223,10 +240,11 @@ pub(super) fn train(args: TrainArgs) -> Result<()> {
 }
 
 /// Trains one run to its end on `data`, then prints its report and confusion matrix and writes
-/// its files; returns its history.
+/// its files; returns its history. `_lock`, its checkpoint directory's, is held until then.
 pub(super) fn train_run(
     run: Checkpoint,
     files: &RunFiles,
+    _lock: DirLock,
     device: Device,
     data: &Cifar10,
     stop: Arc<AtomicBool>,
@@ -274,8 +292,6 @@ pub(super) fn train_run(
         stop: Some(stop),
         augment: settings.augment,
     };
-    // Held until the run returns: a second run on the same directory is refused.
-    let _lock = checkpoint::lock_dir(&files.checkpoint_dir)?;
     // One writer, so each epoch's files land in order: the monitor's, the best model, then
     // the checkpoint that records them.
     let writer = RefCell::new(BackgroundWriter::new());

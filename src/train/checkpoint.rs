@@ -199,6 +199,26 @@ pub const LOCK_FILE: &str = "lock";
 #[derive(Debug)]
 pub struct DirLock {
     _file: std::fs::File,
+    /// The directory, if this lock created it.
+    created: Option<PathBuf>,
+}
+
+impl Drop for DirLock {
+    /// A directory this run created and never wrote a checkpoint to (it failed first, say on
+    /// the data) is removed, so a refused run leaves nothing behind.
+    fn drop(&mut self) {
+        let Some(dir) = &self.created else { return };
+        let names: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .map(|entry| entry.map(|e| e.file_name()))
+            .collect();
+        let only_the_lock = matches!(&names[..], [Ok(name)] if name == LOCK_FILE);
+        if only_the_lock {
+            let _ = std::fs::remove_file(dir.join(LOCK_FILE));
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 /// Another run holds the checkpoint directory: exit code 2.
@@ -216,6 +236,7 @@ pub struct DirInUse {
 
 /// Locks `dir` (creating it) for this run, or says which process has it.
 pub fn lock_dir(dir: &Path) -> Result<DirLock> {
+    let created = (!dir.exists()).then(|| dir.to_path_buf());
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create checkpoint directory {}", dir.display()))?;
     let path = dir.join(LOCK_FILE);
@@ -250,7 +271,10 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
     file.flush()?;
     // A run killed mid-write left its temporary file; the directory is ours now.
     remove_stale_temporaries(dir);
-    Ok(DirLock { _file: file })
+    Ok(DirLock {
+        _file: file,
+        created,
+    })
 }
 
 /// Reads the checkpoint in `dir`.
@@ -268,6 +292,15 @@ fn run_state(path: &Path, metadata: &HashMap<String, String>) -> Result<Option<R
 /// Reads the checkpoint in `dir`; one without checksums is read with
 /// [`io::unverified_warning`] on stderr.
 pub fn read(dir: &Path) -> Result<Checkpoint> {
+    read_checked(dir, |_, _| Ok(()))
+}
+
+/// [`read`], where `check` sees the run's architecture and settings before its buffers are
+/// allocated, and can refuse them (the command line checks its memory plan).
+pub fn read_checked(
+    dir: &Path,
+    check: impl FnOnce(&ModelSpec, &RunSettings) -> Result<()>,
+) -> Result<Checkpoint> {
     let path = dir.join(CHECKPOINT_FILE);
     let bytes = std::fs::read(&path)
         .with_context(|| format!("--resume: cannot read {}", path.display()))?;
@@ -278,6 +311,7 @@ pub fn read(dir: &Path) -> Result<Checkpoint> {
             path.display()
         )
     })?;
+    check(&io::spec_in(&path, &bytes)?, &state.settings)?;
     let (capacity, precision) = (state.settings.batch_size, state.settings.precision);
     let mut loaded = io::from_bytes(&path, &bytes, capacity, precision, &[VELOCITY])?;
     if !loaded.verified {
