@@ -630,18 +630,10 @@ fn resuming_a_checkpoint_too_large_for_this_machine_says_what_fits() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoints = dir.path().join("ckpt");
     let net = minivgg::engine::Network::new(&minivgg::model::zoo::minivggnet(true), 1, 1).unwrap();
-    let sgd_config = SgdConfig {
-        lr: 0.01,
-        momentum: 0.9,
-        nesterov: true,
-        decay: 0.01 / 40.0,
-        anneal_updates: 0,
-        weight_decay: 0.0,
-    };
     let settings = RunSettings {
         epochs: 40,
         batch_size: 50_000,
-        sgd: sgd_config,
+        sgd: SgdConfig::TUTORIAL,
         seed: 1,
         output: dir.path().join("p.png"),
         save: None,
@@ -650,7 +642,7 @@ fn resuming_a_checkpoint_too_large_for_this_machine_says_what_fits() {
         precision: minivgg::engine::Precision::Fp32,
         save_best: false,
     };
-    let sgd = Sgd::new(sgd_config, net.params.len());
+    let sgd = Sgd::new(SgdConfig::TUTORIAL, net.params.len());
     checkpoint::write(&checkpoints, &net, &sgd, &settings, &Default::default()).unwrap();
     let out = minivgg(&["train", "--resume", checkpoints.to_str().unwrap()]);
     let stderr = text(&out.stderr);
