@@ -16,9 +16,16 @@ pub struct WriteError {
     pub cause: io::Error,
 }
 
-/// How the temporary files of [`atomic_write`] are named: `.minivgg-XXXXXX.tmp`.
-const TEMP_PREFIX: &str = ".minivgg-";
+/// How the temporary files of [`atomic_write`] are named: `.minivgg-NAME-XXXXXX.tmp` for a
+/// file NAME, so that it is clear which file each stands for, and whose it is to remove.
 const TEMP_SUFFIX: &str = ".tmp";
+
+fn temp_prefix(path: &Path) -> std::ffi::OsString {
+    let mut prefix = std::ffi::OsString::from(".minivgg-");
+    prefix.push(path.file_name().unwrap_or_default());
+    prefix.push("-");
+    prefix
+}
 
 /// Writes `path` through a temporary file in the same directory, fsyncs it and renames it
 /// into place, so readers see either the old file or the complete new one. I/O failures are
@@ -31,7 +38,7 @@ pub fn atomic_write(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()
     let dir = parent_dir(path);
     std::fs::create_dir_all(dir).map_err(failed)?;
     let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
+        .prefix(&temp_prefix(path))
         .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)
         .map_err(failed)?;
@@ -59,19 +66,20 @@ fn hold_for_tests() {
     }
 }
 
-/// Removes the temporary files that writes into `dir` left when their process was killed
-/// mid-write (a process that ends normally removes its own); only for a directory this
-/// process alone writes. Returns how many it removed.
-pub fn remove_stale_temporaries(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+/// Removes the temporary files that writes of `path` left when their process was killed
+/// mid-write (a process that ends normally removes its own); only for a file this process
+/// alone writes. Returns how many it removed.
+pub fn remove_stale_temporaries(path: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(parent_dir(path)) else {
         return 0;
     };
+    let prefix = temp_prefix(path);
     entries
         .filter_map(|e| e.ok())
         .filter(|e| {
             let name = e.file_name();
-            let name = name.to_string_lossy();
-            name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
+            let name = name.as_encoded_bytes();
+            name.starts_with(prefix.as_encoded_bytes()) && name.ends_with(TEMP_SUFFIX.as_bytes())
         })
         .filter(|e| std::fs::remove_file(e.path()).is_ok())
         .count()
@@ -218,5 +226,40 @@ impl Drop for BackgroundWriter {
         if let Err(e) = self.wait() {
             eprintln!("error: {e:#}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_temporaries_of_the_named_file_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let plot = dir.path().join("plot.png");
+        // What kills mid-write leave: two of the plot's, one of another run's file.
+        for name in [
+            ".minivgg-plot.png-a1b2c3.tmp",
+            ".minivgg-plot.png-d4e5f6.tmp",
+            ".minivgg-plot.png.csv-a1b2c3.tmp",
+            "plot.png.tmp",
+        ] {
+            std::fs::write(dir.path().join(name), b"partial").unwrap();
+        }
+        atomic_write_bytes(&plot, b"whole").unwrap();
+        assert_eq!(remove_stale_temporaries(&plot), 2);
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".minivgg-plot.png.csv-a1b2c3.tmp",
+                "plot.png",
+                "plot.png.tmp"
+            ]
+        );
     }
 }

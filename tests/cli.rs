@@ -430,9 +430,10 @@ fn ctrl_c_writes_a_checkpoint_and_resume_ends_as_the_uninterrupted_run() {
     );
 }
 
-/// The soak: a run killed (SIGKILL, no chance to save) 20 times, at random points and every
-/// fourth time inside a checkpoint write (every write held open by the test hook), and resumed
-/// each time from its last checkpoint, ends with the weights of a run never stopped.
+/// The soak: a run killed (SIGKILL, no chance to save) 20 times, at random points, every
+/// fourth time inside a checkpoint write and every fourth inside a write of the plot, CSV or
+/// JSON (every write held open by the test hook), and resumed each time from its last
+/// checkpoint, ends with the weights of a run never stopped, and with no temporary file left.
 #[test]
 fn a_run_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run() {
     use rand::Rng;
@@ -492,25 +493,35 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run() {
             .spawn()
             .unwrap()
     };
-    // A kill inside a write leaves that write's temporary file in the checkpoint directory
-    // (the next run removes it); the names there before a start tell the new ones apart.
-    let temporaries = || -> Vec<std::ffi::OsString> {
-        std::fs::read_dir(&checkpoint_dir)
+    // A kill inside a write leaves that write's temporary file (the next run removes it); the
+    // names in a directory before a start tell the new ones apart.
+    let temporaries = |dir: &Path| -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(dir)
             .into_iter()
             .flatten()
             .map(|e| e.unwrap().file_name())
             .filter(|name| name.to_string_lossy().ends_with(".tmp"))
             .collect()
     };
-    let (mut kills, mut inside_writes, mut rounds) = (0, 0, 0);
+    let plot_dir = dir.path().join("killed");
+    let (mut kills, mut inside_checkpoints, mut inside_monitor, mut rounds) = (0, 0, 0, 0);
     while kills < KILLS && rounds < 3 * KILLS {
         rounds += 1;
-        let before = temporaries();
+        let before = [&checkpoint_dir, &plot_dir].map(|d| temporaries(d));
         let mut child = start(checkpoint_dir.join("checkpoint.safetensors").exists());
-        let new_write = || temporaries().iter().any(|t| !before.contains(t));
-        if kills % 4 == 3 {
-            // Every fourth kill waits for a checkpoint write to start: it lands inside it.
-            while !new_write() && child.try_wait().unwrap().is_none() {
+        let new_write = |i: usize| {
+            let dir = [&checkpoint_dir, &plot_dir][i];
+            temporaries(dir).iter().any(|t| !before[i].contains(t))
+        };
+        // Every fourth kill waits for a checkpoint write to start, and every fourth another
+        // for a write of the monitor's files beside the plot: they land inside those writes.
+        let wait_for = match kills % 4 {
+            3 => Some(0),
+            1 => Some(1),
+            _ => None,
+        };
+        if let Some(i) = wait_for {
+            while !new_write(i) && child.try_wait().unwrap().is_none() {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         } else {
@@ -523,12 +534,16 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run() {
             kills += 1;
         }
         child.wait().unwrap();
-        inside_writes += usize::from(new_write());
+        inside_checkpoints += usize::from(new_write(0));
+        inside_monitor += usize::from(new_write(1));
     }
-    println!("{kills} kills in {rounds} starts, {inside_writes} inside a checkpoint write (seeded {seed})");
+    println!(
+        "{kills} kills in {rounds} starts, {inside_checkpoints} inside a checkpoint write, \
+         {inside_monitor} inside a write of the monitor's files (seeded {seed})"
+    );
     assert_eq!(kills, KILLS, "kill times seeded {seed} missed the run");
     assert!(
-        inside_writes >= KILLS / 4,
+        inside_checkpoints >= KILLS / 4 && inside_monitor >= KILLS / 4,
         "kills seeded {seed} missed the writes"
     );
     let last = start(checkpoint_dir.join("checkpoint.safetensors").exists())
@@ -549,6 +564,11 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run() {
         params("killed.safetensors") == params("whole.safetensors"),
         "killed {kills} times (seeded {seed}), the run ended with other weights"
     );
+    // The kills inside writes left temporary files; the runs after them removed them all.
+    for written in [&plot_dir, &checkpoint_dir] {
+        let left = temporaries(written);
+        assert!(left.is_empty(), "left in {}: {left:?}", written.display());
+    }
 }
 
 /// Issue: a non-finite loss stops the run with an error naming the epoch, the batch and the

@@ -10,7 +10,7 @@ use crate::data::cifar10::Cifar10;
 use crate::engine::device::Device;
 use crate::engine::sgd::Sgd;
 use crate::engine::{Network, Precision};
-use crate::fsutil::{ensure_writable, BackgroundWriter};
+use crate::fsutil::{ensure_writable, remove_stale_temporaries, BackgroundWriter};
 use crate::model::{io as model_io, ModelSpec};
 use crate::report::monitor::TrainingMonitor;
 use crate::train::checkpoint::{self, Checkpoint, DirLock, RunSettings, SaveBest};
@@ -187,22 +187,25 @@ impl RunFiles {
         }
     }
 
-    /// Fails now, not after hours of training, if any of them cannot be written.
-    pub(super) fn check_writable(&self) -> Result<()> {
-        let checkpoint = self.checkpoint_dir.join(checkpoint::CHECKPOINT_FILE);
+    /// Every file the run writes (the checkpoint's directory aside).
+    fn paths(&self) -> impl Iterator<Item = &PathBuf> {
         let monitor = &self.monitor;
-        for path in [
+        [
             &monitor.plot,
             &monitor.csv,
             &monitor.json,
             &self.report,
             &self.confusion,
-            &checkpoint,
         ]
         .into_iter()
         .chain(&self.save)
         .chain(&self.save_best)
-        {
+    }
+
+    /// Fails now, not after hours of training, if any of them cannot be written.
+    pub(super) fn check_writable(&self) -> Result<()> {
+        let checkpoint = self.checkpoint_dir.join(checkpoint::CHECKPOINT_FILE);
+        for path in self.paths().chain([&checkpoint]) {
             ensure_writable(path)?;
         }
         Ok(())
@@ -210,8 +213,13 @@ impl RunFiles {
 
     /// Locks the checkpoint directory for this run (held until the lock is dropped), or says
     /// which run holds it: before the data is loaded, so a second run is refused at once.
+    /// The run's files are then its own: the temporary files a killed run left of them go.
     pub(super) fn lock(&self) -> Result<DirLock> {
-        checkpoint::lock_dir(&self.checkpoint_dir)
+        let lock = checkpoint::lock_dir(&self.checkpoint_dir)?;
+        for path in self.paths() {
+            remove_stale_temporaries(path);
+        }
+        Ok(lock)
     }
 }
 

@@ -270,7 +270,7 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
     file.write_all(std::process::id().to_string().as_bytes())?;
     file.flush()?;
     // A run killed mid-write left its temporary file; the directory is ours now.
-    remove_stale_temporaries(dir);
+    remove_stale_temporaries(&dir.join(CHECKPOINT_FILE));
     Ok(DirLock {
         _file: file,
         created,
