@@ -10,7 +10,6 @@ use minivgg::data::batches::gather;
 use minivgg::data::cifar10::{self, Split};
 use minivgg::engine::sgd::{Sgd, SgdConfig};
 use minivgg::engine::{Mode, Network};
-use minivgg::model::spec::ParamKind;
 use minivgg::model::{io, zoo, ModelSpec};
 use rand::{Rng, SeedableRng};
 use std::path::Path;
@@ -36,17 +35,13 @@ fn trained(spec: &ModelSpec, data: &Split, seed: u64) -> Network {
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     for t in net.tensors().to_vec() {
-        let (store, range) = match t.kind {
-            ParamKind::Trainable => (&mut net.params, t.offset..t.offset + t.len()),
-            ParamKind::Moving => (&mut net.moving, t.offset..t.offset + t.len()),
-        };
         let (low, high) = match t.name.rsplit('/').next().unwrap() {
             "gamma" => (0.5, 1.5),
             "beta" | "moving_mean" => (-0.5, 0.5),
             "moving_variance" => (0.5, 2.0),
             _ => continue,
         };
-        store[range]
+        net.values_mut(&t)
             .iter_mut()
             .for_each(|v| *v = rng.random_range(low..high));
     }

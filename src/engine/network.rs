@@ -244,6 +244,24 @@ impl Network {
         &self.tensors
     }
 
+    /// The values of tensor `t` (one of [`Network::tensors`]) in `params` or `moving`.
+    pub fn values(&self, t: &TensorInfo) -> &[f32] {
+        let store = match t.kind {
+            ParamKind::Trainable => &self.params,
+            ParamKind::Moving => &self.moving,
+        };
+        &store[t.offset..t.offset + t.len()]
+    }
+
+    /// [`Network::values`], to write them.
+    pub fn values_mut(&mut self, t: &TensorInfo) -> &mut [f32] {
+        let store = match t.kind {
+            ParamKind::Trainable => &mut self.params,
+            ParamKind::Moving => &mut self.moving,
+        };
+        &mut store[t.offset..t.offset + t.len()]
+    }
+
     pub fn layer_ranges(&self) -> &[LayerRanges] {
         &self.ranges
     }

@@ -8,7 +8,7 @@
 //! that holds a NaN or an infinity. A file without checksums (another tool's, an older
 //! minivgg's) still loads: [`Loaded::verified`] says it could not be checked.
 
-use super::spec::{LayerSpec, ParamKind, PlacedLayer};
+use super::spec::{LayerSpec, PlacedLayer};
 use super::{ModelSpec, Shape};
 use crate::engine::layers::linear::Conv2d;
 use crate::engine::layers::runs_in_next_layer;
@@ -68,17 +68,7 @@ pub fn to_bytes(
     let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = net
         .tensors()
         .iter()
-        .map(|t| {
-            let store = match t.kind {
-                ParamKind::Trainable => &net.params,
-                ParamKind::Moving => &net.moving,
-            };
-            (
-                t.name.clone(),
-                le_bytes(&store[t.offset..t.offset + t.len()]),
-                t.shape.clone(),
-            )
-        })
+        .map(|t| (t.name.clone(), le_bytes(net.values(t)), t.shape.clone()))
         .collect();
     tensors.extend(
         extras
@@ -174,11 +164,7 @@ fn spec_of(
         .map_err(|e| anyhow!("{}: invalid architecture: {e}", path.display()))?;
     // Every parameter is stored in the file as an F32: a count the file cannot hold is a
     // damaged or forged architecture, rejected before the network allocates it.
-    let params: u128 = placed
-        .iter()
-        .flat_map(|l| &l.params)
-        .map(|p| p.shape.iter().map(|&d| d as u128).product::<u128>())
-        .sum();
+    let params = parameter_count(&placed);
     if params * 4 > file_len as u128 {
         bail!(
             "{}: invalid architecture: {params} parameters, more than the file's {file_len} bytes hold",
@@ -201,17 +187,22 @@ pub fn check_architecture(spec: &ModelSpec) -> Result<(Vec<PlacedLayer>, u128)> 
             "needs {per_sample} floats per sample, more than the {MAX_FLOATS_PER_SAMPLE} allowed"
         );
     }
-    // In u128: a tensor's sizes (each at most 2^16, an input's length at most 2^48) multiply
-    // to at most 2^64, and place() gives fewer than 2^32 tensors.
-    let params: u128 = placed
-        .iter()
-        .flat_map(|l| &l.params)
-        .map(|p| p.shape.iter().map(|&d| d as u128).product::<u128>())
-        .sum();
+    let params = parameter_count(&placed);
     if params > MAX_PARAMETERS as u128 {
         bail!("{params} parameters, more than the {MAX_PARAMETERS} allowed");
     }
     Ok((placed, per_sample))
+}
+
+/// The parameters (trainable and moving) of `placed` layers. In u128: a tensor's sizes (each
+/// at most 2^16, an input's length at most 2^48) multiply to at most 2^64, and place() gives
+/// fewer than 2^32 tensors.
+fn parameter_count(placed: &[PlacedLayer]) -> u128 {
+    placed
+        .iter()
+        .flat_map(|l| &l.params)
+        .map(|p| p.shape.iter().map(|&d| d as u128).product::<u128>())
+        .sum()
 }
 
 /// Rejects any size above [`MAX_ARCH_SIZE`], so that placing the architecture cannot overflow.
@@ -405,14 +396,7 @@ pub fn from_bytes(
                 t.shape
             );
         }
-        let store = match t.kind {
-            ParamKind::Trainable => &mut net.params,
-            ParamKind::Moving => &mut net.moving,
-        };
-        for (v, x) in store[t.offset..t.offset + t.len()]
-            .iter_mut()
-            .zip(f32s(view.data()))
-        {
+        for (v, x) in net.values_mut(&t).iter_mut().zip(f32s(view.data())) {
             *v = x;
         }
     }

@@ -17,7 +17,6 @@ use super::Shape;
 use crate::engine::layers::batchnorm::EPSILON;
 use crate::engine::Network;
 use crate::fsutil::atomic_write_bytes;
-use crate::model::spec::ParamKind;
 use anyhow::{anyhow, Result};
 use prost::Message;
 use std::path::Path;
@@ -188,11 +187,7 @@ impl Builder<'_> {
             .iter()
             .find(|t| t.name == name)
             .ok_or_else(|| anyhow!("the network has no tensor {name}"))?;
-        let store = match t.kind {
-            ParamKind::Trainable => &self.net.params,
-            ParamKind::Moving => &self.net.moving,
-        };
-        Ok(&store[t.offset..t.offset + t.len()])
+        Ok(self.net.values(t))
     }
 
     /// Adds `layer/param` as an initializer of shape `dims`, its values `values` (by default
