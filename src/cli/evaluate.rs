@@ -2,12 +2,11 @@
 
 use super::args::{check_size, ComputeArgs, DataArgs};
 use super::{
-    bad_input, beside, check_memory, load_weights, report_predictions, resolve_data_path,
-    set_threads,
+    beside, check_memory, load_weights, report_predictions, resolve_data_path, set_threads,
 };
 use crate::data::cifar10::{self, RECORDS_PER_FILE};
 use crate::fsutil::ensure_writable;
-use crate::train::checkpoint;
+use crate::model::ModelSpec;
 use crate::train::fit::{check_device, evaluate_on};
 use crate::train::plan::MemoryPlan;
 use anyhow::Result;
@@ -46,11 +45,9 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
     set_threads(args.compute.threads)?;
     check_device(args.compute.device)?;
     let precision = args.compute.checked_precision()?;
-    let spec = checkpoint::read_spec(&args.weights)
-        .map_err(bad_input)?
-        .model;
-    check_memory(&MemoryPlan::for_training(&spec, args.batch_size, 1, true)?)?;
-    let mut net = load_weights(&args.weights, args.batch_size, precision)?;
+    let plan =
+        |spec: &ModelSpec| check_memory(&MemoryPlan::for_training(spec, args.batch_size, 1, true)?);
+    let mut net = load_weights(&args.weights, args.batch_size, precision, plan)?;
     let data_path = resolve_data_path(&args.data)?;
     let (test, class_names) = cifar10::load_test(&data_path)?;
     let (metrics, predictions) = evaluate_on(args.compute.device, &mut net, &test)?;

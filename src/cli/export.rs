@@ -26,7 +26,10 @@ pub struct ExportArgs {
 pub(super) fn export(args: ExportArgs) -> Result<()> {
     ensure_writable(&args.output)?;
     let (net, weights) = match (&args.weights, &args.model) {
-        (Some(weights), _) => (load_weights(weights, 1, Precision::Fp32)?, "trained"),
+        (Some(weights), _) => (
+            load_weights(weights, 1, Precision::Fp32, |_| Ok(()))?,
+            "trained",
+        ),
         (None, model) => {
             let model = ModelArgs {
                 model: model.clone().unwrap_or_default(),

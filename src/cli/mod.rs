@@ -128,9 +128,15 @@ fn check_memory(plan: &MemoryPlan) -> Result<()> {
 }
 
 /// The network of the model that `--weights` names: a saved model, a checkpoint or a
-/// checkpoint directory, for batches of up to `capacity` samples, its products in `precision`.
-fn load_weights(path: &Path, capacity: usize, precision: Precision) -> Result<Network> {
-    let file = checkpoint::load_model(path, capacity, precision).map_err(bad_input)?;
+/// checkpoint directory, for batches of up to `capacity` samples, its products in `precision`;
+/// `check` sees its architecture before it is allocated.
+fn load_weights(
+    path: &Path,
+    capacity: usize,
+    precision: Precision,
+    check: impl FnOnce(&ModelSpec) -> Result<()>,
+) -> Result<Network> {
+    let file = checkpoint::load_model(path, capacity, precision, check).map_err(bad_input)?;
     say_where_from(&file, "model");
     Ok(file.model)
 }

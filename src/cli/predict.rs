@@ -31,7 +31,7 @@ pub(super) fn predict(args: PredictArgs) -> Result<()> {
     if args.top == 0 {
         return Err(usage("--top must be at least 1".into()));
     }
-    let mut net = load_weights(&args.weights, 64, Precision::Fp32)?;
+    let mut net = load_weights(&args.weights, 64, Precision::Fp32, |_| Ok(()))?;
     let mut readable = Vec::new();
     let mut split = Split {
         images: Vec::new(),

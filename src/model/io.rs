@@ -265,11 +265,6 @@ fn floats_per_sample(spec: &ModelSpec, placed: &[PlacedLayer]) -> u128 {
     floats
 }
 
-/// The architecture stored in a weights file.
-pub fn read_spec(path: &Path) -> Result<ModelSpec> {
-    spec_in(path, &read(path)?)
-}
-
 /// The architecture stored in the bytes of a weights file read from `path`.
 pub fn spec_in(path: &Path, bytes: &[u8]) -> Result<ModelSpec> {
     Ok(spec_of(path, &read_metadata(path, bytes)?, bytes.len())?.0)

@@ -277,7 +277,6 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
     })
 }
 
-/// Reads the checkpoint in `dir`.
 /// The run state in a file's `metadata`, if it is a checkpoint's.
 fn run_state(path: &Path, metadata: &HashMap<String, String>) -> Result<Option<RunState>> {
     metadata
@@ -402,14 +401,18 @@ pub struct ModelFile<T> {
 
 /// The network of a saved model, or of a checkpoint (file or directory) without its
 /// optimizer's state, for batches of up to `capacity` samples, its products in `precision`.
+/// `check` sees the architecture before the network is allocated, and can refuse it (the
+/// command line checks its memory plan).
 pub fn load_model(
     path: &Path,
     capacity: usize,
     precision: Precision,
+    check: impl FnOnce(&ModelSpec) -> Result<()>,
 ) -> Result<ModelFile<Network>> {
     let path = model_file(path)?;
     let bytes = io::read(&path)?;
     let checkpoint = checkpoint_stage(&path, &io::read_metadata(&path, &bytes)?)?;
+    check(&io::spec_in(&path, &bytes)?)?;
     let extras: &[&str] = if checkpoint.is_some() {
         &[VELOCITY]
     } else {
