@@ -19,6 +19,8 @@ pub struct WriteError {
 /// How the temporary files of [`atomic_write`] are named: `.minivgg-NAME-XXXXXX.tmp` for a
 /// file NAME, so that it is clear which file each stands for, and whose it is to remove.
 const TEMP_SUFFIX: &str = ".tmp";
+/// The random characters in a temporary file's name (the XXXXXX).
+const TEMP_RANDOM: usize = 6;
 
 fn temp_prefix(path: &Path) -> std::ffi::OsString {
     let mut prefix = std::ffi::OsString::from(".minivgg-");
@@ -40,6 +42,7 @@ pub fn atomic_write(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()
     let mut tmp = tempfile::Builder::new()
         .prefix(&temp_prefix(path))
         .suffix(TEMP_SUFFIX)
+        .rand_bytes(TEMP_RANDOM)
         .tempfile_in(dir)
         .map_err(failed)?;
     {
@@ -74,12 +77,16 @@ pub fn remove_stale_temporaries(path: &Path) -> usize {
         return 0;
     };
     let prefix = temp_prefix(path);
+    let (prefix, suffix) = (prefix.as_encoded_bytes(), TEMP_SUFFIX.as_bytes());
     entries
         .filter_map(|e| e.ok())
         .filter(|e| {
             let name = e.file_name();
             let name = name.as_encoded_bytes();
-            name.starts_with(prefix.as_encoded_bytes()) && name.ends_with(TEMP_SUFFIX.as_bytes())
+            // Exactly NAME's: not those of a file whose name merely starts with NAME-.
+            name.len() == prefix.len() + TEMP_RANDOM + suffix.len()
+                && name.starts_with(prefix)
+                && name.ends_with(suffix)
         })
         .filter(|e| std::fs::remove_file(e.path()).is_ok())
         .count()
@@ -237,11 +244,12 @@ mod tests {
     fn only_the_temporaries_of_the_named_file_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let plot = dir.path().join("plot.png");
-        // What kills mid-write leave: two of the plot's, one of another run's file.
+        // What kills mid-write leave: two of the plot's, two of other files'.
         for name in [
             ".minivgg-plot.png-a1b2c3.tmp",
             ".minivgg-plot.png-d4e5f6.tmp",
             ".minivgg-plot.png.csv-a1b2c3.tmp",
+            ".minivgg-plot.png-old-a1b2c3.tmp",
             "plot.png.tmp",
         ] {
             std::fs::write(dir.path().join(name), b"partial").unwrap();
@@ -256,6 +264,7 @@ mod tests {
         assert_eq!(
             left,
             [
+                ".minivgg-plot.png-old-a1b2c3.tmp",
                 ".minivgg-plot.png.csv-a1b2c3.tmp",
                 "plot.png",
                 "plot.png.tmp"
