@@ -137,15 +137,14 @@ fn parse_layer(layer: &Value) -> Result<LayerSpec> {
         "dense" => LayerSpec::Dense {
             units: count("units")?,
         },
-        "dropout" => match required(fields, "rate").map_err(in_layer)? {
+        "dropout" => {
+            let value = required(fields, "rate").map_err(in_layer)?;
             // Checked as the f32 it is stored in: 0.99999999 rounds to 1.
-            Value::Number(n) if n.as_f64().is_some_and(|r| (0.0..1.0).contains(&(r as f32))) => {
-                LayerSpec::Dropout {
-                    rate: n.as_f64().unwrap_or_default() as f32,
-                }
+            match value.as_f64().map(|r| r as f32) {
+                Some(rate) if (0.0..1.0).contains(&rate) => LayerSpec::Dropout { rate },
+                _ => return Err(in_layer(anyhow!("\"rate\" must be in [0, 1), got {value}"))),
             }
-            other => return Err(in_layer(anyhow!("\"rate\" must be in [0, 1), got {other}"))),
-        },
+        }
         "relu" => LayerSpec::Relu,
         "batch_norm" => LayerSpec::BatchNorm,
         "max_pool" => LayerSpec::MaxPool,
