@@ -1,7 +1,8 @@
 //! The flags several subcommands share: the model, the recipe, the data, where it computes.
 
 use super::usage;
-use crate::data::cifar10::TRAIN_IMAGES;
+use crate::data::source::{Cifar100Labels, ImageSize};
+use crate::data::DataRequest;
 use crate::engine::device::Device;
 use crate::engine::sgd::SgdConfig;
 use crate::engine::Precision;
@@ -120,23 +121,68 @@ pub struct RecipeArgs {
 
 #[derive(Debug, Args)]
 pub struct DataArgs {
-    /// CIFAR-10: a cifar-10-batches-bin directory (or its parent) or the .tar.gz archive.
-    /// Default: $MINIVGG_DATA, else the user cache, downloading the official archive if empty.
+    /// A data set by name, as keras.datasets: cifar10, cifar100, mnist or fashion-mnist
+    /// (downloaded once into the user cache); or a path: CIFAR-10's or CIFAR-100's binary
+    /// version (directory or .tar.gz), a directory of MNIST's four IDX files, or a folder of
+    /// images with one sub-folder per class (DIR/train/ and DIR/test/ as splits, or
+    /// --val-split). A directory named like a data set is ./NAME. Default: CIFAR-10 from
+    /// $MINIVGG_DATA, else the user cache, downloading the official archive if empty.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Image folders: the size every picture is resized to, N or WxH (default 32, the
+    /// series' SimplePreprocessor(32, 32)); the aspect ratio is not kept.
+    #[arg(long, value_name = "N|WxH")]
+    pub image_size: Option<ImageSize>,
+    /// Image folders: one grey channel instead of RGB.
+    #[arg(long)]
+    pub grayscale: bool,
+    /// Image folders without train/ and test/: the fraction of each class held out for
+    /// validation (0 < F < 1; the series uses 0.25), drawn from seed 42 whatever --seed is.
+    #[arg(long, value_name = "F")]
+    pub val_split: Option<f64>,
+    /// CIFAR-100: its 100 fine classes or its 20 coarse superclasses.
+    #[arg(long, value_enum, default_value = "fine")]
+    pub labels: Cifar100Labels,
+    /// Image folders: skip files with an image extension that do not decode (they are
+    /// listed) instead of stopping at the first.
+    #[arg(long)]
+    pub skip_bad_images: bool,
 }
+
+impl DataArgs {
+    /// The data the flags ask for; `--val-split` outside (0, 1) is refused.
+    pub fn request(&self) -> Result<DataRequest> {
+        if let Some(f) = self.val_split {
+            if !(f > 0.0 && f < 1.0) {
+                return Err(usage(format!(
+                    "--val-split must be a fraction between 0 and 1 (exclusive), got {f}"
+                )));
+            }
+        }
+        Ok(DataRequest {
+            data: self.data.clone(),
+            image_size: self.image_size,
+            grayscale: self.grayscale,
+            val_split: self.val_split,
+            labels: self.labels,
+            skip_bad_images: self.skip_bad_images,
+        })
+    }
+}
+
+/// The largest batch size any command takes; a batch larger than the training images is
+/// one batch of them all, as Keras' fit makes it.
+pub const MAX_BATCH_SIZE: usize = 65_536;
+/// The largest `--limit`.
+pub const MAX_LIMIT: usize = 1 << 24;
 
 pub(super) fn check_flags(args: &RecipeArgs) -> Result<()> {
     args.compute.checked_precision()?;
     check_size("--epochs", args.epochs, MAX_EPOCHS, "")?;
-    check_size(
-        "--batch-size",
-        args.batch_size,
-        TRAIN_IMAGES,
-        " (the training images)",
-    )?;
+    args.data.request()?;
+    check_size("--batch-size", args.batch_size, MAX_BATCH_SIZE, "")?;
     if let Some(limit) = args.limit {
-        check_size("--limit", limit, TRAIN_IMAGES, " (the training images)")?;
+        check_size("--limit", limit, MAX_LIMIT, "")?;
         if args.batch_size > limit {
             println!(
                 "[INFO] --batch-size {} is more than the {limit} training images of --limit: \
@@ -189,19 +235,22 @@ fn check_non_negative(flag: &str, value: f32) -> Result<()> {
 }
 
 /// A new run's settings from the recipe flags (`seed` drawn already if not given), its plot
-/// at `output`.
+/// at `output`, on a data set of `train_images` training images.
 pub(super) fn run_settings(
     recipe: &RecipeArgs,
     seed: u64,
     output: PathBuf,
     save: Option<PathBuf>,
+    train_images: usize,
 ) -> RunSettings {
+    let images = recipe
+        .limit
+        .map_or(train_images, |n| n.min(train_images))
+        .max(1);
     RunSettings {
         epochs: recipe.epochs,
-        // A batch never holds more than the training images (see check_flags).
-        batch_size: recipe
-            .limit
-            .map_or(recipe.batch_size, |n| recipe.batch_size.min(n)),
+        // A batch never holds more than the training images, as Keras' fit makes them.
+        batch_size: recipe.batch_size.min(images),
         sgd: SgdConfig {
             lr: recipe.lr,
             momentum: recipe.momentum,
@@ -212,10 +261,7 @@ pub(super) fn run_settings(
             }),
             anneal_updates: match recipe.schedule {
                 Schedule::Keras => 0,
-                Schedule::Linear => {
-                    let images = recipe.limit.map_or(TRAIN_IMAGES, |n| n.min(TRAIN_IMAGES));
-                    (recipe.epochs * images.div_ceil(recipe.batch_size)) as u64
-                }
+                Schedule::Linear => (recipe.epochs * images.div_ceil(recipe.batch_size)) as u64,
             },
             weight_decay: recipe.weight_decay,
         },
@@ -226,6 +272,7 @@ pub(super) fn run_settings(
         limit: recipe.limit,
         precision: recipe.compute.precision,
         save_best: false,
+        data: DataRequest::default(),
     }
 }
 
@@ -240,7 +287,7 @@ mod tests {
         let Command::Train(args) = cli.command else {
             unreachable!()
         };
-        run_settings(&args.recipe, 1, PathBuf::from("p.png"), None)
+        run_settings(&args.recipe, 1, PathBuf::from("p.png"), None, 50_000)
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use super::args::{check_size, ComputeArgs, ModelArgs};
 use super::{check_memory, model_spec, set_threads};
-use crate::data::cifar10::TRAIN_IMAGES;
+use super::args::MAX_BATCH_SIZE;
 use crate::train::bench::bench;
 use crate::train::plan::MemoryPlan;
 use anyhow::Result;
@@ -26,12 +26,12 @@ pub struct BenchArgs {
 }
 
 pub(super) fn run(args: BenchArgs) -> Result<()> {
-    check_size("--batch-size", args.batch_size, TRAIN_IMAGES, "")?;
+    check_size("--batch-size", args.batch_size, MAX_BATCH_SIZE, "")?;
     check_size("--steps", args.steps, MAX_STEPS, "")?;
     set_threads(args.compute.threads)?;
     let precision = args.compute.checked_precision()?;
     let spec = model_spec(&args.model)?;
-    let plan = MemoryPlan::for_training(&spec, args.batch_size, 1, false)?;
+    let plan = MemoryPlan::for_training(&spec, args.batch_size, 1, 0)?;
     check_memory(&plan)?;
     println!("[INFO] the benchmark needs {plan}");
     let (batch, steps) = (args.batch_size, args.steps);

@@ -4,14 +4,14 @@
 use super::args::{check_flags, run_settings, RecipeArgs};
 use super::train::{fresh_run, stop_on_signal, train_run, RunFiles};
 use super::{
-    beside, check_fits_cifar, check_memory, device_label, load_data, model_spec, set_threads,
+    beside, check_memory, device_label, load_data, model_spec, model_spec_for, set_threads,
     usage, ModelArgs,
 };
 use crate::engine::device::Device;
 use crate::fsutil::{atomic_write_bytes, ensure_writable};
 use crate::model::LayerSpec;
 use crate::report::plot::plot_comparison;
-use crate::train::checkpoint::Checkpoint;
+use crate::train::checkpoint::{Checkpoint, RunSettings};
 use crate::train::fit::check_device;
 use crate::train::history::History;
 use crate::train::plan::MemoryPlan;
@@ -38,11 +38,11 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
     // One seed for both arms, drawn once if not given: the comparison is of BN alone.
     let seed = args.recipe.seed.unwrap_or_else(rand::random);
     let table_path = args.output.with_extension("md");
-    let with_bn = model_spec(&ModelArgs {
+    let model = ModelArgs {
         model: args.model.clone(),
         no_bn: false,
-    })?;
-    check_fits_cifar(&with_bn)?;
+    };
+    let with_bn = model_spec(&model)?;
     if !with_bn.layers.contains(&LayerSpec::BatchNorm) {
         return Err(usage(format!(
             "--model: {} has no batch normalization to compare without",
@@ -53,47 +53,65 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
         "minivggnet" => "MiniVGGNet".to_string(),
         name => name.to_string(),
     };
-    let batch_size = run_settings(&args.recipe, seed, args.output.clone(), None).batch_size;
-    check_memory(&MemoryPlan::for_training(&with_bn, batch_size, 2, true)?)?;
-    // The two arms of the ablation: the file suffix, the network and the figure's title.
-    let compared = [
-        ("_with_bn", with_bn.clone(), "with batch normalization"),
-        (
-            "_without_bn",
-            with_bn.without_batch_norm(),
-            "without batch normalization",
-        ),
+    let request = args.recipe.data.request()?;
+    // The two arms of the ablation: their files (known before the data is loaded, so that
+    // they are checked and locked first) and their titles.
+    let arms = [
+        ("_with_bn", true, "with batch normalization"),
+        ("_without_bn", false, "without batch normalization"),
     ];
-    let arms: Vec<(Checkpoint, RunFiles, String)> = compared
-        .into_iter()
-        .map(|(suffix, spec, arm)| {
+    let mut outputs: Vec<(RunFiles, PathBuf)> = arms
+        .iter()
+        .map(|(suffix, _, _)| {
             let plot = beside(&args.output, &format!("{suffix}.png"));
-            let settings = run_settings(&args.recipe, seed, plot, None);
+            let settings = run_settings(&args.recipe, seed, plot.clone(), None, 0);
             let dir = beside(&settings.output, "_checkpoint");
-            let files = RunFiles::new(&settings, dir);
-            Ok((fresh_run(&spec, settings)?, files, format!("{shown} {arm}")))
+            (RunFiles::new(&settings, dir), plot)
         })
-        .collect::<Result<_>>()?;
+        .collect();
     for path in [&args.output, &table_path] {
         ensure_writable(path)?;
     }
-    for (_, files, _) in &arms {
+    for (files, _) in &outputs {
         files.check_writable()?;
     }
     set_threads(args.recipe.compute.threads)?;
     check_device(args.recipe.compute.device)?;
-    let locks = arms
+    let locks = outputs
         .iter()
-        .map(|(_, files, _)| files.lock())
+        .map(|(files, _)| files.lock())
         .collect::<Result<Vec<_>>>()?;
-    let data = load_data(&args.recipe.data, args.recipe.limit)?;
+    let data = load_data(&request, args.recipe.limit)?;
+    let with_bn = model_spec_for(&model, &data)?;
+    let mut runs: Vec<(Checkpoint, String)> = Vec::new();
+    for ((_, batch_norm, arm), (files, plot)) in arms.iter().zip(&mut outputs) {
+        files.set_data_name(&data.name);
+        let spec = if *batch_norm {
+            with_bn.clone()
+        } else {
+            with_bn.without_batch_norm()
+        };
+        let settings = RunSettings {
+            data: request.clone(),
+            ..run_settings(&args.recipe, seed, plot.clone(), None, data.train.len())
+        };
+        if runs.is_empty() {
+            check_memory(&MemoryPlan::for_training(
+                &spec,
+                settings.batch_size,
+                2,
+                data.resident_bytes(),
+            )?)?;
+        }
+        runs.push((fresh_run(&spec, settings)?, format!("{shown} {arm}")));
+    }
     let stop = stop_on_signal()?;
     let mut histories = Vec::new();
-    for ((run, files, title), lock) in arms.into_iter().zip(locks) {
+    for (((run, title), (files, _)), lock) in runs.into_iter().zip(&outputs).zip(locks) {
         println!("[INFO] {title}");
         let device = args.recipe.compute.device;
         histories.push((
-            train_run(run, &files, lock, device, &data, stop.clone())?,
+            train_run(run, files, lock, device, &data, stop.clone())?,
             title,
         ));
     }

@@ -1,17 +1,19 @@
 //! `minivgg evaluate`: a saved model's report and confusion matrix on the test split.
 
-use super::args::{check_size, ComputeArgs, DataArgs};
+use super::args::{check_size, ComputeArgs, DataArgs, MAX_BATCH_SIZE};
 use super::{
-    beside, check_memory, load_weights, report_predictions, resolve_data_path, set_threads,
+    beside, check_fits_data, check_memory, load_data, load_weights,
+    report_predictions, set_threads,
 };
-use crate::data::cifar10::{self, RECORDS_PER_FILE};
+use crate::data::DataRequest;
 use crate::fsutil::ensure_writable;
+use crate::train::checkpoint;
 use crate::model::ModelSpec;
 use crate::train::fit::{check_device, evaluate_on};
 use crate::train::plan::MemoryPlan;
 use anyhow::Result;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
@@ -20,7 +22,7 @@ pub struct EvaluateArgs {
     pub weights: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
-    /// At most 10,000 (the test images).
+    /// At most 65,536; batches never hold more than the test images.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     #[command(flatten)]
@@ -31,12 +33,7 @@ pub struct EvaluateArgs {
 }
 
 pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
-    check_size(
-        "--batch-size",
-        args.batch_size,
-        RECORDS_PER_FILE,
-        " (the test images)",
-    )?;
+    check_size("--batch-size", args.batch_size, MAX_BATCH_SIZE, "")?;
     let confusion = args
         .confusion
         .clone()
@@ -45,12 +42,20 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
     set_threads(args.compute.threads)?;
     check_device(args.compute.device)?;
     let precision = args.compute.checked_precision()?;
-    let plan =
-        |spec: &ModelSpec| check_memory(&MemoryPlan::for_training(spec, args.batch_size, 1, true)?);
-    let mut net = load_weights(&args.weights, args.batch_size, precision, plan)?;
-    let data_path = resolve_data_path(&args.data)?;
-    let (test, class_names) = cifar10::load_test(&data_path)?;
-    let (metrics, predictions) = evaluate_on(args.compute.device, &mut net, &test)?;
+    let data = load_data(&data_request(&args)?, None)?;
+    let test = &data.test;
+    let batch_size = args.batch_size.min(test.len().max(1));
+    let plan = |spec: &ModelSpec| {
+        check_fits_data(spec, &data)?;
+        check_memory(&MemoryPlan::for_training(
+            spec,
+            batch_size,
+            1,
+            data.resident_bytes(),
+        )?)
+    };
+    let mut net = load_weights(&args.weights, batch_size, precision, plan)?;
+    let (metrics, predictions) = evaluate_on(args.compute.device, &mut net, test)?;
     println!(
         "[INFO] {} on {} test images: loss {:.4}, accuracy {:.4}",
         net.spec.name,
@@ -58,5 +63,26 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
         metrics.mean_loss(),
         metrics.accuracy()
     );
-    report_predictions(&test, &predictions, &class_names, None, &confusion)
+    report_predictions(test, &predictions, &data.class_names, None, &confusion)
+}
+
+/// The data to evaluate on: the data flags; without `--data`, a checkpoint's own data (the
+/// data set it recorded; its validation split); else CIFAR-10.
+fn data_request(args: &EvaluateArgs) -> Result<DataRequest> {
+    let flags = args.data.request()?;
+    let checkpoint_dir = checkpoint::model_file(&args.weights)
+        .ok()
+        .filter(|file| file.ends_with(checkpoint::CHECKPOINT_FILE))
+        .and_then(|file| file.parent().map(Path::to_path_buf));
+    match checkpoint_dir.map(|dir| checkpoint::read_settings(&dir)) {
+        Some(Ok(settings)) if flags.data.is_none() => {
+            println!(
+                "[INFO] {} was trained on {}: evaluating on its validation split",
+                args.weights.display(),
+                crate::data::source::describe_source(&settings.data)
+            );
+            Ok(settings.data)
+        }
+        _ => Ok(flags),
+    }
 }

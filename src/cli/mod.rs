@@ -18,8 +18,8 @@ pub use export::ExportArgs;
 pub use predict::{PredictArgs, UnreadableImages};
 pub use train::{Interrupted, TrainArgs};
 
-use crate::data::cifar10::{self, Cifar10, Split, TRAIN_IMAGES};
-use crate::data::download;
+use crate::data::source::DataFlagError;
+use crate::data::{cifar10, source, DataRequest, Dataset, Split};
 use crate::engine::cpu::simd::UnsupportedCpu;
 use crate::engine::device::Device;
 use crate::engine::{Network, Precision};
@@ -85,10 +85,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => export::export(args),
         Command::Bench(args) => bench::run(args),
         Command::Summary(args) => {
-            args::check_size("--batch-size", args.batch_size, TRAIN_IMAGES, "")?;
+            args::check_size("--batch-size", args.batch_size, args::MAX_BATCH_SIZE, "")?;
             let spec = model_spec(&args.model)?;
             print!("{}", spec.summary()?);
-            let plan = MemoryPlan::for_training(&spec, args.batch_size, 1, true)?;
+            let plan = MemoryPlan::for_training(&spec, args.batch_size, 1, CIFAR10_BYTES)?;
             println!("Training on CIFAR-10 needs {plan}");
             Ok(())
         }
@@ -155,21 +155,34 @@ fn say_where_from<T>(file: &ModelFile<T>, what: &str) {
     }
 }
 
-/// Refuses a network that cannot take CIFAR-10's images or give its classes.
-fn check_fits_cifar(spec: &ModelSpec) -> Result<()> {
-    let side = cifar10::IMAGE_SIDE;
-    let images = Shape::Image {
-        h: side,
-        w: side,
-        c: 3,
-    };
-    if spec.input != images || spec.classes != cifar10::NUM_CLASSES {
+/// CIFAR-10's images and labels in memory: what `summary` plans for.
+const CIFAR10_BYTES: u64 = (cifar10::TRAIN_IMAGES + cifar10::RECORDS_PER_FILE) as u64
+    * cifar10::RECORD_BYTES as u64;
+
+/// The network `--model` names, built for `data`: a built-in one for its image shape and
+/// classes; one from a file as it is, if it fits. It carries the data's class names.
+fn model_spec_for(args: &ModelArgs, data: &Dataset) -> Result<ModelSpec> {
+    let mut spec = model_spec(args)?;
+    if zoo::MODEL_NAMES.contains(&args.model.as_str()) && !Path::new(&args.model).exists() {
+        spec = zoo::built_for(spec, data.shape().into(), data.classes());
+    }
+    check_fits_data(&spec, data)?;
+    spec.class_names = data.class_names.clone();
+    Ok(spec)
+}
+
+/// Refuses a network that cannot take `data`'s images or give its classes, naming both.
+fn check_fits_data(spec: &ModelSpec, data: &Dataset) -> Result<()> {
+    let images = Shape::from(data.shape());
+    if spec.input != images || spec.classes != data.classes() {
         return Err(usage(format!(
-            "--model: {} takes {} inputs and gives {} classes; CIFAR-10 has {images} images of {} classes",
+            "--model: {} takes {} inputs and gives {} classes; {} has {images} images ({}) of {} classes",
             spec.name,
             spec.input,
             spec.classes,
-            cifar10::NUM_CLASSES
+            data.name,
+            data.shape(),
+            data.classes()
         )));
     }
     Ok(())
@@ -218,6 +231,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<BadInput>()
             || e.is::<UnreadableImages>()
             || e.is::<cifar10::DataError>()
+            || e.is::<DataFlagError>()
             || e.is::<WriteError>()
             || e.is::<NotWritable>()
             || e.is::<UnsupportedCpu>()
@@ -231,25 +245,28 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     }
 }
 
-/// The data a run trains and validates on: CIFAR-10, cut to `--limit` images per split.
-fn load_data(data: &DataArgs, limit: Option<usize>) -> Result<Cifar10> {
-    println!("[INFO] loading CIFAR-10 data...");
-    let data_path = resolve_data_path(data)?;
-    let mut data = cifar10::load(&data_path)?;
+/// The data a run trains and validates on, cut to `--limit` images per split; one line says
+/// what it is.
+fn load_data(request: &DataRequest, limit: Option<usize>) -> Result<Dataset> {
+    println!(
+        "[INFO] loading {} data...",
+        source::describe_source(request)
+    );
+    // What the user named (a path, or $MINIVGG_DATA) being wrong is bad input; a failed
+    // download is not.
+    let named_path = match request.source() {
+        source::Source::Path(_) => true,
+        source::Source::Named(set) => {
+            set == crate::data::NamedSet::Cifar10
+                && std::env::var_os(crate::data::download::DATA_ENV).is_some_and(|v| !v.is_empty())
+        }
+    };
+    let mut data = source::load(request).map_err(|e| if named_path { bad_input(e) } else { e })?;
     if let Some(limit) = limit {
-        data.train.truncate(limit);
-        data.test.truncate(limit);
+        data.truncate(limit);
     }
+    println!("[INFO] {}", data.describe());
     Ok(data)
-}
-
-/// Where the data is; a path the user named (flag or environment) that is not there is bad
-/// input, a failed download is not.
-fn resolve_data_path(data: &DataArgs) -> Result<PathBuf> {
-    let named =
-        data.data.is_some() || std::env::var_os(download::DATA_ENV).is_some_and(|v| !v.is_empty());
-    download::resolve_data_path(data.data.as_deref())
-        .map_err(|e| if named { bad_input(e) } else { e })
 }
 
 fn device_label(device: Device) -> String {
@@ -268,9 +285,9 @@ fn report_predictions(
     report: Option<&Path>,
     confusion: &Path,
 ) -> Result<()> {
-    let text = classification_report(&test.labels, predictions, class_names).to_string();
+    let text = classification_report(test.labels(), predictions, class_names).to_string();
     print!("{text}");
-    let cm = confusion_matrix(&test.labels, predictions, class_names.len());
+    let cm = confusion_matrix(test.labels(), predictions, class_names.len());
     println!("\n[INFO] confusion matrix (rows: true class, columns: predicted class)");
     print!("{}", format_confusion_matrix(&cm, class_names));
     if let Some(path) = report {

@@ -1,8 +1,7 @@
 //! `minivgg predict`: the top classes of image files under a saved model.
 
 use super::{load_weights, usage};
-use crate::data::cifar10::{self, Split, IMAGE_BYTES};
-use crate::data::images;
+use crate::data::{images, Split};
 use crate::engine::Precision;
 use crate::train::fit::predict_probabilities;
 use anyhow::Result;
@@ -14,7 +13,8 @@ pub struct PredictArgs {
     /// A model saved by `train --save`, or a checkpoint (its file or its directory).
     #[arg(long)]
     pub weights: PathBuf,
-    /// PNG or JPEG files, any size: each is resized to 32×32 (aspect ratio not kept).
+    /// Image files (PNG, JPEG, BMP, GIF, WebP, TIFF, PNM), any size: each is resized to the
+    /// model's input size (aspect ratio not kept), and made grey for a one-channel model.
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
     /// How many of the most likely classes to print per image.
@@ -31,18 +31,17 @@ pub(super) fn predict(args: PredictArgs) -> Result<()> {
     if args.top == 0 {
         return Err(usage("--top must be at least 1".into()));
     }
-    let mut net = load_weights(&args.weights, 64, Precision::Fp32, |_| Ok(()))?;
+    let mut net = load_weights(&args.weights, 64, Precision::Fp32, |spec| {
+        spec.image_shape().map(|_| ())
+    })?;
+    let shape = net.spec.image_shape()?;
     let mut readable = Vec::new();
-    let mut split = Split {
-        images: Vec::new(),
-        labels: Vec::new(),
-    };
+    let mut pixels = Vec::new();
     let mut failed = 0;
     for path in &args.images {
-        match images::load_as_cifar(path) {
-            Ok(pixels) => {
-                split.images.extend_from_slice(&pixels);
-                split.labels.push(0);
+        match images::load_as(path, shape) {
+            Ok(image) => {
+                pixels.extend_from_slice(&image);
                 readable.push(path);
             }
             Err(e) => {
@@ -51,8 +50,8 @@ pub(super) fn predict(args: PredictArgs) -> Result<()> {
             }
         }
     }
-    debug_assert_eq!(split.images.len(), readable.len() * IMAGE_BYTES);
-    let names = cifar10::CLASS_NAMES;
+    let split = Split::new(shape, pixels, vec![0; readable.len()]);
+    let names = net.spec.class_names();
     for (path, probs) in readable.iter().zip(predict_probabilities(&mut net, &split)) {
         let mut ranked: Vec<usize> = (0..probs.len()).collect();
         ranked.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));

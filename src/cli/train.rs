@@ -3,10 +3,10 @@
 
 use super::args::{check_flags, run_settings, ModelArgs, RecipeArgs};
 use super::{
-    bad_input, beside, check_fits_cifar, check_memory, device_label, load_data, model_spec,
-    report_predictions, set_threads, usage,
+    bad_input, beside, check_fits_data, check_memory, device_label, load_data, model_spec,
+    model_spec_for, report_predictions, set_threads, usage,
 };
-use crate::data::cifar10::Cifar10;
+use crate::data::{DataRequest, Dataset};
 use crate::engine::device::Device;
 use crate::engine::sgd::Sgd;
 use crate::engine::{Network, Precision};
@@ -51,7 +51,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "model", "no_bn", "output", "epochs", "batch_size", "lr", "momentum", "no_nesterov",
         "decay", "schedule", "weight_decay", "seed", "save", "save_best", "augment", "limit",
-        "precision",
+        "precision", "image_size", "grayscale", "val_split", "labels", "skip_bad_images",
     ])]
     pub resume: Option<PathBuf>,
 }
@@ -69,13 +69,18 @@ pub(super) fn fresh_run(spec: &ModelSpec, settings: RunSettings) -> Result<Check
     })
 }
 
-fn default_output(spec: &ModelSpec) -> PathBuf {
-    let stem = match spec.name.as_str() {
+/// `output/DATA_MODEL.png`: `output/cifar10_minivggnet_with_bn.png` for the tutorial's run.
+fn default_output(model: &ModelArgs, data: &DataRequest) -> Result<PathBuf> {
+    let name = match model_spec(model) {
+        Ok(spec) => spec.name,
+        Err(_) => model.model.clone(),
+    };
+    let stem = match name.as_str() {
         "minivggnet" => "minivggnet_with_bn".to_string(),
         "minivggnet_no_bn" => "minivggnet_without_bn".to_string(),
         other => other.to_string(),
     };
-    PathBuf::from(format!("output/cifar10_{stem}.png"))
+    Ok(PathBuf::from(format!("output/{}_{stem}.png", data.slug())))
 }
 
 /// A run stopped by Ctrl-C (or SIGTERM) after writing its checkpoint: exit code 130.
@@ -83,19 +88,52 @@ fn default_output(spec: &ModelSpec) -> PathBuf {
 #[error("interrupted; the run is saved in {}: go on with `minivgg train --resume {}`", .0.display(), .0.display())]
 pub struct Interrupted(pub PathBuf);
 
-/// A new run from the flags, or the run a checkpoint holds.
-fn start_run(args: &TrainArgs) -> Result<(Checkpoint, PathBuf)> {
+/// The outputs of a new run from the flags, or those of the run a checkpoint holds, and its
+/// checkpoint directory: all that is known before the data is loaded.
+fn run_outputs(args: &TrainArgs) -> Result<(RunFiles, Option<RunSettings>)> {
     if let Some(dir) = &args.resume {
-        // The checkpoint's batch size may not fit this machine: planned before allocation.
-        let plan = |spec: &ModelSpec, settings: &RunSettings| {
-            check_memory(&MemoryPlan::for_training(
-                spec,
-                settings.batch_size,
-                1,
-                true,
-            )?)
-        };
-        let run = checkpoint::read_checked(dir, plan).map_err(bad_input)?;
+        let settings = checkpoint::read_settings(dir).map_err(bad_input)?;
+        let dir = args.checkpoint_dir.clone().unwrap_or_else(|| dir.clone());
+        return Ok((RunFiles::new(&settings, dir), Some(settings)));
+    }
+    check_flags(&args.recipe)?;
+    if args.save_best && args.save.is_none() {
+        return Err(usage(
+            "--save-best needs --save: the best model is kept beside the final one".into(),
+        ));
+    }
+    let output = match &args.output {
+        Some(output) => output.clone(),
+        None => default_output(&args.model, &args.recipe.data.request()?)?,
+    };
+    let outputs = RunSettings {
+        save_best: args.save_best,
+        ..run_settings(&args.recipe, 0, output, args.save.clone(), 0)
+    };
+    let dir = args
+        .checkpoint_dir
+        .clone()
+        .unwrap_or_else(|| beside(&outputs.output, "_checkpoint"));
+    Ok((RunFiles::new(&outputs, dir), None))
+}
+
+/// The run on `data`: a new one from the flags, or the one whose checkpoint is in `--resume`
+/// (its architecture and batch size planned before anything is allocated).
+fn start_run(args: &TrainArgs, data: &Dataset, output: &Path) -> Result<Checkpoint> {
+    let plan = |spec: &ModelSpec, batch_size: usize| {
+        check_memory(&MemoryPlan::for_training(
+            spec,
+            batch_size,
+            1,
+            data.resident_bytes(),
+        )?)
+    };
+    if let Some(dir) = &args.resume {
+        let run = checkpoint::read_checked(dir, |spec, settings| {
+            check_fits_data(spec, data)?;
+            plan(spec, settings.batch_size)
+        })
+        .map_err(bad_input)?;
         println!(
             "[INFO] resuming {} from {}: epoch {} of {}, after batch {}",
             run.net.spec.name,
@@ -104,36 +142,23 @@ fn start_run(args: &TrainArgs) -> Result<(Checkpoint, PathBuf)> {
             run.settings.epochs,
             run.progress.batches_done
         );
-        return Ok((
-            run,
-            args.checkpoint_dir.clone().unwrap_or_else(|| dir.clone()),
-        ));
+        return Ok(run);
     }
-    check_flags(&args.recipe)?;
-    let spec = model_spec(&args.model)?;
-    check_fits_cifar(&spec)?;
-    let output = args.output.clone().unwrap_or_else(|| default_output(&spec));
+    let spec = model_spec_for(&args.model, data)?;
     let seed = args.recipe.seed.unwrap_or_else(rand::random);
-    if args.save_best && args.save.is_none() {
-        return Err(usage(
-            "--save-best needs --save: the best model is kept beside the final one".into(),
-        ));
-    }
     let settings = RunSettings {
         save_best: args.save_best,
-        ..run_settings(&args.recipe, seed, output, args.save.clone())
+        data: args.recipe.data.request()?,
+        ..run_settings(
+            &args.recipe,
+            seed,
+            output.to_path_buf(),
+            args.save.clone(),
+            data.train.len(),
+        )
     };
-    check_memory(&MemoryPlan::for_training(
-        &spec,
-        settings.batch_size,
-        1,
-        true,
-    )?)?;
-    let dir = args
-        .checkpoint_dir
-        .clone()
-        .unwrap_or_else(|| beside(&settings.output, "_checkpoint"));
-    Ok((fresh_run(&spec, settings)?, dir))
+    plan(&spec, settings.batch_size)?;
+    fresh_run(&spec, settings)
 }
 
 /// Ctrl-C and SIGTERM ask the run to stop after the current batch; a second one quits at once.
@@ -177,7 +202,7 @@ impl RunFiles {
                 csv: beside(&plot, ".csv"),
                 json: beside(&plot, ".json"),
                 plot,
-                title: "Training Loss and Accuracy on CIFAR-10".into(),
+                title: String::new(),
             },
             report: beside(&settings.output, "_report.txt"),
             confusion: beside(&settings.output, "_confusion.png"),
@@ -185,6 +210,11 @@ impl RunFiles {
             save: settings.save.clone(),
             save_best,
         }
+    }
+
+    /// Titles the plots with the data set's name.
+    pub(super) fn set_data_name(&mut self, name: &str) {
+        self.monitor.title = format!("Training Loss and Accuracy on {name}");
     }
 
     /// Every file the run writes (the checkpoint's directory aside).
@@ -224,18 +254,33 @@ impl RunFiles {
 }
 
 pub(super) fn train(args: TrainArgs) -> Result<()> {
-    let (run, checkpoint_dir) = start_run(&args)?;
+    let (mut files, resumed) = run_outputs(&args)?;
     // A resumed run keeps its precision: the device must run it.
-    let precision = run.settings.precision;
+    let precision = resumed
+        .as_ref()
+        .map_or(args.recipe.compute.precision, |s| s.precision);
     precision
         .check_device(args.recipe.compute.device)
         .map_err(|why| usage(format!("the run trains in {precision}: {why}")))?;
-    let files = RunFiles::new(&run.settings, checkpoint_dir);
     files.check_writable()?;
     set_threads(args.recipe.compute.threads)?;
     check_device(args.recipe.compute.device)?;
     let lock = files.lock()?;
-    let data = load_data(&args.recipe.data, run.settings.limit)?;
+    let (request, limit) = match &resumed {
+        // The data the run recorded; --data says where it is now.
+        Some(settings) => (
+            DataRequest {
+                data: args.recipe.data.data.clone().or(settings.data.data.clone()),
+                ..settings.data.clone()
+            },
+            settings.limit,
+        ),
+        None => (args.recipe.data.request()?, args.recipe.limit),
+    };
+    let data = load_data(&request, limit)?;
+    files.set_data_name(&data.name);
+    let mut run = start_run(&args, &data, &files.monitor.plot)?;
+    run.settings.data = request;
     train_run(
         run,
         &files,
@@ -254,7 +299,7 @@ pub(super) fn train_run(
     files: &RunFiles,
     _lock: DirLock,
     device: Device,
-    data: &Cifar10,
+    data: &Dataset,
     stop: Arc<AtomicBool>,
 ) -> Result<History> {
     let Checkpoint {

@@ -2,7 +2,7 @@
 //! batch, scaled to [0, 1] as the tutorial's `astype("float") / 255.0`.
 
 use super::augment;
-use super::cifar10::{Split, IMAGE_BYTES, IMAGE_SIDE};
+use super::dataset::Split;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -33,8 +33,9 @@ pub fn gather(
     labels: &mut Vec<u8>,
 ) {
     labels.clear();
-    let side = IMAGE_SIDE as i64;
-    for (dst, &i) in input.chunks_exact_mut(IMAGE_BYTES).zip(indices) {
+    let shape = split.shape();
+    let (height, width, channels) = (shape.height as i64, shape.width as i64, shape.channels);
+    for (dst, &i) in input.chunks_exact_mut(shape.len()).zip(indices) {
         let image = split.image(i);
         match augment_key {
             None => {
@@ -44,12 +45,12 @@ pub fn gather(
             }
             Some(key) => {
                 let crop = augment::draw(key, i);
-                for (p, pixel) in dst.chunks_exact_mut(3).enumerate() {
-                    let (y, x) = ((p / IMAGE_SIDE) as i64, (p % IMAGE_SIDE) as i64);
-                    match crop.source(y, x, side, side) {
+                for (p, pixel) in dst.chunks_exact_mut(channels).enumerate() {
+                    let (y, x) = (p as i64 / width, p as i64 % width);
+                    match crop.source(y, x, height, width) {
                         Some((sy, sx)) => {
-                            let at = (sy * side + sx) as usize * 3;
-                            for (d, s) in pixel.iter_mut().zip(&image[at..at + 3]) {
+                            let at = (sy * width + sx) as usize * channels;
+                            for (d, s) in pixel.iter_mut().zip(&image[at..at + channels]) {
                                 *d = *s as f32 / 255.0;
                             }
                         }
@@ -58,6 +59,6 @@ pub fn gather(
                 }
             }
         }
-        labels.push(split.labels[i]);
+        labels.push(split.labels()[i]);
     }
 }

@@ -1,8 +1,8 @@
 //! Reads the CIFAR-10 "binary version" from a directory or straight from its `.tar.gz`, and
 //! turns the file's planar RGB records into interleaved HWC images.
 
+use super::dataset::{Dataset, ImageShape, Split};
 use flate2::read::GzDecoder;
-use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -54,57 +54,6 @@ pub const ALL_FILES: [&str; 7] = [
 
 const PLANE: usize = IMAGE_SIDE * IMAGE_SIDE;
 
-/// Images stored NHWC: image i is `images[i*3072..(i+1)*3072]`, pixel (y, x) channel c at
-/// `(y*32 + x)*3 + c`; `labels[i]` is its class, 0..9.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Split {
-    pub images: Vec<u8>,
-    pub labels: Vec<u8>,
-}
-
-impl Split {
-    fn zeroed(len: usize) -> Split {
-        Split {
-            images: vec![0; len * IMAGE_BYTES],
-            labels: vec![0; len],
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    pub fn image(&self, i: usize) -> &[u8] {
-        &self.images[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES]
-    }
-
-    /// Keeps the first `len` images (all of them if there are fewer).
-    pub fn truncate(&mut self, len: usize) {
-        self.labels.truncate(len);
-        self.images.truncate(len * IMAGE_BYTES);
-    }
-}
-
-// Printing 150 MB of pixels helps nobody: show the size only.
-impl fmt::Debug for Split {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Split")
-            .field("len", &self.len())
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cifar10 {
-    pub train: Split,
-    pub test: Split,
-    pub class_names: Vec<String>,
-}
-
 /// Why the data could not be read. Every message starts with the file it is about: a full
 /// path, or `archive.tar.gz: member cifar-10-batches-bin/<file>`. Record numbers are 0-based.
 #[derive(Debug, thiserror::Error)]
@@ -140,13 +89,13 @@ pub enum DataError {
 /// Loads both splits and the class names. `path` is a directory that contains
 /// `cifar-10-batches-bin/`, that directory itself, or a `.tar.gz` / `.tgz` archive, which is
 /// streamed in memory rather than extracted.
-pub fn load(path: &Path) -> Result<Cifar10, DataError> {
+pub fn load(path: &Path) -> Result<Dataset, DataError> {
     load_members(|take| read_files(path, &ALL_FILES, take))
 }
 
 /// Loads both splits and the class names from the bytes of a `.tar.gz` archive, as [`load`]
 /// does from an archive file; `name` stands for the archive in error messages.
-pub fn load_archive_bytes(name: &str, bytes: &[u8]) -> Result<Cifar10, DataError> {
+pub fn load_archive_bytes(name: &str, bytes: &[u8]) -> Result<Dataset, DataError> {
     load_members(|take| for_each_member_in(name, bytes, &ALL_FILES, take))
 }
 
@@ -154,9 +103,9 @@ pub fn load_archive_bytes(name: &str, bytes: &[u8]) -> Result<Cifar10, DataError
 /// callback it is given.
 fn load_members(
     read: impl FnOnce(&mut dyn FnMut(Member) -> Result<(), DataError>) -> Result<(), DataError>,
-) -> Result<Cifar10, DataError> {
-    let mut train = Split::zeroed(TRAIN_FILES.len() * RECORDS_PER_FILE);
-    let mut test = Split::zeroed(RECORDS_PER_FILE);
+) -> Result<Dataset, DataError> {
+    let mut train = Split::zeroed(ImageShape::CIFAR, TRAIN_IMAGES);
+    let mut test = Split::zeroed(ImageShape::CIFAR, RECORDS_PER_FILE);
     let mut class_names = Vec::new();
     read(&mut |member| {
         match member.name {
@@ -177,7 +126,8 @@ fn load_members(
         }
         Ok(())
     })?;
-    Ok(Cifar10 {
+    Ok(Dataset {
+        name: "CIFAR-10".into(),
         train,
         test,
         class_names,
@@ -186,7 +136,7 @@ fn load_members(
 
 /// Loads only the test split and the class names (an archive is still streamed through).
 pub fn load_test(path: &Path) -> Result<(Split, Vec<String>), DataError> {
-    let mut test = Split::zeroed(RECORDS_PER_FILE);
+    let mut test = Split::zeroed(ImageShape::CIFAR, RECORDS_PER_FILE);
     let mut class_names = Vec::new();
     read_files(path, &[META_FILE, TEST_FILE], |member| {
         if member.name == META_FILE {
@@ -201,7 +151,7 @@ pub fn load_test(path: &Path) -> Result<(Split, Vec<String>), DataError> {
 
 /// Parses one batch file's bytes (exactly 10,000 records); `name` is used in error messages.
 pub fn parse_batch(name: &str, bytes: &[u8]) -> Result<Split, DataError> {
-    let mut split = Split::zeroed(RECORDS_PER_FILE);
+    let mut split = Split::zeroed(ImageShape::CIFAR, RECORDS_PER_FILE);
     parse_into(name, bytes, &mut split, 0)?;
     Ok(split)
 }
@@ -242,8 +192,9 @@ fn parse_into(name: &str, bytes: &[u8], out: &mut Split, first: usize) -> Result
             bytes: bytes.len() as u64,
         });
     }
-    let labels = &mut out.labels[first..first + RECORDS_PER_FILE];
-    let images = &mut out.images[first * IMAGE_BYTES..(first + RECORDS_PER_FILE) * IMAGE_BYTES];
+    let (images, labels) = out.parts_mut();
+    let labels = &mut labels[first..first + RECORDS_PER_FILE];
+    let images = &mut images[first * IMAGE_BYTES..(first + RECORDS_PER_FILE) * IMAGE_BYTES];
     let records = bytes.chunks_exact(RECORD_BYTES);
     for (record, ((rec, label), image)) in records
         .zip(labels.iter_mut())

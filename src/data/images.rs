@@ -1,10 +1,11 @@
-//! Pictures from outside CIFAR-10 (`minivgg predict`): any PNG or JPEG, decoded by the `image`
-//! crate, made RGB (grey is repeated over the three channels, alpha dropped) and resized to
-//! 32×32 as the tutorial series' SimplePreprocessor does (`cv2.resize` to the exact size,
-//! aspect ratio not kept), here with a triangle (bilinear) filter, which averages over the
-//! whole footprint when shrinking.
+//! Pictures made into a network's input (`minivgg predict`, image folders): any file the
+//! `image` crate decodes (PNG, JPEG, BMP, GIF's first frame, WebP, TIFF, PNM), made RGB (grey
+//! repeated over the three channels, alpha dropped, 16 bits rounded to 8) or grey, and resized
+//! to the exact size as the tutorial series' SimplePreprocessor does (`cv2.resize`, aspect
+//! ratio not kept), here with a triangle (bilinear) filter, which averages over the whole
+//! footprint when shrinking.
 
-use super::cifar10::{IMAGE_BYTES, IMAGE_SIDE};
+use super::dataset::ImageShape;
 use image::imageops::FilterType;
 use image::io::Limits;
 use std::io::Cursor;
@@ -15,30 +16,32 @@ use std::path::Path;
 pub enum ImageError {
     #[error("{path}: cannot read: {cause}")]
     Read { path: String, cause: std::io::Error },
-    #[error("{path}: not a PNG or JPEG image ({cause})")]
+    #[error("{path}: not an image that can be read ({cause})")]
     NotAnImage { path: String, cause: String },
+    #[error("{path}: images have 1 (grey) or 3 (RGB) channels, not {channels}")]
+    Channels { path: String, channels: usize },
 }
 
-/// The image at `path` as CIFAR-10 stores one: 32×32 RGB bytes, row by row (NHWC).
-pub fn load_as_cifar(path: &Path) -> Result<Vec<u8>, ImageError> {
+/// The image at `path` as a data set stores one of `shape`: its bytes row by row, each
+/// pixel's channels together (NHWC).
+pub fn load_as(path: &Path, shape: ImageShape) -> Result<Vec<u8>, ImageError> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|cause| ImageError::Read {
         path: name.clone(),
         cause,
     })?;
-    decode_as_cifar(&name, &bytes)
+    decode_as(&name, &bytes, shape)
 }
 
-/// The widest and the tallest picture [`decode_as_cifar`] decodes, in pixels.
+/// The widest and the tallest picture [`decode_as`] decodes, in pixels.
 pub const MAX_IMAGE_SIDE: u32 = 1 << 14;
 /// The most bytes a picture may decode to (128 MiB: a 40-megapixel RGB photo). A file of a
 /// few hundred bytes can declare any size, and decoding costs time and memory in proportion.
 pub const MAX_DECODED_BYTES: u64 = 128 << 20;
 
-/// A PNG or JPEG file's `bytes` (from `name`, named in errors) as [`load_as_cifar`] makes them.
-/// A picture larger than [`MAX_IMAGE_SIDE`] or [`MAX_DECODED_BYTES`] is refused before it is
-/// decoded.
-pub fn decode_as_cifar(name: &str, bytes: &[u8]) -> Result<Vec<u8>, ImageError> {
+/// An image file's `bytes` (from `name`, named in errors) as [`load_as`] makes them. A picture
+/// larger than [`MAX_IMAGE_SIDE`] or [`MAX_DECODED_BYTES`] is refused before it is decoded.
+pub fn decode_as(name: &str, bytes: &[u8], shape: ImageShape) -> Result<Vec<u8>, ImageError> {
     let not_an_image = |cause: String| ImageError::NotAnImage {
         path: name.to_string(),
         cause,
@@ -52,14 +55,25 @@ pub fn decode_as_cifar(name: &str, bytes: &[u8]) -> Result<Vec<u8>, ImageError> 
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     limits.max_alloc = Some(MAX_DECODED_BYTES);
     reader.limits(limits);
+    if !matches!(shape.channels, 1 | 3) {
+        return Err(ImageError::Channels {
+            path: name.to_string(),
+            channels: shape.channels,
+        });
+    }
     let decoded = reader.decode().map_err(|e| not_an_image(e.to_string()))?;
-    let side = IMAGE_SIDE as u32;
-    let rgb = decoded
-        .resize_exact(side, side, FilterType::Triangle)
-        .to_rgb8()
-        .into_raw();
-    debug_assert_eq!(rgb.len(), IMAGE_BYTES);
-    Ok(rgb)
+    let (width, height) = (shape.width as u32, shape.height as u32);
+    let resized = if decoded.width() == width && decoded.height() == height {
+        decoded
+    } else {
+        decoded.resize_exact(width, height, FilterType::Triangle)
+    };
+    let pixels = match shape.channels {
+        1 => resized.to_luma8().into_raw(),
+        _ => resized.to_rgb8().into_raw(),
+    };
+    debug_assert_eq!(pixels.len(), shape.len());
+    Ok(pixels)
 }
 
 #[cfg(test)]
@@ -73,9 +87,11 @@ mod tests {
     fn a_tiny_jpeg_declaring_a_huge_picture_is_refused_before_decoding() {
         let bytes = include_bytes!("../../tests/fixtures/fuzz-jpeg-65292x237-cmyk.jpg");
         let start = std::time::Instant::now();
-        let err = decode_as_cifar("wide.jpg", bytes).unwrap_err().to_string();
+        let err = decode_as("wide.jpg", bytes, ImageShape::CIFAR)
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.starts_with("wide.jpg: not a PNG or JPEG image (") && err.contains("limit"),
+            err.starts_with("wide.jpg: not an image that can be read (") && err.contains("limit"),
             "{err}"
         );
         assert!(start.elapsed().as_secs_f64() < 0.5, "{:?}", start.elapsed());
@@ -104,7 +120,9 @@ mod tests {
             let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
             png.extend(chunk(b"IHDR", &header));
             png.extend(chunk(b"IEND", &[]));
-            let err = decode_as_cifar("big.png", &png).unwrap_err().to_string();
+            let err = decode_as("big.png", &png, ImageShape::CIFAR)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("limit"), "{w}×{h}: {err}");
         }
         // At the limit, an image is taken.
@@ -113,8 +131,8 @@ mod tests {
         tall.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
             .unwrap();
         assert_eq!(
-            decode_as_cifar("tall.png", &png).unwrap(),
-            vec![7; IMAGE_BYTES]
+            decode_as("tall.png", &png, ImageShape::CIFAR).unwrap(),
+            vec![7; ImageShape::CIFAR.len()]
         );
     }
 

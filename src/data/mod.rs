@@ -1,8 +1,14 @@
-//! CIFAR-10: reading the official binary layout (directory or `.tar.gz`), the verified
-//! download, and turning shuffled records into f32 batches.
+//! The data: one [`Dataset`] type that every loader produces (CIFAR-10's binary version from a
+//! directory or `.tar.gz`, with its verified download), and turning shuffled images into f32
+//! batches.
 
 pub mod augment;
 pub mod batches;
 pub mod cifar10;
+pub mod dataset;
 pub mod download;
 pub mod images;
+pub mod source;
+
+pub use dataset::{Dataset, ImageShape, Split};
+pub use source::{DataRequest, NamedSet};

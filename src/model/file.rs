@@ -97,6 +97,7 @@ pub fn parse(text: &str, default_name: &str) -> Result<ModelSpec> {
         input,
         classes,
         layers,
+        class_names: Vec::new(),
     };
     check_architecture(&spec)?;
     Ok(spec)

@@ -1,3 +1,5 @@
+use crate::data::cifar10::CLASS_NAMES as CIFAR10_CLASS_NAMES;
+use crate::data::ImageShape;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -55,6 +57,16 @@ impl Shape {
     }
 }
 
+impl From<ImageShape> for Shape {
+    fn from(image: ImageShape) -> Shape {
+        Shape::Image {
+            h: image.height,
+            w: image.width,
+            c: image.channels,
+        }
+    }
+}
+
 impl fmt::Display for Shape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -97,6 +109,10 @@ pub struct ModelSpec {
     pub input: Shape,
     pub classes: usize,
     pub layers: Vec<LayerSpec>,
+    /// The names of the classes it was trained on, in label order (empty until it is built
+    /// for a data set; models saved before they were stored were all CIFAR-10's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_names: Vec<String>,
 }
 
 /// A layer placed in a model: its Keras name and the shapes around it.
@@ -320,6 +336,30 @@ impl ModelSpec {
                 .collect(),
             ..self.clone()
         }
+    }
+
+    /// The shape of the images it takes; an error for a network that takes vectors.
+    pub fn image_shape(&self) -> Result<ImageShape> {
+        match self.input {
+            Shape::Image { h, w, c } => Ok(ImageShape {
+                height: h,
+                width: w,
+                channels: c,
+            }),
+            Shape::Flat(_) => bail!("{} takes vectors, not images", self.name),
+        }
+    }
+
+    /// The names of its classes: those it was trained on, else CIFAR-10's for a 10-class model
+    /// (every model saved before the names were stored), else `class 0`, `class 1`, ….
+    pub fn class_names(&self) -> Vec<String> {
+        if self.class_names.len() == self.classes {
+            return self.class_names.clone();
+        }
+        if self.classes == CIFAR10_CLASS_NAMES.len() {
+            return CIFAR10_CLASS_NAMES.map(String::from).to_vec();
+        }
+        (0..self.classes).map(|i| format!("class {i}")).collect()
     }
 
     /// (trainable, non-trainable) parameter counts.

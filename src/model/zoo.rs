@@ -5,6 +5,8 @@ use anyhow::{bail, Result};
 
 pub const MODEL_NAMES: [&str; 3] = ["minivggnet", "shallownet", "lenet"];
 
+/// What the functions below build for: CIFAR-10's 32×32 RGB images of 10 classes. [`build`]
+/// builds for any other data, as the tutorial's `build(width, height, depth, classes)` does.
 const CIFAR_INPUT: Shape = Shape::Image { h: 32, w: 32, c: 3 };
 
 fn conv(filters: usize, kernel: usize) -> LayerSpec {
@@ -32,6 +34,7 @@ pub fn minivggnet(batch_norm: bool) -> ModelSpec {
         input: CIFAR_INPUT,
         classes: 10,
         layers,
+        class_names: Vec::new(),
     };
     if batch_norm {
         model
@@ -48,6 +51,7 @@ pub fn shallownet() -> ModelSpec {
         input: CIFAR_INPUT,
         classes: 10,
         layers,
+        class_names: Vec::new(),
     }
 }
 
@@ -71,6 +75,7 @@ pub fn lenet() -> ModelSpec {
         input: CIFAR_INPUT,
         classes: 10,
         layers,
+        class_names: Vec::new(),
     }
 }
 
@@ -88,6 +93,25 @@ pub fn by_name(name: &str, batch_norm: bool) -> Result<ModelSpec> {
             MODEL_NAMES.join(", ")
         ),
     }
+}
+
+/// The network `name` built for `input`-shaped images of `classes` classes, as the tutorial's
+/// `MiniVGGNet.build(width, height, depth, classes)`: the same layers, the classifier's units
+/// the class count, the dense layers sized by what the input's shape leaves after pooling.
+pub fn build(name: &str, batch_norm: bool, input: Shape, classes: usize) -> Result<ModelSpec> {
+    let spec = by_name(name, batch_norm)?;
+    Ok(built_for(spec, input, classes))
+}
+
+/// `spec` with its input and classifier set for `input` and `classes`.
+pub fn built_for(mut spec: ModelSpec, input: Shape, classes: usize) -> ModelSpec {
+    if let Some(Dense { units }) = spec.layers.iter_mut().rev().find(|l| matches!(l, Dense { .. }))
+    {
+        *units = classes;
+    }
+    spec.input = input;
+    spec.classes = classes;
+    spec
 }
 
 #[cfg(test)]
@@ -127,6 +151,24 @@ mod tests {
             s.contains("dense_2 (Dense)              (None, 10)                5130"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn networks_built_for_other_data_have_keras_parameter_counts() {
+        let mnist = Shape::Image { h: 28, w: 28, c: 1 };
+        // LeNet on MNIST: 520 + 25,050 + 2450·500 + 500 + 5,010 (the series' 1,256,080).
+        let lenet = build("lenet", true, mnist, 10).unwrap();
+        assert_eq!(lenet.parameter_counts().unwrap(), (1_256_080, 0));
+        // MiniVGGNet on CIFAR-100: only the classifier grows, 512·100 + 100.
+        let cifar100 = build("minivggnet", true, CIFAR_INPUT, 100).unwrap();
+        assert_eq!(
+            cifar100.parameter_counts().unwrap(),
+            (2_169_770 - 5_130 + 51_300, 1_408)
+        );
+        // ShallowNet on 48×40 grey pictures of 3 classes: 320 + 48·40·32·3 + 3.
+        let odd = Shape::Image { h: 40, w: 48, c: 1 };
+        let shallow = build("shallownet", true, odd, 3).unwrap();
+        assert_eq!(shallow.parameter_counts().unwrap(), (320 + 184_320 + 3, 0));
     }
 
     #[test]

@@ -157,7 +157,7 @@ fn bench_gpu(
     steps: usize,
     warmup: usize,
 ) -> Result<String> {
-    use crate::data::cifar10::{Split, IMAGE_BYTES};
+    use crate::data::Split;
     use crate::engine::cuda::Gpu;
     use crate::train::gpu::{GpuTrainer, Pass};
     let gpu = Gpu::open(ordinal)?;
@@ -165,11 +165,15 @@ fn bench_gpu(
     let net = Network::with_precision(spec, batch, 1, precision)?;
     let sgd = Sgd::new(SgdConfig::TUTORIAL, net.params.len());
     let mut rng = rand::rng();
-    let mut synthetic = |len: usize| Split {
-        images: (0..len * IMAGE_BYTES).map(|_| rng.random()).collect(),
-        labels: (0..len)
-            .map(|_| rng.random_range(0..spec.classes as u8))
-            .collect(),
+    let shape = spec.image_shape()?;
+    let mut synthetic = |len: usize| {
+        Split::new(
+            shape,
+            (0..len * shape.len()).map(|_| rng.random()).collect(),
+            (0..len)
+                .map(|_| rng.random_range(0..spec.classes.min(256)) as u8)
+                .collect(),
+        )
     };
     let (train, validation) = (
         synthetic(TRAIN_IMAGES),

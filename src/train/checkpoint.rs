@@ -5,6 +5,7 @@
 
 use super::fit::Progress;
 use super::history::History;
+use crate::data::DataRequest;
 use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{BatchMetrics, Network, Precision};
 use crate::fsutil::{atomic_write_bytes, remove_stale_temporaries, BackgroundWriter};
@@ -40,6 +41,10 @@ pub struct RunSettings {
     /// `--save-best`: the model of the lowest val_loss beside `save`, as NAME_best.
     #[serde(default)]
     pub save_best: bool,
+    /// The data it trains on: checkpoints from before the field trained on CIFAR-10 from
+    /// `$MINIVGG_DATA` or the cache, which is what the default request loads.
+    #[serde(default)]
+    pub data: DataRequest,
 }
 
 /// The metadata half of a checkpoint.
@@ -292,6 +297,22 @@ fn run_state(path: &Path, metadata: &HashMap<String, String>) -> Result<Option<R
 /// [`io::unverified_warning`] on stderr.
 pub fn read(dir: &Path) -> Result<Checkpoint> {
     read_checked(dir, |_, _| Ok(()))
+}
+
+/// The settings of the run whose checkpoint is in `dir`, without building its network: what
+/// `--resume` needs to know before it loads the data.
+pub fn read_settings(dir: &Path) -> Result<RunSettings> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("--resume: cannot read {}", path.display()))?;
+    let metadata = io::read_metadata(&path, &bytes)?;
+    let state = run_state(&path, &metadata)?.ok_or_else(|| {
+        anyhow!(
+            "{}: not a minivgg checkpoint (no {RUN_KEY})",
+            path.display()
+        )
+    })?;
+    Ok(state.settings)
 }
 
 /// [`read`], where `check` sees the run's architecture and settings before its buffers are

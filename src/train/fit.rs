@@ -5,7 +5,7 @@
 use super::history::{EpochRecord, History};
 use crate::data::augment;
 use crate::data::batches::{epoch_order, gather};
-use crate::data::cifar10::Split;
+use crate::data::Split;
 use crate::engine::device::Device;
 use crate::engine::sgd::Sgd;
 use crate::engine::{BatchMetrics, Mode, Network};

@@ -3,7 +3,7 @@
 //! pass is a replay of a CUDA graph captured once, and the metrics come back once per epoch.
 
 use crate::data::batches::epoch_order;
-use crate::data::cifar10::Split;
+use crate::data::Split;
 use crate::engine::cuda::network::{BatchSource, CudaNetwork};
 use crate::engine::cuda::Gpu;
 use crate::engine::network::LayerTimes;
@@ -26,11 +26,11 @@ struct DeviceSplit {
 
 impl DeviceSplit {
     fn upload(gpu: &Gpu, split: &Split) -> Result<DeviceSplit> {
-        let mut images = gpu.zeros::<u8>(split.images.len())?;
+        let mut images = gpu.zeros::<u8>(split.images().len())?;
         let mut labels = gpu.zeros::<u8>(split.len())?;
         let mut order = gpu.zeros::<u32>(split.len())?;
-        gpu.upload(&split.images, &mut images)?;
-        gpu.upload(&split.labels, &mut labels)?;
+        gpu.upload(split.images(), &mut images)?;
+        gpu.upload(split.labels(), &mut labels)?;
         let identity: Vec<u32> = (0..split.len() as u32).collect();
         gpu.upload(&identity, &mut order)?;
         Ok(DeviceSplit {
@@ -292,9 +292,10 @@ pub fn evaluate_on_gpu(gpu: Gpu, net: &Network, split: &Split) -> Result<(BatchM
 
 /// Refuses a run whose buffers do not fit in the GPU's free memory, before they are allocated.
 /// The plan is the host's (the GPU's layers keep the same activations and gradients, and it
-/// holds both splits); where the driver cannot say what is free, the allocation decides.
-fn check_gpu_memory(gpu: &Gpu, net: &Network) -> Result<()> {
-    let plan = MemoryPlan::for_training(&net.spec, net.capacity(), 1, true)?.on_gpu();
+/// holds both splits, `data_bytes`); where the driver cannot say what is free, the allocation
+/// decides.
+fn check_gpu_memory(gpu: &Gpu, net: &Network, data_bytes: u64) -> Result<()> {
+    let plan = MemoryPlan::for_training(&net.spec, net.capacity(), 1, data_bytes)?.on_gpu();
     if gpu.stream.context().bind_to_thread().is_err() {
         return Ok(());
     }
@@ -331,7 +332,8 @@ pub fn fit_on_gpu(
             progress.batches_done
         );
     }
-    check_gpu_memory(&gpu, net)?;
+    let data_bytes = (train.images().len() + train.len()) + (validation.images().len() + validation.len());
+    check_gpu_memory(&gpu, net, data_bytes as u64)?;
     let mut trainer = GpuTrainer::new(gpu, net, sgd, train, validation, config.augment)?;
     while progress.history.epochs.len() < config.epochs {
         let epoch = progress.epoch();

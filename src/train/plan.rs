@@ -3,7 +3,6 @@
 //! refused with both numbers and the largest batch size that would, instead of an allocation
 //! failure or the kernel's OOM killer minutes in.
 
-use crate::data::cifar10::{IMAGE_BYTES, RECORDS_PER_FILE, TRAIN_IMAGES};
 use crate::model::io::check_architecture;
 use crate::model::spec::ParamKind;
 use crate::model::ModelSpec;
@@ -24,18 +23,19 @@ pub struct MemoryPlan {
     pub parameters: u64,
     /// Checkpoints being encoded and written.
     pub checkpoints: u64,
-    /// CIFAR-10 as bytes, both splits (0 for synthetic data).
+    /// What the data set keeps in memory ([`crate::data::Dataset::resident_bytes`]: a
+    /// memory-mapped cache counts only its labels; 0 for synthetic data).
     pub data: u64,
 }
 
 impl MemoryPlan {
     /// The plan for training `spec` in batches of `batch_size` (`networks` of them at once, as
-    /// `compare` holds two), on CIFAR-10 if `with_data`.
+    /// `compare` holds two), on a data set that keeps `data` bytes in memory.
     pub fn for_training(
         spec: &ModelSpec,
         batch_size: usize,
         networks: u64,
-        with_data: bool,
+        data: u64,
     ) -> Result<MemoryPlan> {
         let (placed, per_sample) = check_architecture(spec)?;
         let count = |kind: ParamKind| -> u64 {
@@ -47,19 +47,13 @@ impl MemoryPlan {
         };
         let (trainable, moving) = (count(ParamKind::Trainable), count(ParamKind::Moving));
         let floats = 4;
-        let images = (TRAIN_IMAGES + RECORDS_PER_FILE) as u64;
         Ok(MemoryPlan {
             per_sample: networks * floats * per_sample as u64,
             batch_size,
             // Weights, gradients and velocities; BN's moving statistics.
             parameters: networks * floats * (3 * trainable + moving),
             checkpoints: CHECKPOINT_COPIES * floats * (2 * trainable + moving),
-            // Images and labels, and the one file of the archive read at a time.
-            data: if with_data {
-                images * (IMAGE_BYTES as u64 + 1) + RECORDS_PER_FILE as u64 * IMAGE_BYTES as u64
-            } else {
-                0
-            },
+            data,
         })
     }
 
@@ -148,9 +142,24 @@ pub struct Memory {
 }
 
 impl Memory {
-    /// Linux's `MemTotal` and `MemAvailable`; `None` where /proc/meminfo does not say.
+    /// Linux's `MemTotal` and `MemAvailable`; `None` where /proc/meminfo does not say. Less
+    /// if `$MINIVGG_MEMORY_LIMIT` (bytes) says so: a run kept to part of the machine.
     pub fn of_this_machine() -> Option<Memory> {
-        Memory::from_meminfo(&std::fs::read_to_string("/proc/meminfo").ok()?)
+        let machine = Memory::from_meminfo(&std::fs::read_to_string("/proc/meminfo").ok()?)?;
+        let limit = std::env::var(MEMORY_LIMIT_ENV).ok();
+        Some(machine.capped(limit.and_then(|v| v.trim().parse().ok())))
+    }
+
+    /// At most `limit` bytes available, if there is a limit.
+    fn capped(self, limit: Option<u64>) -> Memory {
+        match limit {
+            Some(limit) if limit < self.available => Memory {
+                available: limit,
+                holder: "MINIVGG_MEMORY_LIMIT",
+                ..self
+            },
+            _ => self,
+        }
     }
 
     /// Reads /proc/meminfo's text (`MemTotal:  24000000 kB` …).
@@ -173,6 +182,9 @@ impl Memory {
     }
 }
 
+/// The environment variable that caps the memory a run may plan for, in bytes.
+pub const MEMORY_LIMIT_ENV: &str = "MINIVGG_MEMORY_LIMIT";
+
 /// Bytes as GiB with one decimal, or MiB below one GiB.
 pub fn gib(bytes: u64) -> String {
     let mib = bytes as f64 / (1u64 << 20) as f64;
@@ -189,6 +201,21 @@ mod tests {
     use crate::model::zoo;
 
     const GIB: u64 = 1 << 30;
+    /// CIFAR-10's 60,000 images and labels.
+    const CIFAR10_BYTES: u64 = 60_000 * 3073;
+
+    #[test]
+    fn a_limit_caps_what_is_available() {
+        let machine = Memory {
+            total: 24 * GIB,
+            available: 20 * GIB,
+            holder: "this machine",
+        };
+        assert_eq!(machine.capped(None), machine);
+        assert_eq!(machine.capped(Some(30 * GIB)), machine);
+        let capped = machine.capped(Some(GIB));
+        assert_eq!((capped.available, capped.holder), (GIB, "MINIVGG_MEMORY_LIMIT"));
+    }
 
     #[test]
     fn meminfo_is_read_in_kib() {
@@ -206,7 +233,7 @@ mod tests {
 
     #[test]
     fn a_batch_too_large_is_refused_with_the_largest_that_fits() {
-        let plan = MemoryPlan::for_training(&zoo::minivggnet(true), 50_000, 1, true).unwrap();
+        let plan = MemoryPlan::for_training(&zoo::minivggnet(true), 50_000, 1, CIFAR10_BYTES).unwrap();
         let machine = Memory {
             total: 24 * GIB,
             available: 20 * GIB,
@@ -239,8 +266,8 @@ mod tests {
 
     #[test]
     fn the_tutorials_run_fits_in_half_a_gib() {
-        let plan = MemoryPlan::for_training(&zoo::minivggnet(true), 64, 1, true).unwrap();
+        let plan = MemoryPlan::for_training(&zoo::minivggnet(true), 64, 1, CIFAR10_BYTES).unwrap();
         assert!(plan.total() < GIB / 2, "{plan}");
-        assert!(plan.data > 150 << 20, "{plan}");
+        assert_eq!(plan.data, CIFAR10_BYTES, "{plan}");
     }
 }

@@ -1,0 +1,317 @@
+//! The one data set type every loader produces: u8 images in NHWC of one shape, a label per
+//! image, the class names, and a training and a validation split. Batching, augmentation, the
+//! memory plan, the GPU upload and the reports take their shape and class count from here.
+
+use memmap2::Mmap;
+use std::fmt;
+use std::sync::Arc;
+
+/// The most classes a data set may have: labels are stored as one byte.
+pub const MAX_CLASSES: usize = 256;
+
+/// The shape of one image: rows, columns, channels (1 grey, 3 RGB), stored row by row with
+/// each pixel's channels together (NHWC without the N).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ImageShape {
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+}
+
+impl ImageShape {
+    /// CIFAR-10's and CIFAR-100's 32×32 RGB.
+    pub const CIFAR: ImageShape = ImageShape {
+        height: 32,
+        width: 32,
+        channels: 3,
+    };
+
+    /// Bytes per image.
+    pub fn len(self) -> usize {
+        self.height * self.width * self.channels
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Display for ImageShape {
+    /// `32×32 RGB` or `28×28 grey`: width × height, as image sizes are written.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let colour = match self.channels {
+            1 => "grey".to_string(),
+            3 => "RGB".to_string(),
+            c => format!("{c} channels"),
+        };
+        write!(f, "{}×{} {colour}", self.width, self.height)
+    }
+}
+
+/// Where a split's pixels live: in memory, or in a file mapped into memory (the image cache),
+/// whose pages the OS reads in as they are touched and may drop again.
+#[derive(Clone)]
+enum Pixels {
+    Owned(Vec<u8>),
+    Mapped {
+        map: Arc<Mmap>,
+        start: usize,
+        len: usize,
+    },
+}
+
+impl Pixels {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Pixels::Owned(bytes) => bytes,
+            Pixels::Mapped { map, start, len } => &map[*start..*start + *len],
+        }
+    }
+}
+
+/// One split: `len()` images of `shape()`, image i at `images()[i*L..(i+1)*L]` with
+/// L = `shape().len()`, and `labels()[i]` its class.
+#[derive(Clone)]
+pub struct Split {
+    shape: ImageShape,
+    pixels: Pixels,
+    labels: Vec<u8>,
+}
+
+impl Split {
+    /// A split of `labels.len()` images held in memory.
+    ///
+    /// # Panics
+    /// If `images` does not hold exactly one image of `shape` per label.
+    pub fn new(shape: ImageShape, images: Vec<u8>, labels: Vec<u8>) -> Split {
+        assert_eq!(images.len(), labels.len() * shape.len(), "one image per label");
+        Split {
+            shape,
+            pixels: Pixels::Owned(images),
+            labels,
+        }
+    }
+
+    /// A split whose images are `map[start..]`, one per label, read from the mapped file as
+    /// they are used.
+    ///
+    /// # Panics
+    /// If the map is too short for them.
+    pub fn mapped(shape: ImageShape, map: Arc<Mmap>, start: usize, labels: Vec<u8>) -> Split {
+        let len = labels.len() * shape.len();
+        assert!(start + len <= map.len(), "the mapped file holds every image");
+        Split {
+            shape,
+            pixels: Pixels::Mapped { map, start, len },
+            labels,
+        }
+    }
+
+    /// A split of `len` black images, all of class 0: what a loader fills in place.
+    pub fn zeroed(shape: ImageShape, len: usize) -> Split {
+        Split::new(shape, vec![0; len * shape.len()], vec![0; len])
+    }
+
+    pub fn shape(&self) -> ImageShape {
+        self.shape
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Every image, one after the other.
+    pub fn images(&self) -> &[u8] {
+        self.pixels.bytes()
+    }
+
+    pub fn image(&self, i: usize) -> &[u8] {
+        let n = self.shape.len();
+        &self.images()[i * n..(i + 1) * n]
+    }
+
+    pub fn labels(&self) -> &[u8] {
+        &self.labels
+    }
+
+    /// The images and labels to fill in place, for a split held in memory.
+    ///
+    /// # Panics
+    /// On a mapped split, which is read-only.
+    pub fn parts_mut(&mut self) -> (&mut [u8], &mut [u8]) {
+        match &mut self.pixels {
+            Pixels::Owned(bytes) => (bytes, &mut self.labels),
+            Pixels::Mapped { .. } => panic!("a mapped split is read-only"),
+        }
+    }
+
+    /// Keeps the first `len` images (all of them if there are fewer).
+    pub fn truncate(&mut self, len: usize) {
+        let len = len.min(self.len());
+        self.labels.truncate(len);
+        let bytes = len * self.shape.len();
+        match &mut self.pixels {
+            Pixels::Owned(images) => images.truncate(bytes),
+            Pixels::Mapped { len, .. } => *len = bytes,
+        }
+    }
+
+    /// The images at `indices`, in that order, as a new split held in memory.
+    pub fn select(&self, indices: &[usize]) -> Split {
+        let mut images = Vec::with_capacity(indices.len() * self.shape.len());
+        for &i in indices {
+            images.extend_from_slice(self.image(i));
+        }
+        let labels = indices.iter().map(|&i| self.labels[i]).collect();
+        Split::new(self.shape, images, labels)
+    }
+
+    /// The bytes this split keeps in memory: all of them when owned; when mapped, only its
+    /// labels, since the OS pages the images in from the file and can drop them again.
+    pub fn resident_bytes(&self) -> u64 {
+        let images = match self.pixels {
+            Pixels::Owned(ref bytes) => bytes.len(),
+            Pixels::Mapped { .. } => 0,
+        };
+        (images + self.labels.len()) as u64
+    }
+
+    /// Whether the images come from a mapped file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.pixels, Pixels::Mapped { .. })
+    }
+
+    /// How many images of each of `classes` classes the split holds.
+    pub fn class_counts(&self, classes: usize) -> Vec<usize> {
+        let mut counts = vec![0; classes.max(1)];
+        for &label in &self.labels {
+            if let Some(count) = counts.get_mut(usize::from(label)) {
+                *count += 1;
+            }
+        }
+        counts
+    }
+}
+
+impl PartialEq for Split {
+    fn eq(&self, other: &Split) -> bool {
+        self.shape == other.shape && self.labels == other.labels && self.images() == other.images()
+    }
+}
+
+impl Eq for Split {}
+
+// Printing 150 MB of pixels helps nobody: show the size only.
+impl fmt::Debug for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Split")
+            .field("len", &self.len())
+            .field("shape", &self.shape)
+            .field("mapped", &self.is_mapped())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A data set: its name (for titles and logs), its splits and its class names, label order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dataset {
+    /// `CIFAR-10`, `MNIST`, or an image folder's name.
+    pub name: String,
+    pub train: Split,
+    /// What the run validates and reports on: the data set's test split, or the part of the
+    /// training images `--val-split` held out.
+    pub test: Split,
+    pub class_names: Vec<String>,
+}
+
+impl Dataset {
+    pub fn shape(&self) -> ImageShape {
+        self.train.shape()
+    }
+
+    pub fn classes(&self) -> usize {
+        self.class_names.len()
+    }
+
+    /// Keeps the first `limit` images of each split (`--limit`).
+    pub fn truncate(&mut self, limit: usize) {
+        self.train.truncate(limit);
+        self.test.truncate(limit);
+    }
+
+    /// The bytes the data set keeps in memory (see [`Split::resident_bytes`]).
+    pub fn resident_bytes(&self) -> u64 {
+        self.train.resident_bytes() + self.test.resident_bytes()
+    }
+
+    /// One line for the log: `CIFAR-10: 50000 training and 10000 validation images, 32×32
+    /// RGB, 10 classes`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}: {} training and {} validation images, {}, {} classes{}",
+            self.name,
+            self.train.len(),
+            self.test.len(),
+            self.shape(),
+            self.classes(),
+            if self.train.is_mapped() {
+                " (memory-mapped from the cache)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape() -> ImageShape {
+        ImageShape {
+            height: 2,
+            width: 3,
+            channels: 1,
+        }
+    }
+
+    #[test]
+    fn images_are_cut_by_the_shape() {
+        let split = Split::new(shape(), (0..18).collect(), vec![0, 1, 1]);
+        assert_eq!(split.image(1), &[6, 7, 8, 9, 10, 11]);
+        assert_eq!(split.class_counts(3), vec![1, 2, 0]);
+        let picked = split.select(&[2, 0]);
+        assert_eq!(picked.images()[..6], [12, 13, 14, 15, 16, 17]);
+        assert_eq!(picked.labels(), &[1, 0]);
+        let mut cut = split.clone();
+        cut.truncate(1);
+        assert_eq!((cut.len(), cut.images().len()), (1, 6));
+    }
+
+    #[test]
+    fn a_mapped_split_reads_the_file_and_keeps_only_labels_resident() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pixels");
+        std::fs::write(&path, (0..40).collect::<Vec<u8>>()).unwrap();
+        let map = unsafe { Mmap::map(&std::fs::File::open(&path).unwrap()).unwrap() };
+        let split = Split::mapped(shape(), Arc::new(map), 4, vec![3, 4]);
+        assert_eq!(split.image(1), &[10, 11, 12, 13, 14, 15]);
+        assert_eq!(split.resident_bytes(), 2);
+        assert_eq!(split, Split::new(shape(), (4..16).collect(), vec![3, 4]));
+    }
+
+    #[test]
+    fn shapes_read_as_image_sizes() {
+        assert_eq!(ImageShape::CIFAR.to_string(), "32×32 RGB");
+        let odd = ImageShape {
+            height: 40,
+            width: 48,
+            channels: 1,
+        };
+        assert_eq!(odd.to_string(), "48×40 grey");
+    }
+}

@@ -1,0 +1,278 @@
+//! What `--data` names, and which reader takes it: a data set by name, as `keras.datasets`
+//! (`cifar10`, `cifar100`, `mnist`, `fashion-mnist`, downloaded once into the cache), or a
+//! path to one of their files, or a folder of images. A run records its [`DataRequest`], so
+//! `train --resume` loads the same data.
+
+use super::dataset::Dataset;
+use super::{cifar10, download};
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The data sets `--data` takes by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NamedSet {
+    Cifar10,
+    Cifar100,
+    Mnist,
+    FashionMnist,
+}
+
+impl NamedSet {
+    pub const ALL: [NamedSet; 4] = [
+        NamedSet::Cifar10,
+        NamedSet::Cifar100,
+        NamedSet::Mnist,
+        NamedSet::FashionMnist,
+    ];
+
+    /// The name `--data` takes.
+    pub fn flag_name(self) -> &'static str {
+        match self {
+            NamedSet::Cifar10 => "cifar10",
+            NamedSet::Cifar100 => "cifar100",
+            NamedSet::Mnist => "mnist",
+            NamedSet::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    /// How titles and logs name it.
+    pub fn title(self) -> &'static str {
+        match self {
+            NamedSet::Cifar10 => "CIFAR-10",
+            NamedSet::Cifar100 => "CIFAR-100",
+            NamedSet::Mnist => "MNIST",
+            NamedSet::FashionMnist => "Fashion-MNIST",
+        }
+    }
+
+    fn from_flag(name: &str) -> Option<NamedSet> {
+        NamedSet::ALL.into_iter().find(|set| set.flag_name() == name)
+    }
+}
+
+/// CIFAR-100's two label sets: 100 fine classes or 20 coarse superclasses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Cifar100Labels {
+    #[default]
+    Fine,
+    Coarse,
+}
+
+/// How pictures are made into a data set's images: the size every one is resized to, and
+/// whether they are made grey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSize {
+    pub width: usize,
+    pub height: usize,
+}
+
+impl ImageSize {
+    /// The series' `SimplePreprocessor(32, 32)`.
+    pub const DEFAULT: ImageSize = ImageSize {
+        width: 32,
+        height: 32,
+    };
+    /// The largest side `--image-size` takes.
+    pub const MAX_SIDE: usize = 1024;
+}
+
+impl fmt::Display for ImageSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+impl std::str::FromStr for ImageSize {
+    type Err = String;
+
+    /// `N` (square) or `WxH`, each side 1..=1024.
+    fn from_str(text: &str) -> Result<ImageSize, String> {
+        let side = |s: &str| -> Result<usize, String> {
+            match s.trim().parse::<usize>() {
+                Ok(n) if (1..=ImageSize::MAX_SIDE).contains(&n) => Ok(n),
+                _ => Err(format!(
+                    "expected N or WxH with sides from 1 to {}, got {text:?}",
+                    ImageSize::MAX_SIDE
+                )),
+            }
+        };
+        match text.split_once(['x', 'X', '×']) {
+            Some((w, h)) => Ok(ImageSize {
+                width: side(w)?,
+                height: side(h)?,
+            }),
+            None => {
+                let n = side(text)?;
+                Ok(ImageSize {
+                    width: n,
+                    height: n,
+                })
+            }
+        }
+    }
+}
+
+/// Everything that decides which images a run trains and validates on: what `--data` named
+/// and the flags that shape it. Recorded in checkpoints.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DataRequest {
+    /// `--data` as given; `None` is CIFAR-10 from `$MINIVGG_DATA` or the cache.
+    #[serde(default)]
+    pub data: Option<PathBuf>,
+    /// `--image-size` (image folders): default 32×32.
+    #[serde(default)]
+    pub image_size: Option<ImageSize>,
+    /// `--grayscale` (image folders): one channel.
+    #[serde(default)]
+    pub grayscale: bool,
+    /// `--val-split F` (image folders without a test split): the fraction of each class held
+    /// out for validation.
+    #[serde(default)]
+    pub val_split: Option<f64>,
+    /// `--labels` (CIFAR-100).
+    #[serde(default)]
+    pub labels: Cifar100Labels,
+    /// `--skip-bad-images` (image folders): skip files that do not decode, and list them.
+    #[serde(default)]
+    pub skip_bad_images: bool,
+}
+
+/// A data flag that does not apply to the data named: exit code 2, as a bad flag.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DataFlagError(pub String);
+
+/// What a [`DataRequest`] points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Named(NamedSet),
+    Path(PathBuf),
+}
+
+impl DataRequest {
+    /// What `--data` names: a data set's name (a path of that name is written `./NAME`), or a
+    /// path; nothing is CIFAR-10, as in the tutorial.
+    pub fn source(&self) -> Source {
+        match &self.data {
+            None => Source::Named(NamedSet::Cifar10),
+            Some(path) => match path.to_str().and_then(NamedSet::from_flag) {
+                Some(set) => Source::Named(set),
+                None => Source::Path(path.clone()),
+            },
+        }
+    }
+}
+
+impl DataRequest {
+    /// A short name for file names: `cifar10`, `fashion_mnist`, or the folder's own name
+    /// (`animals` for `~/animals`), lowercased.
+    pub fn slug(&self) -> String {
+        let name = match self.source() {
+            Source::Named(set) => set.flag_name().to_string(),
+            Source::Path(path) => {
+                let path = path.canonicalize().unwrap_or(path);
+                let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase());
+                let name = name.unwrap_or_default();
+                let stem = name.split('.').next().unwrap_or_default().to_string();
+                if stem.starts_with("cifar-10") {
+                    "cifar10".into()
+                } else if stem.starts_with("cifar-100") {
+                    "cifar100".into()
+                } else {
+                    stem
+                }
+            }
+        };
+        let slug: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        if slug.is_empty() {
+            "data".into()
+        } else {
+            slug
+        }
+    }
+}
+
+/// Loads what `request` asks for. A path the user named that is not there, or that holds
+/// something no reader takes, is a [`cifar10::DataError`] or the reader's own error.
+pub fn load(request: &DataRequest) -> Result<Dataset> {
+    let folder_only = [
+        ("--image-size", request.image_size.is_some()),
+        ("--grayscale", request.grayscale),
+        ("--val-split", request.val_split.is_some()),
+        ("--skip-bad-images", request.skip_bad_images),
+    ];
+    let refuse_folder_flags = |what: &str| -> Result<()> {
+        if let Some((flag, _)) = folder_only.iter().find(|(_, given)| *given) {
+            bail!(DataFlagError(format!(
+                "{flag} applies to image folders; {what} has its own image size and test split"
+            )));
+        }
+        Ok(())
+    };
+    match request.source() {
+        Source::Named(NamedSet::Cifar10) => {
+            refuse_folder_flags("CIFAR-10")?;
+            let path = download::resolve_data_path(None)?;
+            Ok(cifar10::load(&path)?)
+        }
+        Source::Named(set) => bail!("{} is not read yet", set.title()),
+        Source::Path(path) => {
+            if !path.exists() {
+                bail!(cifar10::DataError::NotFound {
+                    path: path.display().to_string()
+                });
+            }
+            refuse_folder_flags(&path.display().to_string())?;
+            Ok(cifar10::load(&path)?)
+        }
+    }
+}
+
+/// The path a request's data was read from, for the log and the checkpoint.
+pub fn describe_source(request: &DataRequest) -> String {
+    match request.source() {
+        Source::Named(set) => set.title().to_string(),
+        Source::Path(path) => Path::new(&path).display().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_sizes_read_as_n_or_w_by_h() {
+        let size = |s: &str| s.parse::<ImageSize>();
+        assert_eq!(size("64"), Ok(ImageSize { width: 64, height: 64 }));
+        assert_eq!(size("48x40"), Ok(ImageSize { width: 48, height: 40 }));
+        assert_eq!(
+            size("0").unwrap_err(),
+            "expected N or WxH with sides from 1 to 1024, got \"0\""
+        );
+        assert!(size("2000x10").is_err() && size("x").is_err() && size("").is_err());
+    }
+
+    #[test]
+    fn names_are_data_sets_and_anything_else_a_path() {
+        let request = |data: Option<&str>| DataRequest {
+            data: data.map(PathBuf::from),
+            ..DataRequest::default()
+        };
+        assert_eq!(request(None).source(), Source::Named(NamedSet::Cifar10));
+        assert_eq!(
+            request(Some("fashion-mnist")).source(),
+            Source::Named(NamedSet::FashionMnist)
+        );
+        assert_eq!(
+            request(Some("./mnist")).source(),
+            Source::Path(PathBuf::from("./mnist"))
+        );
+    }
+}
