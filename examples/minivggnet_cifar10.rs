@@ -74,7 +74,7 @@ fn main() -> Result<()> {
     let (_, predictions) = evaluate(&mut model, &data.test);
     print!(
         "{}",
-        classification_report(&data.test.labels, &predictions, &data.class_names)
+        classification_report(data.test.labels(), &predictions, &data.class_names)
     );
 
     // plot the training loss and accuracy

@@ -635,7 +635,7 @@ fn a_batch_larger_than_the_split_is_capped_and_the_plan_is_printed() {
 
     let out = minivgg(&["summary", "--model", "minivggnet"]);
     assert!(
-        text(&out.stdout).contains("\nTraining on CIFAR-10 needs 449 MiB of memory (batches of 64: 153 MiB; parameters and optimizer 25 MiB; checkpoints 66 MiB; data 205 MiB)\n"),
+        text(&out.stdout).contains("\nTraining on CIFAR-10 needs 419 MiB of memory (batches of 64: 153 MiB; parameters and optimizer 25 MiB; checkpoints 66 MiB; data 176 MiB)\n"),
         "{}",
         text(&out.stdout)
     );
@@ -661,6 +661,7 @@ fn resuming_a_checkpoint_too_large_for_this_machine_says_what_fits() {
         limit: None,
         precision: minivgg::engine::Precision::Fp32,
         save_best: false,
+        data: Default::default(),
     };
     let sgd = Sgd::new(SgdConfig::TUTORIAL, net.params.len());
     checkpoint::write(&checkpoints, &net, &sgd, &settings, &Default::default()).unwrap();

@@ -5,7 +5,8 @@
 
 use minivgg::data::augment;
 use minivgg::data::batches::{epoch_order, gather};
-use minivgg::data::cifar10::{Split, IMAGE_BYTES};
+use minivgg::data::cifar10::IMAGE_BYTES;
+use minivgg::data::{ImageShape, Split};
 use minivgg::engine::cuda::network::CudaNetwork;
 use minivgg::engine::cuda::{parity_tolerance, relative_error, Gpu};
 use minivgg::engine::sgd::{Sgd, SgdConfig};
@@ -163,10 +164,9 @@ fn minivggnet_in_tf32_matches_the_cpu_within_its_tolerance() {
 #[ignore = "needs an NVIDIA GPU: run with --include-ignored on a machine with one"]
 fn gathered_batches_match_the_cpu_with_and_without_augmentation() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-    let split = Split {
-        images: (0..300 * IMAGE_BYTES).map(|_| rng.random()).collect(),
-        labels: (0..300).map(|_| rng.random_range(0..10)).collect(),
-    };
+    let images = (0..300 * IMAGE_BYTES).map(|_| rng.random()).collect();
+    let labels = (0..300).map(|_| rng.random_range(0..10)).collect();
+    let split = Split::new(ImageShape::CIFAR, images, labels);
     let mut net = Network::new(&zoo::shallownet(), 64, 1).unwrap();
     let sgd = Sgd::new(SgdConfig::TUTORIAL, net.params.len());
     let order = epoch_order(split.len(), 7, 2);

@@ -7,10 +7,11 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use md5::{Digest, Md5};
 use minivgg::data::cifar10::{
-    self, Cifar10, ALL_FILES, BATCHES_DIR, BATCH_BYTES, CLASS_NAMES, IMAGE_BYTES, META_FILE,
+    self, ALL_FILES, BATCHES_DIR, BATCH_BYTES, CLASS_NAMES, IMAGE_BYTES, META_FILE,
     RECORDS_PER_FILE, RECORD_BYTES, TEST_FILE, TRAIN_FILES,
 };
 use minivgg::data::download::download_verified;
+use minivgg::data::Dataset;
 use minivgg::train::history::History;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -134,17 +135,17 @@ fn load_err(path: &Path) -> String {
     cifar10::load(path).unwrap_err().to_string()
 }
 
-fn check_synthetic(data: &Cifar10) {
+fn check_synthetic(data: &Dataset) {
     assert_eq!(data.train.len(), 50_000);
     assert_eq!(data.test.len(), 10_000);
-    assert_eq!(data.train.images.len(), 50_000 * IMAGE_BYTES);
-    assert_eq!(data.test.images.len(), 10_000 * IMAGE_BYTES);
+    assert_eq!(data.train.images().len(), 50_000 * IMAGE_BYTES);
+    assert_eq!(data.test.images().len(), 10_000 * IMAGE_BYTES);
     let want: Vec<u8> = (0..5)
         .flat_map(|f| (0..RECORDS_PER_FILE).map(move |r| label(f, r)))
         .collect();
-    assert_eq!(data.train.labels, want);
+    assert_eq!(data.train.labels(), want);
     let want: Vec<u8> = (0..RECORDS_PER_FILE).map(|r| label(5, r)).collect();
-    assert_eq!(data.test.labels, want);
+    assert_eq!(data.test.labels(), want);
     // Planar R, G, B in the file become one interleaved RGB pixel.
     for file in 0..5 {
         let image = data.train.image(file * RECORDS_PER_FILE + 5);
@@ -191,7 +192,7 @@ fn load_test_needs_only_test_batch_and_names() {
     for path in [tmp.path(), archive.as_path()] {
         let (test, names) = cifar10::load_test(path).unwrap();
         assert_eq!(test.len(), 10_000);
-        assert_eq!(test.labels[..3], [label(5, 0), label(5, 1), label(5, 2)]);
+        assert_eq!(test.labels()[..3], [label(5, 0), label(5, 1), label(5, 2)]);
         assert_eq!(test.image(5)[MARK_HWC..MARK_HWC + 3], [205, 100, 50]);
         assert_eq!(names, CLASS_NAMES);
     }
@@ -650,17 +651,17 @@ fn real_cifar10() {
     eprintln!("loaded {} in {:.2?}", path.display(), start.elapsed());
     assert_eq!(data.train.len(), 50_000);
     assert_eq!(data.test.len(), 10_000);
-    assert_eq!(data.train.labels[..10], [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]);
-    assert_eq!(data.test.labels[..10], [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]);
+    assert_eq!(data.train.labels()[..10], [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]);
+    assert_eq!(data.test.labels()[..10], [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]);
     let mut train_counts = [0; 10];
     data.train
-        .labels
+        .labels()
         .iter()
         .for_each(|&l| train_counts[l as usize] += 1);
     assert_eq!(train_counts, [5000; 10]);
     let mut test_counts = [0; 10];
     data.test
-        .labels
+        .labels()
         .iter()
         .for_each(|&l| test_counts[l as usize] += 1);
     assert_eq!(test_counts, [1000; 10]);
@@ -668,7 +669,7 @@ fn real_cifar10() {
     // Per-channel means published with the data: they come out right only if every pixel's
     // R, G and B land in the channel slots 0, 1, 2.
     let mut sums = [0u64; 3];
-    for px in data.train.images.chunks_exact(3) {
+    for px in data.train.images().chunks_exact(3) {
         for (sum, &v) in sums.iter_mut().zip(px) {
             *sum += u64::from(v);
         }

@@ -5,7 +5,8 @@ mod common;
 
 use common::{minivgg, text};
 use minivgg::data::cifar10::{self, IMAGE_SIDE};
-use minivgg::data::images::load_as_cifar;
+use minivgg::data::images::load_as;
+use minivgg::data::{ImageShape, Split};
 use minivgg::model::io as model_io;
 use minivgg::train::fit::predict_probabilities;
 use std::path::Path;
@@ -98,7 +99,7 @@ fn predict_classifies_images_of_any_size_and_names_the_bad_file() {
         .unwrap()
         .save(&exact)
         .unwrap();
-    assert_eq!(load_as_cifar(&exact).unwrap(), test.image(0));
+    assert_eq!(load_as(&exact, ImageShape::CIFAR).unwrap(), test.image(0));
     // Other sizes, a JPEG, a grayscale PNG and a file that is no image at all.
     let large = dir.path().join("large.jpg");
     image::RgbImage::from_fn(200, 120, |x, y| image::Rgb([x as u8, y as u8, 128]))
@@ -110,7 +111,7 @@ fn predict_classifies_images_of_any_size_and_names_the_bad_file() {
         .unwrap();
     let bogus = dir.path().join("notes.png");
     std::fs::write(&bogus, "not an image").unwrap();
-    let grey_pixels = load_as_cifar(&grey).unwrap();
+    let grey_pixels = load_as(&grey, ImageShape::CIFAR).unwrap();
     assert!(
         grey_pixels.chunks(3).all(|p| p[0] == p[1] && p[1] == p[2]),
         "grey stays grey"
@@ -125,7 +126,7 @@ fn predict_classifies_images_of_any_size_and_names_the_bad_file() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "error: {}: not a PNG or JPEG image",
+            "error: {}: not an image that can be read",
             bogus.display()
         )),
         "{stderr}"
@@ -142,10 +143,11 @@ fn predict_classifies_images_of_any_size_and_names_the_bad_file() {
             .lines()
             .find(|l| l.starts_with(&format!("{}: ", path.display())))
             .unwrap_or_else(|| panic!("no prediction for {}:\n{stdout}", path.display()));
-        let split = cifar10::Split {
-            images: load_as_cifar(path).unwrap(),
-            labels: vec![0],
-        };
+        let split = Split::new(
+            ImageShape::CIFAR,
+            load_as(path, ImageShape::CIFAR).unwrap(),
+            vec![0],
+        );
         let probs = &predict_probabilities(&mut net, &split)[0];
         let mut ranked: Vec<usize> = (0..10).collect();
         ranked.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));

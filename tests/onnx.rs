@@ -7,7 +7,7 @@ mod common;
 
 use common::{export, real_data_path, text};
 use minivgg::data::batches::gather;
-use minivgg::data::cifar10::{self, Split};
+use minivgg::data::{cifar10, Split};
 use minivgg::engine::sgd::{Sgd, SgdConfig};
 use minivgg::engine::{Mode, Network};
 use minivgg::model::{io, zoo, ModelSpec};

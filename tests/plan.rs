@@ -64,7 +64,7 @@ fn the_plan_covers_what_a_batch_allocates_within_a_third_more() {
         let (small, large) = (32, 96);
         let per_sample = (peak_of_a_step(spec, large) - peak_of_a_step(spec, small)) as f64
             / (large - small) as f64;
-        let plan = MemoryPlan::for_training(spec, 1, 1, false).unwrap();
+        let plan = MemoryPlan::for_training(spec, 1, 1, 0).unwrap();
         let planned = plan.per_sample as f64;
         println!(
             "{}: {:.0} bytes per sample allocated, {planned:.0} planned ({:.2}×)",

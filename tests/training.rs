@@ -5,7 +5,8 @@
 mod common;
 
 use common::small_run;
-use minivgg::data::cifar10::{Split, IMAGE_BYTES};
+use minivgg::data::cifar10::IMAGE_BYTES;
+use minivgg::data::{ImageShape, Split};
 use minivgg::engine::sgd::{Sgd, SgdConfig};
 use minivgg::engine::{Network, Precision};
 use minivgg::fsutil::BackgroundWriter;
@@ -19,10 +20,9 @@ use std::sync::Arc;
 
 fn synthetic(len: usize, seed: u64) -> Split {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    Split {
-        images: (0..len * IMAGE_BYTES).map(|_| rng.random()).collect(),
-        labels: (0..len).map(|_| rng.random_range(0..10)).collect(),
-    }
+    let images = (0..len * IMAGE_BYTES).map(|_| rng.random()).collect();
+    let labels = (0..len).map(|_| rng.random_range(0..10)).collect();
+    Split::new(ImageShape::CIFAR, images, labels)
 }
 
 const EPOCHS: usize = 2;

@@ -32,14 +32,14 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(data) = load_archive_bytes("fuzz.tar.gz", data) {
         assert_eq!(data.class_names.len(), NUM_CLASSES);
-        assert!(data.train.labels.iter().all(|&l| usize::from(l) < NUM_CLASSES));
-        assert!(data.test.labels.iter().all(|&l| usize::from(l) < NUM_CLASSES));
+        assert!(data.train.labels().iter().all(|&l| usize::from(l) < NUM_CLASSES));
+        assert!(data.test.labels().iter().all(|&l| usize::from(l) < NUM_CLASSES));
     }
 });
 
-fn check_batch(result: Result<minivgg::data::cifar10::Split, minivgg::data::cifar10::DataError>) {
+fn check_batch(result: Result<minivgg::data::Split, minivgg::data::cifar10::DataError>) {
     if let Ok(split) = result {
         assert_eq!(split.len(), RECORDS_PER_FILE);
-        assert!(split.labels.iter().all(|&l| usize::from(l) < NUM_CLASSES));
+        assert!(split.labels().iter().all(|&l| usize::from(l) < NUM_CLASSES));
     }
 }

@@ -5,6 +5,7 @@
 pub mod args;
 pub mod bench;
 pub mod compare;
+pub mod data;
 pub mod evaluate;
 pub mod export;
 pub mod predict;
@@ -39,7 +40,7 @@ use std::path::{Path, PathBuf};
 #[command(
     name = "minivgg",
     version,
-    about = "Train the MiniVGGNet tutorial's networks on CIFAR-10"
+    about = "Train the MiniVGGNet tutorial's networks on CIFAR-10, the series' other data sets or your own image folders"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -57,7 +58,7 @@ pub enum Command {
     /// Reload a saved model and print its classification report and confusion matrix on the
     /// test set.
     Evaluate(EvaluateArgs),
-    /// Classify PNG or JPEG files of any size with a saved model: top classes per file.
+    /// Classify image files of any size with a saved model: top classes per file.
     Predict(PredictArgs),
     /// Write a saved model as ONNX (opset 13), for onnxruntime, OpenCV's dnn and others.
     Export(ExportArgs),
@@ -65,6 +66,9 @@ pub enum Command {
     Summary(SummaryArgs),
     /// Time training steps and inference, layer by layer, on synthetic data.
     Bench(BenchArgs),
+    /// Load a data set as `train` would (decoding and caching an image folder) and print its
+    /// splits, image shape, classes and images per class.
+    Data(data::DataCommandArgs),
 }
 
 /// An error in what the user asked for (a flag's value): exit code 2, like clap's own.
@@ -84,6 +88,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Predict(args) => predict::predict(args),
         Command::Export(args) => export::export(args),
         Command::Bench(args) => bench::run(args),
+        Command::Data(args) => data::show(args),
         Command::Summary(args) => {
             args::check_size("--batch-size", args.batch_size, args::MAX_BATCH_SIZE, "")?;
             let spec = model_spec(&args.model)?;
@@ -156,8 +161,8 @@ fn say_where_from<T>(file: &ModelFile<T>, what: &str) {
 }
 
 /// CIFAR-10's images and labels in memory: what `summary` plans for.
-const CIFAR10_BYTES: u64 = (cifar10::TRAIN_IMAGES + cifar10::RECORDS_PER_FILE) as u64
-    * cifar10::RECORD_BYTES as u64;
+const CIFAR10_BYTES: u64 =
+    (cifar10::TRAIN_IMAGES + cifar10::RECORDS_PER_FILE) as u64 * cifar10::RECORD_BYTES as u64;
 
 /// The network `--model` names, built for `data`: a built-in one for its image shape and
 /// classes; one from a file as it is, if it fits. It carries the data's class names.

@@ -31,8 +31,8 @@ use proto::attribute_proto::AttributeType;
 use proto::tensor_proto::DataType;
 use proto::tensor_shape_proto::{dimension, Dimension};
 use proto::{
-    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    TensorShapeProto, TypeProto, ValueInfoProto,
+    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
 /// The operator set the graph is written against.
@@ -117,9 +117,17 @@ pub fn model(net: &Network) -> Result<ModelProto> {
         producer_name: "minivgg".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(graph),
+        // What the output's columns are, for whoever runs the file: a JSON list, label order.
+        metadata_props: vec![StringStringEntryProto {
+            key: CLASS_NAMES_KEY.into(),
+            value: serde_json::to_string(&net.spec.class_names())?,
+        }],
         ..Default::default()
     })
 }
+
+/// The `metadata_props` key of the class names, a JSON list in the order of the output.
+pub const CLASS_NAMES_KEY: &str = "class_names";
 
 /// The ONNX model of `net`, serialized.
 pub fn to_bytes(net: &Network) -> Result<Vec<u8>> {

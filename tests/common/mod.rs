@@ -51,6 +51,7 @@ pub fn small_run(
         limit: None,
         precision,
         save_best: false,
+        data: Default::default(),
     }
 }
 
