@@ -482,7 +482,12 @@ fn evaluate_predict_summary_and_export_take_a_checkpoint() {
         saved.contains("[INFO] shallownet on 10000 test images: loss "),
         "{saved}"
     );
-    assert_eq!(from_file, saved);
+    // A checkpoint knows its data: evaluated on it without --data, and says so.
+    let trained_on = format!(
+        "[INFO] {} was trained on CIFAR-10: evaluating on its validation split\n",
+        file.display()
+    );
+    assert_eq!(from_file, format!("{trained_on}{saved}"));
     assert_eq!(said, checkpoint_line(&file, "model"));
 
     // A damaged checkpoint is refused by tensor, exit 2; a directory without one too.

@@ -126,7 +126,7 @@ fn a_malformed_network_file_is_refused_naming_the_file_and_the_layer() {
     );
     assert_refused(
         &["train", "--model", &mnist, "--output", plot],
-        "--model: mnist takes (None, 28, 28, 1) inputs and gives 10 classes; CIFAR-10 has (None, 32, 32, 3) images of 10 classes",
+        "--model: mnist takes (None, 28, 28, 1) inputs and gives 10 classes; CIFAR-10 has (None, 32, 32, 3) images (32×32 RGB) of 10 classes",
     );
     let no_bn = write(
         "plain.json",

@@ -227,9 +227,7 @@ pub fn load(request: &DataRequest) -> Result<Dataset> {
         Source::Named(set) => bail!("{} is not read yet", set.title()),
         Source::Path(path) => {
             if !path.exists() {
-                bail!(cifar10::DataError::NotFound {
-                    path: path.display().to_string()
-                });
+                bail!("data path {} (from --data) does not exist", path.display());
             }
             refuse_folder_flags(&path.display().to_string())?;
             Ok(cifar10::load(&path)?)
