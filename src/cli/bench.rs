@@ -1,8 +1,8 @@
 //! `minivgg bench`: training steps and inference timed, layer by layer, on synthetic data.
 
+use super::args::MAX_BATCH_SIZE;
 use super::args::{check_size, ComputeArgs, ModelArgs};
 use super::{check_memory, model_spec, set_threads};
-use super::args::MAX_BATCH_SIZE;
 use crate::train::bench::bench;
 use crate::train::plan::MemoryPlan;
 use anyhow::Result;

@@ -4,8 +4,8 @@
 use super::args::{check_flags, run_settings, RecipeArgs};
 use super::train::{fresh_run, stop_on_signal, train_run, RunFiles};
 use super::{
-    beside, check_memory, device_label, load_data, model_spec, model_spec_for, set_threads,
-    usage, ModelArgs,
+    beside, check_memory, device_label, load_data, model_spec, model_spec_for, set_threads, usage,
+    ModelArgs,
 };
 use crate::engine::device::Device;
 use crate::fsutil::{atomic_write_bytes, ensure_writable};

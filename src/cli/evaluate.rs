@@ -2,13 +2,12 @@
 
 use super::args::{check_size, ComputeArgs, DataArgs, MAX_BATCH_SIZE};
 use super::{
-    beside, check_fits_data, check_memory, load_data, load_weights,
-    report_predictions, set_threads,
+    beside, check_fits_data, check_memory, load_data, load_weights, report_predictions, set_threads,
 };
 use crate::data::DataRequest;
 use crate::fsutil::ensure_writable;
-use crate::train::checkpoint;
 use crate::model::ModelSpec;
+use crate::train::checkpoint;
 use crate::train::fit::{check_device, evaluate_on};
 use crate::train::plan::MemoryPlan;
 use anyhow::Result;

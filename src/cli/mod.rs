@@ -156,8 +156,8 @@ fn say_where_from<T>(file: &ModelFile<T>, what: &str) {
 }
 
 /// CIFAR-10's images and labels in memory: what `summary` plans for.
-const CIFAR10_BYTES: u64 = (cifar10::TRAIN_IMAGES + cifar10::RECORDS_PER_FILE) as u64
-    * cifar10::RECORD_BYTES as u64;
+const CIFAR10_BYTES: u64 =
+    (cifar10::TRAIN_IMAGES + cifar10::RECORDS_PER_FILE) as u64 * cifar10::RECORD_BYTES as u64;
 
 /// The network `--model` names, built for `data`: a built-in one for its image shape and
 /// classes; one from a file as it is, if it fits. It carries the data's class names.

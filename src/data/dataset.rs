@@ -84,7 +84,11 @@ impl Split {
     /// # Panics
     /// If `images` does not hold exactly one image of `shape` per label.
     pub fn new(shape: ImageShape, images: Vec<u8>, labels: Vec<u8>) -> Split {
-        assert_eq!(images.len(), labels.len() * shape.len(), "one image per label");
+        assert_eq!(
+            images.len(),
+            labels.len() * shape.len(),
+            "one image per label"
+        );
         Split {
             shape,
             pixels: Pixels::Owned(images),
@@ -99,7 +103,10 @@ impl Split {
     /// If the map is too short for them.
     pub fn mapped(shape: ImageShape, map: Arc<Mmap>, start: usize, labels: Vec<u8>) -> Split {
         let len = labels.len() * shape.len();
-        assert!(start + len <= map.len(), "the mapped file holds every image");
+        assert!(
+            start + len <= map.len(),
+            "the mapped file holds every image"
+        );
         Split {
             shape,
             pixels: Pixels::Mapped { map, start, len },

@@ -49,7 +49,9 @@ impl NamedSet {
     }
 
     fn from_flag(name: &str) -> Option<NamedSet> {
-        NamedSet::ALL.into_iter().find(|set| set.flag_name() == name)
+        NamedSet::ALL
+            .into_iter()
+            .find(|set| set.flag_name() == name)
     }
 }
 
@@ -250,8 +252,20 @@ mod tests {
     #[test]
     fn image_sizes_read_as_n_or_w_by_h() {
         let size = |s: &str| s.parse::<ImageSize>();
-        assert_eq!(size("64"), Ok(ImageSize { width: 64, height: 64 }));
-        assert_eq!(size("48x40"), Ok(ImageSize { width: 48, height: 40 }));
+        assert_eq!(
+            size("64"),
+            Ok(ImageSize {
+                width: 64,
+                height: 64
+            })
+        );
+        assert_eq!(
+            size("48x40"),
+            Ok(ImageSize {
+                width: 48,
+                height: 40
+            })
+        );
         assert_eq!(
             size("0").unwrap_err(),
             "expected N or WxH with sides from 1 to 1024, got \"0\""

@@ -105,7 +105,11 @@ pub fn build(name: &str, batch_norm: bool, input: Shape, classes: usize) -> Resu
 
 /// `spec` with its input and classifier set for `input` and `classes`.
 pub fn built_for(mut spec: ModelSpec, input: Shape, classes: usize) -> ModelSpec {
-    if let Some(Dense { units }) = spec.layers.iter_mut().rev().find(|l| matches!(l, Dense { .. }))
+    if let Some(Dense { units }) = spec
+        .layers
+        .iter_mut()
+        .rev()
+        .find(|l| matches!(l, Dense { .. }))
     {
         *units = classes;
     }

@@ -332,7 +332,8 @@ pub fn fit_on_gpu(
             progress.batches_done
         );
     }
-    let data_bytes = (train.images().len() + train.len()) + (validation.images().len() + validation.len());
+    let data_bytes =
+        (train.images().len() + train.len()) + (validation.images().len() + validation.len());
     check_gpu_memory(&gpu, net, data_bytes as u64)?;
     let mut trainer = GpuTrainer::new(gpu, net, sgd, train, validation, config.augment)?;
     while progress.history.epochs.len() < config.epochs {

@@ -214,7 +214,10 @@ mod tests {
         assert_eq!(machine.capped(None), machine);
         assert_eq!(machine.capped(Some(30 * GIB)), machine);
         let capped = machine.capped(Some(GIB));
-        assert_eq!((capped.available, capped.holder), (GIB, "MINIVGG_MEMORY_LIMIT"));
+        assert_eq!(
+            (capped.available, capped.holder),
+            (GIB, "MINIVGG_MEMORY_LIMIT")
+        );
     }
 
     #[test]
@@ -233,7 +236,8 @@ mod tests {
 
     #[test]
     fn a_batch_too_large_is_refused_with_the_largest_that_fits() {
-        let plan = MemoryPlan::for_training(&zoo::minivggnet(true), 50_000, 1, CIFAR10_BYTES).unwrap();
+        let plan =
+            MemoryPlan::for_training(&zoo::minivggnet(true), 50_000, 1, CIFAR10_BYTES).unwrap();
         let machine = Memory {
             total: 24 * GIB,
             available: 20 * GIB,
