@@ -413,6 +413,8 @@ fn the_cache_serves_the_second_load_mapped_and_any_change_misses_it() {
     assert_eq!(f.cache_files().len(), 4);
 }
 
+type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+
 #[test]
 fn a_damaged_cache_is_rebuilt_never_trusted() {
     let f = folder();
@@ -422,7 +424,7 @@ fn a_damaged_cache_is_rebuilt_never_trusted() {
     let good = owned(&f.load(&options).unwrap());
     let path = f.cache_files().pop().unwrap();
     let original = std::fs::read(&path).unwrap();
-    let damages: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+    let damages: Vec<(&str, Damage)> = vec![
         ("a pixel", Box::new(|b| b[cache::PAGE + 5] ^= 0x10)),
         ("a label", Box::new(|b| *b.last_mut().unwrap() ^= 1)),
         ("a class name", Box::new(|b| b[68] ^= 0x20)),
@@ -487,4 +489,33 @@ fn timing_5000_pngs() {
     let cached = start.elapsed();
     assert_eq!(first, second);
     println!("5000 32x32 PNGs: first load {decoded:?}, cached load {cached:?}");
+
+    // Photographs as they come: 2000 JPEGs of 320×240, made 64×64.
+    let g = folder();
+    for c in 0..4 {
+        for i in 0..500 {
+            let path = g.dir.join(format!("class{c}/{i:04}.jpg"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            RgbImage::from_fn(320, 240, |x, y| {
+                Rgb([(x + i) as u8, (y * c) as u8, (x ^ y) as u8])
+            })
+            .save(&path)
+            .unwrap();
+        }
+    }
+    let options = FolderOptions {
+        size: ImageSize {
+            width: 64,
+            height: 64,
+        },
+        ..g.split(0.25)
+    };
+    let start = std::time::Instant::now();
+    let first = g.load(&options).unwrap();
+    let decoded = start.elapsed();
+    let start = std::time::Instant::now();
+    let second = g.load(&options).unwrap();
+    let cached = start.elapsed();
+    assert_eq!(first, second);
+    println!("2000 320x240 JPEGs at 64x64: first load {decoded:?}, cached load {cached:?}");
 }
