@@ -133,7 +133,7 @@ fn encode_header(
 
 /// Opens the cache file at `path`: `Ok(None)` if there is none, `Err` if it is damaged
 /// (truncated, another format version, a wrong checksum, …) and must not be trusted.
-/// `expect` is the shape and class names the folder gives; a file that disagrees is damaged.
+/// `shape` and `class_names` are what the folder gives; a file that disagrees is damaged.
 pub fn open(
     path: &Path,
     shape: ImageShape,

@@ -232,7 +232,7 @@ fn walk(
     Ok(())
 }
 
-/// The pictures of each class folder of `split_dir`, class by class in file order.
+/// The pictures of each of `classes` (folders under `root`), class by class in file order.
 fn list_classes(
     root: &Path,
     classes: &[(String, PathBuf)],
