@@ -1,0 +1,596 @@
+//! Image folders, laid out as Keras' `image_dataset_from_directory` and torchvision's
+//! `ImageFolder` take them: `DIR/<class>/…`, the class names the sub-folders' names in byte
+//! order, the pictures inside each found recursively; or `DIR/train/<class>/…` with
+//! `DIR/test/<class>/…` (or `val/`, `validation/`) as the validation split.
+//!
+//! Without a test split, `--val-split F` holds out round(F × n) images of each class, chosen
+//! by a shuffle seeded with 42 (the series' `train_test_split(test_size=0.25,
+//! random_state=42)`), so the validation set does not depend on the run's seed.
+//!
+//! The decoded images are cached (see [`super::cache`]): the second run on an unchanged folder
+//! maps them from the cache file instead of decoding anything.
+
+use super::cache::{self, CacheWriter, Cached};
+use super::dataset::{Dataset, ImageShape, MAX_CLASSES};
+use super::images::{self, ImageError};
+use super::source::ImageSize;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, UNIX_EPOCH};
+use xxhash_rust::xxh3::Xxh3;
+
+/// How a folder's pictures are made into a data set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FolderOptions {
+    /// Every picture is resized to this (`--image-size`).
+    pub size: ImageSize,
+    /// One grey channel instead of RGB (`--grayscale`).
+    pub grayscale: bool,
+    /// The fraction of each class held out for validation (`--val-split`), for a folder
+    /// without a test split; strictly between 0 and 1.
+    pub val_split: Option<f64>,
+    /// Skip (and list) files with an image extension that do not decode, instead of failing.
+    pub skip_bad_images: bool,
+    /// The cache root, in place of `dirs::cache_dir()` (`None`, the user's cache); the file
+    /// goes to `ROOT/minivgg/images/<key>.bin`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for FolderOptions {
+    fn default() -> FolderOptions {
+        FolderOptions {
+            size: ImageSize::DEFAULT,
+            grayscale: false,
+            val_split: None,
+            skip_bad_images: false,
+            cache_dir: None,
+        }
+    }
+}
+
+impl FolderOptions {
+    /// The shape every image is stored in.
+    pub fn shape(&self) -> ImageShape {
+        ImageShape {
+            height: self.size.height,
+            width: self.size.width,
+            channels: if self.grayscale { 1 } else { 3 },
+        }
+    }
+}
+
+/// What is wrong with an image folder (or the options for it): a bad input, exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum FolderError {
+    #[error("{path}: no such directory")]
+    NotFound { path: String },
+    #[error("{path} is not a directory")]
+    NotADirectory { path: String },
+    #[error("{path}: cannot read: {cause}")]
+    Read { path: String, cause: std::io::Error },
+    #[error(
+        "{path}: no images found: expected a folder per class (DIR/<class>/<images>), \
+         or DIR/train/<class>/ and DIR/test/<class>/"
+    )]
+    NoImages { path: String },
+    #[error("{path}: the class folder {class} holds no images")]
+    EmptyClass { path: String, class: String },
+    #[error("{path}: none of the images of class {class} could be read")]
+    NoReadableImages { path: String, class: String },
+    #[error(
+        "{path}: only one class folder ({class}); a classifier needs at least 2 classes \
+         (Keras' categorical labels)"
+    )]
+    OneClass { path: String, class: String },
+    #[error("{path}: {count} class folders, more than the {MAX_CLASSES} classes minivgg takes")]
+    TooManyClasses { path: String, count: usize },
+    #[error(
+        "{path}: {train_dir}/ and {test_dir}/ have different classes: {}",
+        differences(only_train, train_dir, only_test, test_dir)
+    )]
+    ClassesDiffer {
+        path: String,
+        train_dir: String,
+        test_dir: String,
+        only_train: Vec<String>,
+        only_test: Vec<String>,
+    },
+    #[error(
+        "{path} has no test split: pass --val-split F to hold out a fraction F of each class \
+         for validation, or make train/ and test/ folders"
+    )]
+    NoSplit { path: String },
+    #[error("{path} has its own test split ({test_dir}/): --val-split does not apply")]
+    OwnTestSplit { path: String, test_dir: String },
+    #[error("--val-split must be between 0 and 1 (both excluded), got {value}")]
+    BadValSplit { value: f64 },
+    #[error(
+        "{path}: class {class} has {count} image(s), too few to hold out some for \
+         validation and keep some for training (it needs at least 2)"
+    )]
+    TooFewForSplit {
+        path: String,
+        class: String,
+        count: usize,
+    },
+    /// A picture that does not decode, or is over the decoding limits: the message names it.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("cannot write the image cache {path}: {cause}")]
+    Cache { path: String, cause: std::io::Error },
+}
+
+fn differences(only_train: &[String], train: &str, only_test: &[String], test: &str) -> String {
+    let mut parts = Vec::new();
+    if !only_train.is_empty() {
+        parts.push(format!("only in {train}/: {}", only_train.join(", ")));
+    }
+    if !only_test.is_empty() {
+        parts.push(format!("only in {test}/: {}", only_test.join(", ")));
+    }
+    parts.join("; ")
+}
+
+/// The extensions (lowercase) of the files taken as pictures.
+pub const IMAGE_EXTENSIONS: [&str; 12] = [
+    "png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff", "pnm", "pbm", "pgm", "ppm",
+];
+
+/// The seed of the `--val-split` shuffle: the series' `random_state=42`.
+pub const VAL_SPLIT_SEED: u64 = 42;
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().starts_with(b".")
+}
+
+/// One picture found: where, its size and time (for the cache key), its class.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Relative to the folder given.
+    rel: PathBuf,
+    size: u64,
+    mtime_ns: i128,
+    label: u8,
+}
+
+/// The pictures of a folder, before decoding: the training ones, then the validation ones,
+/// each class by class in file order.
+#[derive(Debug)]
+struct Listing {
+    classes: Vec<String>,
+    train: Vec<Entry>,
+    test: Vec<Entry>,
+    /// Files skipped for not being pictures.
+    skipped: usize,
+}
+
+fn read_error(path: &Path) -> impl Fn(std::io::Error) -> FolderError + '_ {
+    move |cause| FolderError::Read {
+        path: path.display().to_string(),
+        cause,
+    }
+}
+
+/// The visible sub-folders of `dir` (links to folders included), in byte order of name.
+fn sub_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>, FolderError> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_error(dir))? {
+        let entry = entry.map_err(read_error(dir))?;
+        let name = entry.file_name();
+        let path = entry.path();
+        if !is_hidden(&name) && path.is_dir() {
+            found.push((name, path));
+        }
+    }
+    found.sort_by(|a, b| a.0.as_encoded_bytes().cmp(b.0.as_encoded_bytes()));
+    Ok(found
+        .into_iter()
+        .map(|(name, path)| (name.to_string_lossy().into_owned(), path))
+        .collect())
+}
+
+/// Every picture under `dir` (recursively, links followed, hidden entries ignored), as paths
+/// relative to `root` with their metadata; counts the other files in `skipped`.
+fn walk(
+    root: &Path,
+    dir: &Path,
+    visited: &mut HashSet<PathBuf>,
+    found: &mut Vec<(PathBuf, std::fs::Metadata)>,
+    skipped: &mut usize,
+) -> Result<(), FolderError> {
+    // A link back up the tree would be walked for ever.
+    let real = dir.canonicalize().map_err(read_error(dir))?;
+    if !visited.insert(real) {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir).map_err(read_error(dir))? {
+        let entry = entry.map_err(read_error(dir))?;
+        if is_hidden(&entry.file_name()) {
+            continue;
+        }
+        let path = entry.path();
+        let meta = std::fs::metadata(&path).map_err(read_error(&path))?;
+        if meta.is_dir() {
+            walk(root, &path, visited, found, skipped)?;
+        } else if is_image(&path) {
+            let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+            found.push((rel, meta));
+        } else {
+            *skipped += 1;
+        }
+    }
+    Ok(())
+}
+
+/// The pictures of each of `classes` (folders under `root`), class by class in file order.
+fn list_classes(
+    root: &Path,
+    classes: &[(String, PathBuf)],
+    skipped: &mut usize,
+) -> Result<Vec<Vec<Entry>>, FolderError> {
+    let mut all = Vec::new();
+    for (label, (_, class_dir)) in classes.iter().enumerate() {
+        let mut found = Vec::new();
+        walk(root, class_dir, &mut HashSet::new(), &mut found, skipped)?;
+        if found.is_empty() {
+            return Err(FolderError::EmptyClass {
+                path: root.display().to_string(),
+                class: class_dir
+                    .strip_prefix(root)
+                    .unwrap_or(class_dir)
+                    .display()
+                    .to_string(),
+            });
+        }
+        found.sort_by(|a, b| {
+            a.0.as_os_str()
+                .as_encoded_bytes()
+                .cmp(b.0.as_os_str().as_encoded_bytes())
+        });
+        let entries = found
+            .into_iter()
+            .map(|(rel, meta)| Entry {
+                rel,
+                size: meta.len(),
+                mtime_ns: meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos() as i128),
+                label: label as u8,
+            })
+            .collect();
+        all.push(entries);
+    }
+    Ok(all)
+}
+
+fn check_classes(root: &Path, classes: &[(String, PathBuf)]) -> Result<(), FolderError> {
+    let path = root.display().to_string();
+    match classes.len() {
+        0 => Err(FolderError::NoImages { path }),
+        1 => Err(FolderError::OneClass {
+            path,
+            class: classes[0].0.clone(),
+        }),
+        n if n > MAX_CLASSES => Err(FolderError::TooManyClasses { path, count: n }),
+        _ => Ok(()),
+    }
+}
+
+/// The split folder names, the first present taken as the validation split.
+const TEST_DIRS: [&str; 3] = ["test", "val", "validation"];
+
+fn list(root: &Path, options: &FolderOptions) -> Result<Listing, FolderError> {
+    let path = root.display().to_string();
+    let mut skipped = 0;
+    let test_dir = TEST_DIRS.iter().find(|d| root.join(d).is_dir());
+    if let (true, Some(test_dir)) = (root.join("train").is_dir(), test_dir) {
+        if options.val_split.is_some() {
+            return Err(FolderError::OwnTestSplit {
+                path,
+                test_dir: test_dir.to_string(),
+            });
+        }
+        let train_classes = sub_folders(&root.join("train"))?;
+        let test_classes = sub_folders(&root.join(test_dir))?;
+        let names = |c: &[(String, PathBuf)]| c.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        let (train_names, test_names) = (names(&train_classes), names(&test_classes));
+        if train_names != test_names {
+            let only =
+                |a: &[String], b: &[String]| a.iter().filter(|n| !b.contains(n)).cloned().collect();
+            return Err(FolderError::ClassesDiffer {
+                path,
+                train_dir: "train".into(),
+                test_dir: test_dir.to_string(),
+                only_train: only(&train_names, &test_names),
+                only_test: only(&test_names, &train_names),
+            });
+        }
+        check_classes(root, &train_classes)?;
+        let train = list_classes(root, &train_classes, &mut skipped)?;
+        let test = list_classes(root, &test_classes, &mut skipped)?;
+        return Ok(Listing {
+            classes: train_names,
+            train: train.into_iter().flatten().collect(),
+            test: test.into_iter().flatten().collect(),
+            skipped,
+        });
+    }
+    let classes = sub_folders(root)?;
+    check_classes(root, &classes)?;
+    let Some(fraction) = options.val_split else {
+        return Err(FolderError::NoSplit { path });
+    };
+    let per_class = list_classes(root, &classes, &mut skipped)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(VAL_SPLIT_SEED);
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for ((name, _), entries) in classes.iter().zip(per_class) {
+        let n = entries.len();
+        if n < 2 {
+            return Err(FolderError::TooFewForSplit {
+                path,
+                class: name.clone(),
+                count: n,
+            });
+        }
+        let held_out = ((fraction * n as f64).round() as usize).clamp(1, n - 1);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        let mut is_test = vec![false; n];
+        for &i in &order[..held_out] {
+            is_test[i] = true;
+        }
+        for (entry, is_test) in entries.into_iter().zip(is_test) {
+            if is_test {
+                test.push(entry);
+            } else {
+                train.push(entry);
+            }
+        }
+    }
+    Ok(Listing {
+        classes: classes.into_iter().map(|(n, _)| n).collect(),
+        train,
+        test,
+        skipped,
+    })
+}
+
+/// The cache key: every input of the decoded tensor, so that any change to the folder (a
+/// file added, removed, renamed, rewritten) or to the options gives another key.
+fn cache_key(root: &Path, listing: &Listing, options: &FolderOptions) -> u128 {
+    let mut h = Xxh3::new();
+    let mut bytes = |b: &[u8]| {
+        h.update(&(b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    bytes(b"minivgg image folder");
+    bytes(&cache::FORMAT_VERSION.to_le_bytes());
+    bytes(root.as_os_str().as_encoded_bytes());
+    for name in &listing.classes {
+        bytes(name.as_bytes());
+    }
+    for (tag, entries) in [(b"train", &listing.train), (b"test_", &listing.test)] {
+        bytes(tag);
+        for e in entries {
+            bytes(e.rel.as_os_str().as_encoded_bytes());
+            bytes(&[e.label]);
+            bytes(&e.size.to_le_bytes());
+            bytes(&e.mtime_ns.to_le_bytes());
+        }
+    }
+    let shape = options.shape();
+    for n in [shape.height, shape.width, shape.channels] {
+        bytes(&(n as u64).to_le_bytes());
+    }
+    bytes(&[options.grayscale as u8, options.skip_bad_images as u8]);
+    bytes(
+        &options
+            .val_split
+            .map_or(u64::MAX, f64::to_bits)
+            .to_le_bytes(),
+    );
+    h.digest128()
+}
+
+/// How many pictures are decoded at once before their pixels are written: memory stays
+/// bounded by a chunk, whatever the size of the folder.
+const CHUNK: usize = 1024;
+
+/// Decodes the listing's pictures in parallel, writing them in order to `writer`.
+fn decode(
+    root: &Path,
+    listing: &Listing,
+    options: &FolderOptions,
+    mut writer: CacheWriter,
+) -> Result<(Cached, usize), FolderError> {
+    let shape = options.shape();
+    let total = listing.train.len() + listing.test.len();
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "decoding images {pos}/{len} [{bar:30}] {elapsed} - ETA {eta}",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
+    );
+    let cache_error = |cause| FolderError::Cache {
+        path: "(image cache)".into(),
+        cause,
+    };
+    let mut bad = 0;
+    for (is_test, entries) in [(false, &listing.train), (true, &listing.test)] {
+        if is_test {
+            writer.start_test().map_err(cache_error)?;
+        }
+        for chunk in entries.chunks(CHUNK) {
+            let decoded: Vec<Result<Vec<u8>, ImageError>> = chunk
+                .par_iter()
+                .map(|e| {
+                    let path = root.join(&e.rel);
+                    let result = images::load_as(&path, shape);
+                    bar.inc(1);
+                    result
+                })
+                .collect();
+            for (entry, pixels) in chunk.iter().zip(decoded) {
+                match pixels {
+                    Ok(pixels) => writer.push(&pixels, entry.label).map_err(cache_error)?,
+                    Err(e) if options.skip_bad_images => {
+                        bar.suspend(|| eprintln!("[WARN] skipped {e}"));
+                        bad += 1;
+                    }
+                    Err(e) => {
+                        bar.finish_and_clear();
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok((writer.finish().map_err(cache_error)?, bad))
+}
+
+/// Every class has a training image (with `--skip-bad-images`, one may have none left).
+fn check_readable(path: &str, classes: &[String], cached: &Cached) -> Result<(), FolderError> {
+    let counts = cached.train.class_counts(classes.len());
+    match counts.iter().position(|&c| c == 0) {
+        Some(class) => Err(FolderError::NoReadableImages {
+            path: path.to_string(),
+            class: classes[class].clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Loads the image folder `dir` (see the module's documentation), from the image cache when
+/// an earlier run decoded the same files with the same options. Both splits are mapped from
+/// the cache file (or, where there is no cache directory, an unnamed temporary file).
+pub fn load(dir: &Path, options: &FolderOptions) -> Result<Dataset, FolderError> {
+    if let Some(value) = options.val_split {
+        if !(value > 0.0 && value < 1.0) {
+            return Err(FolderError::BadValSplit { value });
+        }
+    }
+    let path = dir.display().to_string();
+    let meta = std::fs::metadata(dir).map_err(|cause| match cause.kind() {
+        std::io::ErrorKind::NotFound => FolderError::NotFound { path: path.clone() },
+        _ => FolderError::Read {
+            path: path.clone(),
+            cause,
+        },
+    })?;
+    if !meta.is_dir() {
+        return Err(FolderError::NotADirectory { path });
+    }
+    let canonical = dir.canonicalize().map_err(read_error(dir))?;
+    let name = canonical
+        .file_name()
+        .map_or_else(|| path.clone(), |n| n.to_string_lossy().into_owned());
+    let started = Instant::now();
+    let listing = list(dir, options)?;
+    if listing.skipped > 0 {
+        println!(
+            "[INFO] skipped {} not images",
+            plural(listing.skipped, "file that is", "files that are")
+        );
+    }
+    let shape = options.shape();
+    let key = cache_key(&canonical, &listing, options);
+    let target = options
+        .cache_dir
+        .clone()
+        .or_else(cache::default_root)
+        .map(|root| cache::cache_path(&root, key));
+    let dataset = |cached: Cached| Dataset {
+        name: name.clone(),
+        train: cached.train,
+        test: cached.test,
+        class_names: cached.class_names,
+    };
+    if let Some(target) = &target {
+        match cache::open(target, shape, &listing.classes) {
+            Ok(Some(cached)) => {
+                check_readable(&path, &listing.classes, &cached)?;
+                let n = cached.train.len() + cached.test.len();
+                println!(
+                    "[INFO] {}: {} from the image cache {} in {:.2}s",
+                    path,
+                    plural(n, "image", "images"),
+                    target.display(),
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(dataset(cached));
+            }
+            Ok(None) => {}
+            Err(cache::Damaged(why)) => println!(
+                "[INFO] the image cache {} is damaged ({why}): decoding the folder again",
+                target.display()
+            ),
+        }
+    }
+    // Where the decoded images go: the cache file, or an unnamed temporary file where there
+    // is no cache directory or it cannot be written.
+    let mut written_to = target.clone();
+    let writer = match &target {
+        Some(target) => CacheWriter::create(Some(target), shape, &listing.classes).or_else(|e| {
+            eprintln!(
+                "[WARN] cannot write the image cache {} ({e}): the images are kept in a \
+                 temporary file for this run only",
+                target.display()
+            );
+            written_to = None;
+            CacheWriter::create(None, shape, &listing.classes)
+        }),
+        None => CacheWriter::create(None, shape, &listing.classes),
+    };
+    let where_written = written_to
+        .as_ref()
+        .map_or("a temporary file".into(), |t| t.display().to_string());
+    let writer = writer.map_err(|cause| FolderError::Cache {
+        path: where_written.clone(),
+        cause,
+    })?;
+    let (cached, bad) = decode(dir, &listing, options, writer).map_err(|e| match e {
+        FolderError::Cache { cause, .. } => FolderError::Cache {
+            path: where_written.clone(),
+            cause,
+        },
+        e => e,
+    })?;
+    if bad > 0 {
+        println!(
+            "[INFO] skipped {} that could not be read (--skip-bad-images)",
+            plural(bad, "image", "images")
+        );
+    }
+    check_readable(&path, &listing.classes, &cached)?;
+    let n = cached.train.len() + cached.test.len();
+    println!(
+        "[INFO] {}: decoded {} in {:.2}s{}",
+        path,
+        plural(n, "image", "images"),
+        started.elapsed().as_secs_f64(),
+        match &written_to {
+            Some(t) => format!(", cached in {}", t.display()),
+            None => String::new(),
+        }
+    );
+    Ok(dataset(cached))
+}
