@@ -19,6 +19,7 @@ pub use export::ExportArgs;
 pub use predict::{PredictArgs, UnreadableImages};
 pub use train::{Interrupted, TrainArgs};
 
+use crate::data::folder::FolderError;
 use crate::data::source::DataFlagError;
 use crate::data::{cifar10, source, DataRequest, Dataset, Split};
 use crate::engine::cpu::simd::UnsupportedCpu;
@@ -237,6 +238,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<UnreadableImages>()
             || e.is::<cifar10::DataError>()
             || e.is::<DataFlagError>()
+            || e.downcast_ref::<FolderError>()
+                .is_some_and(FolderError::is_bad_input)
             || e.is::<WriteError>()
             || e.is::<NotWritable>()
             || e.is::<UnsupportedCpu>()

@@ -249,6 +249,16 @@ fn read_files(
     }
 }
 
+/// Whether `path` is CIFAR-10's binary version: a `.tar.gz` / `.tgz` archive, or a directory
+/// holding `cifar-10-batches-bin/` or its files.
+pub fn is_cifar10(path: &Path) -> bool {
+    if path.is_dir() {
+        path.join(BATCHES_DIR).is_dir() || ALL_FILES.iter().any(|f| path.join(f).exists())
+    } else {
+        is_archive_name(path)
+    }
+}
+
 fn is_archive_name(path: &Path) -> bool {
     let name = path
         .file_name()

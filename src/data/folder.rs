@@ -124,6 +124,13 @@ pub enum FolderError {
     Cache { path: String, cause: std::io::Error },
 }
 
+impl FolderError {
+    /// Whether the folder itself is at fault (exit code 2), not the cache's disk.
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, FolderError::Cache { .. })
+    }
+}
+
 fn differences(only_train: &[String], train: &str, only_test: &[String], test: &str) -> String {
     let mut parts = Vec::new();
     if !only_train.is_empty() {

@@ -4,6 +4,7 @@
 //! `train --resume` loads the same data.
 
 use super::dataset::Dataset;
+use super::folder::{self, FolderOptions};
 use super::{cifar10, download};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -229,8 +230,18 @@ pub fn load(request: &DataRequest) -> Result<Dataset> {
             if !path.exists() {
                 bail!("data path {} (from --data) does not exist", path.display());
             }
-            refuse_folder_flags(&path.display().to_string())?;
-            Ok(cifar10::load(&path)?)
+            if cifar10::is_cifar10(&path) {
+                refuse_folder_flags(&path.display().to_string())?;
+                return Ok(cifar10::load(&path)?);
+            }
+            let options = FolderOptions {
+                size: request.image_size.unwrap_or(ImageSize::DEFAULT),
+                grayscale: request.grayscale,
+                val_split: request.val_split,
+                skip_bad_images: request.skip_bad_images,
+                cache_dir: None,
+            };
+            Ok(folder::load(&path, &options)?)
         }
     }
 }
