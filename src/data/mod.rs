@@ -7,6 +7,7 @@ pub mod batches;
 pub mod cifar10;
 pub mod dataset;
 pub mod download;
+pub mod idx;
 pub mod images;
 pub mod source;
 
