@@ -238,6 +238,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<UnreadableImages>()
             || e.is::<cifar10::DataError>()
             || e.is::<DataFlagError>()
+            || e.is::<crate::data::idx::IdxError>()
             || e.downcast_ref::<FolderError>()
                 .is_some_and(FolderError::is_bad_input)
             || e.is::<WriteError>()

@@ -2,8 +2,10 @@
 //! once, by a download whose MD5 is checked before anything is unpacked.
 
 use super::cifar10::{self, ALL_FILES, BATCHES_DIR, BATCH_BYTES, META_FILE};
+use super::cifar100;
+use super::source::NamedSet;
 use crate::fsutil::atomic_write_bytes;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use md5::{Digest, Md5};
 use std::ffi::OsString;
 use std::fs::File;
@@ -14,6 +16,76 @@ use std::time::Duration;
 pub const OFFICIAL_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
 pub const OFFICIAL_MD5: &str = "c32a1d4ab5d03f1284b67883e8d87530";
 pub const DATA_ENV: &str = "MINIVGG_DATA";
+
+/// torchvision's MNIST mirror, and the MD5s of its files (`torchvision/datasets/mnist.py`).
+pub const MNIST_URL: &str = "https://ossci-datasets.s3.amazonaws.com/mnist/";
+pub const MNIST_FILES: [Remote; 4] = [
+    Remote::new(
+        "train-images-idx3-ubyte.gz",
+        "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    ),
+    Remote::new(
+        "train-labels-idx1-ubyte.gz",
+        "d53e105ee54ea40749a09fcbcd1e9432",
+    ),
+    Remote::new(
+        "t10k-images-idx3-ubyte.gz",
+        "9fb629c4189551a2d022fa330f9573f3",
+    ),
+    Remote::new(
+        "t10k-labels-idx1-ubyte.gz",
+        "ec29112dd5afa0611ce80d1b7f02629c",
+    ),
+];
+/// Fashion-MNIST's own server, as torchvision uses it, and its files' MD5s.
+pub const FASHION_MNIST_URL: &str = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/";
+pub const FASHION_MNIST_FILES: [Remote; 4] = [
+    Remote::new(
+        "train-images-idx3-ubyte.gz",
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    ),
+    Remote::new(
+        "train-labels-idx1-ubyte.gz",
+        "25c81989df183df01b3e8a0aad5dffbe",
+    ),
+    Remote::new(
+        "t10k-images-idx3-ubyte.gz",
+        "bef4ecab320f06d8554ea6380940ec79",
+    ),
+    Remote::new(
+        "t10k-labels-idx1-ubyte.gz",
+        "bb300cfdad3c16e7a12a480ee83cd310",
+    ),
+];
+/// CIFAR-100's binary version, from its authors' page.
+pub const CIFAR100_URL: &str = "https://www.cs.toronto.edu/~kriz/";
+pub const CIFAR100_FILES: [Remote; 1] = [Remote::new(
+    "cifar-100-binary.tar.gz",
+    "03b5dce01913d631647c71ecec9e9cb8",
+)];
+
+/// One file to download: its name on the server and in the cache, and its published MD5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remote {
+    pub file: &'static str,
+    pub md5: &'static str,
+}
+
+impl Remote {
+    const fn new(file: &'static str, md5: &'static str) -> Remote {
+        Remote { file, md5 }
+    }
+}
+
+/// Where a data set other than CIFAR-10 is downloaded from: a base URL and its files.
+pub fn remote(set: NamedSet) -> (&'static str, &'static [Remote]) {
+    match set {
+        NamedSet::Cifar10 => (OFFICIAL_URL, &[]),
+        NamedSet::Cifar100 => (CIFAR100_URL, &CIFAR100_FILES),
+        NamedSet::Mnist => (MNIST_URL, &MNIST_FILES),
+        NamedSet::FashionMnist => (FASHION_MNIST_URL, &FASHION_MNIST_FILES),
+    }
+}
 
 /// The official archive is 170,052,171 bytes; a server sending far more is not sending it.
 const MAX_DOWNLOAD_BYTES: u64 = 512 << 20;
@@ -26,6 +98,91 @@ pub fn resolve_data_path(flag: Option<&Path>) -> Result<PathBuf> {
     resolve(flag, std::env::var_os(DATA_ENV), cache, |dir| {
         download_verified(OFFICIAL_URL, OFFICIAL_MD5, dir)
     })
+}
+
+/// The path a data set named by `--data NAME` is read from. CIFAR-10: as
+/// [`resolve_data_path`]`(None)`. The others: the cache directory
+/// `<cache>/minivgg/<flag name>/`, whose missing files are downloaded once, each kept only
+/// after its published MD5 is checked. MNIST and Fashion-MNIST: that directory, holding the
+/// four `.gz` files as downloaded (or the plain files, put there by hand), for
+/// [`super::idx::load`]. CIFAR-100: the verified `cifar-100-binary.tar.gz` in it, kept packed, for
+/// [`cifar100::load`] (or the directory, if the binary version was unpacked there by hand).
+/// A failed download says where to put the files by hand.
+pub fn resolve_named(set: NamedSet) -> Result<PathBuf> {
+    if set == NamedSet::Cifar10 {
+        return resolve_data_path(None);
+    }
+    let cache = dirs::cache_dir().map(|dir| dir.join("minivgg").join(set.flag_name()));
+    resolve_named_in(set, cache, download_file)
+}
+
+/// [`resolve_named`] for a set other than CIFAR-10, with its cache directory and downloader
+/// (`download(url, md5, dir, file)` keeps a verified `dir/file`) passed in.
+fn resolve_named_in(
+    set: NamedSet,
+    cache: Option<PathBuf>,
+    mut download: impl FnMut(&str, &str, &Path, &str) -> Result<()>,
+) -> Result<PathBuf> {
+    let title = set.title();
+    let (base, files) = remote(set);
+    let hand = if set == NamedSet::Cifar100 {
+        "PATH"
+    } else {
+        "DIR"
+    };
+    let cache = cache.with_context(|| {
+        format!(
+            "this system has no per-user cache directory to download {title} into; \
+             pass --data {hand}"
+        )
+    })?;
+    let is_cifar100 = set == NamedSet::Cifar100;
+    let archive = cache.join(CIFAR100_FILES[0].file);
+    if is_cifar100 && !archive.is_file() && cifar100::is_cifar100(&cache) {
+        return Ok(cache);
+    }
+    // A file is there if it was kept after its check; the IDX files may be there unpacked.
+    let present = |remote: &Remote| {
+        cache.join(remote.file).is_file()
+            || remote
+                .file
+                .strip_suffix(".gz")
+                .is_some_and(|plain| !is_cifar100 && cache.join(plain).is_file())
+    };
+    let missing: Vec<&Remote> = files.iter().filter(|r| !present(r)).collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "{title} is not in {}; downloading it from {base}",
+            cache.display()
+        );
+    }
+    for remote in missing {
+        let url = format!("{base}{}", remote.file);
+        download(&url, remote.md5, &cache, remote.file).map_err(|e| {
+            let names: Vec<&str> = files.iter().map(|r| r.file).collect();
+            anyhow!(
+                "cannot download {title} ({e:#}); put {} in {}/ or pass --data {hand}",
+                names.join(", "),
+                cache.display()
+            )
+        })?;
+    }
+    Ok(if is_cifar100 { archive } else { cache })
+}
+
+/// Downloads `url` and keeps it as `dir/file` once its MD5 is `expected_md5`; nothing is kept
+/// otherwise.
+pub fn download_file(url: &str, expected_md5: &str, dir: &Path, file: &str) -> Result<()> {
+    let download = fetch_verified(url, expected_md5, dir, file)?;
+    let path = dir.join(file);
+    download
+        .as_file()
+        .sync_all()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    download
+        .persist(&path)
+        .map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
+    Ok(())
 }
 
 /// [`resolve_data_path`] with its environment passed in, so each branch can be tested.
@@ -81,19 +238,7 @@ fn has_all_files(dir: &Path) -> bool {
 /// are unpacked, each checked and written atomically, into `cache_dir/cifar-10-batches-bin/`,
 /// and the archive is deleted. Returns `cache_dir`.
 pub fn download_verified(url: &str, expected_md5: &str, cache_dir: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(cache_dir)
-        .with_context(|| format!("cannot create cache directory {}", cache_dir.display()))?;
-    // A temporary file deletes itself on every early return, so a failed download leaves
-    // nothing behind.
-    let mut archive = tempfile::Builder::new()
-        .prefix(".cifar-10-download-")
-        .suffix(".tar.gz")
-        .tempfile_in(cache_dir)
-        .with_context(|| format!("cannot create a file in {}", cache_dir.display()))?;
-    let got = fetch(url, archive.as_file_mut())?;
-    if !got.eq_ignore_ascii_case(expected_md5.trim()) {
-        bail!("checksum mismatch for {url}: got {got}, expected {expected_md5}");
-    }
+    let archive = fetch_verified(url, expected_md5, cache_dir, "cifar-10-binary.tar.gz")?;
     extract(archive.path(), &cache_dir.join(BATCHES_DIR))
         .with_context(|| format!("cannot unpack the CIFAR-10 archive downloaded from {url}"))?;
     archive.close().with_context(|| {
@@ -103,6 +248,28 @@ pub fn download_verified(url: &str, expected_md5: &str, cache_dir: &Path) -> Res
         )
     })?;
     Ok(cache_dir.to_path_buf())
+}
+
+/// Downloads `url` into a temporary file in `dir` (named after `file`) while computing its MD5,
+/// and returns it if that is `expected_md5`. A temporary file deletes itself on every early
+/// return (and when dropped), so a failed or wrong download leaves nothing behind.
+fn fetch_verified(
+    url: &str,
+    expected_md5: &str,
+    dir: &Path,
+    file: &str,
+) -> Result<tempfile::NamedTempFile> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
+    let mut download = tempfile::Builder::new()
+        .prefix(&format!(".{file}-download-"))
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    let got = fetch(url, download.as_file_mut())?;
+    if !got.eq_ignore_ascii_case(expected_md5.trim()) {
+        bail!("checksum mismatch for {url}: got {got}, expected {expected_md5}");
+    }
+    Ok(download)
 }
 
 /// Streams `url` into `out`, printing progress to stderr; returns the body's MD5 in hex.
@@ -192,19 +359,25 @@ fn mb(bytes: u64) -> f64 {
 fn extract(archive: &Path, out_dir: &Path) -> Result<()> {
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create directory {}", out_dir.display()))?;
-    cifar10::for_each_member(archive, &ALL_FILES, |member| -> Result<()> {
-        if member.name == META_FILE {
-            cifar10::parse_meta(&member.label, &member.bytes)?;
-        } else {
-            cifar10::parse_batch(&member.label, &member.bytes)?;
-        }
-        atomic_write_bytes(&out_dir.join(member.name), &member.bytes)
-    })
+    cifar10::for_each_member(
+        archive,
+        &cifar10::LAYOUT,
+        &ALL_FILES,
+        |member| -> Result<()> {
+            if member.name == META_FILE {
+                cifar10::parse_meta(&member.label, &member.bytes)?;
+            } else {
+                cifar10::parse_batch(&member.label, &member.bytes)?;
+            }
+            atomic_write_bytes(&out_dir.join(member.name), &member.bytes)
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::idx;
 
     fn no_download(_: &Path) -> Result<PathBuf> {
         panic!("must not download");
@@ -291,6 +464,114 @@ mod tests {
         });
         assert_eq!(got.unwrap(), cache.path().join("downloaded"));
         assert_eq!(asked.as_deref(), Some(cache.path()));
+    }
+
+    #[test]
+    fn named_sets_download_only_what_the_cache_lacks() {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = cache.path().join("mnist");
+        std::fs::create_dir(&dir).unwrap();
+        // One file already there unpacked, one packed: only the other two are fetched.
+        std::fs::write(dir.join("train-images-idx3-ubyte"), b"x").unwrap();
+        std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), b"x").unwrap();
+        let mut asked = Vec::new();
+        let got = resolve_named_in(NamedSet::Mnist, Some(dir.clone()), |url, md5, to, file| {
+            asked.push((url.to_string(), md5.to_string(), to.to_path_buf()));
+            std::fs::write(to.join(file), b"x")?;
+            Ok(())
+        });
+        assert_eq!(got.unwrap(), dir);
+        let want = |i: usize| {
+            let r = MNIST_FILES[i];
+            (
+                format!("{MNIST_URL}{}", r.file),
+                r.md5.to_string(),
+                dir.clone(),
+            )
+        };
+        assert_eq!(asked, vec![want(1), want(2)]);
+        // Complete now: nothing more is fetched.
+        let no_download =
+            |_: &str, _: &str, _: &Path, _: &str| -> Result<()> { panic!("must not download") };
+        assert_eq!(
+            resolve_named_in(NamedSet::Mnist, Some(dir.clone()), no_download).unwrap(),
+            dir
+        );
+        assert_eq!(
+            idx::FILES.map(|f| format!("{f}.gz")),
+            MNIST_FILES.map(|r| r.file.to_string())
+        );
+        assert_eq!(
+            FASHION_MNIST_FILES.map(|r| r.file),
+            MNIST_FILES.map(|r| r.file)
+        );
+    }
+
+    #[test]
+    fn cifar100_keeps_its_verified_archive() {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = cache.path().join("cifar100");
+        let mut asked = Vec::new();
+        let got = resolve_named_in(
+            NamedSet::Cifar100,
+            Some(dir.clone()),
+            |url, md5, to, file| {
+                asked.push((url.to_string(), md5.to_string()));
+                std::fs::create_dir_all(to)?;
+                std::fs::write(to.join(file), b"x")?;
+                Ok(())
+            },
+        );
+        let archive = dir.join("cifar-100-binary.tar.gz");
+        assert_eq!(got.unwrap(), archive);
+        assert_eq!(
+            asked,
+            vec![(
+                "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz".to_string(),
+                "03b5dce01913d631647c71ecec9e9cb8".to_string()
+            )]
+        );
+        assert!(cifar100::is_cifar100(&archive));
+    }
+
+    #[test]
+    fn a_failed_named_download_says_where_to_put_the_files() {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = cache.path().join("fashion-mnist");
+        let offline = |url: &str, _: &str, _: &Path, _: &str| -> Result<()> {
+            Err(anyhow!("no route to host")).with_context(|| format!("cannot download {url}"))
+        };
+        let err = resolve_named_in(NamedSet::FashionMnist, Some(dir.clone()), offline)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "cannot download Fashion-MNIST (cannot download \
+                 {FASHION_MNIST_URL}train-images-idx3-ubyte.gz: no route to host); put \
+                 train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, \
+                 t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz in {}/ or pass --data DIR",
+                dir.display()
+            )
+        );
+        let err = resolve_named_in(NamedSet::Cifar100, Some(dir.clone()), offline)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with(&format!(
+                "); put cifar-100-binary.tar.gz in {}/ or pass --data PATH",
+                dir.display()
+            )),
+            "{err}"
+        );
+        let err = resolve_named_in(NamedSet::Mnist, None, offline)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "this system has no per-user cache directory to download MNIST into; \
+             pass --data DIR"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use super::dataset::Dataset;
 use super::folder::{self, FolderOptions};
-use super::{cifar10, download};
+use super::{cifar10, cifar100, download, idx};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -220,19 +220,21 @@ pub fn load(request: &DataRequest) -> Result<Dataset> {
         Ok(())
     };
     match request.source() {
-        Source::Named(NamedSet::Cifar10) => {
-            refuse_folder_flags("CIFAR-10")?;
-            let path = download::resolve_data_path(None)?;
-            Ok(cifar10::load(&path)?)
+        Source::Named(set) => {
+            refuse_folder_flags(set.title())?;
+            let path = download::resolve_named(set)?;
+            load_file_set(&path, Some(set), request)
         }
-        Source::Named(set) => bail!("{} is not read yet", set.title()),
         Source::Path(path) => {
             if !path.exists() {
                 bail!("data path {} (from --data) does not exist", path.display());
             }
-            if cifar10::is_cifar10(&path) {
+            if cifar100::is_cifar100(&path)
+                || idx::find_idx_dir(&path).is_some()
+                || cifar10::is_cifar10(&path)
+            {
                 refuse_folder_flags(&path.display().to_string())?;
-                return Ok(cifar10::load(&path)?);
+                return load_file_set(&path, None, request);
             }
             let options = FolderOptions {
                 size: request.image_size.unwrap_or(ImageSize::DEFAULT),
@@ -244,6 +246,28 @@ pub fn load(request: &DataRequest) -> Result<Dataset> {
             Ok(folder::load(&path, &options)?)
         }
     }
+}
+
+/// One of the data sets of fixed files at `path` (`set` if it was named, else told by what
+/// `path` holds).
+fn load_file_set(path: &Path, set: Option<NamedSet>, request: &DataRequest) -> Result<Dataset> {
+    let idx_dir = idx::find_idx_dir(path);
+    let set = set.unwrap_or_else(|| {
+        if cifar100::is_cifar100(path) {
+            NamedSet::Cifar100
+        } else if let Some(dir) = &idx_dir {
+            idx::set_of_dir(dir)
+        } else {
+            NamedSet::Cifar10
+        }
+    });
+    Ok(match set {
+        NamedSet::Cifar10 => cifar10::load(path)?,
+        NamedSet::Cifar100 => cifar100::load(path, request.labels)?,
+        NamedSet::Mnist | NamedSet::FashionMnist => {
+            idx::load(idx_dir.as_deref().unwrap_or(path), set)?
+        }
+    })
 }
 
 /// The path a request's data was read from, for the log and the checkpoint.
