@@ -165,9 +165,8 @@ fn a_grey_48_by_40_folder_of_three_classes_trains_saves_predicts_and_exports() {
     }
     let accuracy = stdout
         .lines()
-        .filter(|l| l.contains("val_acc: "))
+        .rfind(|l| l.contains("val_acc: "))
         .map(|l| common::epoch_field(l, "val_acc"))
-        .last()
         .unwrap();
     assert!(accuracy >= 0.9, "val_acc {accuracy}: {stdout}");
 
