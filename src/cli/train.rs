@@ -6,6 +6,7 @@ use super::{
     bad_input, beside, check_fits_data, check_memory, device_label, load_data, model_spec,
     model_spec_for, report_predictions, set_threads, usage,
 };
+use crate::data::source::Source;
 use crate::data::{DataRequest, Dataset};
 use crate::engine::device::Device;
 use crate::engine::sgd::Sgd;
@@ -280,7 +281,14 @@ pub(super) fn train(args: TrainArgs) -> Result<()> {
     let data = load_data(&request, limit)?;
     files.set_data_name(&data.name);
     let mut run = start_run(&args, &data, &files.monitor.plot)?;
-    run.settings.data = request;
+    // Recorded as a full path, so a resume from another directory finds the same data.
+    run.settings.data = DataRequest {
+        data: match request.source() {
+            Source::Path(path) => Some(path.canonicalize().unwrap_or(path)),
+            Source::Named(_) => request.data.clone(),
+        },
+        ..request
+    };
     train_run(
         run,
         &files,
