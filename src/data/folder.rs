@@ -514,8 +514,12 @@ pub fn load(dir: &Path, options: &FolderOptions) -> Result<Dataset, FolderError>
     let listing = list(dir, options)?;
     if listing.skipped > 0 {
         println!(
-            "[INFO] skipped {} not images",
-            plural(listing.skipped, "file that is", "files that are")
+            "[INFO] skipped {}",
+            plural(
+                listing.skipped,
+                "file that is not an image",
+                "files that are not images"
+            )
         );
     }
     let shape = options.shape();
