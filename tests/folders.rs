@@ -472,7 +472,7 @@ fn a_damaged_cache_is_rebuilt_never_trusted() {
 
 /// The timings for the report: `cargo test --release --test folders -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "timings for the report, not a check: run by hand with --ignored --nocapture"]
 fn timing_5000_pngs() {
     let f = folder();
     for c in 0..10 {

@@ -41,19 +41,23 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
     set_threads(args.compute.threads)?;
     check_device(args.compute.device)?;
     let precision = args.compute.checked_precision()?;
-    let data = load_data(&data_request(&args)?, None)?;
-    let test = &data.test;
-    let batch_size = args.batch_size.min(test.len().max(1));
-    let plan = |spec: &ModelSpec| {
-        check_fits_data(spec, &data)?;
+    // The model first: a file that is no model is refused before the data is loaded. Its
+    // memory is planned without the data, then again with it.
+    let plan = |spec: &ModelSpec, data_bytes: u64| {
         check_memory(&MemoryPlan::for_training(
             spec,
-            batch_size,
+            args.batch_size,
             1,
-            data.resident_bytes(),
+            data_bytes,
         )?)
     };
-    let mut net = load_weights(&args.weights, batch_size, precision, plan)?;
+    let mut net = load_weights(&args.weights, args.batch_size, precision, |spec| {
+        plan(spec, 0)
+    })?;
+    let data = load_data(&data_request(&args)?, None)?;
+    check_fits_data(&net.spec, &data)?;
+    plan(&net.spec, data.resident_bytes())?;
+    let test = &data.test;
     let (metrics, predictions) = evaluate_on(args.compute.device, &mut net, test)?;
     println!(
         "[INFO] {} on {} test images: loss {:.4}, accuracy {:.4}",

@@ -98,6 +98,8 @@ fn run_outputs(args: &TrainArgs) -> Result<(RunFiles, Option<RunSettings>)> {
         return Ok((RunFiles::new(&settings, dir), Some(settings)));
     }
     check_flags(&args.recipe)?;
+    // An unknown network is refused before the data is loaded.
+    model_spec(&args.model)?;
     if args.save_best && args.save.is_none() {
         return Err(usage(
             "--save-best needs --save: the best model is kept beside the final one".into(),
