@@ -302,6 +302,11 @@ pub fn read(dir: &Path) -> Result<Checkpoint> {
 /// The settings of the run whose checkpoint is in `dir`, without building its network: what
 /// `--resume` needs to know before it loads the data.
 pub fn read_settings(dir: &Path) -> Result<RunSettings> {
+    Ok(read_state(dir)?.2.settings)
+}
+
+/// The checkpoint file in `dir`: its path, its bytes and its run state.
+fn read_state(dir: &Path) -> Result<(PathBuf, Vec<u8>, RunState)> {
     let path = dir.join(CHECKPOINT_FILE);
     let bytes = std::fs::read(&path)
         .with_context(|| format!("--resume: cannot read {}", path.display()))?;
@@ -312,7 +317,7 @@ pub fn read_settings(dir: &Path) -> Result<RunSettings> {
             path.display()
         )
     })?;
-    Ok(state.settings)
+    Ok((path, bytes, state))
 }
 
 /// [`read`], where `check` sees the run's architecture and settings before its buffers are
@@ -321,16 +326,7 @@ pub fn read_checked(
     dir: &Path,
     check: impl FnOnce(&ModelSpec, &RunSettings) -> Result<()>,
 ) -> Result<Checkpoint> {
-    let path = dir.join(CHECKPOINT_FILE);
-    let bytes = std::fs::read(&path)
-        .with_context(|| format!("--resume: cannot read {}", path.display()))?;
-    let metadata = io::read_metadata(&path, &bytes)?;
-    let state = run_state(&path, &metadata)?.ok_or_else(|| {
-        anyhow!(
-            "{}: not a minivgg checkpoint (no {RUN_KEY})",
-            path.display()
-        )
-    })?;
+    let (path, bytes, state) = read_state(dir)?;
     check(&io::spec_in(&path, &bytes)?, &state.settings)?;
     let (capacity, precision) = (state.settings.batch_size, state.settings.precision);
     let mut loaded = io::from_bytes(&path, &bytes, capacity, precision, &[VELOCITY])?;
