@@ -5,7 +5,6 @@ use super::args::DataArgs;
 use super::load_data;
 use anyhow::Result;
 use clap::Args;
-use std::time::Instant;
 
 #[derive(Debug, Args)]
 pub struct DataCommandArgs {
@@ -14,9 +13,7 @@ pub struct DataCommandArgs {
 }
 
 pub(super) fn show(args: DataCommandArgs) -> Result<()> {
-    let started = Instant::now();
     let data = load_data(&args.data.request()?, None)?;
-    let seconds = started.elapsed().as_secs_f64();
     let (train, test) = (
         data.train.class_counts(data.classes()),
         data.test.class_counts(data.classes()),
@@ -41,6 +38,5 @@ pub(super) fn show(args: DataCommandArgs) -> Result<()> {
         data.train.len(),
         data.test.len()
     );
-    println!("[INFO] loaded in {seconds:.2}s");
     Ok(())
 }

@@ -270,11 +270,17 @@ fn load_data(request: &DataRequest, limit: Option<usize>) -> Result<Dataset> {
                 && std::env::var_os(crate::data::download::DATA_ENV).is_some_and(|v| !v.is_empty())
         }
     };
+    let started = std::time::Instant::now();
     let mut data = source::load(request).map_err(|e| if named_path { bad_input(e) } else { e })?;
     if let Some(limit) = limit {
         data.truncate(limit);
     }
-    println!("[INFO] {}", data.describe());
+    // The load time tells a user whether the decoded-image cache was used.
+    println!(
+        "[INFO] {}, loaded in {:.2}s",
+        data.describe(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(data)
 }
 

@@ -266,7 +266,7 @@ impl Dataset {
             self.shape(),
             self.classes(),
             if self.train.is_mapped() {
-                " (memory-mapped from the cache)"
+                ", memory-mapped from the cache"
             } else {
                 ""
             }
