@@ -29,6 +29,27 @@ fn temp_prefix(path: &Path) -> std::ffi::OsString {
     prefix
 }
 
+/// A new temporary file in `path`'s directory (created if need be), named for `path`, to be
+/// renamed onto it. It has the mode a plain create gives (0666 less the umask), not
+/// tempfile's private 0600: the rename keeps the mode, and the user's team must be able to
+/// read the plot as they can any file the user writes.
+pub fn temp_file_beside(path: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let dir = parent_dir(path);
+    std::fs::create_dir_all(dir)?;
+    let prefix = temp_prefix(path);
+    let mut builder = tempfile::Builder::new();
+    builder
+        .prefix(&prefix)
+        .suffix(TEMP_SUFFIX)
+        .rand_bytes(TEMP_RANDOM);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
+}
+
 /// Writes `path` through a temporary file in the same directory, fsyncs it and renames it
 /// into place, so readers see either the old file or the complete new one. I/O failures are
 /// [`WriteError`]s; `write`'s own errors come back as they are, with the path.
@@ -37,14 +58,7 @@ pub fn atomic_write(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()
         path: path.display().to_string(),
         cause,
     };
-    let dir = parent_dir(path);
-    std::fs::create_dir_all(dir).map_err(failed)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&temp_prefix(path))
-        .suffix(TEMP_SUFFIX)
-        .rand_bytes(TEMP_RANDOM)
-        .tempfile_in(dir)
-        .map_err(failed)?;
+    let mut tmp = temp_file_beside(path).map_err(failed)?;
     {
         let mut buffered = io::BufWriter::new(tmp.as_file_mut());
         write(&mut buffered).map_err(|e| match e.downcast::<io::Error>() {
@@ -70,9 +84,10 @@ fn hold_for_tests() {
 }
 
 /// Removes the temporary files that writes of `path` left when their process was killed
-/// mid-write (a process that ends normally removes its own); only for a file this process
-/// alone writes. Returns how many it removed.
-pub fn remove_stale_temporaries(path: &Path) -> usize {
+/// mid-write (a process that ends normally removes its own) and that nothing has written to
+/// for `idle`: zero for a file this process alone writes, longer for one that another
+/// process may be writing now. Returns how many it removed.
+pub fn remove_stale_temporaries(path: &Path, idle: Duration) -> usize {
     let Ok(entries) = std::fs::read_dir(parent_dir(path)) else {
         return 0;
     };
@@ -87,6 +102,10 @@ pub fn remove_stale_temporaries(path: &Path) -> usize {
             name.len() == prefix.len() + TEMP_RANDOM + suffix.len()
                 && name.starts_with(prefix)
                 && name.ends_with(suffix)
+        })
+        .filter(|e| {
+            let modified = e.metadata().and_then(|m| m.modified());
+            modified.is_ok_and(|t| t.elapsed().unwrap_or_default() >= idle)
         })
         .filter(|e| std::fs::remove_file(e.path()).is_ok())
         .count()
@@ -255,7 +274,7 @@ mod tests {
             std::fs::write(dir.path().join(name), b"partial").unwrap();
         }
         atomic_write_bytes(&plot, b"whole").unwrap();
-        assert_eq!(remove_stale_temporaries(&plot), 2);
+        assert_eq!(remove_stale_temporaries(&plot, Duration::ZERO), 2);
         let mut left: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -270,5 +289,30 @@ mod tests {
                 "plot.png.tmp"
             ]
         );
+    }
+
+    #[test]
+    fn a_temporary_written_to_within_idle_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("key.bin");
+        let live = temp_file_beside(&cache).unwrap();
+        assert_eq!(
+            remove_stale_temporaries(&cache, Duration::from_secs(600)),
+            0
+        );
+        assert!(live.path().exists());
+        assert_eq!(remove_stale_temporaries(&cache, Duration::ZERO), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_written_file_has_the_mode_the_umask_gives() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (written, plain) = (dir.path().join("a"), dir.path().join("b"));
+        atomic_write_bytes(&written, b"x").unwrap();
+        std::fs::write(&plain, b"x").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&written), mode(&plain));
     }
 }

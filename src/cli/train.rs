@@ -24,7 +24,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -250,7 +250,7 @@ impl RunFiles {
     pub(super) fn lock(&self) -> Result<DirLock> {
         let lock = checkpoint::lock_dir(&self.checkpoint_dir)?;
         for path in self.paths() {
-            remove_stale_temporaries(path);
+            remove_stale_temporaries(path, Duration::ZERO);
         }
         Ok(lock)
     }

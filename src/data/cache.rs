@@ -26,11 +26,13 @@
 //! there is never a half-written cache file; it is never modified in place afterwards.
 
 use super::dataset::{ImageShape, Split, MAX_CLASSES};
+use crate::fsutil::{remove_stale_temporaries, temp_file_beside};
 use memmap2::Mmap;
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 pub const MAGIC: &[u8; 8] = b"MINIVGGC";
@@ -42,6 +44,9 @@ pub const PAGE: usize = 4096;
 const FIXED_HEADER: usize = 64;
 /// The longest class name the file takes (a folder name is at most 255 bytes on most systems).
 const MAX_NAME: usize = 4096;
+/// How long a cache file's temporary goes unwritten before it counts as a killed run's: a
+/// live writer appends every chunk of images it decodes, far more often than this.
+const WRITER_IDLE: Duration = Duration::from_secs(600);
 
 /// The cache file for `key` under the cache root `root` (what `dirs::cache_dir()` returns).
 pub fn cache_path(root: &Path, key: u128) -> PathBuf {
@@ -275,21 +280,10 @@ impl CacheWriter {
         assert!(class_names.iter().all(|n| n.len() <= MAX_NAME));
         let (file, temp) = match target {
             Some(target) => {
-                let dir = target.parent().unwrap_or(Path::new("."));
-                std::fs::create_dir_all(dir)?;
-                let mut builder = tempfile::Builder::new();
-                let mut prefix = std::ffi::OsString::from(".minivgg-");
-                prefix.push(target.file_name().unwrap_or_default());
-                prefix.push("-");
-                builder.prefix(&prefix).suffix(".tmp").rand_bytes(6);
-                // The file gets the mode the umask gives (0666 less the umask), as any file
-                // the user creates, not tempfile's private 0600.
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    builder.permissions(std::fs::Permissions::from_mode(0o666));
-                }
-                let (file, path) = builder.tempfile_in(dir)?.into_parts();
+                // Another run may be writing this key now: only temporaries idle this long
+                // are a killed run's.
+                remove_stale_temporaries(target, WRITER_IDLE);
+                let (file, path) = temp_file_beside(target)?.into_parts();
                 (file, Some((path, target.to_path_buf())))
             }
             None => (tempfile::tempfile()?, None),

@@ -4,7 +4,7 @@
 use super::cifar10::{self, ALL_FILES, BATCHES_DIR, BATCH_BYTES, META_FILE};
 use super::cifar100;
 use super::source::NamedSet;
-use crate::fsutil::atomic_write_bytes;
+use crate::fsutil::{atomic_write_bytes, temp_file_beside};
 use anyhow::{anyhow, bail, Context, Result};
 use md5::{Digest, Md5};
 use std::ffi::OsString;
@@ -259,11 +259,7 @@ fn fetch_verified(
     dir: &Path,
     file: &str,
 ) -> Result<tempfile::NamedTempFile> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
-    let mut download = tempfile::Builder::new()
-        .prefix(&format!(".{file}-download-"))
-        .tempfile_in(dir)
+    let mut download = temp_file_beside(&dir.join(file))
         .with_context(|| format!("cannot create a file in {}", dir.display()))?;
     let got = fetch(url, download.as_file_mut())?;
     if !got.eq_ignore_ascii_case(expected_md5.trim()) {

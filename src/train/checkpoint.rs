@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 const RUN_KEY: &str = "minivgg_run";
@@ -275,7 +276,7 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
     file.write_all(std::process::id().to_string().as_bytes())?;
     file.flush()?;
     // A run killed mid-write left its temporary file; the directory is ours now.
-    remove_stale_temporaries(&dir.join(CHECKPOINT_FILE));
+    remove_stale_temporaries(&dir.join(CHECKPOINT_FILE), Duration::ZERO);
     Ok(DirLock {
         _file: file,
         created,
