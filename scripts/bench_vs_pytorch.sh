@@ -75,33 +75,13 @@ for v in THREADS STEPS ROUNDS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "--${v,,} must be a positive integer, got '${!v}'"
 done
 
-# --- the machine -----------------------------------------------------------------------------
-cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)
-[[ -n $cpu_model ]] || cpu_model=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n1)
-has_flag() { grep -qw "$1" /proc/cpuinfo && echo yes || echo no; }
-cores=$(nproc)
+# --- the machine, and PyTorch in its own virtual environment ---------------------------------
+# shellcheck source=scripts/lib/bench_common.sh
+source "$ROOT/scripts/lib/bench_common.sh"
+describe_cpu
 BF16=$(has_flag avx512_bf16)
-cpu_family=$(sed -n 's/^cpu family[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n1)
-cpu_number=$(sed -n 's/^model[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n1)
-echo "CPU: ${cpu_model:-unknown} (family ${cpu_family:-?} model ${cpu_number:-?}), $cores CPUs online, avx512f: $(has_flag avx512f), avx512_bf16: $BF16, amx_bf16: $(has_flag amx_bf16), avx2: $(has_flag avx2), fma: $(has_flag fma)"
 ((THREADS <= cores)) || echo "warning: --threads $THREADS is more than the $cores CPUs online" >&2
-
-# --- PyTorch in its own virtual environment --------------------------------------------------
-PY=$VENV/bin/python
-torch_works() { "$PY" -c 'import torch; torch.randn(2, 2) @ torch.randn(2, 2)' >/dev/null 2>&1; }
-if ! { [[ -x $PY ]] && torch_works; }; then
-    ((INSTALL)) || die "no working torch in $VENV (run without --no-install)"
-    if [[ ! -x $PY ]]; then
-        echo "creating $VENV" >&2
-        python3 -m venv "$VENV"
-    fi
-    echo "installing $TORCH_SPEC into $VENV (about 5 GB, a few minutes)..." >&2
-    started=$SECONDS
-    # shellcheck disable=SC2086 # BENCH_PIP_ARGS is a list of words on purpose
-    "$VENV/bin/pip" install --quiet ${BENCH_PIP_ARGS:-} "$TORCH_SPEC" numpy
-    torch_works || die "torch was installed but 'import torch' or a matmul fails; try: $PY -c 'import torch'"
-    echo "installed in $((SECONDS - started)) s, $(du -sh "$VENV" | cut -f1)" >&2
-fi
+ensure_torch "$TORCH_SPEC" numpy
 
 # --- minivgg ---------------------------------------------------------------------------------
 if ((BUILD)); then
