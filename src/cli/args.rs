@@ -53,6 +53,10 @@ pub struct ModelArgs {
 pub struct SummaryArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    /// The data the network is built for (its image shape and classes) and the memory plan
+    /// counts; without --data, CIFAR-10's, without loading it.
+    #[command(flatten)]
+    pub data: DataArgs,
     /// The batch size whose memory the summary works out; at most 50,000.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,

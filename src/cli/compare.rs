@@ -117,7 +117,13 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
     }
     let panels: Vec<(&History, &str)> = histories.iter().map(|(h, t)| (h, t.as_str())).collect();
     plot_comparison(&panels, &args.output)?;
-    let table = comparison_table(&shown, &panels, seed, args.recipe.compute.device);
+    let table = comparison_table(
+        &shown,
+        &data.name,
+        &panels,
+        seed,
+        args.recipe.compute.device,
+    );
     atomic_write_bytes(&table_path, table.as_bytes())?;
     println!("\n{table}");
     println!(
@@ -128,16 +134,17 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
     Ok(())
 }
 
-/// The comparison of `model`'s runs as a Markdown table: each run's last epoch, its best
-/// validation accuracy and the mean time per epoch.
+/// The comparison of `model`'s runs on `data` as a Markdown table: each run's last epoch, its
+/// best validation accuracy and the mean time per epoch.
 pub fn comparison_table(
     model: &str,
+    data: &str,
     runs: &[(&History, &str)],
     seed: u64,
     device: Device,
 ) -> String {
     let mut out = format!(
-        "{model} on CIFAR-10 with and without batch normalization (seed {seed}, {})\n\n\
+        "{model} on {data} with and without batch normalization (seed {seed}, {})\n\n\
          | run | epochs | loss | acc | val_loss | val_acc | best val_acc (epoch) | s/epoch |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|\n",
         device_label(device)

@@ -66,7 +66,7 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
         metrics.mean_loss(),
         metrics.accuracy()
     );
-    report_predictions(test, &predictions, &data.class_names, None, &confusion)
+    report_predictions(&data, &predictions, None, &confusion)
 }
 
 /// The data to evaluate on: the data flags; without `--data`, a checkpoint's own data (the

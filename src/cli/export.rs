@@ -1,6 +1,8 @@
 //! `minivgg export`: a saved model as an ONNX file.
 
-use super::{load_weights, model_spec, ModelArgs};
+use super::args::DataArgs;
+use super::{load_weights, model_spec_for_given_data, usage, ModelArgs};
+use crate::data::DataRequest;
 use crate::engine::{Network, Precision};
 use crate::fsutil::ensure_writable;
 use crate::model::onnx;
@@ -15,17 +17,27 @@ pub struct ExportArgs {
     pub weights: Option<PathBuf>,
     /// Instead of --weights, a network (minivggnet, shallownet, lenet or NAME.json) with its
     /// initial weights: to check that a runtime takes the architecture before training it.
+    /// A built-in one is built for --data (CIFAR-10 without it).
     #[arg(long)]
     pub model: Option<String>,
-    /// The ONNX file to write: input `input`, float32 NHWC [batch, 32, 32, 3] (pixels/255),
-    /// output `probabilities`, float32 [batch, classes].
+    /// The ONNX file to write: input `input`, float32 NHWC [batch, height, width, channels]
+    /// (pixels/255), output `probabilities`, float32 [batch, classes].
     #[arg(long)]
     pub output: PathBuf,
+    /// With --model: the data the network is built for.
+    #[command(flatten)]
+    pub data: DataArgs,
 }
 
 pub(super) fn export(args: ExportArgs) -> Result<()> {
     ensure_writable(&args.output)?;
     let (net, weights) = match (&args.weights, &args.model) {
+        (Some(weights), _) if args.data.request()? != DataRequest::default() => {
+            return Err(usage(format!(
+                "the data flags apply to --model; {} is built for its own data already",
+                weights.display()
+            )))
+        }
         (Some(weights), _) => (
             load_weights(weights, 1, Precision::Fp32, |_| Ok(()))?,
             "trained",
@@ -35,7 +47,8 @@ pub(super) fn export(args: ExportArgs) -> Result<()> {
                 model: model.clone().unwrap_or_default(),
                 no_bn: false,
             };
-            (Network::new(&model_spec(&model)?, 1, 0)?, "initial")
+            let (spec, _) = model_spec_for_given_data(&model, &args.data)?;
+            (Network::new(&spec, 1, 0)?, "initial")
         }
     };
     onnx::save(&net, &args.output)?;

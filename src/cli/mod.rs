@@ -21,7 +21,7 @@ pub use train::{Interrupted, TrainArgs};
 
 use crate::data::folder::FolderError;
 use crate::data::source::DataFlagError;
-use crate::data::{cifar10, source, DataRequest, Dataset, Split};
+use crate::data::{cifar10, source, DataRequest, Dataset};
 use crate::engine::cpu::simd::UnsupportedCpu;
 use crate::engine::device::Device;
 use crate::engine::{Network, Precision};
@@ -92,10 +92,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Data(args) => data::show(args),
         Command::Summary(args) => {
             args::check_size("--batch-size", args.batch_size, args::MAX_BATCH_SIZE, "")?;
-            let spec = model_spec(&args.model)?;
+            let (spec, data) = model_spec_for_given_data(&args.model, &args.data)?;
             print!("{}", spec.summary()?);
-            let plan = MemoryPlan::for_training(&spec, args.batch_size, 1, CIFAR10_BYTES)?;
-            println!("Training on CIFAR-10 needs {plan}");
+            let plan = MemoryPlan::for_training(&spec, args.batch_size, 1, data.bytes)?;
+            println!("Training on {} needs {plan}", data.name);
             Ok(())
         }
     }
@@ -161,9 +161,33 @@ fn say_where_from<T>(file: &ModelFile<T>, what: &str) {
     }
 }
 
-/// CIFAR-10's images and labels in memory: what `summary` plans for.
-const CIFAR10_BYTES: u64 =
-    (cifar10::TRAIN_IMAGES + cifar10::RECORDS_PER_FILE) as u64 * cifar10::RECORD_BYTES as u64;
+/// The data a network is built for without being trained on it (`summary`, `export
+/// --model`): its name and the bytes it holds in memory.
+struct DataFacts {
+    name: String,
+    bytes: u64,
+}
+
+/// The network `--model` names, built for `data` if a data flag is given (loading the data
+/// for its shape and classes), else for CIFAR-10, which is not loaded: its size is known.
+fn model_spec_for_given_data(model: &ModelArgs, data: &DataArgs) -> Result<(ModelSpec, DataFacts)> {
+    let request = data.request()?;
+    if request == DataRequest::default() {
+        let cifar10 = DataFacts {
+            name: "CIFAR-10".into(),
+            bytes: (cifar10::TRAIN_IMAGES + cifar10::RECORDS_PER_FILE) as u64
+                * cifar10::RECORD_BYTES as u64,
+        };
+        return Ok((model_spec(model)?, cifar10));
+    }
+    let data = load_data(&request, None)?;
+    let spec = model_spec_for(model, &data)?;
+    let facts = DataFacts {
+        name: data.name.clone(),
+        bytes: data.resident_bytes(),
+    };
+    Ok((spec, facts))
+}
 
 /// The network `--model` names, built for `data`: a built-in one for its image shape and
 /// classes; one from a file as it is, if it fits. It carries the data's class names.
@@ -291,15 +315,16 @@ fn device_label(device: Device) -> String {
     }
 }
 
-/// Prints the classification report and the confusion matrix of `predictions` on `test`,
-/// saves the report as text at `report` (if given) and the matrix as a heat map at `confusion`.
+/// Prints the classification report and the confusion matrix of `predictions` on `data`'s
+/// validation split, saves the report as text at `report` (if given) and the matrix as a heat
+/// map at `confusion`.
 fn report_predictions(
-    test: &Split,
+    data: &Dataset,
     predictions: &[u8],
-    class_names: &[String],
     report: Option<&Path>,
     confusion: &Path,
 ) -> Result<()> {
+    let (test, class_names) = (&data.test, &data.class_names);
     let text = classification_report(test.labels(), predictions, class_names).to_string();
     print!("{text}");
     let cm = confusion_matrix(test.labels(), predictions, class_names.len());
@@ -308,7 +333,12 @@ fn report_predictions(
     if let Some(path) = report {
         atomic_write_bytes(path, text.as_bytes())?;
     }
-    plot_confusion(&cm, class_names, confusion)?;
+    let title = format!(
+        "Confusion matrix on the {} {} validation images",
+        test.len(),
+        data.name
+    );
+    plot_confusion(&cm, class_names, &title, confusion)?;
     println!(
         "[INFO] wrote the confusion matrix heat map to {}",
         confusion.display()

@@ -78,10 +78,15 @@ pub fn plot_comparison(panels: &[(&History, &str)], path: &Path) -> Result<()> {
 }
 
 /// Renders the heat map (see [`render_confusion_png`]) and writes it atomically to `path`.
-pub fn plot_confusion(cm: &[Vec<u64>], class_names: &[String], path: &Path) -> Result<()> {
+pub fn plot_confusion(
+    cm: &[Vec<u64>],
+    class_names: &[String],
+    title: &str,
+    path: &Path,
+) -> Result<()> {
     write_png(
         path,
-        render_confusion_png(cm, class_names),
+        render_confusion_png(cm, class_names, title),
         "confusion matrix",
     )
 }
@@ -156,8 +161,10 @@ fn render_png(
     Ok(png.into_inner())
 }
 
-/// Output size of the confusion-matrix heat map.
+/// Output size of the confusion-matrix heat map; twice that for more than
+/// [`CONFUSION_CLASSES_AT_SIZE`] classes (CIFAR-100), whose cells would be too small.
 const CONFUSION_SIZE: u32 = 800;
+const CONFUSION_CLASSES_AT_SIZE: usize = 50;
 /// matplotlib's "Blues" colour map, at nine evenly spaced stops.
 const BLUES: [RGBColor; 9] = [
     RGBColor(0xF7, 0xFB, 0xFF),
@@ -180,25 +187,34 @@ fn blues(t: f64) -> RGBColor {
     RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
-/// scikit-learn's `ConfusionMatrixDisplay` as PNG bytes (800×800): one cell per (true,
-/// predicted) pair shaded by its count on the "Blues" map, the count written in it (white on
-/// dark cells), class names along both axes.
-pub fn render_confusion_png(cm: &[Vec<u64>], class_names: &[String]) -> Result<Vec<u8>> {
+/// scikit-learn's `ConfusionMatrixDisplay` as PNG bytes (800×800, or 1600×1600 for many
+/// classes) under `title`: one cell per (true, predicted) pair shaded by its count on the
+/// "Blues" map, the count written in it (white on dark cells) where it fits, class names
+/// along both axes. Ten classes fill 72 % of the width; more share it, in smaller type.
+pub fn render_confusion_png(
+    cm: &[Vec<u64>],
+    class_names: &[String],
+    title: &str,
+) -> Result<Vec<u8>> {
     let n = class_names.len();
     if n == 0 || cm.len() != n || cm.iter().any(|row| row.len() != n) {
         bail!("cannot plot a confusion matrix that is not square over the class names");
     }
-    let max = cm.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
-    render_png(CONFUSION_SIZE, CONFUSION_SIZE, "confusion matrix", |root| {
-        let side = (CONFUSION_SIZE * SUPERSAMPLE) as f64;
-        let (left, top, cell) = (0.2 * side, 0.08 * side, 0.072 * side);
+    let most = cm.iter().flatten().copied().max().unwrap_or(0).max(1);
+    let size = CONFUSION_SIZE * if n > CONFUSION_CLASSES_AT_SIZE { 2 } else { 1 };
+    render_png(size, size, "confusion matrix", |root| {
+        let side = (size * SUPERSAMPLE) as f64;
+        let (left, top, cell) = (0.2 * side, 0.08 * side, 0.72 * side / n.max(10) as f64);
         let (right, bottom) = (left + cell * n as f64, top + cell * n as f64);
         root.fill(&WHITE)?;
-        let tick_em = pt(TICK_FONT_PT);
+        // The type shrinks with the cells: an em at most 45 % of a cell.
+        let tick_pt = TICK_FONT_PT.min(0.45 * cell / PX_PER_PT);
+        let tick_em = pt(tick_pt);
+        let counts_fit = text_width(root, &most.to_string(), tick_pt) <= 0.9 * cell;
         for (t, row) in cm.iter().enumerate() {
             for (p, &count) in row.iter().enumerate() {
                 let (x0, y0) = (left + cell * p as f64, top + cell * t as f64);
-                let shade = count as f64 / max;
+                let shade = count as f64 / most as f64;
                 root.draw(&Rectangle::new(
                     [
                         (x0.round() as i32, y0.round() as i32),
@@ -206,13 +222,16 @@ pub fn render_confusion_png(cm: &[Vec<u64>], class_names: &[String]) -> Result<V
                     ],
                     blues(shade).filled(),
                 ))?;
+                if !counts_fit {
+                    continue;
+                }
                 let ink = if shade > 0.5 { WHITE } else { BLACK };
                 let baseline = y0 + cell / 2.0 + HALF_DIGIT_PER_EM * tick_em;
                 let text = count.to_string();
                 text_at(
                     root,
                     &text,
-                    TICK_FONT_PT,
+                    tick_pt,
                     &ink,
                     HPos::Center,
                     x0 + cell / 2.0,
@@ -224,19 +243,19 @@ pub fn render_confusion_png(cm: &[Vec<u64>], class_names: &[String]) -> Result<V
         let mut widest: f64 = 0.0;
         for (i, name) in class_names.iter().enumerate() {
             let centre = top + cell * (i as f64 + 0.5);
-            widest = widest.max(text_width(root, name, TICK_FONT_PT));
+            widest = widest.max(text_width(root, name, tick_pt));
             let baseline = centre + HALF_DIGIT_PER_EM * tick_em;
             text_at(
                 root,
                 name,
-                TICK_FONT_PT,
+                tick_pt,
                 &BLACK,
                 HPos::Right,
                 left - gap,
                 baseline,
             )?;
             // Column labels read upwards, as scikit-learn's xticks_rotation="vertical".
-            let vertical = font(TICK_FONT_PT).transform(FontTransform::Rotate270);
+            let vertical = font(tick_pt).transform(FontTransform::Rotate270);
             let x = left + cell * (i as f64 + 0.5) - vertical.get_size() / 2.0;
             root.draw_text(
                 name,
@@ -266,7 +285,6 @@ pub fn render_confusion_png(cm: &[Vec<u64>], class_names: &[String]) -> Result<V
             baseline,
             centre_y,
         )?;
-        let title = "Confusion matrix on the CIFAR-10 test set";
         text_at(
             root,
             title,
@@ -659,6 +677,25 @@ fn downsample(rgb: &[u8], w: usize, h: usize, factor: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CIFAR-100's 100 classes fit a picture twice as large, every cell inside it; counts that
+    /// do not fit their cells are left out rather than overlapping.
+    #[test]
+    fn a_confusion_matrix_of_100_classes_fits_its_picture() {
+        let names: Vec<String> = (0..100).map(|i| format!("class_{i}")).collect();
+        let cm: Vec<Vec<u64>> = (0..100)
+            .map(|t| (0..100).map(|p| if t == p { 100 } else { 1 }).collect())
+            .collect();
+        let png = render_confusion_png(&cm, &names, "100 classes").unwrap();
+        let picture = image::load_from_memory(&png).unwrap().to_rgb8();
+        assert_eq!(picture.dimensions(), (1600, 1600));
+        // The diagonal's last cell is dark blue (full count) near its corner, away from its
+        // count, inside the picture.
+        let cell = 0.72 * 1600.0 / 100.0;
+        let corner = (0.2 * 1600.0 + 99.15 * cell, 0.08 * 1600.0 + 99.15 * cell);
+        let ink = picture.get_pixel(corner.0 as u32, corner.1 as u32);
+        assert_eq!(ink.0, [0x08, 0x30, 0x6B]);
+    }
 
     /// Expected ticks are matplotlib's `MaxNLocator(nbins=9, steps=[1, 2, 2.5, 5, 10])`.
     #[test]
