@@ -190,6 +190,12 @@ fn confusion_matrix_text_labels_rows_and_columns() {
                     automobile     1     2     0\n      \
                     bird     0     1     2\n";
     assert_eq!(text, expected);
+    // Names that 5 characters would not tell apart head their columns whole.
+    let text = format_confusion_matrix(&cm, &names(&["class_a", "class_b", "class_cc"]));
+    assert!(
+        text.starts_with("true\\pred class_a class_b class_c\n"),
+        "{text}"
+    );
 }
 
 fn synthetic_history(epochs: usize) -> History {

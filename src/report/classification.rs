@@ -211,7 +211,8 @@ impl fmt::Display for ClassificationReport {
 }
 
 /// The matrix as a text table: one row per true class (labelled with its name), one column per
-/// predicted class (headed by the name's first 5 characters, to keep 10 columns on a terminal).
+/// predicted class (headed by the name's first 5 characters, to keep 10 columns on a terminal,
+/// or more where 5 would not tell two classes apart).
 pub fn format_confusion_matrix(cm: &[Vec<u64>], class_names: &[String]) -> String {
     const SHORT: usize = 5;
     let label_w = class_names
@@ -226,10 +227,31 @@ pub fn format_confusion_matrix(cm: &[Vec<u64>], class_names: &[String]) -> Strin
         .map(|c| c.to_string().len())
         .max()
         .unwrap_or(1);
-    let col_w = widest_count.max(SHORT);
+    // Column heads are the names cut to SHORT characters, or to as many as keep them apart
+    // (class0, class1, … stay whole).
+    let cut = |n: usize| -> Vec<String> {
+        class_names
+            .iter()
+            .map(|name| name.chars().take(n).collect())
+            .collect()
+    };
+    let distinct = |heads: &[String]| {
+        let set: std::collections::HashSet<&String> = heads.iter().collect();
+        set.len() == heads.len()
+    };
+    let longest = class_names
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(0);
+    let heads = (SHORT..longest)
+        .map(cut)
+        .find(|heads| distinct(heads))
+        .unwrap_or_else(|| cut(longest));
+    let widest_head = heads.iter().map(|h| h.chars().count()).max().unwrap_or(0);
+    let col_w = widest_count.max(SHORT).max(widest_head);
     let mut out = format!("{:<label_w$}", "true\\pred");
-    for name in class_names {
-        let short: String = name.chars().take(SHORT).collect();
+    for short in &heads {
         out.push_str(&format!(" {short:>col_w$}"));
     }
     out.push('\n');
