@@ -3,9 +3,10 @@
 
 use super::args::{check_flags, run_settings, RecipeArgs};
 use super::train::{fresh_run, stop_on_signal, train_run, RunFiles};
+use super::paths::Files;
 use super::{
-    beside, check_memory, device_label, load_data, model_spec, model_spec_for, set_threads, usage,
-    ModelArgs,
+    beside, check_memory, declare_inputs, device_label, load_data, model_spec, model_spec_for,
+    set_threads, usage, ModelArgs,
 };
 use crate::engine::device::Device;
 use crate::fsutil::{atomic_write_bytes, ensure_writable};
@@ -69,6 +70,15 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
             (RunFiles::new(&settings, dir), plot)
         })
         .collect();
+    let mut paths = Files::default();
+    paths
+        .writes("--output", &args.output)
+        .writes("the table beside --output", &table_path);
+    for ((_, _, arm), (files, _)) in arms.iter().zip(&outputs) {
+        files.declare(&mut paths, &format!("the plot of the run {arm}"));
+    }
+    declare_inputs(&mut paths, &args.model, &request);
+    paths.check_distinct()?;
     for path in [&args.output, &table_path] {
         ensure_writable(path)?;
     }

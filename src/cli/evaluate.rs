@@ -1,8 +1,10 @@
 //! `minivgg evaluate`: a saved model's report and confusion matrix on the test split.
 
 use super::args::{check_size, ComputeArgs, DataArgs, MAX_BATCH_SIZE};
+use super::paths::Files;
 use super::{
-    beside, check_fits_data, check_memory, load_data, load_weights, report_predictions, set_threads,
+    beside, check_fits_data, check_memory, declare_inputs, load_data, load_weights,
+    report_predictions, set_threads, weights_file,
 };
 use crate::data::DataRequest;
 use crate::fsutil::ensure_writable;
@@ -37,6 +39,13 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
         .confusion
         .clone()
         .unwrap_or_else(|| beside(&args.weights, "_confusion.png"));
+    let request = data_request(&args)?;
+    let mut paths = Files::default();
+    paths
+        .reads("--weights", &weights_file(&args.weights))
+        .writes("--confusion", &confusion);
+    declare_inputs(&mut paths, "", &request);
+    paths.check_distinct()?;
     ensure_writable(&confusion)?;
     set_threads(args.compute.threads)?;
     check_device(args.compute.device)?;
@@ -54,7 +63,7 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
     let mut net = load_weights(&args.weights, args.batch_size, precision, |spec| {
         plan(spec, 0)
     })?;
-    let data = load_data(&data_request(&args)?, None)?;
+    let data = load_data(&request, None)?;
     check_fits_data(&net.spec, &data)?;
     plan(&net.spec, data.resident_bytes())?;
     let test = &data.test;

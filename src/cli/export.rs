@@ -1,7 +1,10 @@
 //! `minivgg export`: a saved model as an ONNX file.
 
 use super::args::DataArgs;
-use super::{load_weights, model_spec_for_given_data, usage, ModelArgs};
+use super::paths::Files;
+use super::{
+    declare_inputs, load_weights, model_spec_for_given_data, usage, weights_file, ModelArgs,
+};
 use crate::data::DataRequest;
 use crate::engine::{Network, Precision};
 use crate::fsutil::ensure_writable;
@@ -30,6 +33,17 @@ pub struct ExportArgs {
 }
 
 pub(super) fn export(args: ExportArgs) -> Result<()> {
+    let mut paths = Files::default();
+    paths.writes("--output", &args.output);
+    if let Some(weights) = &args.weights {
+        paths.reads("--weights", &weights_file(weights));
+    }
+    declare_inputs(
+        &mut paths,
+        args.model.as_deref().unwrap_or_default(),
+        &args.data.request()?,
+    );
+    paths.check_distinct()?;
     ensure_writable(&args.output)?;
     let (net, weights) = match (&args.weights, &args.model) {
         (Some(weights), _) if args.data.request()? != DataRequest::default() => {

@@ -8,6 +8,7 @@ pub mod compare;
 pub mod data;
 pub mod evaluate;
 pub mod export;
+mod paths;
 pub mod predict;
 pub mod train;
 
@@ -122,6 +123,32 @@ fn model_spec(args: &ModelArgs) -> Result<ModelSpec> {
         return Ok(file.model);
     }
     zoo::by_name(&args.model, !args.no_bn).map_err(|e| usage(format!("--model: {e}")))
+}
+
+/// The file `--weights` reads (a directory's checkpoint); a directory without one is the
+/// reader's to refuse.
+fn weights_file(weights: &Path) -> PathBuf {
+    checkpoint::model_file(weights).unwrap_or_else(|_| weights.to_path_buf())
+}
+
+/// Adds what a command reads to `files`: the network file `--model` names (a built-in name
+/// reads nothing) and the data's path, from `--data` or `$MINIVGG_DATA`.
+fn declare_inputs(files: &mut paths::Files, model: &str, data: &DataRequest) {
+    if Path::new(model).exists() && !zoo::MODEL_NAMES.contains(&model) {
+        files.reads("--model", Path::new(model));
+    }
+    let env = crate::data::download::DATA_ENV;
+    match data.source() {
+        source::Source::Path(path) => {
+            files.reads("--data", &path);
+        }
+        source::Source::Named(_) if data.data.is_none() => {
+            if let Some(path) = std::env::var_os(env).filter(|v| !v.is_empty()) {
+                files.reads(format!("${env}"), Path::new(&path));
+            }
+        }
+        source::Source::Named(_) => {}
+    }
 }
 
 /// Refuses a run whose memory `plan` does not fit in what this machine has available (where

@@ -2,9 +2,10 @@
 //! its end, then its report, plot, history and model.
 
 use super::args::{check_flags, run_settings, ModelArgs, RecipeArgs};
+use super::paths::Files;
 use super::{
-    bad_input, beside, check_fits_data, check_memory, device_label, load_data, model_spec,
-    model_spec_for, report_predictions, set_threads, usage,
+    bad_input, beside, check_fits_data, check_memory, declare_inputs, device_label, load_data,
+    model_spec, model_spec_for, report_predictions, set_threads, usage,
 };
 use crate::data::source::Source;
 use crate::data::{DataRequest, Dataset};
@@ -235,6 +236,24 @@ impl RunFiles {
         .chain(&self.save_best)
     }
 
+    /// Adds the run's outputs to `files`, its plot named `plot` ("--output").
+    pub(super) fn declare(&self, files: &mut Files, plot: &str) {
+        let monitor = &self.monitor;
+        files
+            .writes(plot, &monitor.plot)
+            .writes(format!("the CSV beside {plot}"), &monitor.csv)
+            .writes(format!("the JSON beside {plot}"), &monitor.json)
+            .writes(format!("the report beside {plot}"), &self.report)
+            .writes(format!("the confusion matrix beside {plot}"), &self.confusion)
+            .writes("the checkpoint", &self.checkpoint_dir.join(checkpoint::CHECKPOINT_FILE));
+        if let Some(save) = &self.save {
+            files.writes("--save", save);
+        }
+        if let Some(best) = &self.save_best {
+            files.writes("the best model beside --save", best);
+        }
+    }
+
     /// Fails now, not after hours of training, if any of them cannot be written.
     pub(super) fn check_writable(&self) -> Result<()> {
         let checkpoint = self.checkpoint_dir.join(checkpoint::CHECKPOINT_FILE);
@@ -258,17 +277,6 @@ impl RunFiles {
 
 pub(super) fn train(args: TrainArgs) -> Result<()> {
     let (mut files, resumed) = run_outputs(&args)?;
-    // A resumed run keeps its precision: the device must run it.
-    let precision = resumed
-        .as_ref()
-        .map_or(args.recipe.compute.precision, |s| s.precision);
-    precision
-        .check_device(args.recipe.compute.device)
-        .map_err(|why| usage(format!("the run trains in {precision}: {why}")))?;
-    files.check_writable()?;
-    set_threads(args.recipe.compute.threads)?;
-    check_device(args.recipe.compute.device)?;
-    let lock = files.lock()?;
     let (request, limit) = match &resumed {
         // The data the run recorded; --data says where it is now.
         Some(settings) => (
@@ -280,6 +288,22 @@ pub(super) fn train(args: TrainArgs) -> Result<()> {
         ),
         None => (args.recipe.data.request()?, args.recipe.limit),
     };
+    // The checkpoint --resume reads is the one the run goes on writing: not an input here.
+    let mut paths = Files::default();
+    files.declare(&mut paths, "--output");
+    declare_inputs(&mut paths, &args.model.model, &request);
+    paths.check_distinct()?;
+    // A resumed run keeps its precision: the device must run it.
+    let precision = resumed
+        .as_ref()
+        .map_or(args.recipe.compute.precision, |s| s.precision);
+    precision
+        .check_device(args.recipe.compute.device)
+        .map_err(|why| usage(format!("the run trains in {precision}: {why}")))?;
+    files.check_writable()?;
+    set_threads(args.recipe.compute.threads)?;
+    check_device(args.recipe.compute.device)?;
+    let lock = files.lock()?;
     let data = load_data(&request, limit)?;
     files.set_data_name(&data.name);
     let mut run = start_run(&args, &data, &files.monitor.plot)?;
