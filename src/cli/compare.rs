@@ -2,8 +2,8 @@
 //! and without batch normalization from one seed, side by side.
 
 use super::args::{check_flags, run_settings, RecipeArgs};
-use super::train::{fresh_run, stop_on_signal, train_run, RunFiles};
 use super::paths::Files;
+use super::train::{fresh_run, stop_on_signal, train_run, RunFiles};
 use super::{
     beside, check_memory, declare_inputs, device_label, load_data, model_spec, model_spec_for,
     set_threads, usage, ModelArgs,

@@ -50,45 +50,48 @@ impl Files {
 }
 
 /// What a path stands for: the file itself where it exists (so hard links and symlinks to it
-/// are one), else the full path it would be created at.
+/// are one), else the full path it would be created at. A path through a directory yet to be
+/// created (`new/../m.safetensors`) is looked up where it leads.
 #[derive(Debug, PartialEq, Eq)]
 enum Identity {
     #[cfg(unix)]
-    File { device: u64, inode: u64 },
+    File {
+        device: u64,
+        inode: u64,
+    },
     Path(PathBuf),
 }
 
 fn identity(path: &Path) -> Identity {
+    let resolved = resolved(path);
     #[cfg(unix)]
-    if let Ok(meta) = std::fs::metadata(path) {
+    if let Ok(meta) = std::fs::metadata(path).or_else(|_| std::fs::metadata(&resolved)) {
         use std::os::unix::fs::MetadataExt;
         return Identity::File {
             device: meta.dev(),
             inode: meta.ino(),
         };
     }
-    Identity::Path(resolved(path))
+    Identity::Path(resolved)
 }
 
 /// `path` made absolute with its longest existing ancestor canonical and the rest (what does
 /// not exist yet) normalized: `out/../plot.png` and `./plot.png` are one path.
 fn resolved(path: &Path) -> PathBuf {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut existing = absolute.as_path();
+    let mut existing = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let mut rest = Vec::new();
-    let base = loop {
+    let mut out = loop {
         if let Ok(canonical) = existing.canonicalize() {
             break canonical;
         }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                existing = parent;
-            }
-            _ => break existing.to_path_buf(),
+        let Some(last) = existing.components().next_back() else {
+            break existing;
+        };
+        rest.push(last.as_os_str().to_os_string());
+        if !existing.pop() {
+            break existing;
         }
     };
-    let mut out = base;
     for part in rest.iter().rev() {
         match Path::new(part).components().next() {
             Some(Component::ParentDir) => {
@@ -119,6 +122,10 @@ mod tests {
             std::os::unix::fs::symlink(&model, &symlink).unwrap();
             assert_eq!(identity(&model), identity(&symlink));
         }
+        assert_eq!(
+            identity(&model),
+            identity(&dir.path().join("new/../m.safetensors"))
+        );
         // Files yet to be written are compared by where they would be.
         let new = dir.path().join("new.png");
         let roundabout = dir.path().join("out/../new.png");

@@ -244,8 +244,14 @@ impl RunFiles {
             .writes(format!("the CSV beside {plot}"), &monitor.csv)
             .writes(format!("the JSON beside {plot}"), &monitor.json)
             .writes(format!("the report beside {plot}"), &self.report)
-            .writes(format!("the confusion matrix beside {plot}"), &self.confusion)
-            .writes("the checkpoint", &self.checkpoint_dir.join(checkpoint::CHECKPOINT_FILE));
+            .writes(
+                format!("the confusion matrix beside {plot}"),
+                &self.confusion,
+            )
+            .writes(
+                "the checkpoint",
+                &self.checkpoint_dir.join(checkpoint::CHECKPOINT_FILE),
+            );
         if let Some(save) = &self.save {
             files.writes("--save", save);
         }
