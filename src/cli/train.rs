@@ -447,7 +447,7 @@ pub(super) fn train_run(
         writer.blocked().as_secs_f64()
     );
     println!("[INFO] evaluating network...");
-    report_predictions(&data, &predictions, Some(&files.report), &files.confusion)?;
+    report_predictions(data, &predictions, Some(&files.report), &files.confusion)?;
     let monitor = &files.monitor;
     println!(
         "[INFO] wrote {}, {}, {} and {}",
