@@ -662,6 +662,7 @@ fn resuming_a_checkpoint_too_large_for_this_machine_says_what_fits() {
         precision: minivgg::engine::Precision::Fp32,
         save_best: false,
         data: Default::default(),
+        data_fingerprint: None,
     };
     let sgd = Sgd::new(SgdConfig::TUTORIAL, net.params.len());
     checkpoint::write(&checkpoints, &net, &sgd, &settings, &Default::default()).unwrap();

@@ -277,6 +277,7 @@ pub(super) fn run_settings(
         precision: recipe.compute.precision,
         save_best: false,
         data: DataRequest::default(),
+        data_fingerprint: None,
     }
 }
 

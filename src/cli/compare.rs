@@ -93,6 +93,7 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let data = load_data(&request, args.recipe.limit)?;
     let with_bn = model_spec_for(&model, &data)?;
+    let fingerprint = data.fingerprint();
     let mut runs: Vec<(Checkpoint, String)> = Vec::new();
     for ((_, batch_norm, arm), (files, plot)) in arms.iter().zip(&mut outputs) {
         files.set_data_name(&data.name);
@@ -103,6 +104,7 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
         };
         let settings = RunSettings {
             data: request.clone(),
+            data_fingerprint: Some(fingerprint.clone()),
             ..run_settings(&args.recipe, seed, plot.clone(), None, data.train.len())
         };
         if runs.is_empty() {

@@ -8,6 +8,7 @@ use super::{
     model_spec, model_spec_for, report_predictions, set_threads, usage,
 };
 use crate::data::source::Source;
+use crate::data::Fingerprint;
 use crate::data::{DataRequest, Dataset};
 use crate::engine::device::Device;
 use crate::engine::sgd::Sgd;
@@ -132,8 +133,10 @@ fn start_run(args: &TrainArgs, data: &Dataset, output: &Path) -> Result<Checkpoi
             data.resident_bytes(),
         )?)
     };
+    let fingerprint = data.fingerprint();
     if let Some(dir) = &args.resume {
         let run = checkpoint::read_checked(dir, |spec, settings| {
+            check_same_data(dir, settings, &fingerprint)?;
             check_fits_data(spec, data)?;
             plan(spec, settings.batch_size)
         })
@@ -153,6 +156,7 @@ fn start_run(args: &TrainArgs, data: &Dataset, output: &Path) -> Result<Checkpoi
     let settings = RunSettings {
         save_best: args.save_best,
         data: args.recipe.data.request()?,
+        data_fingerprint: Some(fingerprint),
         ..run_settings(
             &args.recipe,
             seed,
@@ -163,6 +167,26 @@ fn start_run(args: &TrainArgs, data: &Dataset, output: &Path) -> Result<Checkpoi
     };
     plan(&spec, settings.batch_size)?;
     fresh_run(&spec, settings)
+}
+
+/// Refuses to resume the run in `dir` on data other than its own, which could not end as
+/// the run never stopped would; a checkpoint from before fingerprints is let through, saying so.
+fn check_same_data(dir: &Path, settings: &RunSettings, now: &Fingerprint) -> Result<()> {
+    match &settings.data_fingerprint {
+        None => {
+            println!(
+                "[INFO] {} is from before checkpoints recorded their data: the data could not be checked",
+                dir.display()
+            );
+            Ok(())
+        }
+        Some(recorded) if recorded == now => Ok(()),
+        Some(recorded) => Err(usage(format!(
+            "--resume: this is not the data {} trained on: its fingerprint is {now}, the run's {recorded} ({})",
+            dir.display(),
+            now.difference(recorded)
+        ))),
+    }
 }
 
 /// Ctrl-C and SIGTERM ask the run to stop after the current batch; a second one quits at once.

@@ -3,6 +3,7 @@
 //! memory plan, the GPU upload and the reports take their shape and class count from here.
 
 use memmap2::Mmap;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 
@@ -255,6 +256,30 @@ impl Dataset {
         self.train.resident_bytes() + self.test.resident_bytes()
     }
 
+    /// What a checkpoint records to know this data again: a hash of its images and labels as
+    /// they are trained on (after every flag that shapes them), its shape and class names.
+    pub fn fingerprint(&self) -> Fingerprint {
+        let mut hash = xxhash_rust::xxh3::Xxh3::new();
+        let shape = self.shape();
+        for n in [shape.height, shape.width, shape.channels] {
+            hash.update(&(n as u64).to_le_bytes());
+        }
+        for name in &self.class_names {
+            hash.update(&(name.len() as u64).to_le_bytes());
+            hash.update(name.as_bytes());
+        }
+        for split in [&self.train, &self.test] {
+            hash.update(&(split.len() as u64).to_le_bytes());
+            hash.update(split.images());
+            hash.update(split.labels());
+        }
+        Fingerprint {
+            xxh3_128: format!("{:032x}", hash.digest128()),
+            train: self.train.len(),
+            test: self.test.len(),
+        }
+    }
+
     /// One line for the log: `CIFAR-10: 50000 training and 10000 validation images, 32×32
     /// RGB, 10 classes`.
     pub fn describe(&self) -> String {
@@ -271,6 +296,35 @@ impl Dataset {
                 ""
             }
         )
+    }
+}
+
+/// A data set's fingerprint (see [`Dataset::fingerprint`]) and its split sizes, which say
+/// what changed when two differ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub xxh3_128: String,
+    pub train: usize,
+    pub test: usize,
+}
+
+impl Fingerprint {
+    /// What differs between `self` and `other`, for a user: the split sizes, or the bytes.
+    pub fn difference(&self, other: &Fingerprint) -> String {
+        if (self.train, self.test) == (other.train, other.test) {
+            "the same sizes, other bytes".into()
+        } else {
+            format!(
+                "{} training and {} validation images, not {} and {}",
+                self.train, self.test, other.train, other.test
+            )
+        }
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", &self.xxh3_128[..16])
     }
 }
 

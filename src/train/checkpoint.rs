@@ -5,7 +5,7 @@
 
 use super::fit::Progress;
 use super::history::History;
-use crate::data::DataRequest;
+use crate::data::{DataRequest, Fingerprint};
 use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{BatchMetrics, Network, Precision};
 use crate::fsutil::{atomic_write_bytes, remove_stale_temporaries, BackgroundWriter};
@@ -46,6 +46,10 @@ pub struct RunSettings {
     /// `$MINIVGG_DATA` or the cache, which is what the default request loads.
     #[serde(default)]
     pub data: DataRequest,
+    /// The data's fingerprint, checked when the run resumes; `None` in checkpoints from
+    /// before it was recorded.
+    #[serde(default)]
+    pub data_fingerprint: Option<Fingerprint>,
 }
 
 /// The metadata half of a checkpoint.

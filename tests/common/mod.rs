@@ -52,6 +52,7 @@ pub fn small_run(
         precision,
         save_best: false,
         data: Default::default(),
+        data_fingerprint: None,
     }
 }
 

@@ -1,0 +1,186 @@
+//! A checkpoint knows its data: `--resume` finds it where the run recorded it, takes it from a
+//! new place (`--data`) only if it is the same data by its fingerprint, and refuses other data
+//! saying what changed, leaving every file as it was. Checkpoints from before fingerprints
+//! still resume, saying the data could not be checked.
+
+mod common;
+
+use common::text;
+use minivgg::train::checkpoint::{self, RunSettings};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A folder of two classes of six 8×8 pictures each; `extra` adds a seventh to class "b".
+fn write_folder(dir: &Path, extra: bool) {
+    for (class, level) in [("a", 40u8), ("b", 200)] {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        let count = if extra && class == "b" { 7 } else { 6 };
+        for i in 0..count {
+            picture(level + i as u8)
+                .save(dir.join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+}
+
+fn picture(level: u8) -> image::RgbImage {
+    image::RgbImage::from_fn(8, 8, |x, y| image::Rgb([level + (x + y) as u8; 3]))
+}
+
+fn minivgg(cache: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_minivgg"))
+        .args(args)
+        .env("XDG_CACHE_HOME", cache)
+        .env_remove("MINIVGG_DATA")
+        .output()
+        .unwrap()
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Every file under `dir` and its bytes, but the checkpoint directory's lock, which a run
+/// takes before it loads any data and which holds the last run's process id.
+fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| p.file_name().unwrap() != "lock")
+        .map(|p| (p.clone(), std::fs::read(p).unwrap()))
+        .collect()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for path in walk(from) {
+        let target = to.join(path.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&path, target).unwrap();
+    }
+}
+
+#[test]
+fn resume_checks_its_data_by_fingerprint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let cache = root.join("cache");
+    let (folder, out) = (root.join("pictures"), root.join("out"));
+    write_folder(&folder, false);
+    let plot = out.join("p.png");
+    let first = minivgg(
+        &cache,
+        &[
+            "train",
+            "--data",
+            folder.to_str().unwrap(),
+            "--image-size",
+            "8",
+            "--val-split",
+            "0.5",
+            "--model",
+            "shallownet",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--seed",
+            "3",
+            "--output",
+            plot.to_str().unwrap(),
+        ],
+    );
+    assert!(first.status.success(), "{}", text(&first.stderr));
+
+    // The same run as if stopped after the first of two epochs, once per case below; and once
+    // more as a checkpoint from before fingerprints were recorded.
+    let run = checkpoint::read(&out.join("p_checkpoint")).unwrap();
+    let recorded = run
+        .settings
+        .data_fingerprint
+        .clone()
+        .expect("no fingerprint recorded");
+    let stopped = |name: &str, fingerprint| {
+        let dir = root.join(name);
+        let settings = RunSettings {
+            epochs: 2,
+            data_fingerprint: fingerprint,
+            ..run.settings.clone()
+        };
+        checkpoint::write(&dir, &run.net, &run.sgd, &settings, &run.progress).unwrap();
+        dir
+    };
+    let resume = |dir: &Path, data: Option<&Path>| {
+        let mut args = vec!["train", "--resume", dir.to_str().unwrap()];
+        if let Some(data) = data {
+            args.extend(["--data", data.to_str().unwrap()]);
+        }
+        minivgg(&cache, &args)
+    };
+    let refused = |dir: &Path, data: Option<&Path>, change: &str| {
+        let before = (contents(&out), contents(dir));
+        let result = resume(dir, data);
+        let stderr = text(&result.stderr);
+        assert_eq!(result.status.code(), Some(2), "{stderr}");
+        let prefix = format!(
+            "error: --resume: this is not the data {} trained on: its fingerprint is ",
+            dir.display()
+        );
+        assert!(stderr.starts_with(&prefix), "{stderr}");
+        let suffix = format!(", the run's {recorded} ({change})\n");
+        assert!(stderr.ends_with(&suffix), "{stderr}");
+        let after = (contents(&out), contents(dir));
+        let changed: Vec<&PathBuf> = [(&before.0, &after.0), (&before.1, &after.1)]
+            .into_iter()
+            .flat_map(|(b, a)| b.keys().chain(a.keys()).filter(|k| b.get(*k) != a.get(*k)))
+            .collect();
+        assert!(changed.is_empty(), "a refused resume changed {changed:?}");
+    };
+
+    // Other data under --data: refused, naming the new split sizes.
+    let grown = root.join("grown");
+    write_folder(&grown, true);
+    refused(
+        &stopped("grown_run", Some(recorded.clone())),
+        Some(&grown),
+        "6 training and 7 validation images, not 6 and 6",
+    );
+
+    // The recorded folder, one picture changed after the run: refused, the same sizes.
+    let moved = root.join("moved");
+    copy_tree(&folder, &moved);
+    picture(90).save(folder.join("a").join("0.png")).unwrap();
+    refused(
+        &stopped("changed_run", Some(recorded.clone())),
+        None,
+        "the same sizes, other bytes",
+    );
+
+    // The same data in another place: the run goes on there.
+    let done = resume(&stopped("moved_run", Some(recorded)), Some(&moved));
+    let stdout = text(&done.stdout);
+    assert!(done.status.success(), "{stdout}{}", text(&done.stderr));
+    assert!(stdout.contains("Epoch 2/2 - "), "{stdout}");
+
+    // A checkpoint from before fingerprints resumes, saying the data was not checked.
+    let old = stopped("old_run", None);
+    let done = resume(&old, Some(&moved));
+    let stdout = text(&done.stdout);
+    assert!(done.status.success(), "{stdout}{}", text(&done.stderr));
+    assert!(
+        stdout.contains(&format!(
+            "[INFO] {} is from before checkpoints recorded their data: the data could not be checked\n",
+            old.display()
+        )),
+        "{stdout}"
+    );
+}
