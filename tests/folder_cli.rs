@@ -207,6 +207,13 @@ fn a_grey_48_by_40_folder_of_three_classes_trains_saves_predicts_and_exports() {
     let bytes = std::fs::read(&onnx).unwrap();
     let needle = br#"["bright","dark","mid"]"#;
     assert!(bytes.windows(needle.len()).any(|w| w == needle));
+    let grey = minivgg::data::ImageShape {
+        height: 40,
+        width: 48,
+        channels: 1,
+    };
+    let probabilities = common::tract_probabilities(&onnx, &vec![0.5; grey.len()], 1, grey, 3);
+    assert!((probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-5);
 }
 
 /// A folder made 40×48 RGB (taller than wide, so a height and width swapped anywhere shows),
