@@ -404,19 +404,8 @@ fn ctrl_c_writes_a_checkpoint_and_resume_ends_as_the_uninterrupted_run() {
         model("whole") == model("stopped"),
         "the resumed run's weights differ from the uninterrupted run's"
     );
-    let metrics = |name: &str| -> Vec<String> {
-        let csv = std::fs::read_to_string(dir.path().join(name).join("plot.csv")).unwrap();
-        // Every column but the wall time.
-        csv.lines()
-            .map(|l| {
-                l.split(',')
-                    .enumerate()
-                    .filter(|(i, _)| *i != 1)
-                    .map(|(_, v)| v)
-                    .collect()
-            })
-            .collect()
-    };
+    let metrics =
+        |name: &str| common::history_without_times(&dir.path().join(name).join("plot.csv"));
     assert_eq!(metrics("whole"), metrics("stopped"));
     assert_usage_error(
         &[

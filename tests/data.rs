@@ -683,28 +683,6 @@ fn real_cifar10() {
     assert_eq!(names, CLASS_NAMES);
 }
 
-/// Every file and directory under `root`, files with their size and modification time: what
-/// a failed command must leave as it found it. (A directory's own time changes when a probe
-/// file comes and goes in it, which leaves nothing behind.)
-fn snapshot(root: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                stack.push(entry.path());
-                found.push((entry.path(), 0, None));
-            } else {
-                found.push((entry.path(), meta.len(), Some(meta.modified().unwrap())));
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
 /// A saved-model file whose tensors are LeNet's while its architecture says ShallowNet.
 fn mismatched_model() -> Vec<u8> {
     use minivgg::engine::Network;
@@ -931,7 +909,7 @@ fn every_bad_input_exits_2_naming_what_is_wrong() {
                 write(path, b"a file, not a directory");
             }
         }
-        let before = snapshot(root);
+        let before = common::snapshot(root);
         let run = Command::new(env!("CARGO_BIN_EXE_minivgg"))
             .args(&args)
             .env_remove("MINIVGG_DATA")
@@ -946,7 +924,7 @@ fn every_bad_input_exits_2_naming_what_is_wrong() {
             line.starts_with("error: ") && line.contains(&fragment),
             "{name}: expected {fragment:?} in {stderr:?}"
         );
-        assert_eq!(snapshot(root), before, "{name}: files changed");
+        assert_eq!(common::snapshot(root), before, "{name}: files changed");
         let _ = std::fs::remove_dir_all(&data);
         let _ = std::fs::remove_file(&archive);
         let _ = std::fs::remove_file(&weights);
@@ -963,7 +941,7 @@ fn a_full_disk_while_saving_leaves_no_partial_file() {
     let checkpoints = tmp.path().join("ckpt");
     std::fs::create_dir(&checkpoints).unwrap();
     let plot = tmp.path().join("plot.png");
-    let before = snapshot(tmp.path());
+    let before = common::snapshot(tmp.path());
     let mut command = Command::new(env!("CARGO_BIN_EXE_minivgg"));
     command
         .args([
@@ -1011,12 +989,12 @@ fn a_full_disk_while_saving_leaves_no_partial_file() {
         .to_vec();
     // The run's lock on its checkpoint directory (its process id) stays, unlocked.
     monitor.push(checkpoints.join("lock"));
-    let left: Vec<PathBuf> = snapshot(tmp.path())
+    let left: Vec<PathBuf> = common::snapshot(tmp.path())
         .into_iter()
-        .map(|(path, _, _)| path)
+        .map(|(path, ..)| path)
         .filter(|path| !monitor.contains(path))
         .collect();
-    let before: Vec<PathBuf> = before.into_iter().map(|(path, _, _)| path).collect();
+    let before: Vec<PathBuf> = before.into_iter().map(|(path, ..)| path).collect();
     assert_eq!(left, before, "no other file may be left behind");
     let csv = std::fs::read_to_string(&monitor[0]).unwrap();
     assert_eq!(History::from_csv(&csv).unwrap().epochs.len(), 1);

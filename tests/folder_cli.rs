@@ -1,6 +1,7 @@
 //! Image folders through the binary: CIFAR-10's test split written out as PNGs scores as the
-//! binary split does, and a folder of another shape (48×40 grey, 3 classes of its own) trains,
-//! saves, predicts with its own class names and exports.
+//! binary split does; a folder of another shape (48×40 grey, 3 classes of its own) trains,
+//! saves, predicts with its own class names and exports; and one of 40×48 RGB, stopped and
+//! resumed, ends as the run never stopped, and its ONNX file runs in tract as minivgg does.
 
 mod common;
 
@@ -11,12 +12,29 @@ use std::process::{Command, Output};
 
 /// The binary with its user cache in `cache` (the decoded-image cache goes there).
 fn minivgg_cached(cache: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_minivgg"))
+    common::minivgg_command(cache)
         .args(args)
-        .env("XDG_CACHE_HOME", cache)
         .env("MINIVGG_DATA", real_data_path())
         .output()
         .unwrap()
+}
+
+/// Writes `per_class` pictures of each class into `folder/CLASS/`: the class's colour plus a
+/// little noise that varies over the picture, each of another size (60 + i by 50 + i % 7), so
+/// that every one is resized.
+fn write_class_folder(folder: &Path, classes: &[(&str, [u8; 3])], per_class: u32) {
+    for &(class, colour) in classes {
+        let class_dir = folder.join(class);
+        std::fs::create_dir_all(&class_dir).unwrap();
+        for i in 0..per_class {
+            let (w, h) = (60 + i, 50 + i % 7);
+            let picture = image::RgbImage::from_fn(w, h, |x, y| {
+                let noise = ((x * 7 + y * 13 + i * 31) % 23) as u8;
+                image::Rgb(colour.map(|c| c.saturating_add(noise)))
+            });
+            picture.save(class_dir.join(format!("{i}.png"))).unwrap();
+        }
+    }
 }
 
 /// The `[INFO] NAME on N test images: loss L, accuracy A` line of `evaluate`.
@@ -107,20 +125,9 @@ fn cifar10_as_a_folder_of_pngs_scores_as_the_binary_split() {
 fn a_grey_48_by_40_folder_of_three_classes_trains_saves_predicts_and_exports() {
     let dir = tempfile::tempdir().unwrap();
     let (cache, folder) = (dir.path().join("cache"), dir.path().join("shapes"));
-    // Three classes told apart by brightness; sizes differ, so every image is resized.
-    let classes = [("bright", 220u8), ("dark", 30), ("mid", 128)];
-    for (class, level) in classes {
-        let class_dir = folder.join(class);
-        std::fs::create_dir_all(&class_dir).unwrap();
-        for i in 0..40u32 {
-            let (w, h) = (60 + i, 50 + i % 7);
-            let picture = image::RgbImage::from_fn(w, h, |x, y| {
-                let noise = ((x * 7 + y * 13 + i * 31) % 23) as u8;
-                image::Rgb([level.saturating_add(noise); 3])
-            });
-            picture.save(class_dir.join(format!("{i}.png"))).unwrap();
-        }
-    }
+    // Three classes told apart by brightness.
+    let classes = [("bright", [220; 3]), ("dark", [30; 3]), ("mid", [128; 3])];
+    write_class_folder(&folder, &classes, 40);
     std::fs::write(folder.join("bright").join("notes.txt"), "skipped").unwrap();
     let weights = dir.path().join("shapes.safetensors");
     let flags = [
@@ -200,4 +207,234 @@ fn a_grey_48_by_40_folder_of_three_classes_trains_saves_predicts_and_exports() {
     let bytes = std::fs::read(&onnx).unwrap();
     let needle = br#"["bright","dark","mid"]"#;
     assert!(bytes.windows(needle.len()).any(|w| w == needle));
+    let grey = minivgg::data::ImageShape {
+        height: 40,
+        width: 48,
+        channels: 1,
+    };
+    let probabilities = common::tract_probabilities(&onnx, &vec![0.5; grey.len()], 1, grey, 3);
+    assert!((probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+}
+
+/// A folder made 40×48 RGB (taller than wide, so a height and width swapped anywhere shows),
+/// trained by MiniVGGNet, whose batch normalization and dropout a resume must restore
+/// exactly: stopped by Ctrl-C and resumed, the run ends with the weights, bit for bit, and the
+/// history of the run never stopped. Its ONNX file takes [batch, 48, 40, 3] and gives, in
+/// tract, minivgg's own probabilities in evaluation mode (within 1e-5).
+#[test]
+fn a_40_by_48_rgb_folder_stopped_and_resumed_ends_as_the_whole_run_and_runs_in_tract() {
+    use minivgg::data::batches::gather;
+    use minivgg::data::folder::{self, FolderOptions};
+    use minivgg::data::source::ImageSize;
+    use minivgg::data::ImageShape;
+    use minivgg::engine::{Mode, Precision};
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, folder) = (dir.path().join("cache"), dir.path().join("colours"));
+    let classes = [
+        ("blue", [40, 60, 200]),
+        ("green", [50, 190, 60]),
+        ("red", [200, 50, 40]),
+    ];
+    write_class_folder(&folder, &classes, 24);
+    let shape = ImageShape {
+        height: 48,
+        width: 40,
+        channels: 3,
+    };
+    const EPOCHS: usize = 12;
+    let run = |name: &str| -> Vec<String> {
+        let out = dir.path().join(name);
+        let mut args: Vec<String> = [
+            "train",
+            "--data",
+            folder.to_str().unwrap(),
+            "--image-size",
+            "40x48",
+            "--val-split",
+            "0.25",
+            "--model",
+            "minivggnet",
+            "--epochs",
+            &EPOCHS.to_string(),
+            "--batch-size",
+            "16",
+            "--seed",
+            "9",
+            "--threads",
+            "2",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend([
+            "--output".into(),
+            out.join("plot.png").display().to_string(),
+        ]);
+        args.extend([
+            "--save".into(),
+            out.join("model.safetensors").display().to_string(),
+        ]);
+        args
+    };
+    let whole = run("whole");
+    let out = minivgg_cached(
+        &cache,
+        &whole.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("colours: 54 training and 18 validation images, 40×48 RGB, 3 classes"),
+        "{stdout}"
+    );
+
+    // Every write held 150 ms: once epoch 2 is reported, ten epochs of writes (four per epoch)
+    // are still to come, so the Ctrl-C lands inside the run however fast this machine trains.
+    let mut child = common::minivgg_command(&cache)
+        .args(run("stopped"))
+        .env("MINIVGG_TEST_WRITE_DELAY_MS", "150")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        stdout += &line;
+        stdout.push('\n');
+        if line.starts_with(&format!("Epoch 2/{EPOCHS} ")) {
+            break;
+        }
+    }
+    assert!(
+        stdout.contains(&format!("Epoch 2/{EPOCHS} ")),
+        "the run ended before its second epoch: {stdout}"
+    );
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    for line in lines {
+        stdout += &line.unwrap();
+        stdout.push('\n');
+    }
+    let stopped = child.wait_with_output().unwrap();
+    let stderr = text(&stopped.stderr);
+    let checkpoint = dir.path().join("stopped/plot_checkpoint");
+    assert_eq!(stopped.status.code(), Some(130), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "go on with `minivgg train --resume {}`",
+            checkpoint.display()
+        )),
+        "{stderr}"
+    );
+    let model = |name: &str| dir.path().join(name).join("model.safetensors");
+    assert!(
+        !model("stopped").exists(),
+        "an interrupted run saved a model"
+    );
+
+    let out = minivgg_cached(
+        &cache,
+        &[
+            "train",
+            "--resume",
+            checkpoint.to_str().unwrap(),
+            "--threads",
+            "2",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains(&format!(
+            "[INFO] resuming minivggnet from {}: epoch ",
+            checkpoint.display()
+        )),
+        "{stdout}"
+    );
+    println!(
+        "{}",
+        stdout.lines().find(|l| l.contains("resuming")).unwrap()
+    );
+    assert!(
+        std::fs::read(model("whole")).unwrap() == std::fs::read(model("stopped")).unwrap(),
+        "the resumed run's weights differ from the uninterrupted run's"
+    );
+    let history =
+        |name: &str| common::history_without_times(&dir.path().join(name).join("plot.csv"));
+    assert_eq!(history("stopped"), history("whole"));
+    assert_eq!(
+        history("whole").len(),
+        EPOCHS + 1,
+        "a header and a row per epoch"
+    );
+
+    // The ONNX file, in tract, on the validation images (from the cache the runs wrote).
+    let onnx = dir.path().join("colours.onnx");
+    let out = common::export(&model("whole"), &onnx);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let options = FolderOptions {
+        size: ImageSize {
+            width: 40,
+            height: 48,
+        },
+        val_split: Some(0.25),
+        cache_dir: Some(cache.clone()),
+        ..FolderOptions::default()
+    };
+    let data = folder::load(&folder, &options).unwrap();
+    assert_eq!(data.shape(), shape);
+    assert!(data.test.is_mapped(), "the runs' cache was not used");
+    let n = data.test.len();
+    let mut input = vec![0.0; n * shape.len()];
+    let mut labels = Vec::new();
+    gather(
+        &data.test,
+        &(0..n).collect::<Vec<_>>(),
+        None,
+        &mut input,
+        &mut labels,
+    );
+    // And the validation images made grey (no class's hue), which the network is less sure
+    // of: saturated probabilities (0 or 1 everywhere) would hide a wrong layout.
+    let grey: Vec<f32> = input
+        .chunks(3)
+        .flat_map(|p| [(p[0] + p[1] + p[2]) / 3.0; 3])
+        .collect();
+    input.extend(grey);
+    let total = input.len() / shape.len();
+    let mut net = minivgg::model::io::load(&model("whole"), total, Precision::Fp32).unwrap();
+    net.input_mut(total).copy_from_slice(&input);
+    net.forward(total, Mode::Eval);
+    let ours = net.probabilities(total).to_vec();
+    let predicted = |p: &[f32]| {
+        p.chunks(3)
+            .map(|c| (0..3).max_by(|&a, &b| c[a].total_cmp(&c[b])).unwrap() as u8)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        predicted(&ours[..n * 3]),
+        labels,
+        "the trained network's validation predictions"
+    );
+    for batch in [total, 5] {
+        let theirs =
+            common::tract_probabilities(&onnx, &input[..batch * shape.len()], batch, shape, 3);
+        let max_diff = ours[..batch * 3]
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        println!("{batch} images of 40×48 RGB: max |minivgg − tract| {max_diff:.3e}");
+        assert!(max_diff <= 1e-5, "probabilities differ by {max_diff}");
+    }
+    let spread = ours.iter().filter(|p| (0.01..0.99).contains(*p)).count();
+    println!("{spread} of {} probabilities in (0.01, 0.99)", ours.len());
+    assert!(spread >= n, "{spread} probabilities in (0.01, 0.99)");
 }

@@ -5,15 +5,13 @@
 
 mod common;
 
-use common::{export, real_data_path, text};
+use common::{export, real_data_path, text, tract_probabilities};
 use minivgg::data::batches::gather;
-use minivgg::data::{cifar10, Split};
+use minivgg::data::{cifar10, ImageShape, Split};
 use minivgg::engine::sgd::{Sgd, SgdConfig};
 use minivgg::engine::{Mode, Network};
 use minivgg::model::{io, zoo, ModelSpec};
 use rand::{Rng, SeedableRng};
-use std::path::Path;
-use tract_onnx::prelude::*;
 
 /// Test images compared per model.
 const COMPARED: usize = 256;
@@ -48,22 +46,6 @@ fn trained(spec: &ModelSpec, data: &Split, seed: u64) -> Network {
     net
 }
 
-/// tract's probabilities for `input` (`n` NHWC images) under the ONNX file at `path`.
-fn tract_probabilities(path: &Path, input: &[f32], n: usize) -> Vec<f32> {
-    let plan = tract_onnx::onnx()
-        .model_for_path(path)
-        .unwrap()
-        .into_optimized()
-        .unwrap()
-        .into_runnable()
-        .unwrap();
-    let input = Tensor::from_shape(&[n, 32, 32, 3], input).unwrap();
-    let outputs = plan.run(tvec!(input.into())).unwrap();
-    let probs = outputs[0].to_plain_array_view::<f32>().unwrap();
-    assert_eq!(probs.shape(), [n, 10]);
-    probs.iter().copied().collect()
-}
-
 #[test]
 fn tract_runs_every_exported_model_as_minivgg_does() {
     let (data, _) = cifar10::load_test(&real_data_path()).unwrap();
@@ -85,7 +67,7 @@ fn tract_runs_every_exported_model_as_minivgg_does() {
         let ours = net.probabilities(COMPARED).to_vec();
         // Dynamic batch: the whole batch, then a smaller one.
         for n in [COMPARED, 7] {
-            let theirs = tract_probabilities(&onnx, &input[..n * 3072], n);
+            let theirs = tract_probabilities(&onnx, &input[..n * 3072], n, ImageShape::CIFAR, 10);
             let max_diff = ours[..n * 10]
                 .iter()
                 .zip(&theirs)

@@ -154,13 +154,14 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
-    /// The data the flags ask for; `--val-split` outside (0, 1) is refused.
+    /// The data the flags ask for; `--val-split` outside (0, 1) is refused, in the words of
+    /// the folder reader's own check.
     pub fn request(&self) -> Result<DataRequest> {
-        if let Some(f) = self.val_split {
-            if !(f > 0.0 && f < 1.0) {
-                return Err(usage(format!(
-                    "--val-split must be a fraction between 0 and 1 (exclusive), got {f}"
-                )));
+        if let Some(value) = self.val_split {
+            if !(value > 0.0 && value < 1.0) {
+                return Err(usage(
+                    crate::data::folder::FolderError::BadValSplit { value }.to_string(),
+                ));
             }
         }
         Ok(DataRequest {

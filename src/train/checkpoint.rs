@@ -209,24 +209,32 @@ pub const LOCK_FILE: &str = "lock";
 #[derive(Debug)]
 pub struct DirLock {
     _file: std::fs::File,
-    /// The directory, if this lock created it.
+    dir: PathBuf,
+    /// The topmost directory this lock created (the checkpoint directory or one of its
+    /// parents, such as the plot's), if it created any.
     created: Option<PathBuf>,
 }
 
 impl Drop for DirLock {
     /// A directory this run created and never wrote a checkpoint to (it failed first, say on
-    /// the data) is removed, so a refused run leaves nothing behind.
+    /// the data) is removed, with the parents it created that are still empty, so a refused
+    /// run leaves nothing behind.
     fn drop(&mut self) {
-        let Some(dir) = &self.created else { return };
-        let names: Vec<_> = std::fs::read_dir(dir)
+        let Some(top) = &self.created else { return };
+        let names: Vec<_> = std::fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
             .map(|entry| entry.map(|e| e.file_name()))
             .collect();
         let only_the_lock = matches!(&names[..], [Ok(name)] if name == LOCK_FILE);
         if only_the_lock {
-            let _ = std::fs::remove_file(dir.join(LOCK_FILE));
-            let _ = std::fs::remove_dir(dir);
+            let _ = std::fs::remove_file(self.dir.join(LOCK_FILE));
+            // Up to the topmost one created, each as long as it is empty.
+            for dir in self.dir.ancestors() {
+                if std::fs::remove_dir(dir).is_err() || dir == top {
+                    break;
+                }
+            }
         }
     }
 }
@@ -246,7 +254,11 @@ pub struct DirInUse {
 
 /// Locks `dir` (creating it) for this run, or says which process has it.
 pub fn lock_dir(dir: &Path) -> Result<DirLock> {
-    let created = (!dir.exists()).then(|| dir.to_path_buf());
+    let created = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .last()
+        .map(Path::to_path_buf);
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create checkpoint directory {}", dir.display()))?;
     let path = dir.join(LOCK_FILE);
@@ -283,6 +295,7 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
     remove_stale_temporaries(&dir.join(CHECKPOINT_FILE), Duration::ZERO);
     Ok(DirLock {
         _file: file,
+        dir: dir.to_path_buf(),
         created,
     })
 }
@@ -478,5 +491,25 @@ mod tests {
         let json = serde_json::to_string(&bf16).unwrap();
         assert!(json.contains(r#""precision":"bf16""#), "{json}");
         assert_eq!(serde_json::from_str::<RunSettings>(&json).unwrap(), bf16);
+    }
+
+    #[test]
+    fn a_lock_never_used_removes_the_directories_it_created_and_no_others() {
+        let tmp = tempfile::tempdir().unwrap();
+        let kept = tmp.path().join("kept");
+        std::fs::create_dir(&kept).unwrap();
+        let dir = kept.join("out/plot_checkpoint");
+        drop(lock_dir(&dir).unwrap());
+        assert!(kept.is_dir() && !kept.join("out").exists());
+        // A directory that holds something else once the run is over stays, with its parents.
+        let lock = lock_dir(&dir).unwrap();
+        std::fs::write(dir.join(CHECKPOINT_FILE), "x").unwrap();
+        drop(lock);
+        assert!(dir.join(CHECKPOINT_FILE).is_file() && dir.join(LOCK_FILE).is_file());
+        // A parent that was there already stays, though empty.
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        drop(lock_dir(&empty.join("ckpt")).unwrap());
+        assert!(empty.is_dir() && !empty.join("ckpt").exists());
     }
 }

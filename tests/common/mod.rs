@@ -1,5 +1,5 @@
-//! What the integration tests share: where the real CIFAR-10 is, running the binary, and a
-//! small run's settings.
+//! What the integration tests share: where the real CIFAR-10 is, running the binary, a small
+//! run's settings, what a run leaves on disk, and tract's view of an exported model.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -26,6 +26,16 @@ pub fn minivgg(args: &[&str]) -> Output {
         .env("MINIVGG_DATA", real_data_path())
         .output()
         .unwrap()
+}
+
+/// The binary with its user cache in `cache` (the decoded-image cache and the downloads go
+/// there, never to the user's own); the caller adds the arguments and the rest of the
+/// environment.
+#[allow(dead_code)]
+pub fn minivgg_command(cache: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_minivgg"));
+    command.env("XDG_CACHE_HOME", cache);
+    command
 }
 
 #[allow(dead_code)]
@@ -96,4 +106,93 @@ pub fn export(weights: &Path, onnx: &Path) -> Output {
         "--output",
         onnx.to_str().unwrap(),
     ])
+}
+
+/// The rows of a run's history CSV at `csv` with every column but the wall time: what a
+/// resumed run must write as the uninterrupted one did.
+#[allow(dead_code)]
+pub fn history_without_times(csv: &Path) -> Vec<String> {
+    let csv = std::fs::read_to_string(csv).unwrap_or_else(|e| panic!("{}: {e}", csv.display()));
+    csv.lines()
+        .map(|l| {
+            l.split(',')
+                .enumerate()
+                .filter(|(i, _)| *i != 1)
+                .map(|(_, v)| v)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+/// One entry of a [`snapshot`]: a path, and for a file its size, modification time and a
+/// hash of its bytes.
+pub type Entry = (PathBuf, u64, Option<std::time::SystemTime>, u64);
+
+/// Every file and directory under `root`, files with their size, modification time and a hash
+/// of their bytes: what a failed command must leave as it found it. (A directory's own time
+/// changes when a probe file comes and goes in it, which leaves nothing behind.)
+#[allow(dead_code)]
+pub fn snapshot(root: &Path) -> Vec<Entry> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+                found.push((entry.path(), 0, None, 0));
+            } else {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
+                found.push((
+                    entry.path(),
+                    meta.len(),
+                    Some(meta.modified().unwrap()),
+                    hash,
+                ));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// tract's probabilities for `input`, `n` NHWC images of `shape`, under the ONNX file at
+/// `path`, which must declare that input (any batch) and `classes` outputs per image.
+#[allow(dead_code)]
+pub fn tract_probabilities(
+    path: &Path,
+    input: &[f32],
+    n: usize,
+    shape: minivgg::data::ImageShape,
+    classes: usize,
+) -> Vec<f32> {
+    use tract_onnx::prelude::*;
+    let model = tract_onnx::onnx()
+        .model_for_path(path)
+        .unwrap()
+        .into_optimized()
+        .unwrap();
+    let declared: Vec<String> = model
+        .input_fact(0)
+        .unwrap()
+        .shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    let image = [shape.height, shape.width, shape.channels].map(|d| d.to_string());
+    assert_eq!(
+        declared[1..],
+        image,
+        "{}: the input it declares",
+        path.display()
+    );
+    let plan = model.into_runnable().unwrap();
+    let input = Tensor::from_shape(&[n, shape.height, shape.width, shape.channels], input).unwrap();
+    let outputs = plan.run(tvec!(input.into())).unwrap();
+    let probs = outputs[0].to_plain_array_view::<f32>().unwrap();
+    assert_eq!(probs.shape(), [n, classes]);
+    probs.iter().copied().collect()
 }

@@ -1,0 +1,683 @@
+//! Every bad input of the data readers (image folders, the MNIST family's IDX files,
+//! CIFAR-100, and the folder-only flags) through the binary: exit code 2, the whole message
+//! naming the path and what is wrong, and nothing written: no plot, no model, no directory
+//! for them, the inputs unchanged byte for byte, nothing in the (temporary) user cache. Each
+//! run has HOME and the cache in a temporary directory and no $MINIVGG_DATA, so nothing
+//! touches the real cache or downloads anything. And --skip-bad-images trains past the
+//! pictures that do not decode, naming each.
+
+mod common;
+
+use minivgg::data::idx::{
+    IMAGES_MAGIC, LABELS_MAGIC, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS,
+};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// A small PNG of one colour.
+fn png(colour: [u8; 3]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image::RgbImage::from_pixel(9, 7, image::Rgb(colour))
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    bytes
+}
+
+/// A PNG of a header alone that declares `width`×`height` grey pixels: a few dozen bytes that
+/// would decode to `width · height` bytes.
+fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        let mut out = (data.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+        out
+    };
+    let mut header = width.to_be_bytes().to_vec();
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[8, 0, 0, 0, 0]); // 8-bit grey, no interlacing
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &header));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
+
+fn idx_images(count: u32, rows: u32, cols: u32) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for word in [IMAGES_MAGIC, count, rows, cols] {
+        bytes.extend_from_slice(&word.to_be_bytes());
+    }
+    bytes.extend((0..count * rows * cols).map(|i| (i % 251) as u8));
+    bytes
+}
+
+fn idx_labels(labels: &[u8]) -> Vec<u8> {
+    let mut bytes = LABELS_MAGIC.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&(labels.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(labels);
+    bytes
+}
+
+/// What a case writes before its run, relative to the temporary root.
+enum Content {
+    Bytes(Vec<u8>),
+    /// A file of `len` bytes, `head` then zeros, written sparse.
+    Sparse {
+        len: u64,
+        head: Vec<u8>,
+    },
+    Dir,
+}
+
+fn write(path: &Path, content: &Content) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    match content {
+        Content::Bytes(bytes) => std::fs::write(path, bytes).unwrap(),
+        Content::Sparse { len, head } => {
+            let file = std::fs::File::create(path).unwrap();
+            file.set_len(*len).unwrap();
+            std::os::unix::fs::FileExt::write_all_at(&file, head, 0).unwrap();
+        }
+        Content::Dir => std::fs::create_dir_all(path).unwrap(),
+    }
+}
+
+/// `minivgg ARGS` with HOME in `root`, its user cache in `root/cache`, and no $MINIVGG_DATA.
+fn run_in(root: &Path, args: &[String]) -> Output {
+    common::minivgg_command(&root.join("cache"))
+        .args(args)
+        .env("HOME", root)
+        .env_remove("MINIVGG_DATA")
+        .output()
+        .unwrap()
+}
+
+/// The four IDX files of a small valid set (5 training and 3 test images of 4×3) in `dir`,
+/// each replaced by `changed` where it names it (`None` leaves it out); the other names of
+/// `changed` are added.
+fn idx_set(dir: &str, changed: &[(&str, Option<Vec<u8>>)]) -> Vec<(String, Content)> {
+    let files = [
+        (TRAIN_IMAGES.to_string(), idx_images(5, 4, 3)),
+        (TRAIN_LABELS.to_string(), idx_labels(&[0, 1, 2, 9, 4])),
+        (TEST_IMAGES.to_string(), idx_images(3, 4, 3)),
+        (TEST_LABELS.to_string(), idx_labels(&[7, 8, 9])),
+    ];
+    let mut out: Vec<(String, Content)> = files
+        .into_iter()
+        .filter(|(name, _)| !changed.iter().any(|(c, _)| c == name))
+        .map(|(name, bytes)| (format!("{dir}/{name}"), Content::Bytes(bytes)))
+        .collect();
+    for (name, bytes) in changed {
+        if let Some(bytes) = bytes {
+            out.push((format!("{dir}/{name}"), Content::Bytes(bytes.clone())));
+        }
+    }
+    out
+}
+
+/// CIFAR-100's file of fine class names (`fine_names` of them) in `c100/cifar-100-binary/`,
+/// and the files of `rest` beside it.
+fn cifar100_set(fine_names: usize, rest: Vec<(&str, Content)>) -> Vec<(String, Content)> {
+    let names = |prefix: &str, n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|i| format!("{prefix}{i}\n"))
+            .collect::<String>()
+            .into_bytes()
+    };
+    let dir = "c100/cifar-100-binary";
+    let mut out = vec![(
+        format!("{dir}/fine_label_names.txt"),
+        Content::Bytes(names("fine", fine_names)),
+    )];
+    out.extend(
+        rest.into_iter()
+            .map(|(name, c)| (format!("{dir}/{name}"), c)),
+    );
+    out
+}
+
+/// Two classes (a and b) of `per_class` pictures each in `pictures/`, and the `extra` files.
+fn two_classes(per_class: usize, extra: Vec<(&str, Content)>) -> Vec<(String, Content)> {
+    let mut out: Vec<(String, Content)> = ["a", "b"]
+        .into_iter()
+        .flat_map(|class| (0..per_class).map(move |i| format!("pictures/{class}/{i}.png")))
+        .map(|f| (f, Content::Bytes(png([200, 30, 30]))))
+        .collect();
+    out.extend(extra.into_iter().map(|(f, c)| (format!("pictures/{f}"), c)));
+    out
+}
+
+struct Case {
+    name: &'static str,
+    files: Vec<(String, Content)>,
+    /// What --data names: a path under the root, or a data set's name (where the root holds
+    /// nothing of that name); then the other flags.
+    data: &'static str,
+    flags: &'static [&'static str],
+    /// The whole last line of stderr, after `error: `.
+    message: String,
+    /// Whether the run may leave its decoding in the user cache (it decoded every picture
+    /// before finding out what is wrong).
+    caches: bool,
+}
+
+#[test]
+fn every_bad_input_of_the_data_readers_exits_2_naming_it_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let path = |rel: &str| root.join(rel).display().to_string();
+    let (pictures, digits, c100) = (path("pictures"), path("digits"), path("c100"));
+    let c100_dir = path("c100/cifar-100-binary");
+    let idx_file = |name: &str| path(&format!("digits/{name}"));
+    let picture = png([1, 2, 3]);
+    let case = |name, files, data, flags, message: String| Case {
+        name,
+        files,
+        data,
+        flags,
+        message,
+        caches: false,
+    };
+    let val_split = &["--val-split", "0.5"][..];
+    let mut gif = b"GIF89a".to_vec();
+    gif.resize(16, 0);
+    let mut cut = idx_images(5, 4, 3);
+    cut.pop();
+    let mut record = vec![0u8; 3074];
+    record[1] = 100;
+    let cases = vec![
+        // Image folders.
+        case(
+            "a folder of no class folders",
+            vec![("pictures".into(), Content::Dir)],
+            "pictures",
+            val_split,
+            format!(
+                "{pictures}: no images found: expected a folder per class (DIR/<class>/<images>), \
+                 or DIR/train/<class>/ and DIR/test/<class>/"
+            ),
+        ),
+        case(
+            "an empty class folder",
+            two_classes(2, vec![("c/notes.txt", Content::Bytes(b"no pictures".to_vec()))]),
+            "pictures",
+            val_split,
+            format!("{pictures}: the class folder c holds no images"),
+        ),
+        case(
+            "a single class",
+            vec![
+                ("pictures/a/0.png".into(), Content::Bytes(picture.clone())),
+                ("pictures/a/1.png".into(), Content::Bytes(picture.clone())),
+            ],
+            "pictures",
+            val_split,
+            format!(
+                "{pictures}: only one class folder (a); a classifier needs at least 2 classes \
+                 (Keras' categorical labels)"
+            ),
+        ),
+        case(
+            "a test split whose classes differ from the training split's",
+            ["train/a", "train/b", "test/a", "test/c"]
+                .into_iter()
+                .map(|d| (format!("pictures/{d}/0.png"), Content::Bytes(picture.clone())))
+                .collect(),
+            "pictures",
+            &[],
+            format!(
+                "{pictures}: train/ and test/ have different classes: only in train/: b; \
+                 only in test/: c"
+            ),
+        ),
+        case(
+            "--val-split for a folder with its own test split",
+            ["train/a", "train/b", "test/a", "test/b"]
+                .into_iter()
+                .map(|d| (format!("pictures/{d}/0.png"), Content::Bytes(picture.clone())))
+                .collect(),
+            "pictures",
+            val_split,
+            format!("{pictures} has its own test split (test/): --val-split does not apply"),
+        ),
+        case(
+            "no test split and no --val-split",
+            two_classes(2, vec![]),
+            "pictures",
+            &[],
+            format!(
+                "{pictures} has no test split: pass --val-split F to hold out a fraction F of \
+                 each class for validation, or make train/ and test/ folders"
+            ),
+        ),
+        case(
+            "--val-split 0",
+            two_classes(2, vec![]),
+            "pictures",
+            &["--val-split", "0"],
+            "--val-split must be between 0 and 1 (both excluded), got 0".into(),
+        ),
+        case(
+            "--val-split 1",
+            two_classes(2, vec![]),
+            "pictures",
+            &["--val-split", "1"],
+            "--val-split must be between 0 and 1 (both excluded), got 1".into(),
+        ),
+        case(
+            "--val-split NaN",
+            two_classes(2, vec![]),
+            "pictures",
+            &["--val-split", "NaN"],
+            "--val-split must be between 0 and 1 (both excluded), got NaN".into(),
+        ),
+        case(
+            "a class with too few images for the split",
+            two_classes(2, vec![("c/0.png", Content::Bytes(picture.clone()))]),
+            "pictures",
+            val_split,
+            format!(
+                "{pictures}: class c has 1 image(s), too few to hold out some for validation \
+                 and keep some for training (it needs at least 2)"
+            ),
+        ),
+        case(
+            "a PNG header declaring 100000×100000 pixels",
+            two_classes(2, vec![("b/huge.png", Content::Bytes(png_declaring(100_000, 100_000)))]),
+            "pictures",
+            val_split,
+            format!(
+                "{pictures}/b/huge.png: a picture larger than minivgg decodes (at most 16384 \
+                 pixels a side and 128 MiB decoded)"
+            ),
+        ),
+        case(
+            "a .png that is not a picture",
+            two_classes(2, vec![("a/bad.png", Content::Bytes(b"not a picture".to_vec()))]),
+            "pictures",
+            val_split,
+            format!("{pictures}/a/bad.png: not an image that can be read (The image format could not be determined)"),
+        ),
+        Case {
+            caches: true,
+            ..case(
+                "--skip-bad-images on a class of which no picture decodes",
+                two_classes(2, vec![
+                    ("c/0.png", Content::Bytes(b"x".to_vec())),
+                    ("c/1.jpg", Content::Bytes(b"y".to_vec())),
+                ]),
+                "pictures",
+                &["--val-split", "0.5", "--skip-bad-images"],
+                format!("{pictures}: none of the images of class c could be read"),
+            )
+        },
+        // The MNIST family's IDX files.
+        case(
+            "IDX images with another file's magic number",
+            idx_set("digits", &[(TRAIN_IMAGES, Some(gif))]),
+            "digits",
+            &[],
+            format!(
+                "{}: magic number 0x47494638, expected 0x00000803 (IDX images)",
+                idx_file(TRAIN_IMAGES)
+            ),
+        ),
+        case(
+            "IDX images of one dimension",
+            idx_set("digits", &[(TRAIN_IMAGES, Some(idx_labels(&[1, 2])))]),
+            "digits",
+            &[],
+            format!(
+                "{}: 1 dimensions, expected 3 (IDX images)",
+                idx_file(TRAIN_IMAGES)
+            ),
+        ),
+        case(
+            "IDX labels of three dimensions",
+            idx_set("digits", &[(TRAIN_LABELS, Some(idx_images(1, 1, 1)))]),
+            "digits",
+            &[],
+            format!(
+                "{}: 3 dimensions, expected 1 (IDX labels)",
+                idx_file(TRAIN_LABELS)
+            ),
+        ),
+        case(
+            "IDX images too short for their header",
+            idx_set("digits", &[(TEST_IMAGES, Some(vec![0, 0]))]),
+            "digits",
+            &[],
+            format!(
+                "{}: 2 bytes, too short for its 16-byte IDX header",
+                idx_file(TEST_IMAGES)
+            ),
+        ),
+        case(
+            "IDX images a byte shorter than their header's count",
+            idx_set("digits", &[(TRAIN_IMAGES, Some(cut))]),
+            "digits",
+            &[],
+            format!(
+                "{}: 75 bytes, but its header's 5 images of 4×3 take 76",
+                idx_file(TRAIN_IMAGES)
+            ),
+        ),
+        case(
+            "IDX images and labels of different counts",
+            idx_set("digits", &[(TRAIN_LABELS, Some(idx_labels(&[0, 1, 2])))]),
+            "digits",
+            &[],
+            format!(
+                "{} holds 5 images but {} holds 3 labels",
+                idx_file(TRAIN_IMAGES),
+                idx_file(TRAIN_LABELS)
+            ),
+        ),
+        case(
+            "IDX test images of another size than the training images",
+            idx_set("digits", &[(TEST_IMAGES, Some(idx_images(3, 3, 4)))]),
+            "digits",
+            &[],
+            format!(
+                "{}: images of 4×3, but {} has images of 3×4",
+                idx_file(TRAIN_IMAGES),
+                idx_file(TEST_IMAGES)
+            ),
+        ),
+        case(
+            "an IDX label outside the 10 classes",
+            idx_set("digits", &[(TEST_LABELS, Some(idx_labels(&[7, 10, 9])))]),
+            "digits",
+            &[],
+            format!("{}: label 1 is 10, expected 0..9", idx_file(TEST_LABELS)),
+        ),
+        case(
+            "an IDX file missing",
+            idx_set("digits", &[(TEST_LABELS, None)]),
+            "digits",
+            &[],
+            format!(
+                "{digits}: missing {TEST_LABELS} (looked for {TEST_LABELS} and {TEST_LABELS}.gz)"
+            ),
+        ),
+        case(
+            "an IDX .gz that is not gzip",
+            idx_set(
+                "digits",
+                &[
+                    (TEST_LABELS, None),
+                    (&format!("{TEST_LABELS}.gz"), Some(b"\x1f\x8b not gzip".to_vec())),
+                ],
+            ),
+            "digits",
+            &[],
+            format!(
+                "{}.gz: damaged gzip data: invalid gzip header",
+                idx_file(TEST_LABELS)
+            ),
+        ),
+        case(
+            "--skip-bad-images with IDX files",
+            idx_set("digits", &[]),
+            "digits",
+            &["--skip-bad-images"],
+            format!("--skip-bad-images applies to image folders; {digits} has its own image size and test split"),
+        ),
+        // CIFAR-100.
+        case(
+            "CIFAR-100 with 99 fine class names",
+            cifar100_set(99, vec![]),
+            "c100",
+            &[],
+            format!(
+                "{c100_dir}/fine_label_names.txt: 99 class names, expected 100 (one per line)"
+            ),
+        ),
+        case(
+            "CIFAR-100 without train.bin",
+            cifar100_set(100, vec![]),
+            "c100",
+            &[],
+            format!("missing file {c100_dir}/train.bin"),
+        ),
+        case(
+            "CIFAR-100 with a train.bin of one record",
+            cifar100_set(100, vec![("train.bin", Content::Bytes(vec![0; 3074]))]),
+            "c100",
+            &[],
+            format!(
+                "{c100_dir}/train.bin: 3074 bytes, expected 153700000 (50000 records of 3074 \
+                 bytes)"
+            ),
+        ),
+        case(
+            "CIFAR-100 with a fine label of 100",
+            cifar100_set(
+                100,
+                vec![(
+                    "train.bin",
+                    Content::Sparse {
+                        len: 50_000 * 3074,
+                        head: record,
+                    },
+                )],
+            ),
+            "c100",
+            &[],
+            format!("{c100_dir}/train.bin: record 0 has fine label 100, expected 0..99"),
+        ),
+        case(
+            "CIFAR-100's coarse labels without their names",
+            cifar100_set(100, vec![]),
+            "c100",
+            &["--labels", "coarse"],
+            format!("missing file {c100_dir}/coarse_label_names.txt"),
+        ),
+        case(
+            "a CIFAR-100 archive that is not gzip",
+            vec![(
+                "cifar-100-binary.tar.gz".into(),
+                Content::Bytes(b"not an archive".to_vec()),
+            )],
+            "cifar-100-binary.tar.gz",
+            &[],
+            format!(
+                "{}: damaged gzip or tar archive: invalid gzip header",
+                path("cifar-100-binary.tar.gz")
+            ),
+        ),
+        case(
+            "--grayscale with CIFAR-100",
+            cifar100_set(100, vec![]),
+            "c100",
+            &["--grayscale"],
+            format!("--grayscale applies to image folders; {c100} has its own image size and test split"),
+        ),
+        // The folder-only flags with a data set by name, refused before anything is
+        // downloaded.
+        case(
+            "--val-split with --data cifar10",
+            vec![],
+            "cifar10",
+            val_split,
+            "--val-split applies to image folders; CIFAR-10 has its own image size and test split"
+                .into(),
+        ),
+        case(
+            "--image-size with --data mnist",
+            vec![],
+            "mnist",
+            &["--image-size", "28"],
+            "--image-size applies to image folders; MNIST has its own image size and test split"
+                .into(),
+        ),
+    ];
+
+    let (plot, save) = (
+        root.join("out/plot.png"),
+        root.join("out/model.safetensors"),
+    );
+    let cache = root.join("cache");
+    let started = std::time::Instant::now();
+    let (count, mut failures) = (cases.len(), Vec::new());
+    for case in cases {
+        for (rel, content) in &case.files {
+            write(&root.join(rel), content);
+        }
+        let data = if case.data.contains('/') || root.join(case.data).exists() {
+            path(case.data)
+        } else {
+            case.data.to_string()
+        };
+        let mut args: Vec<String> = [
+            "train", "--data", &data, "--model", "lenet", "--epochs", "1",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(case.flags.iter().map(|f| f.to_string()));
+        args.extend(["--output".into(), plot.display().to_string()]);
+        args.extend(["--save".into(), save.display().to_string()]);
+        let before = common::snapshot(root);
+        let out = run_in(root, &args);
+        let (stdout, stderr) = (common::text(&out.stdout), common::text(&out.stderr));
+        let mut problems: Vec<String> = Vec::new();
+        if out.status.code() != Some(2) || stderr.contains("panicked") {
+            problems.push(format!(
+                "exit code {:?}: {stdout}{stderr}",
+                out.status.code()
+            ));
+        }
+        let (got, want) = (
+            stderr.lines().last().unwrap_or_default(),
+            format!("error: {}", case.message),
+        );
+        if got != want {
+            problems.push(format!("\n    got  {got:?}\n    want {want:?}"));
+        }
+        if plot.exists() || save.exists() {
+            problems.push("an output was written".into());
+        }
+        // Outside the user cache, everything as it was; in it, nothing but (empty)
+        // directories, unless the case may cache its decoding.
+        let after = common::snapshot(root);
+        let (cached, outside): (Vec<_>, Vec<_>) =
+            after.into_iter().partition(|(p, ..)| p.starts_with(&cache));
+        if outside != before {
+            let changed = |a: &[common::Entry], b: &[common::Entry]| -> Vec<PathBuf> {
+                let new = a.iter().filter(|e| !b.contains(e));
+                new.map(|(p, ..)| p.clone()).collect()
+            };
+            problems.push(format!(
+                "files changed: {:?} are new or rewritten, {:?} are gone or rewritten",
+                changed(&outside, &before),
+                changed(&before, &outside)
+            ));
+        }
+        let cached_files: Vec<_> = cached
+            .iter()
+            .filter(|(_, _, time, _)| time.is_some())
+            .collect();
+        if !case.caches && !cached_files.is_empty() {
+            problems.push(format!("left in the cache: {cached_files:?}"));
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{}: {}", case.name, problems.join("; ")));
+        }
+        for entry in std::fs::read_dir(root).unwrap() {
+            let entry = entry.unwrap().path();
+            if entry.is_dir() {
+                std::fs::remove_dir_all(&entry).unwrap();
+            } else {
+                std::fs::remove_file(&entry).unwrap();
+            }
+        }
+    }
+    println!("{count} cases in {:.1}s", started.elapsed().as_secs_f64());
+    assert!(
+        failures.is_empty(),
+        "{} of {count} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// With --skip-bad-images, the pictures that do not decode (one that is not a picture, one
+/// over the decoding limits) are listed and the run trains on the others.
+#[test]
+fn skip_bad_images_trains_past_the_pictures_that_do_not_decode_listing_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let files = two_classes(
+        4,
+        vec![
+            ("a/bad.png", Content::Bytes(b"not a picture".to_vec())),
+            (
+                "b/huge.png",
+                Content::Bytes(png_declaring(100_000, 100_000)),
+            ),
+        ],
+    );
+    for (rel, content) in &files {
+        write(&root.join(rel), content);
+    }
+    let pictures = root.join("pictures").display().to_string();
+    let (plot, save) = (
+        root.join("out/plot.png"),
+        root.join("out/model.safetensors"),
+    );
+    let args: Vec<String> = [
+        "train",
+        "--data",
+        &pictures,
+        "--val-split",
+        "0.5",
+        "--skip-bad-images",
+        "--model",
+        "lenet",
+        "--epochs",
+        "1",
+        "--seed",
+        "1",
+        "--output",
+        plot.to_str().unwrap(),
+        "--save",
+        save.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let out = run_in(root, &args);
+    let (stdout, stderr) = (common::text(&out.stdout), common::text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.starts_with("[WARN]")).collect();
+    assert_eq!(
+        warnings,
+        [
+            format!(
+                "[WARN] skipped {pictures}/a/bad.png: not an image that can be read (The image \
+                 format could not be determined)"
+            ),
+            format!(
+                "[WARN] skipped {pictures}/b/huge.png: a picture larger than minivgg decodes (at \
+                 most 16384 pixels a side and 128 MiB decoded)"
+            ),
+        ]
+    );
+    assert!(
+        stdout.contains("\n[INFO] skipped 2 images that could not be read (--skip-bad-images)\n"),
+        "{stdout}"
+    );
+    // Of the 5 files of each class, 3 are held out: the 8 pictures left are split 3 and 5.
+    assert!(
+        stdout.contains(
+            "\n[INFO] pictures: 3 training and 5 validation images, 32×32 RGB, 2 classes"
+        ),
+        "{stdout}"
+    );
+    assert!(plot.exists() && save.exists());
+}
