@@ -4,30 +4,9 @@
 
 mod common;
 
-use common::{real_data_path, text};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use common::{minivgg_command, real_data_path, snapshot, text};
+use std::path::Path;
 use std::process::Command;
-
-/// Every file under `root` and its bytes.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            if meta.is_dir() {
-                dirs.push(path);
-            } else if meta.is_file() {
-                files.insert(path.clone(), std::fs::read(&path).unwrap());
-            } else {
-                files.insert(path.clone(), Vec::new());
-            }
-        }
-    }
-    files
-}
 
 #[test]
 fn an_output_that_is_an_input_or_another_output_is_refused_and_nothing_changes() {
@@ -106,10 +85,9 @@ fn an_output_that_is_an_input_or_another_output_is_refused_and_nothing_changes()
 
     let before = snapshot(root);
     for (args, message) in &cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_minivgg"))
+        let out = minivgg_command(&root.join("cache"))
             .args(args)
             .env("MINIVGG_DATA", real_data_path())
-            .env("XDG_CACHE_HOME", root.join("cache"))
             .output()
             .unwrap();
         let stderr = text(&out.stderr);
@@ -185,7 +163,10 @@ fn every_file_a_run_writes_has_the_mode_the_umask_gives() {
 
     let mut seen = Vec::new();
     for root in [out.clone(), tmp.path().join("cache")] {
-        for (path, _) in snapshot(&root) {
+        for (path, _, modified, _) in snapshot(&root) {
+            if modified.is_none() {
+                continue; // a directory
+            }
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o640, "{} has mode {mode:o}", path.display());
             seen.push(path.file_name().unwrap().to_string_lossy().into_owned());

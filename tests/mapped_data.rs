@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::text;
+use common::{minivgg_command, text};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 const CLASSES: usize = 3;
 const PER_CLASS: u32 = 2_000;
@@ -15,12 +15,11 @@ const SIDE: u32 = 64;
 /// `minivgg COMMAND` of ShallowNet on `folder` in batches of 8, with its cache under `cache`
 /// and at most `limit` bytes, then `more` arguments.
 fn capped(command: &str, folder: &Path, cache: &Path, limit: u64, more: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_minivgg"))
+    minivgg_command(cache)
         .args([command, "--data", folder.to_str().unwrap()])
         .args(["--image-size", &SIDE.to_string(), "--val-split", "0.2"])
         .args(["--model", "shallownet", "--batch-size", "8"])
         .args(more)
-        .env("XDG_CACHE_HOME", cache)
         .env("MINIVGG_MEMORY_LIMIT", limit.to_string())
         .output()
         .unwrap()

@@ -5,11 +5,10 @@
 
 mod common;
 
-use common::text;
+use common::{minivgg_command, snapshot, text};
 use minivgg::train::checkpoint::{self, RunSettings};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// A folder of two classes of six 8×8 pictures each; `extra` adds a seventh to class "b".
 fn write_folder(dir: &Path, extra: bool) {
@@ -29,9 +28,8 @@ fn picture(level: u8) -> image::RgbImage {
 }
 
 fn minivgg(cache: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_minivgg"))
+    minivgg_command(cache)
         .args(args)
-        .env("XDG_CACHE_HOME", cache)
         .env_remove("MINIVGG_DATA")
         .output()
         .unwrap()
@@ -51,14 +49,12 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Every file under `dir` and its bytes, but the checkpoint directory's lock, which a run
+/// What is under `dir` (see [`snapshot`]), but the checkpoint directory's lock, which a run
 /// takes before it loads any data and which holds the last run's process id.
-fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    walk(dir)
-        .into_iter()
-        .filter(|p| p.file_name().unwrap() != "lock")
-        .map(|p| (p.clone(), std::fs::read(p).unwrap()))
-        .collect()
+fn contents(dir: &Path) -> Vec<common::Entry> {
+    let mut entries = snapshot(dir);
+    entries.retain(|(path, ..)| path.file_name().unwrap() != "lock");
+    entries
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -139,11 +135,7 @@ fn resume_checks_its_data_by_fingerprint() {
         let suffix = format!(", the run's {recorded} ({change})\n");
         assert!(stderr.ends_with(&suffix), "{stderr}");
         let after = (contents(&out), contents(dir));
-        let changed: Vec<&PathBuf> = [(&before.0, &after.0), (&before.1, &after.1)]
-            .into_iter()
-            .flat_map(|(b, a)| b.keys().chain(a.keys()).filter(|k| b.get(*k) != a.get(*k)))
-            .collect();
-        assert!(changed.is_empty(), "a refused resume changed {changed:?}");
+        assert_eq!(after, before, "a refused resume changed files");
     };
 
     // Other data under --data: refused, naming the new split sizes.
