@@ -2,12 +2,13 @@
 //! `image` crate decodes (PNG, JPEG, BMP, GIF's first frame, WebP, TIFF, PNM), made RGB (grey
 //! repeated over the three channels, alpha dropped, 16 bits rounded to 8) or grey, and resized
 //! to the exact size as the tutorial series' SimplePreprocessor does (`cv2.resize`, aspect
-//! ratio not kept), here with a triangle (bilinear) filter, which averages over the whole
-//! footprint when shrinking.
+//! ratio not kept), here with a bilinear (triangle) convolution, which averages over the whole
+//! footprint when shrinking, as PIL's does; through `fast_image_resize`'s SIMD kernels.
 
 use super::dataset::ImageShape;
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::error::LimitErrorKind;
-use image::imageops::FilterType;
 use image::io::Limits;
 use std::io::Cursor;
 use std::path::Path;
@@ -83,16 +84,24 @@ pub fn decode_as(name: &str, bytes: &[u8], shape: ImageShape) -> Result<Vec<u8>,
         }
         _ => not_an_image(e.to_string()),
     })?;
+    // Made grey or RGB first, so the resize moves only the channels that are kept.
+    let (pixels, pixel_type) = match shape.channels {
+        1 => (decoded.to_luma8().into_raw(), PixelType::U8),
+        _ => (decoded.to_rgb8().into_raw(), PixelType::U8x3),
+    };
     let (width, height) = (shape.width as u32, shape.height as u32);
-    let resized = if decoded.width() == width && decoded.height() == height {
-        decoded
-    } else {
-        decoded.resize_exact(width, height, FilterType::Triangle)
-    };
-    let pixels = match shape.channels {
-        1 => resized.to_luma8().into_raw(),
-        _ => resized.to_rgb8().into_raw(),
-    };
+    if (decoded.width(), decoded.height()) == (width, height) {
+        return Ok(pixels);
+    }
+    // A picture of no pixels (which some decoders accept) cannot be resized: it is no image.
+    let source = Image::from_vec_u8(decoded.width(), decoded.height(), pixels, pixel_type)
+        .map_err(|e| not_an_image(e.to_string()))?;
+    let mut resized = Image::new(width, height, pixel_type);
+    let bilinear = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    Resizer::new()
+        .resize(&source, &mut resized, &bilinear)
+        .map_err(|e| not_an_image(e.to_string()))?;
+    let pixels = resized.into_vec();
     debug_assert_eq!(pixels.len(), shape.len());
     Ok(pixels)
 }
