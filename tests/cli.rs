@@ -419,6 +419,92 @@ fn ctrl_c_writes_a_checkpoint_and_resume_ends_as_the_uninterrupted_run() {
     );
 }
 
+/// `--resume` on a run that has done all its epochs says so in one line and exits 0 without
+/// loading the data or touching a file (not even the lock); `--epochs` cannot extend it. One
+/// killed after its last epoch, before its report or model was written (or with one older than
+/// its checkpoint), is evaluated again to write them, as the uninterrupted run wrote them.
+#[test]
+fn resuming_a_finished_run_says_so_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let (plot, model) = (file("p.png"), file("m.safetensors"));
+    let out = minivgg(&[
+        "train",
+        "--model",
+        "shallownet",
+        "--limit",
+        "64",
+        "--epochs",
+        "1",
+        "--seed",
+        "1",
+        "--threads",
+        "2",
+        "--output",
+        &plot,
+        "--save",
+        &model,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let checkpoint = file("p_checkpoint");
+    let before = common::snapshot(dir.path());
+    let finished = format!(
+        "[INFO] {checkpoint} holds a finished run (1 of 1 epochs): nothing to resume; its files \
+         are {plot}, {}, {}, {}, {}, {model}\n",
+        file("p.csv"),
+        file("p.json"),
+        file("p_report.txt"),
+        file("p_confusion.png"),
+    );
+    let out = minivgg(&["train", "--resume", &checkpoint]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The one line and nothing else: no "[INFO] loading" line.
+    assert_eq!(text(&out.stdout), finished);
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(
+        common::snapshot(dir.path()),
+        before,
+        "a finished run's files changed"
+    );
+    assert_usage_error(
+        &["train", "--resume", &checkpoint, "--epochs", "2"],
+        "cannot be used with",
+    );
+    assert_eq!(common::snapshot(dir.path()), before);
+
+    // Killed after its last checkpoint: no model yet, and a report from an earlier run.
+    let report = file("p_report.txt");
+    std::fs::remove_file(&model).unwrap();
+    let old = std::fs::File::options().append(true).open(&report).unwrap();
+    old.set_modified(std::time::UNIX_EPOCH).unwrap();
+    let out = minivgg(&["train", "--resume", &checkpoint, "--threads", "2"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with(&format!(
+            "[INFO] {checkpoint} holds a trained run (1 of 1 epochs) that did not write \
+             {report}, {model} after its last epoch: evaluating it again to write them\n[INFO] loading"
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("[INFO] resuming"), "{stdout}");
+    // Every file's bytes as the first run left them, but the lock's (this run's process id).
+    let contents = |entries: Vec<common::Entry>| -> Vec<_> {
+        entries
+            .into_iter()
+            .filter(|(path, ..)| !path.ends_with("lock"))
+            .map(|(path, size, _, hash)| (path, size, hash))
+            .collect()
+    };
+    assert_eq!(
+        contents(common::snapshot(dir.path())),
+        contents(before),
+        "the files written again differ from the uninterrupted run's"
+    );
+    let out = minivgg(&["train", "--resume", &checkpoint]);
+    assert_eq!(text(&out.stdout), finished);
+}
+
 /// The soak: a run killed (SIGKILL, no chance to save) 20 times, at random points, every
 /// fourth time inside a checkpoint write and every fourth inside a write of the plot, CSV or
 /// JSON (every write held open by the test hook), and resumed each time from its last

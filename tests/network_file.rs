@@ -1,6 +1,7 @@
 //! Networks from a file (`--model NAME.json`) through the binary: the example VGG-family
-//! network summarises, trains, reloads and exports; a malformed file, or one CIFAR-10 cannot feed, is an
-//! exit-2 error naming the file and the layer.
+//! network summarises, trains, reloads and exports; a malformed file (a key given twice, text
+//! that is not UTF-8), or one CIFAR-10 cannot feed, is an exit-2 error naming the file and the
+//! layer.
 
 mod common;
 
@@ -113,6 +114,30 @@ fn a_malformed_network_file_is_refused_naming_the_file_and_the_layer() {
             &format!("{conv_then_dense}: layer 2 (dense): needs a flattened input, got (None, 32, 32, 8); put a flatten layer before it"),
         );
     }
+    // serde_json alone would take the last "filters", 32, and train the network.
+    let twice = write(
+        "twice.json",
+        r#"{"input": [32, 32, 3], "classes": 10, "layers": [
+            {"type": "conv2d", "filters": 64, "kernel": 3, "filters": 32},
+            {"type": "flatten"}, {"type": "dense", "units": 10}, {"type": "softmax"}]}"#,
+    );
+    for command in ["train", "summary"] {
+        let mut args = vec![command, "--model", &twice];
+        if command == "train" {
+            args.extend(["--output", plot]);
+        }
+        assert_refused(
+            &args,
+            &format!("{twice}: layer 1 (conv2d): field \"filters\" appears twice"),
+        );
+    }
+    let latin1 = dir.path().join("latin1.json");
+    std::fs::write(&latin1, b"{\"name\": \"r\xe9seau\"}").unwrap();
+    let latin1 = latin1.to_str().unwrap();
+    assert_refused(
+        &["summary", "--model", latin1],
+        &format!("cannot read network file {latin1}: stream did not contain valid UTF-8"),
+    );
     let missing = dir.path().join("missing.json");
     let missing = missing.to_str().unwrap();
     assert_refused(

@@ -91,13 +91,14 @@ fn default_output(model: &ModelArgs, data: &DataRequest) -> Result<PathBuf> {
 #[error("interrupted; the run is saved in {}: go on with `minivgg train --resume {}`", .0.display(), .0.display())]
 pub struct Interrupted(pub PathBuf);
 
-/// The outputs of a new run from the flags, or those of the run a checkpoint holds, and its
-/// checkpoint directory: all that is known before the data is loaded.
-fn run_outputs(args: &TrainArgs) -> Result<(RunFiles, Option<RunSettings>)> {
+/// The outputs of a new run from the flags, or those of the run a checkpoint holds (with its
+/// settings and the epochs it has done), and its checkpoint directory: all that is known
+/// before the data is loaded.
+fn run_outputs(args: &TrainArgs) -> Result<(RunFiles, Option<(RunSettings, usize)>)> {
     if let Some(dir) = &args.resume {
-        let settings = checkpoint::read_settings(dir).map_err(bad_input)?;
+        let (settings, done) = checkpoint::read_progress(dir).map_err(bad_input)?;
         let dir = args.checkpoint_dir.clone().unwrap_or_else(|| dir.clone());
-        return Ok((RunFiles::new(&settings, dir), Some(settings)));
+        return Ok((RunFiles::new(&settings, dir), Some((settings, done))));
     }
     check_flags(&args.recipe)?;
     // An unknown network is refused before the data is loaded.
@@ -141,14 +142,17 @@ fn start_run(args: &TrainArgs, data: &Dataset, output: &Path) -> Result<Checkpoi
             plan(spec, settings.batch_size)
         })
         .map_err(bad_input)?;
-        println!(
-            "[INFO] resuming {} from {}: epoch {} of {}, after batch {}",
-            run.net.spec.name,
-            dir.display(),
-            run.progress.epoch(),
-            run.settings.epochs,
-            run.progress.batches_done
-        );
+        // A run with every epoch done was announced by `finished`.
+        if run.progress.history.epochs.len() < run.settings.epochs {
+            println!(
+                "[INFO] resuming {} from {}: epoch {} of {}, after batch {}",
+                run.net.spec.name,
+                dir.display(),
+                run.progress.epoch(),
+                run.settings.epochs,
+                run.progress.batches_done
+            );
+        }
         return Ok(run);
     }
     let spec = model_spec_for(&args.model, data)?;
@@ -284,6 +288,23 @@ impl RunFiles {
         }
     }
 
+    /// Those written once training ends (the report, the confusion matrix, the model) that are
+    /// missing or older than `checkpoint`, the run's last: a run killed after its last epoch.
+    /// The others are written before each checkpoint.
+    fn unwritten_since(&self, checkpoint: &Path) -> Vec<&PathBuf> {
+        let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let trained = modified(checkpoint);
+        [&self.report, &self.confusion]
+            .into_iter()
+            .chain(&self.save)
+            .filter(|path| match (modified(path), trained) {
+                (None, _) => true,
+                (Some(written), Some(trained)) => written < trained,
+                (Some(_), None) => false,
+            })
+            .collect()
+    }
+
     /// Fails now, not after hours of training, if any of them cannot be written.
     pub(super) fn check_writable(&self) -> Result<()> {
         let checkpoint = self.checkpoint_dir.join(checkpoint::CHECKPOINT_FILE);
@@ -305,8 +326,44 @@ impl RunFiles {
     }
 }
 
+/// Whether the run `--resume DIR` names has nothing left to do: every epoch done and every file
+/// written, said in one line, before anything is loaded or written (not even the lock). One
+/// whose last files are missing is said so, and goes on to write them.
+fn finished(dir: &Path, files: &RunFiles, settings: &RunSettings, done: usize) -> bool {
+    if done < settings.epochs {
+        return false;
+    }
+    let list = |paths: Vec<&PathBuf>| {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        names.join(", ")
+    };
+    let unwritten = files.unwritten_since(&dir.join(checkpoint::CHECKPOINT_FILE));
+    if unwritten.is_empty() {
+        println!(
+            "[INFO] {} holds a finished run ({done} of {} epochs): nothing to resume; its files are {}",
+            dir.display(),
+            settings.epochs,
+            list(files.paths().filter(|p| p.exists()).collect())
+        );
+        return true;
+    }
+    println!(
+        "[INFO] {} holds a trained run ({done} of {} epochs) that did not write {} after its last epoch: evaluating it again to write them",
+        dir.display(),
+        settings.epochs,
+        list(unwritten)
+    );
+    false
+}
+
 pub(super) fn train(args: TrainArgs) -> Result<()> {
     let (mut files, resumed) = run_outputs(&args)?;
+    if let (Some(dir), Some((settings, done))) = (&args.resume, &resumed) {
+        if finished(dir, &files, settings, *done) {
+            return Ok(());
+        }
+    }
+    let resumed = resumed.map(|(settings, _)| settings);
     let (request, limit) = match &resumed {
         // The data the run recorded; --data says where it is now.
         Some(settings) => (

@@ -20,13 +20,18 @@
 //! ```
 //!
 //! `name` is optional (default: the file's stem). Layers are counted from 1 in errors, and
-//! every error names the layer's number and type. JSON rather than TOML: a Keras user knows it
-//! from `model.to_json()`, a list of layers reads as a list, and serde_json is already here.
+//! every error names the layer's number and type. A file that could be read two ways is
+//! refused: a key given twice in an object (serde_json alone keeps the last), a byte order
+//! mark. JSON rather than TOML: a Keras user knows it from `model.to_json()`, a list of layers
+//! reads as a list, and serde_json is already here.
 
 use super::io::check_architecture;
 use super::spec::{LayerSpec, ModelSpec, Shape};
 use anyhow::{anyhow, bail, Context, Result};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+use std::cell::RefCell;
+use std::fmt;
 use std::path::Path;
 
 /// The layer types a file may use, as `"type"` names them, with their fields.
@@ -62,7 +67,7 @@ pub fn read(path: &Path) -> Result<ModelSpec> {
 
 /// Parses a network file's text; `default_name` names the model if the file does not.
 pub fn parse(text: &str, default_name: &str) -> Result<ModelSpec> {
-    let value: Value = serde_json::from_str(text).map_err(|e| anyhow!("not valid JSON: {e}"))?;
+    let value = parse_json(text)?;
     let Value::Object(model) = value else {
         bail!("expected an object with {}", MODEL_FIELDS.join(", "));
     };
@@ -152,6 +157,170 @@ fn parse_layer(layer: &Value) -> Result<LayerSpec> {
         "flatten" => LayerSpec::Flatten,
         _ => LayerSpec::Softmax,
     })
+}
+
+/// `text` as JSON, but refusing a key given twice in one object, which serde_json would
+/// read as its last value while a reader may well take the first.
+fn parse_json(text: &str) -> Result<Value> {
+    // serde_json's parser refuses it too, but as "expected value at line 1 column 1", and the
+    // mark is invisible in most editors.
+    if text.starts_with('\u{feff}') {
+        bail!("starts with a byte order mark (U+FEFF); save it as UTF-8 without one");
+    }
+    let twice = RefCell::new(None);
+    let mut json = serde_json::Deserializer::from_str(text);
+    let value = Strict {
+        at: At::Top,
+        twice: &twice,
+    }
+    .deserialize(&mut json)
+    .and_then(|value| json.end().map(|()| value))
+    .map_err(|e| anyhow!("not valid JSON: {e}"))?;
+    match twice.into_inner() {
+        Some(message) => Err(anyhow!(message)),
+        None => Ok(value),
+    }
+}
+
+/// Where a value is in the file, as its errors name it.
+enum At {
+    Top,
+    Layers,
+    /// The layer of this index in `"layers"`, counted from 0.
+    Layer(usize),
+    /// Anywhere else, in words (`"name"`, `layer 3 "rate" item 2`).
+    Inside(String),
+}
+
+impl At {
+    fn words(&self) -> String {
+        match self {
+            At::Top => String::new(),
+            At::Layers => "\"layers\"".into(),
+            At::Layer(i) => format!("layer {}", i + 1),
+            At::Inside(words) => words.clone(),
+        }
+    }
+
+    fn within(&self, step: String) -> At {
+        At::Inside(match self {
+            At::Top => step,
+            _ => format!("{} {step}", self.words()),
+        })
+    }
+
+    fn key(&self, key: &str) -> At {
+        match self {
+            At::Top if key == "layers" => At::Layers,
+            _ => self.within(format!("{key:?}")),
+        }
+    }
+
+    fn item(&self, index: usize) -> At {
+        match self {
+            At::Layers => At::Layer(index),
+            _ => self.within(format!("item {}", index + 1)),
+        }
+    }
+}
+
+/// Builds the `Value` serde_json would, noting in `twice` the first object found to hold a
+/// key twice (the first to close, as inner objects close before outer ones).
+struct Strict<'a> {
+    at: At,
+    twice: &'a RefCell<Option<String>>,
+}
+
+impl Strict<'_> {
+    fn to(&self, at: At) -> Self {
+        Strict {
+            at,
+            twice: self.twice,
+        }
+    }
+
+    fn note_twice(&self, key: &str, fields: &Map<String, Value>) {
+        let mut twice = self.twice.borrow_mut();
+        if twice.is_some() {
+            return;
+        }
+        let what = format!("field {key:?} appears twice");
+        *twice = Some(match &self.at {
+            At::Top => what,
+            // Named by its type as the other layer errors are, unless the type is what is
+            // given twice.
+            At::Layer(i) => match fields.get("type").and_then(Value::as_str) {
+                Some(kind) if key != "type" && LAYER_TYPES.iter().any(|(t, _)| *t == kind) => {
+                    format!("layer {} ({kind}): {what}", i + 1)
+                }
+                _ => format!("layer {}: {what}", i + 1),
+            },
+            at => format!("{}: {what}", at.words()),
+        });
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, json: D) -> Result<Value, D::Error> {
+        json.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(b.into())
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(n.into())
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(n.into())
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        Ok(n.into())
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(s.into())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self.to(self.at.item(items.len())))? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields = Map::new();
+        let mut twice = None;
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(self.to(self.at.key(&key)))?;
+            if fields.insert(key.clone(), value).is_some() {
+                twice.get_or_insert(key);
+            }
+        }
+        if let Some(key) = twice {
+            self.note_twice(&key, &fields);
+        }
+        Ok(Value::Object(fields))
+    }
 }
 
 fn check_fields(fields: &Map<String, Value>, allowed: &[&str]) -> Result<()> {
@@ -351,6 +520,52 @@ mod tests {
                 "layer 1 (conv2d): 70000 filters, more than 65535",
             ),
             (file(""), "the model has no layers"),
+            // A key given twice: serde_json alone would keep the last, and the first four
+            // would then parse.
+            (
+                file(TAIL).replace("\"classes\": 10", "\"classes\": 100, \"classes\": 10"),
+                "field \"classes\" appears twice",
+            ),
+            (
+                file(&format!(
+                    r#"{{"type": "relu"}}, {{"type": "conv2d", "filters": 64, "kernel": 3, "filters": 32}}, {TAIL}"#
+                )),
+                "layer 2 (conv2d): field \"filters\" appears twice",
+            ),
+            (
+                file(&format!(
+                    r#"{{"type": "conv2d", "filters": 8, "kernel": 3, "filt\u0065rs": 8}}, {TAIL}"#
+                )),
+                "layer 1 (conv2d): field \"filters\" appears twice",
+            ),
+            (
+                file(&format!(r#"{{"type": "softmax", "type": "relu"}}, {TAIL}"#)),
+                "layer 1: field \"type\" appears twice",
+            ),
+            (
+                file(TAIL).replace("\"name\": \"t\"", r#""name": {"a": 1, "a": 2}"#),
+                "\"name\": field \"a\" appears twice",
+            ),
+            (
+                format!("{} {{}}", file(TAIL)),
+                "not valid JSON: trailing characters at line 1 column 138",
+            ),
+            (
+                format!("\u{feff}{}", file(TAIL)),
+                "starts with a byte order mark (U+FEFF); save it as UTF-8 without one",
+            ),
+            (
+                file(&format!("{}, {TAIL}", conv("32.0", "3"))),
+                "layer 1 (conv2d): \"filters\" must be a positive integer, got 32.0",
+            ),
+            (
+                file(&format!("{}, {TAIL}", conv("32", "3e0"))),
+                "layer 1 (conv2d): \"kernel\" must be a positive integer, got 3.0",
+            ),
+            (
+                file(TAIL).replace("\"classes\": 10", "\"classes\": 18446744073709551616"),
+                "\"classes\" must be a positive integer, got 1.8446744073709552e+19",
+            ),
         ];
         for (text, expected) in &cases {
             assert_eq!(&error(text), expected, "{text}");

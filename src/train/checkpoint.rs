@@ -323,6 +323,22 @@ pub fn read_settings(dir: &Path) -> Result<RunSettings> {
     Ok(read_state(dir)?.2.settings)
 }
 
+/// [`read_settings`], and how many of the run's epochs are done: a resumed run that has done
+/// them all has nothing left to train.
+pub fn read_progress(dir: &Path) -> Result<(RunSettings, usize)> {
+    let (path, _, state) = read_state(dir)?;
+    let done = epochs_done(&path, &state)?;
+    Ok((state.settings, done))
+}
+
+/// The epochs a run state's history holds.
+fn epochs_done(path: &Path, state: &RunState) -> Result<usize> {
+    Ok(History::from_csv(&state.history_csv)
+        .with_context(|| format!("{}: history", path.display()))?
+        .epochs
+        .len())
+}
+
 /// The checkpoint file in `dir`: its path, its bytes and its run state.
 fn read_state(dir: &Path) -> Result<(PathBuf, Vec<u8>, RunState)> {
     let path = dir.join(CHECKPOINT_FILE);
@@ -410,10 +426,7 @@ fn checkpoint_stage(path: &Path, metadata: &HashMap<String, String>) -> Result<O
     let Some(state) = run_state(path, metadata)? else {
         return Ok(None);
     };
-    let done = History::from_csv(&state.history_csv)
-        .with_context(|| format!("{}: history", path.display()))?
-        .epochs
-        .len();
+    let done = epochs_done(path, &state)?;
     let mut stage = format!("epoch {done} of {}", state.settings.epochs);
     if state.batches_done > 0 {
         stage += &format!(", {} batches into epoch {}", state.batches_done, done + 1);
