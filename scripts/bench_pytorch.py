@@ -10,14 +10,20 @@ memory as float32, so only the network's own work is timed.
 Prints exactly one JSON line on stdout, for example:
 
     {"contestant": "pytorch", "layout": "channels_last", "bn": true, "threads": 2,
-     "batch_size": 64, "steps": 30, "warmup": 5,
+     "batch_size": 64, "steps": 30, "warmup": 30, "zero_grad": "after the forward",
      "train_ms": {"median": 95.1, "min": 90.2, "max": 110.7},
+     "train_ms_by_order": {"before the forward": 97.0, "after the forward": 95.1},
      "infer_ms": {"median": 20.3, "min": 19.8, "max": 25.0}, "torch": "2.15.0", ...}
 
 The median is taken like minivgg's (`sorted[n // 2]`, the upper median for an even count) so
 both sides are summarised the same way.
 
-Usage: bench_pytorch.py [--threads 2] [--steps 30] [--warmup 5] [--batch-size 64]
+PyTorch at its best: the training step is timed in both of the common orders,
+`optimizer.zero_grad(set_to_none=True)` before the forward and after it (just before
+`backward`), alternating step by step so that drift hits both; `train_ms` is the faster
+order's, and `zero_grad` says which. Each order warms up for --warmup steps (default 30).
+
+Usage: bench_pytorch.py [--threads 2] [--steps 30] [--warmup 30] [--batch-size 64]
                         [--channels-last] [--no-bn] [--seed 0] [--device cpu|cuda] [--epoch]
                         [--bf16]
 """
@@ -35,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--steps", type=int, default=30, help="timed steps, after warm-up (default 30)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up steps (default 5)")
+    p.add_argument("--warmup", type=int, default=30, help="untimed warm-up steps (default 30)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument(
         "--channels-last",
@@ -161,11 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
 
-    def train_step(inputs=x, targets=y, wait=True) -> float:
+    BEFORE, AFTER = "before the forward", "after the forward"
+
+    def train_step(inputs=x, targets=y, wait=True, zero_grad=BEFORE) -> float:
         started = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
+        if zero_grad == BEFORE:
+            optimizer.zero_grad(set_to_none=True)
         with autocast():
             loss = criterion(model(inputs), targets)
+        if zero_grad == AFTER:
+            optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if wait:
@@ -173,9 +184,16 @@ def main(argv: list[str] | None = None) -> int:
         return time.perf_counter() - started
 
     model.train()
+    orders = (BEFORE, AFTER)
     for _ in range(args.warmup):
-        train_step()
-    train = [train_step() for _ in range(args.steps)]
+        for order in orders:
+            train_step(zero_grad=order)
+    by_order = {order: [] for order in orders}
+    for _ in range(args.steps):
+        for order in orders:
+            by_order[order].append(train_step(zero_grad=order))
+    fastest = min(orders, key=lambda o: summarise(by_order[o])["median"])
+    train = by_order[fastest]
 
     model.eval()
 
@@ -208,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(0, 50_000, args.batch_size):
             idx = order[i : i + args.batch_size]
             inputs = (train_u8[idx].float() / 255.0).contiguous(memory_format=layout)
-            train_step(inputs, train_y[idx], wait=False)
+            train_step(inputs, train_y[idx], wait=False, zero_grad=fastest)
         model.eval()
         for i in range(0, 10_000, args.batch_size):
             infer_step((val_u8[i : i + args.batch_size].float() / 255.0).contiguous(memory_format=layout), wait=False)
@@ -224,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "steps": args.steps,
         "warmup": args.warmup,
+        "zero_grad": fastest,
         "train_ms": summarise(train),
+        "train_ms_by_order": {o: summarise(by_order[o])["median"] for o in orders},
         "infer_ms": summarise(infer),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),

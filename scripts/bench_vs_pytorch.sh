@@ -10,8 +10,9 @@
 #                                    [--no-build] [--no-install]
 #
 #   --threads T   worker threads for both (default 2; env BENCH_THREADS)
-#   --steps N     timed training steps, and as many timed inference batches, after 5 warm-up
-#                 steps (default 30; env BENCH_STEPS)
+#   --steps N     timed training steps, and as many timed inference batches, after warm-up
+#                 (minivgg: 5 steps; PyTorch: 30 in each of its two zero_grad orders, which
+#                 alternate, the faster kept) (default 30; env BENCH_STEPS)
 #   --rounds R    rounds of every contestant (minivgg fp32 and bf16, PyTorch channels_last fp32
 #                 and bf16, PyTorch channels_first fp32), run alternately so that drift of the
 #                 machine hits all of them; each keeps its best median (default 2; env
@@ -116,7 +117,7 @@ export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS RAYON_NUM_THREADS=$THRE
 run() { # NAME FILE COMMAND...: runs COMMAND with stdout to FILE, shows its stderr on failure
     local name=$1 file=$2 started=$SECONDS
     shift 2
-    printf '  %-24s' "$name" >&2
+    printf '  %-28s ' "$name" >&2
     if ! "$@" >"$file" 2>"$file.err"; then
         echo "failed" >&2
         cat "$file" "$file.err" >&2
@@ -203,7 +204,7 @@ for b in best.values():
 
 print(f"{minivgg_version} vs PyTorch {torch_info['torch']} (CPU kernels: {torch_info['cpu_capability']}), "
       f"{threads} threads, batch {BATCH}, MiniVGGNet {'without' if no_bn else 'with'} batch norm")
-print(f"{steps} timed steps after 5 warm-up; best median of {rounds} alternating round(s)")
+print(f"{steps} timed steps after warm-up (minivgg 5, PyTorch 30 in each zero_grad order); best median of {rounds} alternating round(s)")
 print("kernels each side ran:")
 for name, precision, results in contestants:
     first = results[0]
@@ -212,6 +213,9 @@ for name, precision, results in contestants:
     else:
         onednn = first.get("onednn") or {}
         print(f"  {name:<26} oneDNN ISA: {onednn.get('isa')}; convolutions: {', '.join(onednn.get('convolutions', [])) or '?'}")
+        orders = "; ".join(f"zero_grad {o}: " + ", ".join(f"{r['train_ms_by_order'][o]:.1f}" for r in results)
+                           for o in first["train_ms_by_order"])
+        print(f"  {'':<26} train-step medians by round, {orders} ms (the faster order counts)")
 print()
 head = f"{'':<28}{'train step ms':>14}{'(min - max)':>18}{'images/s':>10}{'infer ms/batch':>16}{'(min - max)':>18}{'images/s':>10}{'s/epoch':>9}"
 print(head)
