@@ -142,12 +142,30 @@ pub struct Memory {
 }
 
 impl Memory {
-    /// Linux's `MemTotal` and `MemAvailable`; `None` where /proc/meminfo does not say. Less
-    /// if `$MINIVGG_MEMORY_LIMIT` (bytes) says so: a run kept to part of the machine.
+    /// What the OS says the machine has and can give (`None` where it does not say); less if
+    /// `$MINIVGG_MEMORY_LIMIT` (bytes) says so: a run kept to part of the machine.
     pub fn of_this_machine() -> Option<Memory> {
-        let machine = Memory::from_meminfo(&std::fs::read_to_string("/proc/meminfo").ok()?)?;
+        let machine = Memory::of_the_os()?;
         let limit = std::env::var(MEMORY_LIMIT_ENV).ok();
         Some(machine.capped(limit.and_then(|v| v.trim().parse().ok())))
+    }
+
+    /// Linux's `MemTotal` and `MemAvailable`, read as the kernel writes them.
+    #[cfg(target_os = "linux")]
+    fn of_the_os() -> Option<Memory> {
+        Memory::from_meminfo(&std::fs::read_to_string("/proc/meminfo").ok()?)
+    }
+
+    /// macOS's and Windows' figures, through `sysinfo` (the OS calls of each).
+    #[cfg(not(target_os = "linux"))]
+    fn of_the_os() -> Option<Memory> {
+        let mut system = sysinfo::System::new();
+        system.refresh_memory();
+        (system.total_memory() > 0).then(|| Memory {
+            total: system.total_memory(),
+            available: system.available_memory(),
+            holder: "this machine",
+        })
     }
 
     /// At most `limit` bytes available, if there is a limit.
