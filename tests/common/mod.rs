@@ -38,6 +38,19 @@ pub fn minivgg_command(cache: &Path) -> Command {
     command
 }
 
+/// `out` without the seconds its data took to load (`…, loaded in 0.91s`), which differ from
+/// run to run.
+#[allow(dead_code)]
+pub fn without_load_times(out: &str) -> String {
+    out.lines()
+        .map(|line| match line.rfind(", loaded in ") {
+            Some(at) if line.ends_with('s') => &line[..at],
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[allow(dead_code)]
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
