@@ -74,6 +74,10 @@ pub fn parse(text: &str, default_name: &str) -> Result<ModelSpec> {
     check_fields(&model, &MODEL_FIELDS)?;
     let name = match model.get("name") {
         None => default_name.to_string(),
+        // The name goes into the default output's file name: it must stay one name.
+        Some(Value::String(s)) if s.contains(['/', '\\']) || s.starts_with('.') => bail!(
+            "\"name\" is part of file names: it must not hold / or \\ or start with ., got {s:?}"
+        ),
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         Some(other) => bail!("\"name\" must be a non-empty string, got {other}"),
     };
@@ -443,6 +447,10 @@ mod tests {
             (
                 "[1, 2]".into(),
                 "expected an object with name, input, classes, layers",
+            ),
+            (
+                file(TAIL).replace("\"name\": \"t\"", r#""name": "../up""#),
+                r#""name" is part of file names: it must not hold / or \ or start with ., got "../up""#,
             ),
             (
                 file(TAIL).replace("\"classes\"", "\"clases\""),
