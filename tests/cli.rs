@@ -369,22 +369,10 @@ fn ctrl_c_writes_a_checkpoint_and_resume_ends_as_the_uninterrupted_run() {
     // Once training runs (the handler is installed by then), let some batches pass, then Ctrl-C.
     assert!(lines.any(|l| l.unwrap().starts_with("[INFO] training network")));
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert!(Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    common::ctrl_c(&child);
     let stopped = child.wait_with_output().unwrap();
-    let stderr = text(&stopped.stderr);
     let checkpoint = dir.path().join("stopped/plot_checkpoint");
-    assert_eq!(stopped.status.code(), Some(130), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "go on with `minivgg train --resume {}`",
-            checkpoint.display()
-        )),
-        "{stderr}"
-    );
+    common::assert_stopped_for_resume(&stopped, &checkpoint, "");
     assert!(
         !dir.path().join("stopped/model.safetensors").exists(),
         "an interrupted run saved a model"

@@ -8,7 +8,7 @@ mod common;
 use common::{real_data_path, text};
 use minivgg::data::cifar10;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// The binary with its user cache in `cache` (the decoded-image cache goes there).
 fn minivgg_cached(cache: &Path, args: &[&str]) -> Output {
@@ -313,26 +313,14 @@ fn a_40_by_48_rgb_folder_stopped_and_resumed_ends_as_the_whole_run_and_runs_in_t
         stdout.contains(&format!("Epoch 2/{EPOCHS} ")),
         "the run ended before its second epoch: {stdout}"
     );
-    assert!(Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    common::ctrl_c(&child);
     for line in lines {
         stdout += &line.unwrap();
         stdout.push('\n');
     }
     let stopped = child.wait_with_output().unwrap();
-    let stderr = text(&stopped.stderr);
     let checkpoint = dir.path().join("stopped/plot_checkpoint");
-    assert_eq!(stopped.status.code(), Some(130), "{stdout}{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "go on with `minivgg train --resume {}`",
-            checkpoint.display()
-        )),
-        "{stderr}"
-    );
+    common::assert_stopped_for_resume(&stopped, &checkpoint, &stdout);
     let model = |name: &str| dir.path().join(name).join("model.safetensors");
     assert!(
         !model("stopped").exists(),

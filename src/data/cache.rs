@@ -382,14 +382,7 @@ impl CacheWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn shape() -> ImageShape {
-        ImageShape {
-            height: 2,
-            width: 3,
-            channels: 1,
-        }
-    }
+    use crate::data::dataset::tests::shape;
 
     fn names() -> Vec<String> {
         vec!["cat".into(), "dog".into()]

@@ -329,10 +329,11 @@ impl fmt::Display for Fingerprint {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn shape() -> ImageShape {
+    /// A 3×2 grey shape: small enough to write its pixels out in a test.
+    pub(crate) fn shape() -> ImageShape {
         ImageShape {
             height: 2,
             width: 3,

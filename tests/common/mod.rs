@@ -38,6 +38,31 @@ pub fn minivgg_command(cache: &Path) -> Command {
     command
 }
 
+/// Ctrl-C for `child`: SIGINT, as a terminal sends it.
+#[allow(dead_code)]
+pub fn ctrl_c(child: &std::process::Child) {
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Checks that `stopped`, a run stopped by Ctrl-C, exited 130 saying how to go on from
+/// `checkpoint`; `log` is shown if not.
+#[allow(dead_code)]
+pub fn assert_stopped_for_resume(stopped: &Output, checkpoint: &Path, log: &str) {
+    let stderr = text(&stopped.stderr);
+    assert_eq!(stopped.status.code(), Some(130), "{log}{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "go on with `minivgg train --resume {}`",
+            checkpoint.display()
+        )),
+        "{stderr}"
+    );
+}
+
 /// `out` without the seconds its data took to load (`…, loaded in 0.91s`), which differ from
 /// run to run.
 #[allow(dead_code)]
