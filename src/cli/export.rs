@@ -38,15 +38,16 @@ pub(super) fn export(args: ExportArgs) -> Result<()> {
     if let Some(weights) = &args.weights {
         paths.reads("--weights", &weights_file(weights));
     }
+    let request = args.data.request()?;
     declare_inputs(
         &mut paths,
         args.model.as_deref().unwrap_or_default(),
-        &args.data.request()?,
+        &request,
     );
     paths.check_distinct()?;
     ensure_writable(&args.output)?;
     let (net, weights) = match (&args.weights, &args.model) {
-        (Some(weights), _) if args.data.request()? != DataRequest::default() => {
+        (Some(weights), _) if request != DataRequest::default() => {
             return Err(usage(format!(
                 "the data flags apply to --model; {} is built for its own data already",
                 weights.display()
@@ -61,7 +62,7 @@ pub(super) fn export(args: ExportArgs) -> Result<()> {
                 model: model.clone().unwrap_or_default(),
                 no_bn: false,
             };
-            let (spec, _) = model_spec_for_given_data(&model, &args.data)?;
+            let (spec, _) = model_spec_for_given_data(&model, &request)?;
             (Network::new(&spec, 1, 0)?, "initial")
         }
     };

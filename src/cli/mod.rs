@@ -93,7 +93,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Data(args) => data::show(args),
         Command::Summary(args) => {
             args::check_size("--batch-size", args.batch_size, args::MAX_BATCH_SIZE, "")?;
-            let (spec, data) = model_spec_for_given_data(&args.model, &args.data)?;
+            let (spec, data) = model_spec_for_given_data(&args.model, &args.data.request()?)?;
             print!("{}", spec.summary()?);
             let plan = MemoryPlan::for_training(&spec, args.batch_size, 1, data.bytes)?;
             println!("Training on {} needs {plan}", data.name);
@@ -197,9 +197,11 @@ struct DataFacts {
 
 /// The network `--model` names, built for `data` if a data flag is given (loading the data
 /// for its shape and classes), else for CIFAR-10, which is not loaded: its size is known.
-fn model_spec_for_given_data(model: &ModelArgs, data: &DataArgs) -> Result<(ModelSpec, DataFacts)> {
-    let request = data.request()?;
-    if request == DataRequest::default() {
+fn model_spec_for_given_data(
+    model: &ModelArgs,
+    request: &DataRequest,
+) -> Result<(ModelSpec, DataFacts)> {
+    if *request == DataRequest::default() {
         let cifar10 = DataFacts {
             name: "CIFAR-10".into(),
             bytes: (cifar10::TRAIN_IMAGES + cifar10::RECORDS_PER_FILE) as u64
@@ -207,7 +209,7 @@ fn model_spec_for_given_data(model: &ModelArgs, data: &DataArgs) -> Result<(Mode
         };
         return Ok((model_spec(model)?, cifar10));
     }
-    let data = load_data(&request, None)?;
+    let data = load_data(request, None)?;
     let spec = model_spec_for(model, &data)?;
     let facts = DataFacts {
         name: data.name.clone(),
