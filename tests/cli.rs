@@ -199,9 +199,16 @@ fn cpu_path_and_precision_errors_exit_2() {
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
     };
+    let paths = if cfg!(target_arch = "x86_64") {
+        "portable, avx2 or avx512"
+    } else if cfg!(target_arch = "aarch64") {
+        "portable or neon"
+    } else {
+        "portable"
+    };
     expect_error(
         minivgg_on_path("sse9", &["train", "--output", plot]),
-        "error: MINIVGG_CPU=\"sse9\" is not a CPU path; expected portable, avx2 or avx512",
+        &format!("error: MINIVGG_CPU=\"sse9\" is not a CPU path; expected {paths}"),
     );
     assert_usage_error(
         &["train", "--output", plot, "--precision", "fp16"],

@@ -24,7 +24,7 @@ pub struct ComputeArgs {
     /// (the convolutions' products of bfloat16 values summed in f32); or tf32 on NVIDIA GPUs
     /// (every product on the tensor cores, TensorFloat-32 factors summed in f32). Weights, BN
     /// statistics, loss and optimizer stay f32. The CPU path is the best the CPU has;
-    /// MINIVGG_CPU=portable|avx2|avx512 forces a lower one.
+    /// MINIVGG_CPU=portable|avx2|avx512 (x86-64) or portable|neon (aarch64) forces a lower one.
     #[arg(long, default_value = "fp32")]
     pub precision: Precision,
 }

@@ -1,12 +1,14 @@
 //! One kernel source for every vector width: the convolution kernels are written once against
 //! [`Simd`], a vector of 16 f32 lanes, and compiled for each instruction set the CPU may have:
-//! portable Rust (what any x86-64 or other CPU runs), AVX2 + FMA (two 256-bit registers per
-//! vector) and AVX-512 (one 512-bit register, with more of them for larger tiles). The kernels
-//! tests run every path against the portable one, so the shared logic is tested on any machine.
+//! portable Rust (what any CPU runs), on x86-64 AVX2 + FMA (two 256-bit registers per vector)
+//! and AVX-512 (one 512-bit register, with more of them for larger tiles), on aarch64 NEON
+//! (four 128-bit registers per vector). The kernels tests run every path against the portable
+//! one, so the shared logic is tested on any machine.
 //!
-//! [`Path`] names a path; `MINIVGG_CPU=portable|avx2|avx512` forces a lower one than the best
-//! the CPU has. [`dispatch`] runs a [`Kernel`] compiled for an [`Isa`]: the path, with
-//! AVX512_BF16 for the bf16 products where the precision asks for them.
+//! [`Path`] names a path; `MINIVGG_CPU=portable|avx2|avx512` (x86-64) or `portable|neon`
+//! (aarch64) forces a lower one than the best the CPU has. [`dispatch`] runs a [`Kernel`]
+//! compiled for an [`Isa`]: the path, with AVX512_BF16 for the bf16 products where the
+//! precision asks for them.
 
 use super::super::precision::Precision;
 use super::conv::{Factor, TileOut};
@@ -21,16 +23,26 @@ pub enum Path {
     Portable,
     Avx2,
     Avx512,
+    Neon,
 }
 
 impl Path {
+    /// The paths of this architecture, lowest first.
+    #[cfg(target_arch = "x86_64")]
     pub const ALL: [Path; 3] = [Path::Portable, Path::Avx2, Path::Avx512];
+    /// The paths of this architecture, lowest first.
+    #[cfg(target_arch = "aarch64")]
+    pub const ALL: [Path; 2] = [Path::Portable, Path::Neon];
+    /// The paths of this architecture, lowest first.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    pub const ALL: [Path; 1] = [Path::Portable];
 
     pub fn name(self) -> &'static str {
         match self {
             Path::Portable => "portable",
             Path::Avx2 => "avx2",
             Path::Avx512 => "avx512",
+            Path::Neon => "neon",
         }
     }
 
@@ -48,7 +60,9 @@ impl Path {
                     && is_x86_feature_detected!("avx512dq")
                     && is_x86_feature_detected!("avx512vl")
             }
-            #[cfg(not(target_arch = "x86_64"))]
+            // NEON is part of the aarch64 baseline: every such CPU has it.
+            #[cfg(target_arch = "aarch64")]
+            Path::Neon => true,
             _ => false,
         }
     }
@@ -74,6 +88,15 @@ impl Path {
         }
     }
 
+    /// This architecture's paths as the error lists them: `portable, avx2 or avx512`.
+    fn listed() -> String {
+        let names = Path::ALL.map(Path::name);
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.join(""),
+        }
+    }
+
     fn named(name: &str) -> Result<Path, String> {
         let have = Path::supported_paths()
             .iter()
@@ -84,7 +107,8 @@ impl Path {
             .into_iter()
             .find(|p| p.name() == name)
             .ok_or_else(|| {
-                format!("{PATH_VARIABLE}={name:?} is not a CPU path; expected portable, avx2 or avx512 (this CPU runs {have})")
+                let expected = Path::listed();
+                format!("{PATH_VARIABLE}={name:?} is not a CPU path; expected {expected} (this CPU runs {have})")
             })?;
         if !path.supported() {
             return Err(format!(
@@ -119,8 +143,8 @@ pub fn has_bf16_dot_products() -> bool {
 #[error("{0}")]
 pub struct UnsupportedCpu(pub String);
 
-/// What the kernels are compiled for: a path and a precision. On the portable and AVX2 paths
-/// the bf16 products are emulated (exactly what `vdpbf16ps` computes, up to the order of two
+/// What the kernels are compiled for: a path and a precision. On the portable, AVX2 and NEON
+/// paths the bf16 products are emulated (exactly what `vdpbf16ps` computes, up to the order of two
 /// additions), so tests can check the bf16 logic anywhere; the command line offers bf16 only
 /// where the CPU has the instructions.
 ///
@@ -511,6 +535,88 @@ mod x86 {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+pub use arm::Neon;
+
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use super::{Simd, LANES};
+    use std::arch::aarch64::*;
+
+    /// The 128-bit registers of one vector.
+    const PARTS: usize = LANES / 4;
+
+    /// NEON: a vector is four 128-bit registers; 6 × 4 accumulators leave 8 of the 32
+    /// registers to the operands (7 rows would need 33).
+    #[derive(Debug, Clone, Copy)]
+    pub struct Neon;
+
+    impl Simd for Neon {
+        type V = [float32x4_t; PARTS];
+        type Pairs = [uint32x4_t; PARTS];
+        tile_with_rows!(6);
+
+        #[inline(always)]
+        unsafe fn zero() -> Self::V {
+            [vdupq_n_f32(0.0); PARTS]
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self::V {
+            [vdupq_n_f32(x); PARTS]
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self::V {
+            std::array::from_fn(|i| vld1q_f32(p.add(4 * i)))
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: Self::V) {
+            for (i, v) in v.into_iter().enumerate() {
+                vst1q_f32(p.add(4 * i), v);
+            }
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self::V, b: Self::V) -> Self::V {
+            std::array::from_fn(|i| vaddq_f32(a[i], b[i]))
+        }
+        #[inline(always)]
+        unsafe fn sub(a: Self::V, b: Self::V) -> Self::V {
+            std::array::from_fn(|i| vsubq_f32(a[i], b[i]))
+        }
+        #[inline(always)]
+        unsafe fn mul(a: Self::V, b: Self::V) -> Self::V {
+            std::array::from_fn(|i| vmulq_f32(a[i], b[i]))
+        }
+        #[inline(always)]
+        unsafe fn max(a: Self::V, b: Self::V) -> Self::V {
+            // Not `vmaxq_f32` (NaN if either is, +0 over -0): b where a > b fails, as `maxps`
+            // and the portable path, so every path agrees.
+            std::array::from_fn(|i| vbslq_f32(vcgtq_f32(a[i], b[i]), a[i], b[i]))
+        }
+        #[inline(always)]
+        unsafe fn mul_add(a: Self::V, b: Self::V, c: Self::V) -> Self::V {
+            // vfmaq_f32(c, a, b) is c + a·b, fused.
+            std::array::from_fn(|i| vfmaq_f32(c[i], a[i], b[i]))
+        }
+        #[inline(always)]
+        unsafe fn load_pairs(p: *const u32) -> Self::Pairs {
+            std::array::from_fn(|i| vld1q_u32(p.add(4 * i)))
+        }
+        #[inline(always)]
+        unsafe fn dot_bf16(acc: Self::V, a: u32, b: Self::Pairs) -> Self::V {
+            // Emulated (tests only; BFDOT is optional on ARM and its rounding differs): each
+            // pair's halves widened to f32 by shifting, summed unfused in the portable order.
+            let lo = vdupq_n_f32(f32::from_bits(a << 16));
+            let hi = vdupq_n_f32(f32::from_bits(a & 0xffff_0000));
+            let mask = vdupq_n_u32(0xffff_0000);
+            std::array::from_fn(|i| {
+                let b_lo = vreinterpretq_f32_u32(vshlq_n_u32::<16>(b[i]));
+                let b_hi = vreinterpretq_f32_u32(vandq_u32(b[i], mask));
+                vaddq_f32(vaddq_f32(acc[i], vmulq_f32(lo, b_lo)), vmulq_f32(hi, b_hi))
+            })
+        }
+    }
+}
+
 /// A computation written once over [`Simd`], run by [`dispatch`] compiled for an [`Isa`].
 /// `run` must be `#[inline(always)]`, and so must what it calls, so that the instruction set's
 /// code is generated inside the function compiled for it.
@@ -537,8 +643,9 @@ pub unsafe fn dispatch<K: Kernel>(isa: Isa, kernel: K) -> K::Output {
         (Path::Avx512, Precision::Bf16) => on_avx512_bf16(kernel),
         #[cfg(target_arch = "x86_64")]
         (Path::Avx512, Precision::Tf32) => unreachable!("an Isa is never tf32 (Isa::new)"),
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => unreachable!("Isa::new admits only the portable path off x86-64"),
+        #[cfg(target_arch = "aarch64")]
+        (Path::Neon, _) => on_neon(kernel),
+        _ => unreachable!("Isa::new admits only the paths this CPU runs"),
     }
 }
 
@@ -588,6 +695,12 @@ unsafe fn on_avx512_bf16<K: Kernel>(kernel: K) -> K::Output {
     kernel.run::<Avx512Bf16>()
 }
 
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn on_neon<K: Kernel>(kernel: K) -> K::Output {
+    kernel.run::<Neon>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,13 +718,23 @@ mod tests {
     #[test]
     fn unknown_or_missing_paths_are_errors() {
         let err = Path::named("sse9").unwrap_err();
+        let expected = if cfg!(target_arch = "x86_64") {
+            "portable, avx2 or avx512"
+        } else if cfg!(target_arch = "aarch64") {
+            "portable or neon"
+        } else {
+            "portable"
+        };
         assert!(
-            err.starts_with("MINIVGG_CPU=\"sse9\" is not a CPU path; expected portable, avx2 or avx512 (this CPU runs portable"),
+            err.starts_with(&format!("MINIVGG_CPU=\"sse9\" is not a CPU path; expected {expected} (this CPU runs portable")),
             "{err}"
         );
         for path in Path::ALL {
             assert_eq!(Path::named(path.name()).is_ok(), path.supported());
         }
         assert_eq!(Path::named("portable"), Ok(Path::Portable));
+        // NEON is aarch64's baseline, so the path tests there always run it against portable.
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(Path::best(), Path::Neon);
     }
 }
