@@ -307,8 +307,9 @@ fn batchnorm_after_relu_backward_matches_finite_differences() {
     }
 }
 
-/// Forward then backward of one layer: (output, moving statistics, parameter gradients,
-/// input gradient).
+/// Forward then backward of one layer, its dropout mask drawn under `key`: (output, moving
+/// statistics, parameter gradients, input gradient).
+#[allow(clippy::too_many_arguments)]
 fn pass(
     layer: &mut Layer,
     x: &[f32],
@@ -317,6 +318,7 @@ fn pass(
     dy: &[f32],
     n: usize,
     mode: Mode,
+    key: u64,
 ) -> [Vec<f32>; 4] {
     let (mut y, mut moving) = (vec![0.0; dy.len()], moving.to_vec());
     layer.forward(Forward {
@@ -326,7 +328,7 @@ fn pass(
         y: &mut y,
         n,
         mode,
-        dropout_key: 0,
+        dropout_key: key,
     });
     let (mut grads, mut dx) = (vec![0.0; weights.len()], vec![0.0; x.len()]);
     layer.backward(Backward {
@@ -360,19 +362,80 @@ fn batchnorm_after_relu_equals_the_two_layers_bit_for_bit() {
         let mut relu = Layer::new(isa, &relu_placed, n);
         let mut bn = Layer::new(isa, &bn_placed, n);
         let mut fused = Layer::batchnorm_after_relu(isa, &bn_placed, n);
-        let [r, ..] = pass(&mut relu, &x, &[], &[], &vec![0.0; x.len()], n, mode);
-        let [y, moving_after, grads, dr] = pass(&mut bn, &r, &weights, &moving, &dy, n, mode);
-        let [.., dx] = pass(&mut relu, &x, &[], &[], &dr, n, mode);
+        let [r, ..] = pass(&mut relu, &x, &[], &[], &vec![0.0; x.len()], n, mode, 0);
+        let [y, moving_after, grads, dr] = pass(&mut bn, &r, &weights, &moving, &dy, n, mode, 0);
+        let [.., dx] = pass(&mut relu, &x, &[], &[], &dr, n, mode, 0);
         let want = [y, moving_after, grads, dx];
-        let got = pass(&mut fused, &x, &weights, &moving, &dy, n, mode);
-        for (what, got, want) in ["y", "moving", "grads", "dx"]
-            .into_iter()
-            .zip(&got)
-            .zip(&want)
-            .map(|((w, g), v)| (w, g, v))
-        {
-            let bits = |v: &Vec<f32>| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(got), bits(want), "{what} in {mode:?}");
+        let got = pass(&mut fused, &x, &weights, &moving, &dy, n, mode, 0);
+        assert_same_bits(&got, &want, &format!("in {mode:?}"));
+    }
+}
+
+/// The four results of [`pass`], bit for bit.
+fn assert_same_bits(got: &[Vec<f32>; 4], want: &[Vec<f32>; 4], what: &str) {
+    let bits = |v: &Vec<f32>| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for ((name, got), want) in ["y", "moving", "grads", "dx"]
+        .into_iter()
+        .zip(got)
+        .zip(want)
+    {
+        assert_eq!(bits(got), bits(want), "{name} {what}");
+    }
+}
+
+/// A MaxPool that runs the Dropout after it, as the network builds MiniVGGNet's
+/// POOL → DROPOUT, in training (evaluation's backward is never run: the pool records no
+/// winners there), on every CPU path; 17 channels, so each path's vectors have a remainder.
+#[test]
+fn maxpool_running_the_dropout_after_it_backward_matches_finite_differences() {
+    let input = Shape::Image { h: 4, w: 6, c: 17 };
+    for isa in fp32_paths() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let n = 3;
+        let mut case = Case::new(isa, LayerSpec::MaxPool, input, n, Mode::Train, &mut rng);
+        case.layer = Layer::maxpool_then_dropout(isa, &case.placed, 0.5, n);
+        let x = spread_input(n * input.len(), &mut rng);
+        case.check(x, &format!("Dropout inside MaxPool, {}", isa.path()));
+    }
+}
+
+/// The fused POOL → DROPOUT against the two layers apart and against the portable path, bit
+/// for bit: the same maxima, the same mask (the Dropout's key), the same gradients. The input
+/// has ties (values in steps of 1/8), where the first of equals must win on every path.
+#[test]
+fn maxpool_then_dropout_equals_the_two_layers_bit_for_bit() {
+    let (n, shape, rate, key) = (4, Shape::Image { h: 6, w: 8, c: 20 }, 0.25, 0xD0D0);
+    let pool_placed = PlacedLayer::new("p".into(), LayerSpec::MaxPool, shape).unwrap();
+    let pooled = pool_placed.output;
+    let drop_placed = PlacedLayer::new("d".into(), LayerSpec::Dropout { rate }, pooled).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let x: Vec<f32> = (0..n * shape.len())
+        .map(|_| rng.random_range(-8..8) as f32 / 8.0)
+        .collect();
+    let dy: Vec<f32> = (0..n * pooled.len())
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let portable = Isa::new(Path::Portable, Precision::Fp32).unwrap();
+    // Evaluation: the maxima alone (its backward compares winners never recorded, as equal).
+    for mode in [Mode::Train, Mode::Eval] {
+        let mut reference = None;
+        for isa in fp32_paths() {
+            let mut pool = Layer::new(portable, &pool_placed, n);
+            let mut drop = Layer::new(portable, &drop_placed, n);
+            let mut fused = Layer::maxpool_then_dropout(isa, &pool_placed, rate, n);
+            let zeros = vec![0.0; n * pooled.len()];
+            let [p, ..] = pass(&mut pool, &x, &[], &[], &zeros, n, mode, 0);
+            let [y, _, _, dp] = pass(&mut drop, &p, &[], &[], &dy, n, mode, key);
+            let [.., dx] = pass(&mut pool, &x, &[], &[], &dp, n, mode, 0);
+            let got = pass(&mut fused, &x, &[], &[], &dy, n, mode, key);
+            let want = [y, Vec::new(), Vec::new(), dx];
+            assert_same_bits(&got, &want, &format!("in {mode:?}, {}", isa.path()));
+            let reference = reference.get_or_insert_with(|| got.clone());
+            assert_same_bits(
+                &got,
+                reference,
+                &format!("in {mode:?}, {} against portable", isa.path()),
+            );
         }
     }
 }
@@ -473,4 +536,110 @@ fn dropout_keeps_the_expected_share_and_scales_it() {
         y.iter().all(|v| *v == 1.0),
         "evaluation mode must be the identity"
     );
+}
+
+/// MiniVGGNet's RELU → BN → POOL → DROPOUT as the network builds it: the BN layer runs the
+/// ReLU before it and the pool and dropout after it (`Layer::in_network`). Returns the placed
+/// layers and the BN's index; without `dropout`, RELU → BN → POOL.
+fn relu_batchnorm_pool(shape: Shape, dropout: bool) -> (Vec<PlacedLayer>, usize) {
+    let mut specs = vec![LayerSpec::Relu, LayerSpec::BatchNorm, LayerSpec::MaxPool];
+    if dropout {
+        specs.push(LayerSpec::Dropout { rate: 0.25 });
+    }
+    let mut input = shape;
+    let placed = specs
+        .into_iter()
+        .map(|spec| {
+            let layer = PlacedLayer::new("l".into(), spec, input).unwrap();
+            input = layer.output;
+            layer
+        })
+        .collect();
+    (placed, 1)
+}
+
+/// The BN that runs the ReLU before it and the pool (and dropout) after it, in training, on
+/// every CPU path, against finite differences; 20 channels, so each path's vectors have a
+/// remainder, and 5 columns, so one of them no window covers.
+#[test]
+fn batchnorm_running_the_pool_and_dropout_after_it_backward_matches_finite_differences() {
+    let shape = Shape::Image { h: 4, w: 5, c: 20 };
+    for dropout in [false, true] {
+        let (placed, bn) = relu_batchnorm_pool(shape, dropout);
+        for isa in fp32_paths() {
+            let mut rng = ChaCha8Rng::seed_from_u64(3);
+            let n = 3;
+            let mut case = Case::new(isa, LayerSpec::BatchNorm, shape, n, Mode::Train, &mut rng);
+            case.layer = Layer::in_network(isa, &placed, bn, n);
+            assert!(case.layer.is_batchnorm_with_pool());
+            case.placed = placed.last().unwrap().clone();
+            // |γ| well above the step: a γ near 0 reorders the taps of a window as it moves.
+            for gamma in &mut case.weights[..20] {
+                *gamma = gamma.signum() * (0.5 + gamma.abs());
+            }
+            case.r = (0..n * case.placed.output.len())
+                .map(|_| rng.random_range(-1.0..1.0f32))
+                .collect();
+            let x = spread_input(n * shape.len(), &mut rng);
+            let what = format!("ReLU, pool, dropout {dropout} inside BN, {}", isa.path());
+            case.check(x, &what);
+        }
+    }
+}
+
+/// The fused RELU → BN → POOL → DROPOUT against the four layers apart (portable) and
+/// against the portable path, bit for bit, in training and evaluation; an odd width, so one
+/// column no window covers.
+#[test]
+fn batchnorm_with_pool_and_dropout_equals_the_layers_apart_bit_for_bit() {
+    let (n, shape, key) = (4, Shape::Image { h: 6, w: 7, c: 24 }, 0xBEEF);
+    let (placed, bn) = relu_batchnorm_pool(shape, true);
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut draw = |len: usize, low: f32, high: f32| -> Vec<f32> {
+        (0..len).map(|_| rng.random_range(low..high)).collect()
+    };
+    let pooled = placed[2].output.len();
+    let (x, dy) = (
+        draw(n * shape.len(), -1.0, 1.0),
+        draw(n * pooled, -1.0, 1.0),
+    );
+    let (weights, moving) = (draw(2 * 24, -1.0, 1.0), draw(2 * 24, 0.5, 1.5));
+    let portable = Isa::new(Path::Portable, Precision::Fp32).unwrap();
+    for mode in [Mode::Train, Mode::Eval] {
+        let apart = |i: usize| Layer::new(portable, &placed[i], n);
+        let (mut relu, mut norm, mut pool, mut drop) = (apart(0), apart(1), apart(2), apart(3));
+        let zeros = |len: usize| vec![0.0; len];
+        let [r, ..] = pass(&mut relu, &x, &[], &[], &zeros(x.len()), n, mode, 0);
+        let [b, moving_after, ..] = pass(
+            &mut norm,
+            &r,
+            &weights,
+            &moving,
+            &zeros(x.len()),
+            n,
+            mode,
+            0,
+        );
+        let [p, ..] = pass(&mut pool, &b, &[], &[], &zeros(n * pooled), n, mode, 0);
+        let [y, .., dp] = pass(&mut drop, &p, &[], &[], &dy, n, mode, key);
+        let [.., db] = pass(&mut pool, &b, &[], &[], &dp, n, mode, 0);
+        let [.., grads, dr] = pass(&mut norm, &r, &weights, &moving, &db, n, mode, 0);
+        let [.., dx] = pass(&mut relu, &x, &[], &[], &dr, n, mode, 0);
+        let want = [y, moving_after, grads, dx];
+        for isa in fp32_paths() {
+            let mut fused = Layer::in_network(isa, &placed, bn, n);
+            let got = pass(&mut fused, &x, &weights, &moving, &dy, n, mode, key);
+            // Evaluation's backward is never run after a pool (it records no winners).
+            let compared = if mode == Mode::Train { 4 } else { 2 };
+            let what = format!("in {mode:?}, {}", isa.path());
+            let bits = |v: &Vec<f32>| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            for (name, (got, want)) in ["y", "moving", "grads", "dx"]
+                .into_iter()
+                .zip(got.iter().zip(&want))
+                .take(compared)
+            {
+                assert_eq!(bits(got), bits(want), "{name} {what}");
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
-//! The network runs some layers together (a ReLU inside the BatchNorm after it; in evaluation,
-//! CONV → RELU → BN as one pass). These tests run MiniVGGNet's layers one by one, each its
-//! own `Layer`, and require the network's results to be the same bit for bit.
+//! The network runs some layers together (a ReLU inside the BatchNorm after it; a MaxPool and
+//! the Dropout after it inside the BatchNorm before them; in evaluation, CONV → RELU → BN and
+//! the pool as one pass). These tests run MiniVGGNet's layers one by one, each its own
+//! `Layer`, and require the network's results to be the same bit for bit.
 
 use minivgg::engine::layers::elementwise::dropout_key;
 use minivgg::engine::layers::softmax::softmax_cross_entropy;

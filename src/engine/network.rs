@@ -5,7 +5,7 @@
 use super::cpu::simd::Isa;
 use super::layers::elementwise::dropout_key;
 use super::layers::softmax::{softmax_cross_entropy, BatchMetrics};
-use super::layers::{runs_in_next_layer, Backward, Forward, Layer, Mode};
+use super::layers::{last_run_by, runs_in_neighbour, Backward, Forward, Layer, Mode};
 use super::precision::Precision;
 use crate::counter_hash::mix64;
 use crate::model::spec::{LayerSpec, ParamKind, PlacedLayer};
@@ -53,9 +53,13 @@ pub struct Network {
     precision: Precision,
     placed: Vec<PlacedLayer>,
     layers: Vec<Layer>,
-    /// Index into `acts` (and `grad_acts`) of each layer's input: its own, i, except for a
-    /// BatchNorm that runs the ReLU before it, which reads that ReLU's input, i − 1.
+    /// Index into `acts` (and `grad_acts`) of each layer's input: its own, i, except after
+    /// layers that run inside a neighbour, whose first input it reads (a BatchNorm reads the
+    /// input of the ReLU it runs; the layer after a BN that runs the MaxPool and Dropout after
+    /// it reads that BN's output, which is theirs).
     inputs: Vec<usize>,
+    /// The values per sample of each layer's output: that of the last layer it runs.
+    output_lens: Vec<usize>,
     /// The same in evaluation, where Dropout and Flatten are skipped (they pass their input
     /// on unchanged): the layer after one reads what it would have copied.
     eval_inputs: Vec<usize>,
@@ -131,22 +135,23 @@ impl Network {
                 moving: m0..moving,
             });
         }
-        let in_next: Vec<bool> = (0..placed.len())
-            .map(|i| runs_in_next_layer(&placed, i))
+        let skipped: Vec<bool> = (0..placed.len())
+            .map(|i| runs_in_neighbour(&placed, i))
             .collect();
-        let after_relu = |i: usize| i > 0 && in_next[i - 1];
-        let layers = placed.iter().enumerate().map(|(i, p)| {
-            if in_next[i] {
-                Layer::InNextLayer
-            } else if after_relu(i) {
-                Layer::batchnorm_after_relu(isa, p, capacity)
-            } else {
-                Layer::new(isa, p, capacity)
-            }
-        });
-        let layers: Vec<Layer> = layers.collect();
+        let layers: Vec<Layer> = (0..placed.len())
+            .map(|i| Layer::in_network(isa, &placed, i, capacity))
+            .collect();
         let inputs: Vec<usize> = (0..placed.len())
-            .map(|i| if after_relu(i) { i - 1 } else { i })
+            .map(|i| {
+                (0..=i)
+                    .rev()
+                    .take_while(|&j| j == i || skipped[j])
+                    .last()
+                    .unwrap_or(i)
+            })
+            .collect();
+        let output_lens: Vec<usize> = (0..placed.len())
+            .map(|i| placed[last_run_by(&placed, i)].output.len())
             .collect();
         // holds[b]: the buffer that holds, in evaluation, what acts[b] would.
         let mut holds: Vec<usize> = (0..=placed.len()).collect();
@@ -161,13 +166,9 @@ impl Network {
             .collect();
         let mut acts = vec![vec![0.0; capacity * spec.input.len()]];
         let mut grad_acts = vec![Vec::new()];
-        for (i, layer) in placed.iter().enumerate() {
-            // Nobody reads the output of a ReLU that runs in the next layer, nor its gradient.
-            let len = if in_next[i] {
-                0
-            } else {
-                capacity * layer.output.len()
-            };
+        for (i, &output_len) in output_lens.iter().enumerate() {
+            // Nobody reads the output of a layer that runs in a neighbour, nor its gradient.
+            let len = if skipped[i] { 0 } else { capacity * output_len };
             acts.push(vec![0.0; len]);
             // The first layer's input gradient is never needed, nor the softmax output's.
             let needs_grad = i + 1 < placed.len();
@@ -183,6 +184,7 @@ impl Network {
             precision: isa.precision(),
             layers,
             inputs,
+            output_lens,
             eval_inputs,
             last_mode: Mode::Train,
             placed,
@@ -312,18 +314,13 @@ impl Network {
                 Mode::Train => self.inputs[i],
                 Mode::Eval => self.eval_inputs[i],
             };
-            let done = if mode == Mode::Eval && self.is_conv_relu_batchnorm(i) {
-                let pool = self.pool_follows_conv_relu_batchnorm(i);
-                self.forward_conv_relu_batchnorm(i, input, n, pool);
-                if pool {
-                    4
-                } else {
-                    3
-                }
+            let done = if mode == Mode::Eval && self.conv_relu_batchnorm_in_one_pass(i) {
+                self.forward_conv_relu_batchnorm(i, input, n);
+                3
             } else if mode == Mode::Eval && passes_input_on_in_eval(&self.layers[i]) {
                 1
             } else {
-                if !matches!(self.layers[i], Layer::InNextLayer) {
+                if !self.layers[i].runs_in_neighbour() {
                     self.forward_layer(i, input, n, mode);
                 }
                 1
@@ -338,52 +335,53 @@ impl Network {
     /// Layer i's forward pass, reading `acts[input]`.
     fn forward_layer(&mut self, i: usize, input: usize, n: usize, mode: Mode) {
         let LayerRanges { weights, moving } = self.ranges[i].clone();
+        let key = dropout_key(self.dropout_seed, self.train_steps, self.dropout_layer(i));
         let (before, after) = self.acts.split_at_mut(i + 1);
         self.layers[i].forward(Forward {
             weights: &self.params[weights],
             moving: &mut self.moving[moving],
             x: &before[input][..n * self.placed[i].input.len()],
-            y: &mut after[0][..n * self.placed[i].output.len()],
+            y: &mut after[0][..n * self.output_lens[i]],
             n,
             mode,
-            dropout_key: dropout_key(self.dropout_seed, self.train_steps, i),
+            dropout_key: key,
         });
     }
 
-    /// Whether layers i, i + 1 and i + 2 are a convolution, a ReLU and the BatchNorm that
-    /// runs it (MiniVGGNet's CONV → RELU → BN).
-    fn is_conv_relu_batchnorm(&self, i: usize) -> bool {
-        matches!(
-            self.layers[i..],
-            [
-                Layer::Conv2d(_),
-                Layer::InNextLayer,
-                Layer::BatchNorm(_),
-                ..
-            ]
-        )
+    /// The layer whose dropout mask layer i draws: its own, or that of the Dropout it runs
+    /// (so the mask is the one that Dropout would draw).
+    fn dropout_layer(&self, i: usize) -> usize {
+        let runs = i + 1..=last_run_by(&self.placed, i);
+        runs.into_iter()
+            .find(|&j| matches!(self.placed[j].spec, LayerSpec::Dropout { .. }))
+            .unwrap_or(i)
     }
 
-    /// Whether the CONV → RELU → BN at i is followed by a MaxPool that the convolution can run
-    /// as it stores (Winograd's tiles hold whole 2×2 windows).
-    fn pool_follows_conv_relu_batchnorm(&self, i: usize) -> bool {
-        matches!(
-            (&self.layers[i], self.layers.get(i + 3)),
-            (Layer::Conv2d(conv), Some(Layer::MaxPool(_))) if conv.pools_as_it_stores()
-        )
+    /// Whether layers i, i + 1 and i + 2 are a convolution, a ReLU and the BatchNorm that
+    /// runs it (MiniVGGNet's CONV → RELU → BN), which evaluation runs in one pass: where the
+    /// BN runs a MaxPool too, only if the convolution can pool as it stores (Winograd's tiles
+    /// hold whole 2×2 windows).
+    fn conv_relu_batchnorm_in_one_pass(&self, i: usize) -> bool {
+        match &self.layers[i..] {
+            [Layer::Conv2d(conv), Layer::InNextLayer, batchnorm @ Layer::BatchNorm(_), ..] => {
+                !batchnorm.is_batchnorm_with_pool() || conv.pools_as_it_stores()
+            }
+            _ => false,
+        }
     }
 
     /// In evaluation, CONV → RELU → BN in one pass: BN's moving statistics make it
     /// `max(x, 0)·scale + shift` per channel, which the convolution applies as it stores its
-    /// outputs, straight into BN's output; with `pool`, also the MaxPool after them, straight
-    /// into its output. Bit for bit the layers' result, without writing and reading back the
-    /// convolution's output.
-    fn forward_conv_relu_batchnorm(&mut self, i: usize, input: usize, n: usize, pool: bool) {
+    /// outputs, straight into BN's output; where the BN runs the MaxPool after it, the
+    /// convolution pools too. Bit for bit the layers' result, without writing and reading
+    /// back the convolution's output.
+    fn forward_conv_relu_batchnorm(&mut self, i: usize, input: usize, n: usize) {
         let (head, tail) = self.layers.split_at_mut(i + 1);
         let (Layer::Conv2d(conv), Layer::BatchNorm(batchnorm)) = (&mut head[i], &mut tail[1])
         else {
-            unreachable!("is_conv_relu_batchnorm checked the layers")
+            unreachable!("conv_relu_batchnorm_in_one_pass checked the layers")
         };
+        let pool = batchnorm.runs_pool();
         let norm = self.ranges[i + 2].clone();
         let relu_affine =
             batchnorm.eval_relu_affine(&self.params[norm.weights], &self.moving[norm.moving]);
@@ -394,8 +392,7 @@ impl Network {
                 weights: &self.params[weights],
                 moving: &mut self.moving[moving],
                 x: &before[input][..n * self.placed[i].input.len()],
-                y: &mut after[if pool { 3 } else { 2 }]
-                    [..n * self.placed[i + 2 + pool as usize].output.len()],
+                y: &mut after[2][..n * self.output_lens[i + 2]],
                 n,
                 mode: Mode::Eval,
                 dropout_key: 0,
@@ -430,7 +427,7 @@ impl Network {
             Some(&mut self.grad_acts[last][..n * classes]),
         );
         for i in (0..last).rev() {
-            if let Layer::InNextLayer = self.layers[i] {
+            if self.layers[i].runs_in_neighbour() {
                 continue;
             }
             let started = Instant::now();
@@ -438,7 +435,7 @@ impl Network {
             let in_len = n * self.placed[i].input.len();
             let (grads_before, grads_after) = self.grad_acts.split_at_mut(i + 1);
             let dx = (input > 0).then(|| &mut grads_before[input][..in_len]);
-            let out_len = n * self.placed[i].output.len();
+            let out_len = n * self.output_lens[i];
             self.layers[i].backward(Backward {
                 weights: &self.params[weights.clone()],
                 grads: &mut self.grads[weights],

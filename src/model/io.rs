@@ -10,8 +10,9 @@
 
 use super::spec::{LayerSpec, PlacedLayer};
 use super::{ModelSpec, Shape};
-use crate::engine::layers::linear::Conv2d;
-use crate::engine::layers::runs_in_next_layer;
+use crate::engine::layers::batchnorm::BatchNorm;
+use crate::engine::layers::linear::{Conv2d, Dense};
+use crate::engine::layers::{last_run_by, runs_in_neighbour};
 use crate::engine::{Network, Precision};
 use crate::fsutil::atomic_write_bytes;
 use anyhow::{anyhow, bail, Context, Result};
@@ -238,31 +239,36 @@ fn check_arch_sizes(spec: &ModelSpec) -> Result<()> {
 }
 
 /// The floats a network's buffers take per sample of a batch: its input; each layer's output
-/// and its gradient (a ReLU that runs inside the next layer has neither); a dropout's factors,
-/// a pool's winners; and a convolution's padded input and gradient, or its lowered input
-/// (tests/plan.rs measures the engine against it). In u128: an architecture from a file is
+/// and its gradient, those of the last layer it runs (a layer that runs inside a neighbour
+/// has neither, nor a dropout's factors); a pool's winners; and the scratch of convolutions,
+/// BN and dense layers (tests/plan.rs measures the engine against it). In u128: an architecture from a file is
 /// checked with it before anything is allocated, so nothing may overflow.
 fn floats_per_sample(spec: &ModelSpec, placed: &[PlacedLayer]) -> u128 {
     let mut floats = spec.input.len() as u128;
     for (i, layer) in placed.iter().enumerate() {
         let out = layer.output.len() as u128;
-        if !runs_in_next_layer(placed, i) {
-            floats += 2 * out;
+        if runs_in_neighbour(placed, i) {
+            // A pool's winners are kept wherever it runs: a byte each, a quarter of a float.
+            if layer.spec == LayerSpec::MaxPool {
+                floats += out.div_ceil(4);
+            }
+            continue;
         }
+        floats += 2 * placed[last_run_by(placed, i)].output.len() as u128;
         floats += match (&layer.spec, layer.input) {
-            (LayerSpec::Dropout { .. } | LayerSpec::MaxPool, _) => out,
-            (&LayerSpec::Conv2d { filters, kernel }, Shape::Image { h, w, c }) => {
-                let [h, w, c, k] = [h, w, c, kernel].map(|n| n as u128);
-                if Conv2d::runs_direct(filters) {
-                    2 * (h + k - 1) * (w + k - 1) * c
-                } else {
-                    h * w * k * k * c
-                }
+            (LayerSpec::Dropout { .. }, _) => out,
+            (LayerSpec::MaxPool, _) => out.div_ceil(4),
+            (LayerSpec::BatchNorm, input) => BatchNorm::scratch_per_sample(input.len()),
+            (&LayerSpec::Dense { units }, input) => Dense::scratch_per_sample(input.len(), units),
+            (&LayerSpec::Conv2d { filters, kernel }, input) => {
+                Conv2d::scratch_per_sample(input, filters, kernel)
             }
             _ => 0,
         };
     }
-    floats
+    // The libraries' own scratch within a step (gemm's packed blocks, which grow with the
+    // batch up to their block sizes) is not theirs to tell: a sixteenth more covers it.
+    floats + floats.div_ceil(16)
 }
 
 /// The architecture stored in the bytes of a weights file read from `path`.

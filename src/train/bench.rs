@@ -3,7 +3,7 @@
 
 use crate::data::cifar10::TRAIN_IMAGES;
 use crate::engine::device::Device;
-use crate::engine::layers::runs_in_next_layer;
+use crate::engine::layers::{runs_in_neighbour, runs_in_next_layer};
 use crate::engine::network::LayerTimes;
 use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{Mode, Network, Precision};
@@ -59,7 +59,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// The per-layer table both devices print (a `None` row runs inside the next layer); returns
+/// The per-layer table both devices print (a `None` row runs inside a neighbour); returns
 /// the training step's flops.
 fn layer_table(
     out: &mut String,
@@ -73,9 +73,16 @@ fn layer_table(
         "layer", "fwd ms", "bwd ms", "fwd GFLOP/s", "bwd GFLOP/s", "eval ms"
     )?;
     let (per_layer, total_flops) = step_flops(placed, batch);
-    for ((layer, (f_flops, b_flops)), row) in placed.iter().zip(per_layer).zip(rows) {
+    for (i, ((layer, (f_flops, b_flops)), row)) in
+        placed.iter().zip(per_layer).zip(rows).enumerate()
+    {
         let Some(row) = row else {
-            writeln!(out, "{:<26}{:>20}", layer.name, "(in the next layer)")?;
+            let neighbour = if runs_in_next_layer(placed, i) {
+                "(in the next layer)"
+            } else {
+                "(in the previous layer)"
+            };
+            writeln!(out, "{:<26}{:>20}", layer.name, neighbour)?;
             continue;
         };
         let rate = |flops: f64, t: f64| {
@@ -284,7 +291,7 @@ fn bench_cpu(
         .enumerate()
         .map(|(i, ((fwd, bwd), (eval, _)))| {
             let per_step = |d: &Duration| ms(*d) / steps as f64;
-            (!runs_in_next_layer(net.placed(), i)).then(|| LayerTimes {
+            (!runs_in_neighbour(net.placed(), i)).then(|| LayerTimes {
                 forward_ms: per_step(fwd),
                 backward_ms: per_step(bwd),
                 eval_ms: per_step(eval),

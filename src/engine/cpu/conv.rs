@@ -16,6 +16,7 @@
 //! image sides in 2s or 4s, channels in 16s), all three products use it instead, on the same
 //! micro-kernel and without the zero-bordered copies (see `winograd.rs`).
 
+use super::super::precision::Precision;
 use super::im2col::ConvGeometry;
 use super::simd::{dispatch, f32_to_bf16, Isa, Kernel, Simd, LANES, MAX_ROWS};
 use super::winograd::{TileSize, Winograd};
@@ -550,23 +551,48 @@ impl DirectConv {
         };
         let (forward_winograd, grad_winograd) =
             (winograd(g.c, filters, true), winograd(filters, ldc, false));
-        let padded = |winograd: &Option<Winograd>, o: &Offsets| match winograd {
-            Some(_) => Vec::new(),
-            None => vec![0.0; capacity * o.padded_len],
-        };
+        let (pads_input, pads_grad) = Self::pads(g, filters);
+        let padded =
+            |pads: bool, o: &Offsets| vec![0.0; if pads { capacity * o.padded_len } else { 0 }];
         DirectConv {
             isa: isa.fp32(),
-            padded_input: padded(&forward_winograd, &input_offsets),
-            padded_grad: padded(&grad_winograd, &grad_offsets),
+            padded_input: padded(pads_input, &input_offsets),
+            padded_grad: padded(pads_grad, &grad_offsets),
             forward_winograd,
             grad_winograd,
             geometry: g,
             filters,
             flipped: vec![0.0; grad_offsets.taps.len() * ldc],
-            partials: vec![0.0; groups * g.patch_len() * filters],
+            // Only the direct kernel gradient sums by groups (Winograd's sums by chunks).
+            partials: vec![
+                0.0;
+                if pads_input {
+                    groups * g.patch_len() * filters
+                } else {
+                    0
+                }
+            ],
             input_offsets,
             grad_offsets,
         }
+    }
+
+    /// Whether the kernels keep a zero-bordered copy of the input, and of the output gradient:
+    /// where Winograd does not run that product (its transforms read the border themselves;
+    /// whether it runs does not depend on the precision).
+    pub fn pads(g: ConvGeometry, filters: usize) -> (bool, bool) {
+        let pads = |g: ConvGeometry| TileSize::for_layer(g, Precision::Fp32).is_none();
+        (pads(g), pads(ConvGeometry { c: filters, ..g }))
+    }
+
+    /// The floats [`DirectConv::new`] keeps per image of its capacity, in u128 as the memory
+    /// plan counts: the zero-bordered copies and the kernel gradient's partial sums.
+    pub fn scratch_per_sample(g: ConvGeometry, filters: usize) -> u128 {
+        let (pads_input, pads_grad) = Self::pads(g, filters);
+        let [hp, wp, c, f] = [g.h + g.k - 1, g.w + g.k - 1, g.c, filters].map(|n| n as u128);
+        let patch = (g.k * g.k) as u128 * c;
+        let input = hp * wp * c + (patch * f).div_ceil(IMAGES_PER_GROUP as u128);
+        pads_input as u128 * input + pads_grad as u128 * hp * wp * f
     }
 
     /// Whether [`DirectConv::forward`] can also run the 2×2 max pooling after it.

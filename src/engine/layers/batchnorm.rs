@@ -6,11 +6,17 @@
 //! input is then read as max(x, 0), and the gradient handed back only where x > 0. The
 //! results are bit for bit those of the two layers apart, and the ReLU's own passes over
 //! memory are saved (about 4 of 65 ms in MiniVGGNet's training step, `minivgg bench`).
+//!
+//! A MaxPool just after a BN layer (…→ BN → POOL) runs inside it too: the pool normalizes as
+//! it reads, and the backward pass reads the pool's gradient in place (see `pool.rs`), so
+//! neither BN's output nor the pool's input gradient is ever written.
 
+use super::pool::{MaxPool, Normalized, PooledGrad};
 use super::{Backward, Forward, Mode};
 use crate::engine::cpu::reduce::{partials_len, reduce_rows, ROWS_PER_CHUNK};
 use crate::engine::cpu::simd::{vectorized, Isa};
 use rayon::prelude::*;
+use std::ops::Range;
 
 pub const MOMENTUM: f64 = 0.99;
 pub const EPSILON: f64 = 1e-3;
@@ -33,6 +39,8 @@ pub struct BatchNorm {
     shift: Vec<f32>,
     partials: Vec<f64>,
     sums: Vec<f64>,
+    /// The MaxPool after it, where that runs here: its output is then this layer's.
+    pool: Option<MaxPool>,
 }
 
 impl BatchNorm {
@@ -59,6 +67,26 @@ impl BatchNorm {
             shift: vec![0.0; channels],
             partials: vec![0.0; partials_len(rows, 2 * channels)],
             sums: vec![0.0; 2 * channels],
+            pool: None,
+        }
+    }
+
+    /// The floats it keeps per sample of a batch of `per_sample` values each, in u128 as the
+    /// memory plan counts: the f64 partial sums of two statistics per channel and row chunk.
+    pub fn scratch_per_sample(per_sample: usize) -> u128 {
+        (4 * per_sample as u128).div_ceil(ROWS_PER_CHUNK as u128)
+    }
+
+    /// Whether the MaxPool after it runs here.
+    pub fn runs_pool(&self) -> bool {
+        self.pool.is_some()
+    }
+
+    /// The layer running `pool`, the MaxPool after it, too.
+    pub fn with_pool(self, pool: MaxPool) -> Self {
+        BatchNorm {
+            pool: Some(pool),
+            ..self
         }
     }
 
@@ -110,14 +138,25 @@ impl BatchNorm {
             Mode::Eval => self.use_moving_statistics(io.moving),
         }
         self.set_affine(io.weights);
-        normalize(
-            isa,
-            x,
-            &mut io.y[..rows * c],
-            &self.scale,
-            &self.shift,
+        let Some(pool) = &mut self.pool else {
+            let y = &mut io.y[..rows * c];
+            return normalize(isa, x, y, &self.scale, &self.shift, floor);
+        };
+        let normalized = Normalized {
+            scale: &self.scale,
+            shift: &self.shift,
             floor,
-        );
+        };
+        let pooled = Forward {
+            weights: &[],
+            moving: &mut [],
+            x,
+            y: io.y,
+            n: io.n,
+            mode: io.mode,
+            dropout_key: io.dropout_key,
+        };
+        pool.forward_normalized(pooled, Some(normalized));
     }
 
     /// The evaluation-mode output as `max(x, 0)·scale + shift` per channel, for a layer that
@@ -154,26 +193,25 @@ impl BatchNorm {
     pub fn backward(&mut self, io: Backward) {
         let (c, floor, isa) = (self.channels, self.floor, self.isa);
         let rows = io.n * self.per_sample / c;
-        let (x, dy) = (&io.x[..rows * c], &io.dy[..rows * c]);
+        let x = &io.x[..rows * c];
+        // The gradient of this layer's output: given, or read in place from the pool's.
+        let dy = match &self.pool {
+            Some(pool) => OutputGrad::Pooled(pool.pooled_grad(io.dy)),
+            None => OutputGrad::Dense(&io.dy[..rows * c]),
+        };
         // sums[..c] = Σ dy (beta's gradient), sums[c..] = Σ dy·x; then Σ dy·x̂ =
         // inv_std·(Σ dy·x − mean·Σ dy) is gamma's gradient.
         reduce_rows(rows, &mut self.partials, &mut self.sums, |range, s| {
             let (sum_dy, sum_dy_x) = s.split_at_mut(c);
-            let rows = range.start * c..range.end * c;
             vectorized!(isa, GradStatistics<'a> {
-                x: &'a [f32] = &x[rows.clone()],
-                dy: &'a [f32] = &dy[rows],
-                sum_dy: &'a mut [f64] = sum_dy,
-                sum_dy_x: &'a mut [f64] = sum_dy_x,
+                x: &'a [f32] = &x[range.start * c..range.end * c],
+                dy: OutputGrad<'a> = dy,
+                first: usize = range.start,
+                sums: (&'a mut [f64], &'a mut [f64]) = (sum_dy, sum_dy_x),
                 c: usize = c,
                 floor: f32 = floor,
             } => {
-                for (x, dy) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
-                    for j in 0..c {
-                        sum_dy[j] += dy[j] as f64;
-                        sum_dy_x[j] += (dy[j] * x[j].max(floor)) as f64;
-                    }
-                }
+                grad_statistics(x, dy, c, first, sums, floor)
             })
         });
         let (gamma_grad, beta_grad) = io.grads.split_at_mut(c);
@@ -197,6 +235,62 @@ impl BatchNorm {
         let Some(dx) = io.dx else { return };
         let factors = (&self.scale[..], &self.x_scale[..], &self.shift[..]);
         input_grad(isa, dy, x, &mut dx[..rows * c], factors, floor);
+    }
+}
+
+/// The gradient of a BatchNorm's output, row by row: `[rows × c]` values, or the gradient of
+/// the MaxPool after it, read in place.
+#[derive(Clone, Copy)]
+enum OutputGrad<'a> {
+    Dense(&'a [f32]),
+    Pooled(PooledGrad<'a>),
+}
+
+/// Channels at a time that [`OutputGrad::block`] reads: a block of a row fits the stack.
+const BLOCK: usize = 64;
+
+impl OutputGrad<'_> {
+    /// Channels `channels` of row r of the gradient (of `c` channels): in place where given,
+    /// else made in `scratch`.
+    #[inline(always)]
+    fn block<'s>(
+        &'s self,
+        r: usize,
+        (c, channels): (usize, Range<usize>),
+        scratch: &'s mut [f32; BLOCK],
+    ) -> &'s [f32] {
+        match self {
+            OutputGrad::Dense(dy) => &dy[r * c..][channels],
+            OutputGrad::Pooled(dy) => {
+                let out = &mut scratch[..channels.len()];
+                dy.expand(r, channels, out);
+                out
+            }
+        }
+    }
+}
+
+/// Σ dy and Σ dy·max(x, floor) per channel over the rows of `x`, the first being row `first`.
+#[inline(always)]
+fn grad_statistics(
+    x: &[f32],
+    dy: OutputGrad,
+    c: usize,
+    first: usize,
+    (sum_dy, sum_dy_x): (&mut [f64], &mut [f64]),
+    floor: f32,
+) {
+    let mut scratch = [0.0; BLOCK];
+    for (r, x) in x.chunks_exact(c).enumerate() {
+        for j0 in (0..c).step_by(BLOCK) {
+            let js = j0..(j0 + BLOCK).min(c);
+            let dy = dy.block(first + r, (c, js.clone()), &mut scratch);
+            let sums = sum_dy[js.clone()].iter_mut().zip(&mut sum_dy_x[js.clone()]);
+            for ((&dy, &x), (sum_dy, sum_dy_x)) in dy.iter().zip(&x[js]).zip(sums) {
+                *sum_dy += dy as f64;
+                *sum_dy_x += (dy * x.max(floor)) as f64;
+            }
+        }
     }
 }
 
@@ -227,37 +321,58 @@ fn normalize(isa: Isa, x: &[f32], y: &mut [f32], scale: &[f32], shift: &[f32], f
 /// `dx = dy·scale + max(x, floor)·x_scale + shift` per channel where x > floor, else 0.
 fn input_grad(
     isa: Isa,
-    dy: &[f32],
+    dy: OutputGrad,
     x: &[f32],
     dx: &mut [f32],
+    factors: (&[f32], &[f32], &[f32]),
+    floor: f32,
+) {
+    let c = factors.0.len();
+    let chunk = ROWS_PER_CHUNK * c;
+    dx.par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .enumerate()
+        .for_each(|(i, (dx, x))| {
+            vectorized!(isa, InputGrad<'a> {
+                dx: &'a mut [f32] = dx,
+                dy: OutputGrad<'a> = dy,
+                first: usize = i * ROWS_PER_CHUNK,
+                x: &'a [f32] = x,
+                factors: (&'a [f32], &'a [f32], &'a [f32]) = factors,
+                floor: f32 = floor,
+            } => {
+                input_grad_rows(dx, dy, first, x, factors, floor)
+            })
+        });
+}
+
+/// [`input_grad`] of the rows of `dx`, the first being row `first`.
+#[inline(always)]
+fn input_grad_rows(
+    dx: &mut [f32],
+    dy: OutputGrad,
+    first: usize,
+    x: &[f32],
     (scale, x_scale, shift): (&[f32], &[f32], &[f32]),
     floor: f32,
 ) {
     let c = scale.len();
-    let chunk = ROWS_PER_CHUNK * c;
-    dx.par_chunks_mut(chunk)
-        .zip(dy.par_chunks(chunk))
-        .zip(x.par_chunks(chunk))
-        .for_each(|((dx, dy), x)| {
-            vectorized!(isa, InputGrad<'a> {
-                dx: &'a mut [f32] = dx,
-                dy: &'a [f32] = dy,
-                x: &'a [f32] = x,
-                scale: &'a [f32] = scale,
-                x_scale: &'a [f32] = x_scale,
-                shift: &'a [f32] = shift,
-                c: usize = c,
-                floor: f32 = floor,
-            } => {
-                let rows = dx.chunks_exact_mut(c).zip(dy.chunks_exact(c));
-                for ((dx, dy), x) in rows.zip(x.chunks_exact(c)) {
-                    for j in 0..c {
-                        let v = dy[j] * scale[j] + x[j].max(floor) * x_scale[j] + shift[j];
-                        // A bit mask, not a branch, as in ReLU's own backward.
-                        let keep = ((x[j] > floor) as u32).wrapping_neg();
-                        dx[j] = f32::from_bits(v.to_bits() & keep);
-                    }
-                }
-            })
-        });
+    let mut scratch = [0.0; BLOCK];
+    for (r, (dx, x)) in dx.chunks_exact_mut(c).zip(x.chunks_exact(c)).enumerate() {
+        for j0 in (0..c).step_by(BLOCK) {
+            let js = j0..(j0 + BLOCK).min(c);
+            let dy = dy.block(first + r, (c, js.clone()), &mut scratch);
+            let factors = scale[js.clone()]
+                .iter()
+                .zip(&x_scale[js.clone()])
+                .zip(&shift[js.clone()]);
+            let values = dx[js.clone()].iter_mut().zip(dy).zip(&x[js]);
+            for (((dx, &dy), &x), ((&scale, &x_scale), &shift)) in values.zip(factors) {
+                let v = dy * scale + x.max(floor) * x_scale + shift;
+                // A bit mask, not a branch, as in ReLU's own backward.
+                let keep = ((x > floor) as u32).wrapping_neg();
+                *dx = f32::from_bits(v.to_bits() & keep);
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@ use super::{Backward, Forward};
 use crate::engine::cpu::conv::{self, DirectConv, Epilogue};
 use crate::engine::cpu::im2col::{col2im, im2col, ConvGeometry};
 use crate::engine::cpu::matmul::{matmul, Layout};
-use crate::engine::cpu::reduce::{column_sums, partials_len};
+use crate::engine::cpu::reduce::{column_sums, partials_len, ROWS_PER_CHUNK};
 use crate::engine::cpu::simd::Isa;
 use crate::model::Shape;
 
@@ -107,6 +107,13 @@ pub struct Dense {
 }
 
 impl Dense {
+    /// The floats it takes per sample of a batch beyond its output, in u128 as the memory
+    /// plan counts: `gemm`'s packed copies of the weight gradient's operands (`aᵀ · dy`),
+    /// whose depth is the batch, at most `inputs + units` a sample.
+    pub fn scratch_per_sample(inputs: usize, units: usize) -> u128 {
+        inputs as u128 + units as u128
+    }
+
     pub fn new(input: Shape, units: usize, capacity: usize) -> Self {
         Dense {
             inputs: input.len(),
@@ -160,6 +167,25 @@ impl Conv2d {
     /// or Winograd) rather than im2col and `gemm` (a lowered copy of its input per sample).
     pub fn runs_direct(filters: usize) -> bool {
         filters.is_multiple_of(conv::COLS)
+    }
+
+    /// The floats of scratch a convolution of `filters` over `input` keeps per sample of a
+    /// batch, in u128 as the memory plan counts: the direct kernels' (see
+    /// [`DirectConv::scratch_per_sample`]) or the lowered input of im2col, and the f64
+    /// partial sums of the bias gradient.
+    pub fn scratch_per_sample(input: Shape, filters: usize, kernel: usize) -> u128 {
+        let Shape::Image { h, w, c } = input else {
+            unreachable!("ModelSpec::place checks conv inputs")
+        };
+        let g = ConvGeometry { h, w, c, k: kernel };
+        let pixels = (h * w) as u128;
+        let bias_partials = (2 * filters as u128 * pixels).div_ceil(ROWS_PER_CHUNK as u128);
+        bias_partials
+            + if Self::runs_direct(filters) {
+                DirectConv::scratch_per_sample(g, filters)
+            } else {
+                pixels * (kernel * kernel) as u128 * c as u128
+            }
     }
 
     /// As [`Conv2d::new`], choosing the im2col and `gemm` path when `direct` is false (the

@@ -58,6 +58,8 @@ pub enum Layer {
     /// A ReLU that runs inside the BatchNorm after it (see `batchnorm.rs`); the network
     /// skips it.
     InNextLayer,
+    /// A Dropout that runs inside the MaxPool before it (see `pool.rs`); the network skips it.
+    InPreviousLayer,
 }
 
 /// Whether layer `i` of `placed` is a ReLU that runs inside the BatchNorm after it.
@@ -66,6 +68,35 @@ pub fn runs_in_next_layer(placed: &[PlacedLayer], i: usize) -> bool {
         && placed
             .get(i + 1)
             .is_some_and(|next| next.spec == LayerSpec::BatchNorm)
+}
+
+/// Whether layer `i` of `placed` runs inside the layer before it: a MaxPool after a
+/// BatchNorm (see `batchnorm.rs`), a Dropout after a MaxPool (see `pool.rs`).
+pub fn runs_in_previous_layer(placed: &[PlacedLayer], i: usize) -> bool {
+    let previous = match i.checked_sub(1) {
+        Some(p) => &placed[p].spec,
+        None => return false,
+    };
+    match placed[i].spec {
+        LayerSpec::MaxPool => *previous == LayerSpec::BatchNorm,
+        LayerSpec::Dropout { .. } => *previous == LayerSpec::MaxPool,
+        _ => false,
+    }
+}
+
+/// The last of the layers that layer `i` runs: itself and those after it that run inside the
+/// layer before them. Its output is layer `i`'s.
+pub fn last_run_by(placed: &[PlacedLayer], i: usize) -> usize {
+    let mut last = i;
+    while last + 1 < placed.len() && runs_in_previous_layer(placed, last + 1) {
+        last += 1;
+    }
+    last
+}
+
+/// Whether layer `i` runs inside a neighbour: the network plans it no buffers and skips it.
+pub fn runs_in_neighbour(placed: &[PlacedLayer], i: usize) -> bool {
+    runs_in_next_layer(placed, i) || runs_in_previous_layer(placed, i)
 }
 
 impl Layer {
@@ -79,6 +110,51 @@ impl Layer {
     pub fn batchnorm_after_relu(isa: Isa, placed: &PlacedLayer, capacity: usize) -> Layer {
         assert_eq!(placed.spec, LayerSpec::BatchNorm);
         Self::build(isa, placed, capacity, true)
+    }
+
+    /// A MaxPool layer that also runs the Dropout after it, of `rate`.
+    pub fn maxpool_then_dropout(
+        isa: Isa,
+        placed: &PlacedLayer,
+        rate: f32,
+        capacity: usize,
+    ) -> Layer {
+        assert_eq!(placed.spec, LayerSpec::MaxPool);
+        Layer::MaxPool(pool::MaxPool::new(isa, placed.input, capacity, Some(rate)))
+    }
+
+    /// Layer `i` of `placed` as a network runs it: inside a neighbour, or running itself and
+    /// the neighbours that run inside it.
+    pub fn in_network(isa: Isa, placed: &[PlacedLayer], i: usize, capacity: usize) -> Layer {
+        if runs_in_next_layer(placed, i) {
+            return Layer::InNextLayer;
+        }
+        if runs_in_previous_layer(placed, i) {
+            return Layer::InPreviousLayer;
+        }
+        let runs = &placed[i + 1..=last_run_by(placed, i)];
+        let dropout = runs.iter().find_map(|l| match l.spec {
+            LayerSpec::Dropout { rate } => Some(rate),
+            _ => None,
+        });
+        if placed[i].spec == LayerSpec::MaxPool {
+            return Layer::MaxPool(pool::MaxPool::new(isa, placed[i].input, capacity, dropout));
+        }
+        let relu_input = i > 0 && runs_in_next_layer(placed, i - 1);
+        match (
+            Self::build(isa, &placed[i], capacity, relu_input),
+            runs.first(),
+        ) {
+            (Layer::BatchNorm(bn), Some(pool)) => Layer::BatchNorm(
+                bn.with_pool(pool::MaxPool::new(isa, pool.input, capacity, dropout)),
+            ),
+            (layer, _) => layer,
+        }
+    }
+
+    /// Whether the layer is a BatchNorm that runs the MaxPool after it.
+    pub fn is_batchnorm_with_pool(&self) -> bool {
+        matches!(self, Layer::BatchNorm(bn) if bn.runs_pool())
     }
 
     fn build(isa: Isa, placed: &PlacedLayer, capacity: usize, relu_input: bool) -> Layer {
@@ -101,7 +177,9 @@ impl Layer {
                 capacity,
                 relu_input,
             )),
-            LayerSpec::MaxPool => Layer::MaxPool(pool::MaxPool::new(isa, placed.input, capacity)),
+            LayerSpec::MaxPool => {
+                Layer::MaxPool(pool::MaxPool::new(isa, placed.input, capacity, None))
+            }
             LayerSpec::Dropout { rate } => Layer::Dropout(elementwise::Dropout::new(
                 isa,
                 rate,
@@ -114,6 +192,11 @@ impl Layer {
         }
     }
 
+    /// Whether the layer runs inside a neighbour (the network skips it).
+    pub fn runs_in_neighbour(&self) -> bool {
+        matches!(self, Layer::InNextLayer | Layer::InPreviousLayer)
+    }
+
     pub fn forward(&mut self, io: Forward) {
         match self {
             Layer::Conv2d(l) => l.forward(io),
@@ -124,7 +207,7 @@ impl Layer {
             Layer::Dropout(l) => l.forward(io),
             Layer::Flatten => elementwise::flatten_forward(io),
             Layer::Softmax { classes } => softmax::softmax_forward(io.x, io.y, *classes),
-            Layer::InNextLayer => unreachable!("the network skips it"),
+            Layer::InNextLayer | Layer::InPreviousLayer => unreachable!("the network skips it"),
         }
     }
 
@@ -139,7 +222,7 @@ impl Layer {
             Layer::Dropout(l) => l.backward(io),
             Layer::Flatten => elementwise::flatten_backward(io),
             Layer::Softmax { .. } => unreachable!("softmax is fused with the loss"),
-            Layer::InNextLayer => unreachable!("the network skips it"),
+            Layer::InNextLayer | Layer::InPreviousLayer => unreachable!("the network skips it"),
         }
     }
 }
