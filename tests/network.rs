@@ -1,22 +1,25 @@
 //! The network runs some layers together (a ReLU inside the BatchNorm after it; a MaxPool and
 //! the Dropout after it inside the BatchNorm before them; in evaluation, CONV → RELU → BN and
 //! the pool as one pass). These tests run MiniVGGNet's layers one by one, each its own
-//! `Layer`, and require the network's results to be the same bit for bit.
+//! `Layer`, and require the network's results to be the same bit for bit, for every network
+//! the tests know.
 
 use minivgg::engine::layers::elementwise::dropout_key;
 use minivgg::engine::layers::softmax::softmax_cross_entropy;
 use minivgg::engine::layers::{Backward, Forward, Layer, Mode};
 use minivgg::engine::Network;
-use minivgg::model::zoo;
+use minivgg::model::ModelSpec;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod common;
+
 const N: usize = 3;
 
-/// MiniVGGNet with BN, its parameters and moving statistics drawn away from their initial
+/// The network of `spec`, its parameters and moving statistics drawn away from their initial
 /// values (so that BN's γ, β, mean and variance all matter), and a random input batch.
-fn network() -> (Network, Vec<f32>) {
-    let mut net = Network::new(&zoo::minivggnet(true), N, 1).unwrap();
+fn network(spec: &ModelSpec) -> (Network, Vec<f32>) {
+    let mut net = Network::new(spec, N, 1).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     for tensor in net.tensors().to_vec() {
         let name = tensor.name.rsplit('/').next().unwrap().to_string();
@@ -32,7 +35,7 @@ fn network() -> (Network, Vec<f32>) {
             .iter_mut()
             .for_each(|v| *v = rng.random_range(low..high));
     }
-    let input = (0..N * 32 * 32 * 3)
+    let input = (0..N * spec.input.len())
         .map(|_| rng.random_range(0.0..1.0))
         .collect();
     (net, input)
@@ -66,40 +69,49 @@ fn bits(values: &[f32]) -> Vec<u32> {
     values.iter().map(|v| v.to_bits()).collect()
 }
 
+/// Every network the tests know: the zoo's (MiniVGGNet with and without BN, ShallowNet,
+/// LeNet) and examples/vgg_three_blocks.json: between them every group of layers the network
+/// runs as one (a Flatten inside a ReLU, a MaxPool, or a BN that runs its pool and dropout; a
+/// MaxPool with and without BN before it).
 #[test]
 fn evaluation_forward_equals_the_layers_one_by_one() {
-    let (mut net, input) = network();
-    let (_, want) = forward_layer_by_layer(&net, &input, Mode::Eval);
-    net.input_mut(N).copy_from_slice(&input);
-    net.forward(N, Mode::Eval);
-    assert_eq!(bits(net.probabilities(N)), bits(want.last().unwrap()));
+    for spec in common::every_network() {
+        let (mut net, input) = network(&spec);
+        let (_, want) = forward_layer_by_layer(&net, &input, Mode::Eval);
+        net.input_mut(N).copy_from_slice(&input);
+        net.forward(N, Mode::Eval);
+        let got = bits(net.probabilities(N));
+        assert_eq!(got, bits(want.last().unwrap()), "{}", spec.name);
+    }
 }
 
 #[test]
 fn training_gradients_equal_the_layers_one_by_one() {
-    let (mut net, input) = network();
-    let labels = [3u8, 0, 7];
-    let (mut layers, acts) = forward_layer_by_layer(&net, &input, Mode::Train);
-    // Backward from the logits' gradient, as `Network::train_batch` starts it.
-    let last = layers.len() - 1;
-    let mut dy = vec![0.0; acts[last].len()];
-    softmax_cross_entropy(&acts[last], &labels, net.classes(), Some(&mut dy));
-    let mut grads = vec![0.0; net.grads.len()];
-    for i in (0..last).rev() {
-        let weights = net.layer_ranges()[i].weights.clone();
-        let mut dx = vec![0.0; acts[i].len()];
-        layers[i].backward(Backward {
-            weights: &net.params[weights.clone()],
-            grads: &mut grads[weights],
-            x: &acts[i],
-            y: &acts[i + 1],
-            dy: &dy,
-            dx: (i > 0).then_some(&mut dx[..]),
-            n: N,
-        });
-        dy = dx;
+    for spec in common::every_network() {
+        let (mut net, input) = network(&spec);
+        let labels = [3u8, 0, 7];
+        let (mut layers, acts) = forward_layer_by_layer(&net, &input, Mode::Train);
+        // Backward from the logits' gradient, as `Network::train_batch` starts it.
+        let last = layers.len() - 1;
+        let mut dy = vec![0.0; acts[last].len()];
+        softmax_cross_entropy(&acts[last], &labels, net.classes(), Some(&mut dy));
+        let mut grads = vec![0.0; net.grads.len()];
+        for i in (0..last).rev() {
+            let weights = net.layer_ranges()[i].weights.clone();
+            let mut dx = vec![0.0; acts[i].len()];
+            layers[i].backward(Backward {
+                weights: &net.params[weights.clone()],
+                grads: &mut grads[weights],
+                x: &acts[i],
+                y: &acts[i + 1],
+                dy: &dy,
+                dx: (i > 0).then_some(&mut dx[..]),
+                n: N,
+            });
+            dy = dx;
+        }
+        net.input_mut(N).copy_from_slice(&input);
+        net.train_batch(&labels);
+        assert_eq!(bits(&net.grads), bits(&grads), "{}", spec.name);
     }
-    net.input_mut(N).copy_from_slice(&input);
-    net.train_batch(&labels);
-    assert_eq!(bits(&net.grads), bits(&grads));
 }

@@ -60,8 +60,8 @@ pub struct Network {
     inputs: Vec<usize>,
     /// The values per sample of each layer's output: that of the last layer it runs.
     output_lens: Vec<usize>,
-    /// The same in evaluation, where Dropout and Flatten are skipped (they pass their input
-    /// on unchanged): the layer after one reads what it would have copied.
+    /// The same in evaluation, where a Dropout is skipped (it passes its input on unchanged):
+    /// the layer after one reads what it would have copied.
     eval_inputs: Vec<usize>,
     /// The mode of the last forward pass (which buffers it wrote).
     last_mode: Mode,
@@ -473,9 +473,10 @@ pub struct LayerTimes {
     pub eval_ms: f64,
 }
 
-/// Whether `layer` passes its input on unchanged in evaluation.
+/// Whether `layer` passes its input on unchanged in evaluation (a Flatten always does, and
+/// runs in the layer before it).
 fn passes_input_on_in_eval(layer: &Layer) -> bool {
-    matches!(layer, Layer::Dropout(_) | Layer::Flatten)
+    matches!(layer, Layer::Dropout(_))
 }
 
 /// Glorot's fan-in and fan-out: a conv kernel `[k, k, in, out]` counts its receptive field.

@@ -58,7 +58,8 @@ pub enum Layer {
     /// A ReLU that runs inside the BatchNorm after it (see `batchnorm.rs`); the network
     /// skips it.
     InNextLayer,
-    /// A Dropout that runs inside the MaxPool before it (see `pool.rs`); the network skips it.
+    /// A layer that runs inside the one before it (see [`runs_in_previous_layer`]); the
+    /// network skips it.
     InPreviousLayer,
 }
 
@@ -71,7 +72,8 @@ pub fn runs_in_next_layer(placed: &[PlacedLayer], i: usize) -> bool {
 }
 
 /// Whether layer `i` of `placed` runs inside the layer before it: a MaxPool after a
-/// BatchNorm (see `batchnorm.rs`), a Dropout after a MaxPool (see `pool.rs`).
+/// BatchNorm (see `batchnorm.rs`), a Dropout after a MaxPool (see `pool.rs`), and any Flatten
+/// (NHWC images flatten in Keras' own order: the output of the layer before is already its).
 pub fn runs_in_previous_layer(placed: &[PlacedLayer], i: usize) -> bool {
     let previous = match i.checked_sub(1) {
         Some(p) => &placed[p].spec,
@@ -80,6 +82,7 @@ pub fn runs_in_previous_layer(placed: &[PlacedLayer], i: usize) -> bool {
     match placed[i].spec {
         LayerSpec::MaxPool => *previous == LayerSpec::BatchNorm,
         LayerSpec::Dropout { .. } => *previous == LayerSpec::MaxPool,
+        LayerSpec::Flatten => true,
         _ => false,
     }
 }
@@ -141,10 +144,8 @@ impl Layer {
             return Layer::MaxPool(pool::MaxPool::new(isa, placed[i].input, capacity, dropout));
         }
         let relu_input = i > 0 && runs_in_next_layer(placed, i - 1);
-        match (
-            Self::build(isa, &placed[i], capacity, relu_input),
-            runs.first(),
-        ) {
+        let pool = runs.first().filter(|l| l.spec == LayerSpec::MaxPool);
+        match (Self::build(isa, &placed[i], capacity, relu_input), pool) {
             (Layer::BatchNorm(bn), Some(pool)) => Layer::BatchNorm(
                 bn.with_pool(pool::MaxPool::new(isa, pool.input, capacity, dropout)),
             ),
