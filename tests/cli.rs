@@ -705,7 +705,7 @@ fn a_batch_larger_than_the_split_is_capped_and_the_plan_is_printed() {
 
     let out = minivgg(&["summary", "--model", "minivggnet"]);
     assert!(
-        text(&out.stdout).contains("\nTraining on CIFAR-10 needs 357 MiB of memory (batches of 64: 90 MiB; parameters and optimizer 25 MiB; checkpoints 66 MiB; data 176 MiB)\n"),
+        text(&out.stdout).contains("\nTraining on CIFAR-10 needs 355 MiB of memory (batches of 64: 88 MiB; parameters and optimizer 25 MiB; checkpoints 66 MiB; data 176 MiB)\n"),
         "{}",
         text(&out.stdout)
     );
@@ -740,7 +740,7 @@ fn resuming_a_checkpoint_too_large_for_this_machine_says_what_fits() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.starts_with("error: --batch-size 50000: the run needs 69.0 GiB of memory")
+        stderr.starts_with("error: --batch-size 50000: the run needs 67.4 GiB of memory")
             && stderr.contains("the largest batch size that fits is"),
         "{stderr}"
     );

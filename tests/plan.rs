@@ -79,3 +79,19 @@ fn the_plan_covers_what_a_batch_allocates_within_a_third_more() {
         assert!(ratio <= 1.34, "{name}: the plan overstates");
     }
 }
+
+/// The GPU runs every layer on its own: ShallowNet (CONV 32 3×3 → RELU → FLATTEN → DENSE 10 →
+/// SOFTMAX on 32×32×3) keeps, per sample, its input (3,072 floats), an output and a gradient
+/// for each layer (32,768 for the conv, the ReLU and the Flatten, 10 for the dense layer and
+/// the softmax) and the conv's im2col columns (3,072 · 9), as `engine/cuda/network.rs`
+/// allocates them: 227,368 floats.
+#[test]
+fn the_gpu_plan_counts_every_layers_own_buffers() {
+    let shallownet = minivgg::model::zoo::shallownet();
+    let plan = MemoryPlan::for_training_on_gpu(&shallownet, 64, 0).unwrap();
+    assert_eq!(
+        plan.per_sample,
+        4 * (3072 + 3 * 2 * 32_768 + 2 * 2 * 10 + 3072 * 9)
+    );
+    assert_eq!(plan.checkpoints, 0);
+}

@@ -60,8 +60,11 @@ pub struct Network {
     inputs: Vec<usize>,
     /// The values per sample of each layer's output: that of the last layer it runs.
     output_lens: Vec<usize>,
-    /// The same in evaluation, where a Dropout is skipped (it passes its input on unchanged):
-    /// the layer after one reads what it would have copied.
+    /// The layer whose dropout mask each layer draws: its own, or that of the Dropout it runs
+    /// (so the mask is the one that Dropout would draw).
+    dropout_layers: Vec<usize>,
+    /// The same in evaluation, where a Dropout (or a first-layer Flatten) is skipped (it passes
+    /// its input on unchanged): the layer after one reads what it would have copied.
     eval_inputs: Vec<usize>,
     /// The mode of the last forward pass (which buffers it wrote).
     last_mode: Mode,
@@ -153,6 +156,13 @@ impl Network {
         let output_lens: Vec<usize> = (0..placed.len())
             .map(|i| placed[last_run_by(&placed, i)].output.len())
             .collect();
+        let dropout_layers = (0..placed.len())
+            .map(|i| {
+                let runs = i + 1..=last_run_by(&placed, i);
+                let dropout = |&j: &usize| matches!(placed[j].spec, LayerSpec::Dropout { .. });
+                runs.into_iter().find(dropout).unwrap_or(i)
+            })
+            .collect();
         // holds[b]: the buffer that holds, in evaluation, what acts[b] would.
         let mut holds: Vec<usize> = (0..=placed.len()).collect();
         let eval_inputs = (0..placed.len())
@@ -185,6 +195,7 @@ impl Network {
             layers,
             inputs,
             output_lens,
+            dropout_layers,
             eval_inputs,
             last_mode: Mode::Train,
             placed,
@@ -335,7 +346,7 @@ impl Network {
     /// Layer i's forward pass, reading `acts[input]`.
     fn forward_layer(&mut self, i: usize, input: usize, n: usize, mode: Mode) {
         let LayerRanges { weights, moving } = self.ranges[i].clone();
-        let key = dropout_key(self.dropout_seed, self.train_steps, self.dropout_layer(i));
+        let key = dropout_key(self.dropout_seed, self.train_steps, self.dropout_layers[i]);
         let (before, after) = self.acts.split_at_mut(i + 1);
         self.layers[i].forward(Forward {
             weights: &self.params[weights],
@@ -346,15 +357,6 @@ impl Network {
             mode,
             dropout_key: key,
         });
-    }
-
-    /// The layer whose dropout mask layer i draws: its own, or that of the Dropout it runs
-    /// (so the mask is the one that Dropout would draw).
-    fn dropout_layer(&self, i: usize) -> usize {
-        let runs = i + 1..=last_run_by(&self.placed, i);
-        runs.into_iter()
-            .find(|&j| matches!(self.placed[j].spec, LayerSpec::Dropout { .. }))
-            .unwrap_or(i)
     }
 
     /// Whether layers i, i + 1 and i + 2 are a convolution, a ReLU and the BatchNorm that
@@ -420,11 +422,13 @@ impl Network {
         self.forward(n, Mode::Train);
         let last = self.layers.len() - 1;
         let classes = self.classes();
+        // The softmax's input: the logits, wherever the layers before it stored them.
+        let logits = self.inputs[last];
         let metrics = softmax_cross_entropy(
-            &self.acts[last][..n * classes],
+            &self.acts[logits][..n * classes],
             labels,
             classes,
-            Some(&mut self.grad_acts[last][..n * classes]),
+            Some(&mut self.grad_acts[logits][..n * classes]),
         );
         for i in (0..last).rev() {
             if self.layers[i].runs_in_neighbour() {
@@ -473,10 +477,10 @@ pub struct LayerTimes {
     pub eval_ms: f64,
 }
 
-/// Whether `layer` passes its input on unchanged in evaluation (a Flatten always does, and
-/// runs in the layer before it).
+/// Whether `layer` passes its input on unchanged in evaluation (a Flatten after another layer
+/// runs inside it; this is one that comes first).
 fn passes_input_on_in_eval(layer: &Layer) -> bool {
-    matches!(layer, Layer::Dropout(_))
+    matches!(layer, Layer::Dropout(_) | Layer::Flatten)
 }
 
 /// Glorot's fan-in and fan-out: a conv kernel `[k, k, in, out]` counts its receptive field.

@@ -271,6 +271,24 @@ fn floats_per_sample(spec: &ModelSpec, placed: &[PlacedLayer]) -> u128 {
     floats + floats.div_ceil(16)
 }
 
+/// The floats the GPU's network keeps per sample of a batch (`engine/cuda/network.rs`): it runs
+/// every layer on its own, so each keeps its output and gradient, every convolution its im2col
+/// columns and every pool its winners (a byte each). Of a placed, checked architecture.
+pub fn gpu_floats_per_sample(spec: &ModelSpec, placed: &[PlacedLayer]) -> u128 {
+    let layers = placed.iter().map(|layer| {
+        let out = layer.output.len() as u128;
+        2 * out
+            + match (&layer.spec, layer.input) {
+                (&LayerSpec::Conv2d { kernel, .. }, input) => {
+                    input.len() as u128 * (kernel * kernel) as u128
+                }
+                (LayerSpec::MaxPool, _) => out.div_ceil(4),
+                _ => 0,
+            }
+    });
+    spec.input.len() as u128 + layers.sum::<u128>()
+}
+
 /// The architecture stored in the bytes of a weights file read from `path`.
 pub fn spec_in(path: &Path, bytes: &[u8]) -> Result<ModelSpec> {
     Ok(spec_of(path, &read_metadata(path, bytes)?, bytes.len())?.0)

@@ -291,11 +291,10 @@ pub fn evaluate_on_gpu(gpu: Gpu, net: &Network, split: &Split) -> Result<(BatchM
 }
 
 /// Refuses a run whose buffers do not fit in the GPU's free memory, before they are allocated.
-/// The plan is the host's (the GPU's layers keep the same activations and gradients, and it
-/// holds both splits, `data_bytes`); where the driver cannot say what is free, the allocation
-/// decides.
+/// The plan is the GPU's own (every layer's buffers, and both splits, `data_bytes`); where the
+/// driver cannot say what is free, the allocation decides.
 fn check_gpu_memory(gpu: &Gpu, net: &Network, data_bytes: u64) -> Result<()> {
-    let plan = MemoryPlan::for_training(&net.spec, net.capacity(), 1, data_bytes)?.on_gpu();
+    let plan = MemoryPlan::for_training_on_gpu(&net.spec, net.capacity(), data_bytes)?;
     if gpu.stream.context().bind_to_thread().is_err() {
         return Ok(());
     }

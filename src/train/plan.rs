@@ -3,7 +3,7 @@
 //! refused with both numbers and the largest batch size that would, instead of an allocation
 //! failure or the kernel's OOM killer minutes in.
 
-use crate::model::io::check_architecture;
+use crate::model::io::{check_architecture, gpu_floats_per_sample};
 use crate::model::spec::ParamKind;
 use crate::model::ModelSpec;
 use anyhow::Result;
@@ -57,12 +57,20 @@ impl MemoryPlan {
         })
     }
 
-    /// What the GPU holds of it: everything but the checkpoints, which are encoded on the host.
-    pub fn on_gpu(&self) -> MemoryPlan {
-        MemoryPlan {
+    /// What a GPU training `spec` in batches of `batch_size` holds: its own layers' buffers
+    /// (it runs no layer inside another: [`gpu_floats_per_sample`]), the parameters and the
+    /// data, and no checkpoints, which are encoded on the host.
+    pub fn for_training_on_gpu(
+        spec: &ModelSpec,
+        batch_size: usize,
+        data: u64,
+    ) -> Result<MemoryPlan> {
+        let (placed, _) = check_architecture(spec)?;
+        Ok(MemoryPlan {
+            per_sample: u64::try_from(4 * gpu_floats_per_sample(spec, &placed)).unwrap_or(u64::MAX),
             checkpoints: 0,
-            ..*self
-        }
+            ..Self::for_training(spec, batch_size, 1, data)?
+        })
     }
 
     /// Everything, in bytes.

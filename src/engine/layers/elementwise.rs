@@ -45,7 +45,8 @@ pub fn relu_backward(isa: Isa, io: Backward) {
         });
 }
 
-/// NHWC images flatten in Keras' own order, so Flatten only copies.
+/// NHWC images flatten in Keras' own order, so Flatten only copies (as a first layer; after
+/// another it runs inside that one, which already wrote its output).
 pub fn flatten_forward(io: Forward) {
     let len = io.y.len();
     io.y.copy_from_slice(&io.x[..len]);
