@@ -53,6 +53,7 @@ fn main() -> Result<()> {
         progress: true,
         stop: None,
         augment: false,
+        shuffle: true,
     };
     let mut history = Progress::default();
     fit(

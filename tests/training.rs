@@ -43,6 +43,7 @@ fn train(seed: u64, augment: bool) -> (Vec<f32>, Vec<f32>, History) {
         progress: false,
         stop: None,
         augment,
+        shuffle: true,
     };
     let mut progress = Progress::default();
     let outcome = fit(
@@ -107,6 +108,7 @@ fn a_run_stopped_after_every_batch_and_resumed_from_disk_ends_bit_identical() {
         progress: false,
         stop: Some(Arc::new(AtomicBool::new(true))),
         augment: settings.augment,
+        shuffle: true,
     };
     let mut stops = 0;
     let mut writer = BackgroundWriter::new();

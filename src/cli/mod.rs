@@ -82,6 +82,38 @@ fn usage(message: String) -> anyhow::Error {
     UsageError(message).into()
 }
 
+/// The `minivgg` command with `args` (the program's name first): parses them, runs the
+/// subcommand, prints an error as `error: …`, and returns the exit code. The binary and the
+/// Python package's `minivgg` command both call this.
+pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap's own text: usage errors on stderr, --help and --version on stdout.
+            let _ = err.print();
+            return err.exit_code() as u8;
+        }
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            exit_code(&err)
+        }
+    }
+}
+
+/// Rust ignores SIGPIPE, so printing to a closed pipe (`minivgg data | head`) panics; the
+/// default action ends the program quietly, as every Unix tool does. For a process that is
+/// the command: call it first, before any thread exists.
+pub fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: SIG_DFL is a valid action; callers run it before starting threads.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train::train(args),

@@ -16,6 +16,7 @@ use crate::engine::{Network, Precision};
 use crate::fsutil::{ensure_writable, remove_stale_temporaries, BackgroundWriter};
 use crate::model::{io as model_io, ModelSpec};
 use crate::report::monitor::TrainingMonitor;
+use crate::report::tensorboard::EventWriter;
 use crate::train::checkpoint::{self, Checkpoint, DirLock, RunSettings, SaveBest};
 use crate::train::fit::{check_device, epoch_line, fit_on, Diverged, FitConfig, Outcome, Progress};
 use crate::train::history::History;
@@ -50,6 +51,10 @@ pub struct TrainArgs {
     /// Default: beside the plot, PLOT_checkpoint/.
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,
+    /// Also write each epoch's loss, accuracy, val_loss, val_accuracy and learning rate as
+    /// TensorBoard scalars in a new event file in DIR (`tensorboard --logdir DIR` shows them).
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
     /// Go on with the run whose checkpoint is in DIR, with that run's own settings.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "model", "no_bn", "output", "epochs", "batch_size", "lr", "momentum", "no_nesterov",
@@ -220,6 +225,8 @@ pub(super) struct RunFiles {
     save: Option<PathBuf>,
     /// `--save-best`: NAME_best.safetensors beside `save`.
     save_best: Option<PathBuf>,
+    /// `--tensorboard`: the directory of the run's event file.
+    pub(super) tensorboard: Option<PathBuf>,
 }
 
 impl RunFiles {
@@ -241,6 +248,7 @@ impl RunFiles {
             checkpoint_dir,
             save: settings.save.clone(),
             save_best,
+            tensorboard: None,
         }
     }
 
@@ -358,6 +366,7 @@ fn finished(dir: &Path, files: &RunFiles, settings: &RunSettings, done: usize) -
 
 pub(super) fn train(args: TrainArgs) -> Result<()> {
     let (mut files, resumed) = run_outputs(&args)?;
+    files.tensorboard = args.tensorboard.clone();
     if let (Some(dir), Some((settings, done))) = (&args.resume, &resumed) {
         if finished(dir, &files, settings, *done) {
             return Ok(());
@@ -465,6 +474,7 @@ pub(super) fn train_run(
         progress: true,
         stop: Some(stop),
         augment: settings.augment,
+        shuffle: true,
     };
     // One writer, so each epoch's files land in order: the monitor's, the best model, then
     // the checkpoint that records them.
@@ -473,6 +483,11 @@ pub(super) fn train_run(
         .save_best
         .clone()
         .map(|path| SaveBest::new(path, &progress.history));
+    let mut events = match &files.tensorboard {
+        Some(dir) => Some(EventWriter::create(dir).map_err(bad_input)?),
+        None => None,
+    };
+    let updates_per_epoch = data.train.len().div_ceil(net.capacity()) as u64;
     let fitted = fit_on(
         device,
         &mut net,
@@ -485,6 +500,18 @@ pub(super) fn train_run(
             let mut writer = writer.borrow_mut();
             if let Some(last) = history.last() {
                 println!("{}", epoch_line(last, settings.epochs));
+                if let Some(events) = &mut events {
+                    // The rate the epoch ended at; steps count epochs from 0, as Keras'.
+                    let lr = settings.sgd.lr_at(last.epoch as u64 * updates_per_epoch);
+                    let scalars = [
+                        ("loss", last.loss),
+                        ("accuracy", last.acc),
+                        ("val_loss", last.val_loss),
+                        ("val_accuracy", last.val_acc),
+                        ("learning_rate", f64::from(lr)),
+                    ];
+                    events.write_scalars(last.epoch as u64 - 1, scalars)?;
+                }
             }
             let (monitor, history_so_far) = (files.monitor.clone(), history.clone());
             writer.submit(move || monitor.write(&history_so_far))?;

@@ -22,7 +22,7 @@ pub fn epoch_order(len: usize, seed: u64, epoch: usize) -> Vec<usize> {
 /// The ChaCha stream of the seed that shuffles (the network's initialisation uses stream 0).
 const SHUFFLE_STREAM: u64 = 1;
 
-/// Writes the images at `indices` as NHWC f32 in [0, 1] into `input`, their labels into
+/// Writes the images at `indices` as NHWC f32 (in [0, 1] for the data sets' bytes) into `input`, their labels into
 /// `labels`; with an augmentation key (see [`augment::epoch_key`]), each image cropped and
 /// flipped as [`augment::draw`] says.
 pub fn gather(
@@ -33,26 +33,21 @@ pub fn gather(
     labels: &mut Vec<u8>,
 ) {
     labels.clear();
-    let shape = split.shape();
+    let (shape, encoding) = (split.shape(), split.encoding());
+    let value_bytes = encoding.value_bytes();
     let (height, width, channels) = (shape.height as i64, shape.width as i64, shape.channels);
     for (dst, &i) in input.chunks_exact_mut(shape.len()).zip(indices) {
         let image = split.image(i);
         match augment_key {
-            None => {
-                for (d, s) in dst.iter_mut().zip(image) {
-                    *d = *s as f32 / 255.0;
-                }
-            }
+            None => encoding.decode(image, dst),
             Some(key) => {
                 let crop = augment::draw(key, i);
                 for (p, pixel) in dst.chunks_exact_mut(channels).enumerate() {
                     let (y, x) = (p as i64 / width, p as i64 % width);
                     match crop.source(y, x, height, width) {
                         Some((sy, sx)) => {
-                            let at = (sy * width + sx) as usize * channels;
-                            for (d, s) in pixel.iter_mut().zip(&image[at..at + channels]) {
-                                *d = *s as f32 / 255.0;
-                            }
+                            let at = (sy * width + sx) as usize * channels * value_bytes;
+                            encoding.decode(&image[at..at + channels * value_bytes], pixel);
                         }
                         None => pixel.fill(0.0),
                     }

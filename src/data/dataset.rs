@@ -49,6 +49,50 @@ impl fmt::Display for ImageShape {
     }
 }
 
+/// How a split's stored bytes become the engine's input values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PixelEncoding {
+    /// A byte a value, scaled to [0, 1]: the tutorial's `astype("float") / 255.0`. Every data
+    /// set the command line reads.
+    #[default]
+    Scaled,
+    /// A byte a value, taken as it is (0 to 255): a uint8 array handed to Keras' `fit`.
+    Raw,
+    /// Four bytes a value, a little-endian f32: float arrays that are not all k/255.
+    Float32,
+}
+
+impl PixelEncoding {
+    /// Bytes per stored value.
+    pub fn value_bytes(self) -> usize {
+        match self {
+            PixelEncoding::Scaled | PixelEncoding::Raw => 1,
+            PixelEncoding::Float32 => 4,
+        }
+    }
+
+    /// Decodes `bytes` (`value_bytes()` per value) into `values`.
+    pub fn decode(self, bytes: &[u8], values: &mut [f32]) {
+        match self {
+            PixelEncoding::Scaled => {
+                for (v, b) in values.iter_mut().zip(bytes) {
+                    *v = *b as f32 / 255.0;
+                }
+            }
+            PixelEncoding::Raw => {
+                for (v, b) in values.iter_mut().zip(bytes) {
+                    *v = *b as f32;
+                }
+            }
+            PixelEncoding::Float32 => {
+                for (v, b) in values.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+        }
+    }
+}
+
 /// Where a split's pixels live: in memory, or in a file mapped into memory (the image cache),
 /// whose pages the OS reads in as they are touched and may drop again.
 #[derive(Clone)]
@@ -71,10 +115,11 @@ impl Pixels {
 }
 
 /// One split: `len()` images of `shape()`, image i at `images()[i*L..(i+1)*L]` with
-/// L = `shape().len()`, and `labels()[i]` its class.
+/// L = `image_bytes()` (`shape().len()` values of `encoding()`), and `labels()[i]` its class.
 #[derive(Clone)]
 pub struct Split {
     shape: ImageShape,
+    encoding: PixelEncoding,
     pixels: Pixels,
     labels: Vec<u8>,
 }
@@ -85,13 +130,27 @@ impl Split {
     /// # Panics
     /// If `images` does not hold exactly one image of `shape` per label.
     pub fn new(shape: ImageShape, images: Vec<u8>, labels: Vec<u8>) -> Split {
+        Split::encoded(shape, PixelEncoding::Scaled, images, labels)
+    }
+
+    /// A split of `labels.len()` images held in memory, their values stored as `encoding`.
+    ///
+    /// # Panics
+    /// If `images` does not hold exactly one image of `shape` per label.
+    pub fn encoded(
+        shape: ImageShape,
+        encoding: PixelEncoding,
+        images: Vec<u8>,
+        labels: Vec<u8>,
+    ) -> Split {
         assert_eq!(
             images.len(),
-            labels.len() * shape.len(),
+            labels.len() * shape.len() * encoding.value_bytes(),
             "one image per label"
         );
         Split {
             shape,
+            encoding,
             pixels: Pixels::Owned(images),
             labels,
         }
@@ -110,6 +169,7 @@ impl Split {
         );
         Split {
             shape,
+            encoding: PixelEncoding::Scaled,
             pixels: Pixels::Mapped { map, start, len },
             labels,
         }
@@ -122,6 +182,15 @@ impl Split {
 
     pub fn shape(&self) -> ImageShape {
         self.shape
+    }
+
+    pub fn encoding(&self) -> PixelEncoding {
+        self.encoding
+    }
+
+    /// The bytes one image is stored in.
+    pub fn image_bytes(&self) -> usize {
+        self.shape.len() * self.encoding.value_bytes()
     }
 
     pub fn len(&self) -> usize {
@@ -138,7 +207,7 @@ impl Split {
     }
 
     pub fn image(&self, i: usize) -> &[u8] {
-        let n = self.shape.len();
+        let n = self.image_bytes();
         &self.images()[i * n..(i + 1) * n]
     }
 
@@ -161,7 +230,7 @@ impl Split {
     pub fn truncate(&mut self, len: usize) {
         let len = len.min(self.len());
         self.labels.truncate(len);
-        let bytes = len * self.shape.len();
+        let bytes = len * self.image_bytes();
         match &mut self.pixels {
             Pixels::Owned(images) => images.truncate(bytes),
             Pixels::Mapped { len, .. } => *len = bytes,
@@ -170,12 +239,12 @@ impl Split {
 
     /// The images at `indices`, in that order, as a new split held in memory.
     pub fn select(&self, indices: &[usize]) -> Split {
-        let mut images = Vec::with_capacity(indices.len() * self.shape.len());
+        let mut images = Vec::with_capacity(indices.len() * self.image_bytes());
         for &i in indices {
             images.extend_from_slice(self.image(i));
         }
         let labels = indices.iter().map(|&i| self.labels[i]).collect();
-        Split::new(self.shape, images, labels)
+        Split::encoded(self.shape, self.encoding, images, labels)
     }
 
     /// The bytes this split keeps in memory: all of them when owned; when mapped, only its
@@ -207,7 +276,10 @@ impl Split {
 
 impl PartialEq for Split {
     fn eq(&self, other: &Split) -> bool {
-        self.shape == other.shape && self.labels == other.labels && self.images() == other.images()
+        self.shape == other.shape
+            && self.encoding == other.encoding
+            && self.labels == other.labels
+            && self.images() == other.images()
     }
 }
 
@@ -219,6 +291,7 @@ impl fmt::Debug for Split {
         f.debug_struct("Split")
             .field("len", &self.len())
             .field("shape", &self.shape)
+            .field("encoding", &self.encoding)
             .field("mapped", &self.is_mapped())
             .finish_non_exhaustive()
     }
@@ -269,6 +342,10 @@ impl Dataset {
             hash.update(name.as_bytes());
         }
         for split in [&self.train, &self.test] {
+            // The command line's data is all Scaled: its fingerprints stay as they were.
+            if split.encoding() != PixelEncoding::Scaled {
+                hash.update(format!("{:?}", split.encoding()).as_bytes());
+            }
             hash.update(&(split.len() as u64).to_le_bytes());
             hash.update(split.images());
             hash.update(split.labels());

@@ -215,6 +215,18 @@ impl Network {
         Ok(net)
     }
 
+    /// The same network — weights, BN statistics, dropout state and precision — for batches
+    /// of up to `capacity` samples.
+    pub fn with_capacity(&self, capacity: usize) -> Result<Network> {
+        let mut net = Self::with_isa(&self.spec, capacity, 0, self.isa)?;
+        net.precision = self.precision;
+        net.params.copy_from_slice(&self.params);
+        net.moving.copy_from_slice(&self.moving);
+        net.dropout_seed = self.dropout_seed;
+        net.train_steps = self.train_steps;
+        Ok(net)
+    }
+
     fn initialize(&mut self, seed: u64) {
         // Stream 0 of the seed; shuffling reads stream 1 (data::batches::epoch_order).
         let mut rng = ChaCha8Rng::seed_from_u64(seed);

@@ -24,11 +24,23 @@ pub struct FitConfig {
     pub stop: Option<Arc<AtomicBool>>,
     /// Random crops and flips of the training images (`--augment`).
     pub augment: bool,
+    /// A new random order of the training images every epoch (Keras' `shuffle=True`, what
+    /// the command line always does); else their own order.
+    pub shuffle: bool,
 }
 
 impl FitConfig {
     pub fn stop_requested(&self) -> bool {
         self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+
+    /// Epoch `epoch`'s order of the `len` training images.
+    pub fn order(&self, len: usize, epoch: usize) -> Vec<usize> {
+        if self.shuffle {
+            epoch_order(len, self.seed, epoch)
+        } else {
+            (0..len).collect()
+        }
     }
 
     /// The augmentation key of `epoch`, if the run augments.
@@ -88,54 +100,17 @@ pub fn fit(
     mut on_epoch: impl FnMut(&Network, &History) -> Result<()>,
     mut checkpoint: impl FnMut(&Network, &Sgd, &Progress) -> Result<()>,
 ) -> Result<Outcome> {
-    let batch = net.capacity();
-    let mut labels = Vec::with_capacity(batch);
-    let batches = train.len().div_ceil(batch);
     while progress.history.epochs.len() < config.epochs {
-        let epoch = progress.epoch();
         let started = Instant::now();
-        let order = epoch_order(train.len(), config.seed, epoch);
-        let augment_key = config.augment_key(epoch);
-        let bar = progress_bar(config.progress, batches as u64, epoch, config.epochs);
-        bar.set_position(progress.batches_done as u64);
-        for (b, indices) in order.chunks(batch).enumerate().skip(progress.batches_done) {
-            gather(
-                train,
-                indices,
-                augment_key,
-                net.input_mut(indices.len()),
-                &mut labels,
-            );
-            let metrics = net.train_batch(&labels);
-            if !metrics.loss_sum.is_finite() {
-                bail!(Diverged {
-                    loss: metrics.loss_sum,
-                    epoch,
-                    batch: Some(b + 1),
-                });
-            }
-            sgd.step(&mut net.params, &net.grads);
-            progress.partial += metrics;
-            progress.batches_done = b + 1;
-            bar.inc(1);
-            if b % 16 == 0 {
-                bar.set_message(format!(
-                    "loss: {:.4} - acc: {:.4}",
-                    progress.partial.mean_loss(),
-                    progress.partial.accuracy()
-                ));
-            }
-            if config.stop_requested() {
-                bar.finish_and_clear();
-                progress.partial_seconds += started.elapsed().as_secs_f64();
-                checkpoint(net, sgd, progress)?;
-                return Ok(Outcome::Interrupted);
-            }
+        let outcome = train_epoch(net, sgd, train, config, progress, |_| Ok(()))?;
+        if outcome == Outcome::Interrupted {
+            progress.partial_seconds += started.elapsed().as_secs_f64();
+            checkpoint(net, sgd, progress)?;
+            return Ok(Outcome::Interrupted);
         }
-        bar.finish_and_clear();
         let (val, _) = evaluate(net, validation);
         let record = EpochRecord {
-            epoch,
+            epoch: progress.epoch(),
             seconds: progress.partial_seconds + started.elapsed().as_secs_f64(),
             loss: progress.partial.mean_loss(),
             acc: progress.partial.accuracy(),
@@ -146,6 +121,64 @@ pub fn fit(
         on_epoch(net, &progress.history)?;
         checkpoint(net, sgd, progress)?;
     }
+    Ok(Outcome::Finished)
+}
+
+/// Trains the rest of the epoch `progress` is in (its batches from `progress.batches_done`),
+/// in batches of the network's capacity, drawn in the order the run's seed gives that epoch.
+/// `after_batch` sees where the run stands after each batch; an error from it stops the
+/// epoch there. It ends `Interrupted` after the batch during which a stop was requested, and
+/// `Finished` after the last batch; the caller validates and files the epoch.
+pub fn train_epoch(
+    net: &mut Network,
+    sgd: &mut Sgd,
+    train: &Split,
+    config: &FitConfig,
+    progress: &mut Progress,
+    mut after_batch: impl FnMut(&Progress) -> Result<()>,
+) -> Result<Outcome> {
+    let batch = net.capacity();
+    let mut labels = Vec::with_capacity(batch);
+    let batches = train.len().div_ceil(batch);
+    let epoch = progress.epoch();
+    let order = config.order(train.len(), epoch);
+    let augment_key = config.augment_key(epoch);
+    let bar = progress_bar(config.progress, batches as u64, epoch, config.epochs);
+    bar.set_position(progress.batches_done as u64);
+    for (b, indices) in order.chunks(batch).enumerate().skip(progress.batches_done) {
+        gather(
+            train,
+            indices,
+            augment_key,
+            net.input_mut(indices.len()),
+            &mut labels,
+        );
+        let metrics = net.train_batch(&labels);
+        if !metrics.loss_sum.is_finite() {
+            bail!(Diverged {
+                loss: metrics.loss_sum,
+                epoch,
+                batch: Some(b + 1),
+            });
+        }
+        sgd.step(&mut net.params, &net.grads);
+        progress.partial += metrics;
+        progress.batches_done = b + 1;
+        bar.inc(1);
+        if b % 16 == 0 {
+            bar.set_message(format!(
+                "loss: {:.4} - acc: {:.4}",
+                progress.partial.mean_loss(),
+                progress.partial.accuracy()
+            ));
+        }
+        after_batch(progress)?;
+        if config.stop_requested() {
+            bar.finish_and_clear();
+            return Ok(Outcome::Interrupted);
+        }
+    }
+    bar.finish_and_clear();
     Ok(Outcome::Finished)
 }
 

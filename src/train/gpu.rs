@@ -2,8 +2,7 @@
 //! on the host from the same seeded stream as the CPU path, 200 KB) is the only upload, every
 //! pass is a replay of a CUDA graph captured once, and the metrics come back once per epoch.
 
-use crate::data::batches::epoch_order;
-use crate::data::Split;
+use crate::data::{PixelEncoding, Split};
 use crate::engine::cuda::network::{BatchSource, CudaNetwork};
 use crate::engine::cuda::Gpu;
 use crate::engine::network::LayerTimes;
@@ -26,6 +25,13 @@ struct DeviceSplit {
 
 impl DeviceSplit {
     fn upload(gpu: &Gpu, split: &Split) -> Result<DeviceSplit> {
+        // The kernels scale bytes by 1/255; other encodings come from Python arrays.
+        if split.encoding() != PixelEncoding::Scaled {
+            bail!(
+                "the GPU trains on pixels stored as bytes scaled by 1/255; these images are {:?}: train them on the CPU",
+                split.encoding()
+            );
+        }
         let mut images = gpu.zeros::<u8>(split.images().len())?;
         let mut labels = gpu.zeros::<u8>(split.len())?;
         let mut order = gpu.zeros::<u32>(split.len())?;
@@ -338,7 +344,7 @@ pub fn fit_on_gpu(
     while progress.history.epochs.len() < config.epochs {
         let epoch = progress.epoch();
         let started = Instant::now();
-        let order = epoch_order(train.len(), config.seed, epoch);
+        let order = config.order(train.len(), epoch);
         let [loss, acc, val_loss, val_acc] = trainer.epoch(&order, config.augment_key(epoch))?;
         if !loss.is_finite() {
             bail!(Diverged {
