@@ -46,7 +46,8 @@ class Network:
         """minivgg's model file (safetensors with the architecture), written whole or not at all."""
     @property
     def spec_json(self) -> str:
-        """The architecture as network-file JSON (with class_names when set)."""
+        """The architecture as a network file's JSON, which `minivgg train --model FILE.json`
+        reads (class names are not part of it)."""
     @property
     def name(self) -> str: ...
     @property

@@ -353,9 +353,19 @@ impl Model {
             .map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("{e:#}")))
     }
 
+    /// The architecture as a network file's JSON (docs/network-files.md), which
+    /// `minivgg train --model FILE.json` reads.
     #[getter]
     fn spec_json(&self) -> PyResult<String> {
-        serde_json::to_string(&self.net.spec).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+        let spec = &self.net.spec;
+        let s = spec.image_shape().map_err(py_err)?;
+        let file = serde_json::json!({
+            "name": spec.name,
+            "input": [s.height, s.width, s.channels],
+            "classes": spec.classes,
+            "layers": spec.layers,
+        });
+        serde_json::to_string_pretty(&file).map_err(|e| PyRuntimeError::new_err(e.to_string()))
     }
 
     #[getter]

@@ -1,0 +1,2 @@
+# import the necessary packages
+from .minivggnet import MiniVGGNet

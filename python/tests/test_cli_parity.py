@@ -1,0 +1,80 @@
+"""The Python package and the command line train the same weights and read each other's
+models: `fit` through minivgg.keras with a seed writes the very bytes `minivgg train` writes
+for the same network, seed, data and recipe, and each side's saved model evaluates in the
+other to the same line."""
+
+import re
+
+import numpy as np
+from conftest import run_minivgg
+
+from minivgg.keras import layers, models, optimizers, utils
+from minivgg.keras.datasets import cifar10
+
+LIMIT, EPOCHS, SEED = 512, 2, 7
+
+
+def minivggnet():
+    """The tutorial's MiniVGGNet (channels last)."""
+    model = models.Sequential()
+    for i, filters in enumerate([32, 32, 64, 64]):
+        extra = {"input_shape": (32, 32, 3)} if i == 0 else {}
+        model.add(layers.Conv2D(filters, (3, 3), padding="same", **extra))
+        model.add(layers.Activation("relu"))
+        model.add(layers.BatchNormalization(axis=-1))
+        if i % 2 == 1:
+            model.add(layers.MaxPooling2D(pool_size=(2, 2)))
+            model.add(layers.Dropout(0.25))
+    model.add(layers.Flatten())
+    model.add(layers.Dense(512))
+    model.add(layers.Activation("relu"))
+    model.add(layers.BatchNormalization())
+    model.add(layers.Dropout(0.5))
+    model.add(layers.Dense(10))
+    model.add(layers.Activation("softmax"))
+    return model
+
+
+def evaluate_line(name, n, loss, accuracy):
+    """`minivgg evaluate`'s line."""
+    return f"[INFO] {name} on {n} test images: loss {loss:.4f}, accuracy {accuracy:.4f}"
+
+
+def test_fit_writes_the_bytes_train_writes_and_each_side_evaluates_the_others_model(tmp_path):
+    (x, y), (xt, yt) = cifar10.load_data()
+    utils.set_random_seed(SEED)
+    model = minivggnet()
+    # The command line's default decay is lr / epochs, as the tutorial's 0.01 / 40.
+    opt = optimizers.SGD(lr=0.01, decay=0.01 / EPOCHS, momentum=0.9, nesterov=True)
+    model.compile(loss="categorical_crossentropy", optimizer=opt, metrics=["accuracy"])
+    model.fit(
+        x[:LIMIT].astype("float") / 255.0,
+        utils.to_categorical(y[:LIMIT], 10),
+        validation_data=(xt[:LIMIT].astype("float") / 255.0, utils.to_categorical(yt[:LIMIT], 10)),
+        batch_size=64,
+        epochs=EPOCHS,
+        verbose=0,
+    )
+    # The command line records the data's class names in the model; here they are said.
+    model.class_names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    model.save(tmp_path / "python.model")
+
+    network = tmp_path / "network.json"
+    network.write_text(model.to_network_json())
+    cli = run_minivgg(
+        "train", "--model", network, "--seed", SEED, "--epochs", EPOCHS, "--limit", LIMIT,
+        "--output", tmp_path / "cli.png", "--save", tmp_path / "cli.safetensors",
+    )
+    assert cli.returncode == 0, cli.stderr
+    python_bytes = (tmp_path / "python.model").read_bytes()
+    assert python_bytes == (tmp_path / "cli.safetensors").read_bytes()
+
+    # The Python model in the command line, the command line's in Python: the same line.
+    evaluated = run_minivgg("evaluate", "--weights", tmp_path / "python.model",
+                            "--confusion", tmp_path / "confusion.png")
+    assert evaluated.returncode == 0, evaluated.stderr
+    cli_line = re.search(r"^\[INFO\] .* test images: .*$", evaluated.stdout, re.M).group(0)
+    loaded = models.load_model(tmp_path / "cli.safetensors")
+    loss, accuracy = loaded.evaluate(xt.astype("float") / 255.0, utils.to_categorical(yt, 10), verbose=0)
+    assert evaluate_line(loaded.name, len(xt), loss, accuracy) == cli_line
+    assert np.array_equal(loaded.predict(xt[:64] / 255.0, verbose=0), model.predict(xt[:64] / 255.0, verbose=0))

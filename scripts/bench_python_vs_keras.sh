@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Times an epoch of the tutorial's training on CIFAR-10 three ways on this CPU, in one
+# invocation, and prints one table:
+#   1. `minivgg train` (the command line; its epoch times from the history CSV),
+#   2. the tutorial's MiniVGGNet, SGD and fit call through minivgg.keras (Python),
+#   3. the same through tf.keras 2.21 (tensorflow-cpu, Keras 2 semantics via tf_keras, with the
+#      edit Keras 3 needs: optimizers.legacy.SGD for lr= and decay=).
+# Each runs EPOCHS epochs in turn; each keeps its fastest epoch (the first carries start-up:
+# TensorFlow's tracing, the page cache), validation on the test split included, as in Keras'
+# epoch time. Both sides use every core.
+#
+# Usage: scripts/bench_python_vs_keras.sh [--epochs N] [--limit N] [--no-install]
+#
+#   --epochs N    epochs per contestant (default 2)
+#   --limit N     only the first N images of each split (a quick trial; default all)
+#   --no-install  don't create/fill the virtual environment
+#
+# Environment: MINIVGG_DATA (CIFAR-10's archive, else the user cache), BENCH_KERAS_VENV (the
+# virtual environment with minivgg and TensorFlow; default <repo>/.venv-keras).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+EPOCHS=2
+LIMIT=()
+INSTALL=1
+VENV=${BENCH_KERAS_VENV:-$ROOT/.venv-keras}
+die() { echo "bench_python_vs_keras: $*" >&2; exit 1; }
+while (($#)); do
+    case $1 in
+        --epochs) EPOCHS=$2; shift 2 ;;
+        --limit) LIMIT=(--limit "$2"); shift 2 ;;
+        --no-install) INSTALL=0; shift ;;
+        *) die "unknown argument $1" ;;
+    esac
+done
+# shellcheck source=lib/bench_common.sh
+source "$ROOT/scripts/lib/bench_common.sh"
+
+PY=$VENV/bin/python
+if ((INSTALL)); then
+    [[ -x $PY ]] || python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet "tensorflow-cpu==2.21.*" "tf_keras==2.21.*"
+    "$VENV/bin/pip" install --quiet "$ROOT"
+fi
+"$PY" -c "import tensorflow, tf_keras, minivgg.keras" 2>/dev/null || die "$VENV lacks tensorflow, tf_keras or minivgg"
+cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
+
+describe_cpu
+echo "minivgg $(git -C "$ROOT" rev-parse --short HEAD), MiniVGGNet with BN, batch 64, $EPOCHS epochs each, $cores threads"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+best() { sort -n | head -n1; }
+echo "== minivgg train"
+"$ROOT/target/release/minivgg" train --epochs "$EPOCHS" "${LIMIT[@]}" --seed 1 \
+    --output "$work/cli.png" >"$work/cli.log"
+cli=$(tail -n +2 "$work/cli.csv" | cut -d, -f2 | tee /dev/stderr | best)
+echo "== minivgg.keras"
+"$PY" "$ROOT/scripts/bench_python_epoch.py" --keras minivgg --epochs "$EPOCHS" "${LIMIT[@]}" | tee "$work/py.log"
+py=$(sed -n 's/^epoch [0-9]*: \([0-9.]*\) s.*/\1/p' "$work/py.log" | best)
+echo "== tf.keras"
+"$PY" "$ROOT/scripts/bench_python_epoch.py" --keras tensorflow --epochs "$EPOCHS" "${LIMIT[@]}" | tee "$work/tf.log"
+tf=$(sed -n 's/^epoch [0-9]*: \([0-9.]*\) s.*/\1/p' "$work/tf.log" | best)
+
+echo
+printf '%-44s %10s %s\n' "fastest epoch" "seconds" "ratio"
+printf '%-44s %10.2f\n' "minivgg train (command line)" "$cli"
+printf '%-44s %10.2f %s\n' "minivgg.keras fit" "$py" "$(awk -v a="$py" -v b="$cli" 'BEGIN{printf "%.3f× the command line", a/b}')"
+printf '%-44s %10.2f %s\n' "tf.keras 2.21 fit (tf_keras, legacy SGD)" "$tf" "$(awk -v a="$py" -v b="$tf" 'BEGIN{printf "minivgg.keras is %.2f× its time", a/b}')"
