@@ -6,6 +6,7 @@ other to the same line."""
 import re
 
 import numpy as np
+import pytest
 from conftest import run_minivgg
 
 from minivgg.keras import layers, models, optimizers, utils
@@ -78,3 +79,35 @@ def test_fit_writes_the_bytes_train_writes_and_each_side_evaluates_the_others_mo
     loss, accuracy = loaded.evaluate(xt.astype("float") / 255.0, utils.to_categorical(yt, 10), verbose=0)
     assert evaluate_line(loaded.name, len(xt), loss, accuracy) == cli_line
     assert np.array_equal(loaded.predict(xt[:64] / 255.0, verbose=0), model.predict(xt[:64] / 255.0, verbose=0))
+
+
+def test_train_tensorboard_holds_the_history_csv(tmp_path):
+    """`minivgg train --tensorboard DIR`: TensorBoard's own reader finds, in Keras' layout,
+    the values of the run's history CSV, and the learning rate each epoch ended at."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = run_minivgg(
+        "train", "--model", "shallownet", "--seed", 3, "--epochs", 3, "--limit", 256,
+        "--output", tmp_path / "run.png", "--tensorboard", tmp_path / "logs",
+    )
+    assert run.returncode == 0, run.stderr
+    rows = (tmp_path / "run.csv").read_text().splitlines()
+    assert rows[0] == "epoch,seconds,loss,acc,val_loss,val_acc"
+    csv = [dict(zip(rows[0].split(","), map(float, row.split(",")))) for row in rows[1:]]
+
+    def scalars(split, tag):
+        accumulator = EventAccumulator(str(tmp_path / "logs" / split))
+        accumulator.Reload()
+        return [(e.step, e.value) for e in accumulator.Scalars(tag)]
+
+    for split, tag, column in [
+        ("train", "epoch_loss", "loss"),
+        ("train", "epoch_accuracy", "acc"),
+        ("validation", "epoch_loss", "val_loss"),
+        ("validation", "epoch_accuracy", "val_acc"),
+    ]:
+        expected = [(i, float(np.float32(row[column]))) for i, row in enumerate(csv)]
+        assert scalars(split, tag) == expected, (split, tag)
+    # 256 images in batches of 64: 4 updates an epoch; the tutorial's decay is lr / epochs.
+    rates = [float(np.float32(0.01 / (1 + 0.01 / 3 * 4 * (i + 1)))) for i in range(3)]
+    assert [v for _, v in scalars("train", "epoch_learning_rate")] == pytest.approx(rates, rel=1e-6)

@@ -51,8 +51,9 @@ pub struct TrainArgs {
     /// Default: beside the plot, PLOT_checkpoint/.
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,
-    /// Also write each epoch's loss, accuracy, val_loss, val_accuracy and learning rate as
-    /// TensorBoard scalars in a new event file in DIR (`tensorboard --logdir DIR` shows them).
+    /// Also write each epoch's loss, accuracy and learning rate as TensorBoard scalars in
+    /// DIR/train, and its val_loss and val_accuracy in DIR/validation, as Keras' TensorBoard
+    /// callback lays them out (`tensorboard --logdir DIR` shows them).
     #[arg(long, value_name = "DIR")]
     pub tensorboard: Option<PathBuf>,
     /// Go on with the run whose checkpoint is in DIR, with that run's own settings.
@@ -483,8 +484,12 @@ pub(super) fn train_run(
         .save_best
         .clone()
         .map(|path| SaveBest::new(path, &progress.history));
+    // Keras' TensorBoard callback's layout: DIR/train and DIR/validation, `epoch_` tags.
     let mut events = match &files.tensorboard {
-        Some(dir) => Some(EventWriter::create(dir).map_err(bad_input)?),
+        Some(dir) => Some((
+            EventWriter::create(&dir.join("train")).map_err(bad_input)?,
+            EventWriter::create(&dir.join("validation")).map_err(bad_input)?,
+        )),
         None => None,
     };
     let updates_per_epoch = data.train.len().div_ceil(net.capacity()) as u64;
@@ -500,17 +505,25 @@ pub(super) fn train_run(
             let mut writer = writer.borrow_mut();
             if let Some(last) = history.last() {
                 println!("{}", epoch_line(last, settings.epochs));
-                if let Some(events) = &mut events {
+                if let Some((train, validation)) = &mut events {
                     // The rate the epoch ended at; steps count epochs from 0, as Keras'.
                     let lr = settings.sgd.lr_at(last.epoch as u64 * updates_per_epoch);
-                    let scalars = [
-                        ("loss", last.loss),
-                        ("accuracy", last.acc),
-                        ("val_loss", last.val_loss),
-                        ("val_accuracy", last.val_acc),
-                        ("learning_rate", f64::from(lr)),
-                    ];
-                    events.write_scalars(last.epoch as u64 - 1, scalars)?;
+                    let step = last.epoch as u64 - 1;
+                    train.write_scalars(
+                        step,
+                        [
+                            ("epoch_loss", last.loss),
+                            ("epoch_accuracy", last.acc),
+                            ("epoch_learning_rate", f64::from(lr)),
+                        ],
+                    )?;
+                    validation.write_scalars(
+                        step,
+                        [
+                            ("epoch_loss", last.val_loss),
+                            ("epoch_accuracy", last.val_acc),
+                        ],
+                    )?;
                 }
             }
             let (monitor, history_so_far) = (files.monitor.clone(), history.clone());

@@ -641,7 +641,8 @@ class TensorBoard(Callback):
         train = {f"epoch_{k}": float(v) for k, v in logs.items() if not k.startswith("val_")}
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is not None:
-            train["epoch_learning_rate"] = float(optimizer.lr)
+            # The rate the epoch ended at (decay applied), as `minivgg train --tensorboard`.
+            train["epoch_learning_rate"] = float(getattr(optimizer, "current_lr", optimizer.lr))
         validation = {f"epoch_{k[4:]}": float(v) for k, v in logs.items() if k.startswith("val_")}
         if self._train_writer is None:
             self._train_writer = _minivgg.EventWriter(os.path.join(self.log_dir, "train"))
