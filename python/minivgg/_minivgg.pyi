@@ -26,8 +26,9 @@ class Images:
     @property
     def shape(self) -> tuple[int, int, int]:
         """(height, width, channels) of one image."""
-    def split_last(self, fraction: float) -> tuple["Images", "Images"]:
-        """Keras' validation_split: (the first part, the last `fraction`), in order, not shuffled."""
+    @property
+    def nbytes(self) -> int:
+        """The bytes the converted images and labels take (the memory plan counts them)."""
     def max_label(self) -> int:
         """The largest label (-1 without labels or images)."""
 
@@ -39,9 +40,10 @@ class Network:
         """A new network from a network file's JSON (docs/network-files.md), initialized from
         `seed` as `minivgg train --seed SEED` initializes it. ValueError names the bad layer."""
     @staticmethod
-    def load(path: str) -> "Network":
+    def load(path: str, seed: int = 0) -> "Network":
         """A model saved by `save` or `minivgg train --save` (or a checkpoint); ValueError if
-        the file is not one, naming it."""
+        the file is not one, naming it. `seed` decides the shuffles and dropout of further
+        training (the file keeps none)."""
     def save(self, path: str) -> None:
         """minivgg's model file (safetensors with the architecture), written whole or not at all."""
     @property

@@ -132,6 +132,7 @@ fn encode<T: Pixel>(x: &ArrayViewD<T>) -> Result<(PixelEncoding, Vec<u8>), Strin
     if on_grid {
         return Ok((PixelEncoding::Scaled, bytes));
     }
+    drop(bytes);
     let mut bytes = vec![0u8; n * per_image * 4];
     bytes
         .par_chunks_mut((per_image * 4).max(1))
@@ -237,20 +238,10 @@ impl Images {
         (s.height, s.width, s.channels)
     }
 
-    /// Keras' validation_split: the last `fraction` apart, in order.
-    fn split_last(&self, fraction: f64) -> PyResult<(Images, Images)> {
-        if !(fraction > 0.0 && fraction < 1.0) {
-            return Err(value_error(format!(
-                "validation_split must be between 0 and 1, got {fraction}"
-            )));
-        }
-        let n = self.split.len();
-        let at = (n as f64 * (1.0 - fraction)) as usize;
-        let part = |range: std::ops::Range<usize>| Images {
-            split: self.split.select(&range.collect::<Vec<_>>()),
-            has_labels: self.has_labels,
-        };
-        Ok((part(0..at), part(at..n)))
+    /// The bytes the converted images and labels take.
+    #[getter]
+    fn nbytes(&self) -> u64 {
+        self.split.resident_bytes()
     }
 
     fn max_label(&self) -> i64 {
@@ -341,11 +332,13 @@ impl Model {
         Ok(Model::new(net, seed))
     }
 
+    /// `seed` decides the shuffles and dropout of further training: the file keeps none.
     #[staticmethod]
-    fn load(path: PathBuf) -> PyResult<Model> {
+    #[pyo3(signature = (path, seed=0))]
+    fn load(path: PathBuf, seed: u64) -> PyResult<Model> {
         let file = checkpoint::load_model(&path, FIRST_CAPACITY, Precision::Fp32, |_| Ok(()))
             .map_err(|e| value_error(format!("{e:#}")))?;
-        Ok(Model::new(file.model, rand::random()))
+        Ok(Model::new(file.model, seed))
     }
 
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
@@ -461,14 +454,15 @@ impl Model {
     }
 
     fn compile(&mut self, lr: f32, momentum: f32, nesterov: bool, decay: f32) -> PyResult<()> {
-        if !(lr.is_finite() && lr > 0.0) {
+        // Keras' own bounds: a rate of 0 and a momentum of 1 are allowed.
+        if !(lr.is_finite() && lr >= 0.0) {
             return Err(value_error(format!(
-                "learning_rate must be a positive number, got {lr}"
+                "learning_rate must be a non-negative number, got {lr}"
             )));
         }
-        if !(0.0..1.0).contains(&momentum) {
+        if !(0.0..=1.0).contains(&momentum) {
             return Err(value_error(format!(
-                "momentum must be in [0, 1), got {momentum}"
+                "momentum must be between [0, 1], got {momentum}"
             )));
         }
         if !(decay.is_finite() && decay >= 0.0) {

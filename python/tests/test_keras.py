@@ -584,14 +584,14 @@ def test_model_checkpoint_save_best_only_keeps_the_best_epoch(tmp_path, capsys):
     assert loss == pytest.approx(losses[best], rel=1e-6, abs=1e-7)
 
     out = capsys.readouterr().out
-    assert f"\nEpoch 00001: val_loss improved from inf to {losses[0]:.5f}, saving model to {path}\n" in out
+    assert f"\nEpoch 1: val_loss improved from inf to {losses[0]:.5f}, saving model to {path}\n" in out
     running = losses[0]
     for epoch in range(1, 6):
         if losses[epoch] < running:
-            assert f"Epoch {epoch + 1:05d}: val_loss improved from {running:.5f} to {losses[epoch]:.5f}" in out
+            assert f"Epoch {epoch + 1}: val_loss improved from {running:.5f} to {losses[epoch]:.5f}" in out
             running = losses[epoch]
         else:
-            assert f"Epoch {epoch + 1:05d}: val_loss did not improve from {running:.5f}" in out
+            assert f"Epoch {epoch + 1}: val_loss did not improve from {running:.5f}" in out
 
 
 def test_learning_rate_scheduler_sets_lr_each_epoch(capsys):
@@ -607,8 +607,8 @@ def test_learning_rate_scheduler_sets_lr_each_epoch(capsys):
     assert float(model.optimizer.lr) == pytest.approx(expected[-1], rel=1e-6)
     assert model.optimizer.current_lr == pytest.approx(expected[-1], rel=1e-6)  # no decay
     out = capsys.readouterr().out
-    assert "\nEpoch 00001: LearningRateScheduler setting learning rate to 0.05.\n" in out
-    assert "\nEpoch 00003: LearningRateScheduler setting learning rate to 0.025.\n" in out
+    assert "\nEpoch 1: LearningRateScheduler setting learning rate to 0.05.\n" in out
+    assert "\nEpoch 3: LearningRateScheduler setting learning rate to 0.025.\n" in out
 
     halve = compiled_model(lr=0.08, decay=0.01)
     history = halve.fit(x, one_hot(y), batch_size=32, epochs=3, verbose=0,
@@ -892,3 +892,63 @@ def test_ctrl_c_stops_fit_and_leaves_the_model_usable():
     assert child.returncode == 0, (out, err)
     match = re.fullmatch(r"stopped after (\d+) batches", out.strip())
     assert match and int(match.group(1)) >= 4, out
+
+
+# -- what a script reaches for that minivgg lacks, loaded models, validation_split ---------------
+
+
+@pytest.mark.parametrize(
+    "statement, message",
+    [
+        ("from minivgg.keras.layers import AveragePooling2D", "minivgg.keras.layers has no AveragePooling2D"),
+        ("from minivgg.keras.callbacks import CSVLogger", "minivgg.keras.callbacks has no CSVLogger"),
+        (
+            "from minivgg.keras.preprocessing.image import ImageDataGenerator",
+            "minivgg.keras.preprocessing.image.ImageDataGenerator is not in minivgg",
+        ),
+        ("from minivgg.keras.regularizers import l2", "minivgg.keras.regularizers.l2 is not in minivgg"),
+    ],
+)
+def test_a_keras_name_minivgg_lacks_says_so(statement, message):
+    with pytest.raises(NotImplementedError) as error:
+        exec(statement, {})
+    assert str(error.value).startswith(message)
+
+
+def test_a_loaded_model_draws_its_seed_from_set_random_seed_and_has_no_optimizer(tmp_path):
+    x, y = make_data(96)
+    model = compiled_model()
+    model.fit(x, one_hot(y), batch_size=32, epochs=1, verbose=0)
+    model.save(tmp_path / "m.model")
+
+    def trained_again(seed):
+        set_random_seed(seed)
+        loaded = load_model(tmp_path / "m.model")
+        with pytest.raises(ValueError) as error:
+            loaded.optimizer.lr
+        assert "keeps no optimizer state" in str(error.value)
+        loaded.compile(loss="categorical_crossentropy", optimizer=SGD(learning_rate=0.05), metrics=["accuracy"])
+        loaded.fit(x, one_hot(y), batch_size=32, epochs=1, verbose=0)
+        return loaded.get_weights()
+
+    first, again = trained_again(11), trained_again(11)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    other = trained_again(12)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_validation_split_takes_the_last_fraction_before_shuffling():
+    x, y = make_data(100)
+    model = compiled_model()
+    history = model.fit(x, one_hot(y), batch_size=32, epochs=1, verbose=0, validation_split=0.25)
+    loss, accuracy = model.evaluate(x[75:], one_hot(y[75:]), verbose=0)
+    assert history.history["val_loss"] == [pytest.approx(loss, rel=1e-12)]
+    assert history.history["val_accuracy"] == [pytest.approx(accuracy, rel=1e-12)]
+    assert history.params["steps"] == 3  # 75 training images in batches of 32
+
+
+def test_set_weights_takes_float64_as_keras_casts_it():
+    model = compiled_model()
+    weights = [w.astype(np.float64) + 1.0 for w in model.get_weights()]
+    model.set_weights(weights)
+    assert all(np.array_equal(a, b.astype(np.float32)) for a, b in zip(model.get_weights(), weights))

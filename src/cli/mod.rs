@@ -35,7 +35,7 @@ use crate::report::plot::plot_confusion;
 use crate::train::checkpoint::{self, DirInUse, ModelFile};
 use crate::train::plan::{Memory, MemoryPlan, TooLarge};
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Parser)]
@@ -82,11 +82,19 @@ fn usage(message: String) -> anyhow::Error {
     UsageError(message).into()
 }
 
+/// The command line's parser: the derived one, with the rules that derive cannot say.
+pub fn command() -> clap::Command {
+    Cli::command().mut_subcommand("train", train::with_resume_rule)
+}
+
 /// The `minivgg` command with `args` (the program's name first): parses them, runs the
 /// subcommand, prints an error as `error: …`, and returns the exit code. The binary and the
 /// Python package's `minivgg` command both call this.
 pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
-    let cli = match Cli::try_parse_from(args) {
+    let parsed = command()
+        .try_get_matches_from(args)
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
             // clap's own text: usage errors on stderr, --help and --version on stdout.

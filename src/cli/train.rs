@@ -56,13 +56,35 @@ pub struct TrainArgs {
     /// callback lays them out (`tensorboard --logdir DIR` shows them).
     #[arg(long, value_name = "DIR")]
     pub tensorboard: Option<PathBuf>,
-    /// Go on with the run whose checkpoint is in DIR, with that run's own settings.
-    #[arg(long, value_name = "DIR", conflicts_with_all = [
-        "model", "no_bn", "output", "epochs", "batch_size", "lr", "momentum", "no_nesterov",
-        "decay", "schedule", "weight_decay", "seed", "save", "save_best", "augment", "limit",
-        "precision", "image_size", "grayscale", "val_split", "labels", "skip_bad_images",
-    ])]
+    /// Go on with the run whose checkpoint is in DIR, with that run's own settings: only
+    /// --checkpoint-dir, --tensorboard, --data (where its data is now), --threads and --device
+    /// may be given with it.
+    #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
+}
+
+/// The flags `--resume` takes: where the run's files and data are now and how it computes.
+/// Every other flag of `train` would change the run, which goes on as it was begun.
+const WITH_RESUME: [&str; 6] = [
+    "resume",
+    "checkpoint_dir",
+    "tensorboard",
+    "data",
+    "threads",
+    "device",
+];
+
+/// `train`'s command with `--resume` conflicting with every flag but [`WITH_RESUME`], so a
+/// flag added later is refused with it unless it is added there.
+pub(super) fn with_resume_rule(train: clap::Command) -> clap::Command {
+    let changes_the_run: Vec<clap::Id> = train
+        .get_arguments()
+        .map(|arg| arg.get_id().clone())
+        .filter(|id| !WITH_RESUME.contains(&id.as_str()))
+        .collect();
+    train.mut_arg("resume", |resume| {
+        resume.conflicts_with_all(changes_the_run)
+    })
 }
 
 /// A new run of `spec` from the start.
@@ -603,5 +625,38 @@ fn last_good_checkpoint(dir: &Path) -> String {
             dir.display()
         ),
         Err(_) => format!("no checkpoint was written yet in {}", dir.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::command;
+
+    #[test]
+    fn resume_takes_where_the_run_is_and_how_it_computes_and_no_flag_that_changes_it() {
+        let parse = |flags: &[&str]| {
+            let args = ["minivgg", "train", "--resume", "run"].iter().chain(flags);
+            command().try_get_matches_from(args)
+        };
+        for allowed in [
+            &["--checkpoint-dir", "d"][..],
+            &["--tensorboard", "d"],
+            &["--data", "d"],
+            &["--threads", "1"],
+            &["--device", "cpu"],
+        ] {
+            assert!(parse(allowed).is_ok(), "{allowed:?}");
+        }
+        for refused in [
+            &["--epochs", "3"][..],
+            &["--precision", "bf16"],
+            &["--model", "lenet"],
+            &["--seed", "1"],
+            &["--image-size", "16"],
+            &["--save", "m.safetensors"],
+        ] {
+            let err = parse(refused).unwrap_err().to_string();
+            assert!(err.contains("cannot be used with"), "{refused:?}: {err}");
+        }
     }
 }

@@ -16,7 +16,7 @@ what differs from tf.keras.
 
 from __future__ import annotations
 
-from . import backend, callbacks, datasets, layers, losses, models, optimizers, utils
+from . import backend, callbacks, datasets, layers, losses, models, optimizers, preprocessing, regularizers, utils
 from .layers import Input
 from .models import Model, Sequential
 
@@ -28,6 +28,8 @@ __all__ = [
     "losses",
     "models",
     "optimizers",
+    "preprocessing",
+    "regularizers",
     "utils",
     "Input",
     "Model",

@@ -405,7 +405,7 @@ class ModelCheckpoint(Callback):
             if self.monitor_op(current, self.best):
                 if self.verbose > 0:
                     print(
-                        "\nEpoch %05d: %s improved from %0.5f to %0.5f, saving model to %s"
+                        "\nEpoch %d: %s improved from %0.5f to %0.5f, saving model to %s"
                         % (epoch + 1, self.monitor, self.best, current, filepath),
                         flush=True,
                     )
@@ -413,12 +413,12 @@ class ModelCheckpoint(Callback):
                 self._save(filepath)
             elif self.verbose > 0:
                 print(
-                    "\nEpoch %05d: %s did not improve from %0.5f" % (epoch + 1, self.monitor, self.best),
+                    "\nEpoch %d: %s did not improve from %0.5f" % (epoch + 1, self.monitor, self.best),
                     flush=True,
                 )
         else:
             if self.verbose > 0:
-                print("\nEpoch %05d: saving model to %s" % (epoch + 1, filepath), flush=True)
+                print("\nEpoch %d: saving model to %s" % (epoch + 1, filepath), flush=True)
             self._save(filepath)
 
     def _save(self, filepath: str) -> None:
@@ -478,7 +478,7 @@ class LearningRateScheduler(Callback):
             raise ValueError(f'The output of the "schedule" function should be finite, got {lr!r}.')
         optimizer.lr = float(lr)
         if self.verbose > 0:
-            print(f"\nEpoch {epoch + 1:05d}: LearningRateScheduler setting learning rate to {lr}.", flush=True)
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.", flush=True)
 
     def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         if logs is not None:
@@ -559,7 +559,7 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, logs: Logs = None) -> None:
         if self.stopped_epoch > 0 and self.verbose > 0:
-            print(f"Epoch {self.stopped_epoch + 1:05d}: early stopping", flush=True)
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping", flush=True)
 
     def get_monitor_value(self, logs: Logs) -> Any:
         logs = logs or {}
@@ -651,3 +651,13 @@ class TensorBoard(Callback):
             if self._val_writer is None:
                 self._val_writer = _minivgg.EventWriter(os.path.join(self.log_dir, "validation"))
             self._val_writer.write(epoch, validation)
+
+
+def __getattr__(name: str) -> Any:
+    # A tf.keras name this module lacks says so, rather than an ImportError about minivgg.
+    if name[:1].isupper():
+        raise NotImplementedError(
+            f"minivgg.keras.callbacks has no {name}: minivgg has Callback, BaseLogger, History, "
+            "ProgbarLogger, ModelCheckpoint, LearningRateScheduler, EarlyStopping and TensorBoard"
+        )
+    raise AttributeError(f"module 'minivgg.keras.callbacks' has no attribute {name!r}")

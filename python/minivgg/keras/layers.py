@@ -1023,3 +1023,14 @@ _ENGINE_PREFIX = {
     "flatten": "flatten",
     "dense": "dense",
 }
+
+
+def __getattr__(name: str) -> Any:
+    # A tf.keras name this module lacks says so, rather than an ImportError about minivgg.
+    if name[:1].isupper():
+        raise NotImplementedError(
+            f"minivgg.keras.layers has no {name}: minivgg's engine supports Conv2D (odd "
+            "square kernels, stride 1, padding='same'), Activation('relu' or 'softmax'), ReLU, "
+            "Softmax, BatchNormalization, MaxPooling2D (2×2), Dropout, Flatten, Dense and Input"
+        )
+    raise AttributeError(f"module 'minivgg.keras.layers' has no attribute {name!r}")

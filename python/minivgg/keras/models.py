@@ -147,7 +147,7 @@ class Sequential(Model):
         self._evaluable = False
         self._loss_name: Optional[str] = None
         self._acc_key: Optional[str] = None
-        self.optimizer: Optional[_optimizers.SGD] = None
+        self.optimizer: Any = None
         self.loss: Any = None
         self.stop_training = False
         self.history: Optional[History] = None
@@ -477,7 +477,7 @@ class Sequential(Model):
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Sets every weight (the count and shapes of ``get_weights()``; ValueError otherwise)."""
-        self._ensure_built().set_weights([np.asarray(w) for w in weights])
+        self._ensure_built().set_weights([np.asarray(w, dtype=np.float32) for w in weights])
 
     # -- compile ------------------------------------------------------------------------------
 
@@ -751,7 +751,6 @@ class Sequential(Model):
 
         if y is None:
             raise ValueError("fit: y (the labels) is required")
-        train = self._images(x, y, "fit")
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -763,6 +762,7 @@ class Sequential(Model):
                 raise NotImplementedError(
                     "fit: validation sample weights are not supported by minivgg's engine"
                 )
+            train = self._images(x, y, "fit")
             val = self._images(validation_data[0], validation_data[1], "fit: validation_data")
         elif validation_split:
             if (
@@ -773,12 +773,20 @@ class Sequential(Model):
                 raise ValueError(
                     f"fit: validation_split must be a number in [0, 1), got {validation_split!r}"
                 )
-            train, val = train.split_last(float(validation_split))
-            if len(val) == 0:
+            # Keras' split: the last fraction, before any shuffling. The arrays are cut as
+            # views and each part converted once.
+            images = self._images_array(x, "fit")
+            labels = self._labels(y, len(images), "fit")
+            at = int(len(images) * (1.0 - float(validation_split)))
+            if at == len(images):
                 raise ValueError(
-                    f"fit: validation_split={validation_split} of {len(train)} images leaves no "
+                    f"fit: validation_split={validation_split} of {len(images)} images leaves no "
                     "validation images"
                 )
+            train = _native().Images(images[:at], labels[:at])
+            val = _native().Images(images[at:], labels[at:])
+        else:
+            train = self._images(x, y, "fit")
         count = len(train)
         if count == 0:
             raise ValueError("fit: there are no training images (x is empty)")
@@ -791,9 +799,7 @@ class Sequential(Model):
         )
         if val is not None:
             val_batch = min(val_batch, max(len(val), 1))
-        height, width, channels = train.shape
-        data_bytes = (count + (len(val) if val is not None else 0)) * height * width * channels
-        network.check_memory(batch, data_bytes)
+        network.check_memory(batch, train.nbytes + (val.nbytes if val is not None else 0))
 
         callback_list = CallbackList(
             callbacks,
@@ -1033,6 +1039,22 @@ class Sequential(Model):
         return f"<minivgg.keras.models.Sequential name={self.name!r}, {len(self._layers)} layers>"
 
 
+class _NoOptimizer:
+    """``model.optimizer`` of a loaded model until ``compile``: minivgg's model file keeps no
+    optimizer state, so reading it says so instead of failing on ``None``."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise ValueError(
+            f"optimizer.{name}: minivgg's model file keeps no optimizer state; call "
+            "model.compile(optimizer=SGD(...), ...) first"
+        )
+
+    def __repr__(self) -> str:
+        return "<no optimizer: call compile()>"
+
+
 def load_model(
     filepath: Any, custom_objects: Optional[dict[str, Any]] = None, compile: bool = True, options: Any = None, **kwargs: Any
 ) -> Sequential:
@@ -1057,8 +1079,9 @@ def load_model(
         raise TypeError(f"load_model() got an unexpected keyword argument {key!r}")
     if not isinstance(safe_mode, bool):
         raise ValueError(f"load_model: safe_mode must be True or False, got {safe_mode!r}")
-    network = _native().Network.load(os.fspath(filepath))
+    network = _native().Network.load(os.fspath(filepath), _seed.next_model_seed())
     model = Sequential._from_network(network)
+    model.optimizer = _NoOptimizer()
     if compile:
         model._evaluable = True
         model._acc_key = "accuracy"
