@@ -937,18 +937,47 @@ def test_a_loaded_model_draws_its_seed_from_set_random_seed_and_has_no_optimizer
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
 
 
-def test_validation_split_takes_the_last_fraction_before_shuffling():
-    x, y = make_data(100)
-    model = compiled_model()
-    history = model.fit(x, one_hot(y), batch_size=32, epochs=1, verbose=0, validation_split=0.25)
-    loss, accuracy = model.evaluate(x[75:], one_hot(y[75:]), verbose=0)
-    assert history.history["val_loss"] == [pytest.approx(loss, rel=1e-12)]
-    assert history.history["val_accuracy"] == [pytest.approx(accuracy, rel=1e-12)]
-    assert history.params["steps"] == 3  # 75 training images in batches of 32
-
-
 def test_set_weights_takes_float64_as_keras_casts_it():
     model = compiled_model()
     weights = [w.astype(np.float64) + 1.0 for w in model.get_weights()]
     model.set_weights(weights)
     assert all(np.array_equal(a, b.astype(np.float32)) for a, b in zip(model.get_weights(), weights))
+
+
+def test_pixels_on_the_byte_grid_are_stored_as_bytes_and_others_as_float32():
+    from minivgg import _minivgg
+
+    x, y = make_data(64, as_float=False)
+    n, values = len(x), x.size
+    assert _minivgg.Images(x / 255.0).nbytes == values + n  # a byte a value, as the CLI's
+    assert _minivgg.Images((x / 255.0).astype(np.float32)).nbytes == values + n
+    assert _minivgg.Images(x / 255.0 - 0.5).nbytes == 4 * values + n  # mean-subtracted: f32
+    assert _minivgg.Images(x).nbytes == values + n  # uint8: its own values 0..255
+    model = compiled_model()
+    # The same values however they are stored give the same probabilities, bit for bit.
+    assert np.array_equal(model.predict(x / 255.0, verbose=0), model.predict((x / 255.0).astype(np.float32), verbose=0))
+    assert np.array_equal(model.predict(x, verbose=0), model.predict(x.astype(np.float32), verbose=0))
+    assert not np.array_equal(model.predict(x, verbose=0), model.predict(x / 255.0, verbose=0))
+
+
+def test_load_image_folder_gives_the_pictures_as_arrays_with_class_names(tmp_path):
+    from PIL import Image
+
+    from minivgg.keras.utils import load_image_folder
+
+    rng = np.random.default_rng(5)
+    pictures = {}
+    for name in ["cats", "dogs"]:
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for i in range(8):
+            pixels = rng.integers(0, 256, size=(6, 5, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "pets" / name / f"{i}.png")
+            pictures[(name, i)] = pixels
+    (x, y), (xt, yt), names = load_image_folder(tmp_path / "pets", image_size=(6, 5), validation_split=0.25)
+    assert names == ["cats", "dogs"]
+    assert x.shape == (12, 6, 5, 3) and xt.shape == (4, 6, 5, 3)
+    assert x.dtype == np.uint8 and y.dtype == np.uint8
+    assert sorted(np.bincount(y).tolist()) == [6, 6] and sorted(np.bincount(yt).tolist()) == [2, 2]
+    # Every array is one of the pictures of its class, unchanged at its own size.
+    for image, label in zip(np.concatenate([x, xt]), np.concatenate([y, yt])):
+        assert any(np.array_equal(image, pictures[(names[label], i)]) for i in range(8))
