@@ -981,3 +981,15 @@ def test_load_image_folder_gives_the_pictures_as_arrays_with_class_names(tmp_pat
     # Every array is one of the pictures of its class, unchanged at its own size.
     for image, label in zip(np.concatenate([x, xt]), np.concatenate([y, yt])):
         assert any(np.array_equal(image, pictures[(names[label], i)]) for i in range(8))
+
+
+def test_the_memory_plan_refuses_a_fit_that_does_not_fit_before_it_starts(monkeypatch):
+    x, y = make_data(64)
+    model = compiled_model()
+    before = model.get_weights()
+    monkeypatch.setenv("MINIVGG_MEMORY_LIMIT", "200000")  # bytes: less than the model needs
+    with pytest.raises(ValueError) as error:
+        model.fit(x, one_hot(y), batch_size=32, epochs=1, verbose=0)
+    assert "MINIVGG_MEMORY_LIMIT" in str(error.value)
+    assert model.optimizer.iterations == 0
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
