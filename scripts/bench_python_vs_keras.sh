@@ -5,13 +5,14 @@
 #   2. the tutorial's MiniVGGNet, SGD and fit call through minivgg.keras (Python),
 #   3. the same through tf.keras 2.21 (tensorflow-cpu, Keras 2 semantics via tf_keras, with the
 #      edit Keras 3 needs: optimizers.legacy.SGD for lr= and decay=).
-# Each runs EPOCHS epochs in turn; each keeps its fastest epoch (the first carries start-up:
-# TensorFlow's tracing, the page cache), validation on the test split included, as in Keras'
-# epoch time. Both sides use every core.
+# Each runs EPOCHS epochs in turn, ROUNDS times, the contestants alternating so that drift of
+# the machine hits all of them; each keeps its fastest epoch, validation on the test split
+# included, as in Keras' epoch time. Both sides use every core.
 #
-# Usage: scripts/bench_python_vs_keras.sh [--epochs N] [--limit N] [--no-install]
+# Usage: scripts/bench_python_vs_keras.sh [--epochs N] [--rounds R] [--limit N] [--no-install]
 #
-#   --epochs N    epochs per contestant (default 2)
+#   --epochs N    epochs per contestant and round (default 1)
+#   --rounds R    rounds (default 2)
 #   --limit N     only the first N images of each split (a quick trial; default all)
 #   --no-install  don't create/fill the virtual environment
 #
@@ -20,7 +21,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-EPOCHS=2
+EPOCHS=1
+ROUNDS=2
 LIMIT=()
 INSTALL=1
 VENV=${BENCH_KERAS_VENV:-$ROOT/.venv-keras}
@@ -28,6 +30,7 @@ die() { echo "bench_python_vs_keras: $*" >&2; exit 1; }
 while (($#)); do
     case $1 in
         --epochs) EPOCHS=$2; shift 2 ;;
+        --rounds) ROUNDS=$2; shift 2 ;;
         --limit) LIMIT=(--limit "$2"); shift 2 ;;
         --no-install) INSTALL=0; shift ;;
         *) die "unknown argument $1" ;;
@@ -46,21 +49,25 @@ fi
 cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
 
 describe_cpu
-echo "minivgg $(git -C "$ROOT" rev-parse --short HEAD), MiniVGGNet with BN, batch 64, $EPOCHS epochs each, $cores threads"
+echo "minivgg $(git -C "$ROOT" rev-parse --short HEAD), MiniVGGNet with BN, batch 64, $EPOCHS epochs a round, $ROUNDS rounds, $cores threads"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-best() { sort -n | head -n1; }
-echo "== minivgg train"
-"$ROOT/target/release/minivgg" train --epochs "$EPOCHS" "${LIMIT[@]}" --seed 1 \
-    --output "$work/cli.png" >"$work/cli.log"
-cli=$(tail -n +2 "$work/cli.csv" | cut -d, -f2 | tee /dev/stderr | best)
-echo "== minivgg.keras"
-"$PY" "$ROOT/scripts/bench_python_epoch.py" --keras minivgg --epochs "$EPOCHS" "${LIMIT[@]}" | tee "$work/py.log"
-py=$(sed -n 's/^epoch [0-9]*: \([0-9.]*\) s.*/\1/p' "$work/py.log" | best)
-echo "== tf.keras"
-"$PY" "$ROOT/scripts/bench_python_epoch.py" --keras tensorflow --epochs "$EPOCHS" "${LIMIT[@]}" | tee "$work/tf.log"
-tf=$(sed -n 's/^epoch [0-9]*: \([0-9.]*\) s.*/\1/p' "$work/tf.log" | best)
+epoch_times() { sed -n 's/^epoch [0-9]*: \([0-9.]*\) s.*/\1/p'; }
+for round in $(seq "$ROUNDS"); do
+    echo "== round $round: minivgg train"
+    "$ROOT/target/release/minivgg" train --epochs "$EPOCHS" "${LIMIT[@]}" --seed "$round" \
+        --output "$work/cli.png" >"$work/cli.log"
+    tail -n +2 "$work/cli.csv" | cut -d, -f2 | awk '{printf "epoch %d: %.2f s\n", NR, $1}' | tee -a "$work/cli.times"
+    echo "== round $round: minivgg.keras"
+    "$PY" "$ROOT/scripts/bench_python_epoch.py" --keras minivgg --epochs "$EPOCHS" "${LIMIT[@]}" | tee -a "$work/py.times"
+    echo "== round $round: tf.keras"
+    "$PY" "$ROOT/scripts/bench_python_epoch.py" --keras tensorflow --epochs "$EPOCHS" "${LIMIT[@]}" | tee -a "$work/tf.times"
+done
+best() { epoch_times <"$1" | sort -n | head -n1; }
+cli=$(best "$work/cli.times")
+py=$(best "$work/py.times")
+tf=$(best "$work/tf.times")
 
 echo
 printf '%-44s %10s %s\n' "fastest epoch" "seconds" "ratio"
