@@ -29,8 +29,6 @@ class Images:
     @property
     def nbytes(self) -> int:
         """The bytes the converted images and labels take (the memory plan counts them)."""
-    def max_label(self) -> int:
-        """The largest label (-1 without labels or images)."""
 
 class Network:
     """A network, its weights, its optimizer and where its training stands."""
@@ -53,8 +51,6 @@ class Network:
     @property
     def name(self) -> str: ...
     @property
-    def input_shape(self) -> tuple[int, int, int]: ...
-    @property
     def classes(self) -> int: ...
     class_names: Optional[list[str]]
     """The class names stored in the model file (None: none stored)."""
@@ -72,8 +68,6 @@ class Network:
         """ValueError naming the first tensor of another count or shape."""
     def compile(self, lr: float, momentum: float, nesterov: bool, decay: float) -> None:
         """Keras 2's SGD: lr / (1 + decay * iterations) per update. Resets the optimizer."""
-    @property
-    def compiled(self) -> bool: ...
     lr: float
     """The base learning rate (LearningRateScheduler sets it at each epoch's start)."""
     @property
@@ -82,9 +76,6 @@ class Network:
     @property
     def iterations(self) -> int:
         """Updates done so far (Keras' optimizer.iterations)."""
-    @property
-    def epochs_trained(self) -> int:
-        """Epochs trained so far over all fit calls (the next epoch's shuffle is drawn for it)."""
     def check_memory(self, batch_size: int, data_bytes: int) -> None:
         """The memory plan of training in batches of `batch_size` with `data_bytes` of data:
         ValueError saying what it needs and what the machine has, if it does not fit."""
@@ -135,6 +126,4 @@ class EventWriter:
 
     def __init__(self, log_dir: str) -> None: ...
     def write(self, step: int, scalars: dict[str, float]) -> None:
-        """One scalar event per entry at `step` (the epoch, from 0), flushed to disk."""
-    @property
-    def path(self) -> str: ...
+        """One scalar event per entry at `step` (the epoch, from 0), written to the file at once."""

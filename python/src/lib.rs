@@ -243,7 +243,10 @@ impl Images {
     fn nbytes(&self) -> u64 {
         self.split.resident_bytes()
     }
+}
 
+impl Images {
+    /// The largest label (-1 without labels or images).
     fn max_label(&self) -> i64 {
         match self.has_labels {
             true => self
@@ -367,12 +370,6 @@ impl Model {
     }
 
     #[getter]
-    fn input_shape(&self) -> PyResult<(usize, usize, usize)> {
-        let s = self.net.spec.image_shape().map_err(py_err)?;
-        Ok((s.height, s.width, s.channels))
-    }
-
-    #[getter]
     fn classes(&self) -> usize {
         self.net.classes()
     }
@@ -483,11 +480,6 @@ impl Model {
     }
 
     #[getter]
-    fn compiled(&self) -> bool {
-        self.sgd.is_some()
-    }
-
-    #[getter]
     fn get_lr(&self) -> PyResult<f32> {
         Ok(self.optimizer()?.config.lr)
     }
@@ -511,11 +503,6 @@ impl Model {
     #[getter]
     fn iterations(&self) -> u64 {
         self.sgd.as_ref().map_or(0, |s| s.iterations)
-    }
-
-    #[getter]
-    fn epochs_trained(&self) -> usize {
-        self.progress.history.epochs.len()
     }
 
     fn check_memory(&self, batch_size: usize, data_bytes: u64) -> PyResult<()> {
@@ -777,11 +764,6 @@ impl EventWriter {
         self.0
             .write_scalars(step, scalars.iter().map(|(k, v)| (k.as_str(), *v)))
             .map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("{e:#}")))
-    }
-
-    #[getter]
-    fn path(&self) -> PathBuf {
-        self.0.path().to_path_buf()
     }
 }
 
