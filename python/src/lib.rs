@@ -115,11 +115,7 @@ fn encode<T: Pixel>(x: &ArrayViewD<T>) -> Result<(PixelEncoding, Vec<u8>), Strin
             });
         return Ok((encoding, bytes));
     }
-    if let Some((i, value)) = first_not_finite(x) {
-        return Err(format!(
-            "x: image {i} holds a pixel that is not finite ({value}); the engine trains on finite values only"
-        ));
-    }
+    // A value on the grid is finite: the scan for NaN and infinities is needed only off it.
     let mut bytes = vec![0u8; n * per_image];
     let on_grid = bytes
         .par_chunks_mut(per_image.max(1))
@@ -133,6 +129,11 @@ fn encode<T: Pixel>(x: &ArrayViewD<T>) -> Result<(PixelEncoding, Vec<u8>), Strin
         return Ok((PixelEncoding::Scaled, bytes));
     }
     drop(bytes);
+    if let Some((i, value)) = first_not_finite(x) {
+        return Err(format!(
+            "x: image {i} holds a pixel that is not finite ({value}); the engine trains on finite values only"
+        ));
+    }
     let mut bytes = vec![0u8; n * per_image * 4];
     bytes
         .par_chunks_mut((per_image * 4).max(1))

@@ -12,6 +12,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+def tutorial_minivggnet():
+    """The tutorial's MiniVGGNet class as examples/python/pyimagesearch ships it."""
+    examples = str(REPO / "examples" / "python")
+    if examples not in sys.path:
+        sys.path.insert(0, examples)
+    from pyimagesearch.nn.conv import MiniVGGNet
+
+    return MiniVGGNet
+
+
 @pytest.fixture(scope="session", autouse=True)
 def cifar10_archive():
     """$MINIVGG_DATA, else the copy beside the checkout, as `cargo test` finds it: the

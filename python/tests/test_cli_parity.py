@@ -7,33 +7,12 @@ import re
 
 import numpy as np
 import pytest
-from conftest import run_minivgg
+from conftest import run_minivgg, tutorial_minivggnet
 
-from minivgg.keras import layers, models, optimizers, utils
+from minivgg.keras import models, optimizers, utils
 from minivgg.keras.datasets import cifar10
 
 LIMIT, EPOCHS, SEED = 512, 2, 7
-
-
-def minivggnet():
-    """The tutorial's MiniVGGNet (channels last)."""
-    model = models.Sequential()
-    for i, filters in enumerate([32, 32, 64, 64]):
-        extra = {"input_shape": (32, 32, 3)} if i == 0 else {}
-        model.add(layers.Conv2D(filters, (3, 3), padding="same", **extra))
-        model.add(layers.Activation("relu"))
-        model.add(layers.BatchNormalization(axis=-1))
-        if i % 2 == 1:
-            model.add(layers.MaxPooling2D(pool_size=(2, 2)))
-            model.add(layers.Dropout(0.25))
-    model.add(layers.Flatten())
-    model.add(layers.Dense(512))
-    model.add(layers.Activation("relu"))
-    model.add(layers.BatchNormalization())
-    model.add(layers.Dropout(0.5))
-    model.add(layers.Dense(10))
-    model.add(layers.Activation("softmax"))
-    return model
 
 
 def evaluate_line(name, n, loss, accuracy):
@@ -44,7 +23,7 @@ def evaluate_line(name, n, loss, accuracy):
 def test_fit_writes_the_bytes_train_writes_and_each_side_evaluates_the_others_model(tmp_path):
     (x, y), (xt, yt) = cifar10.load_data()
     utils.set_random_seed(SEED)
-    model = minivggnet()
+    model = tutorial_minivggnet().build(width=32, height=32, depth=3, classes=10)
     # The command line's default decay is lr / epochs, as the tutorial's 0.01 / 40.
     opt = optimizers.SGD(lr=0.01, decay=0.01 / EPOCHS, momentum=0.9, nesterov=True)
     model.compile(loss="categorical_crossentropy", optimizer=opt, metrics=["accuracy"])

@@ -1,75 +1,19 @@
-"""The PyImageSearch tutorial's MiniVGGNet, as the tutorial prints it, with ``tensorflow.keras``
-replaced by ``minivgg.keras``: one epoch on the first 512 CIFAR-10 training images (read from
-``$MINIVGG_DATA``), validated on the first 512 test images, with the tutorial's recipe."""
+"""The PyImageSearch tutorial's MiniVGGNet as the tutorial prints it, with ``tensorflow.keras``
+replaced by ``minivgg.keras`` (examples/python/pyimagesearch/nn/conv/minivggnet.py): one epoch
+on the first 512 CIFAR-10 training images (read from ``$MINIVGG_DATA``), validated on the first
+512 test images, with the tutorial's recipe."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import tutorial_minivggnet
 
-# import the necessary packages
-from minivgg.keras.models import Sequential
-from minivgg.keras.layers import BatchNormalization
-from minivgg.keras.layers import Conv2D
-from minivgg.keras.layers import MaxPooling2D
-from minivgg.keras.layers import Activation
-from minivgg.keras.layers import Flatten
-from minivgg.keras.layers import Dropout
-from minivgg.keras.layers import Dense
-from minivgg.keras import backend as K
-from minivgg.keras.optimizers import SGD
 from minivgg.keras.datasets import cifar10
+from minivgg.keras.optimizers import SGD
 
-
-class MiniVGGNet:
-	@staticmethod
-	def build(width, height, depth, classes):
-		# initialize the model along with the input shape to be
-		# "channels last" and the channels dimension itself
-		model = Sequential()
-		inputShape = (height, width, depth)
-		chanDim = -1
-
-		# if we are using "channels first", update the input shape
-		# and channels dimension
-		if K.image_data_format() == "channels_first":
-			inputShape = (depth, height, width)
-			chanDim = 1
-
-		# first CONV => RELU => CONV => RELU => POOL layer set
-		model.add(Conv2D(32, (3, 3), padding="same",
-			input_shape=inputShape))
-		model.add(Activation("relu"))
-		model.add(BatchNormalization(axis=chanDim))
-		model.add(Conv2D(32, (3, 3), padding="same"))
-		model.add(Activation("relu"))
-		model.add(BatchNormalization(axis=chanDim))
-		model.add(MaxPooling2D(pool_size=(2, 2)))
-		model.add(Dropout(0.25))
-
-		# second CONV => RELU => CONV => RELU => POOL layer set
-		model.add(Conv2D(64, (3, 3), padding="same"))
-		model.add(Activation("relu"))
-		model.add(BatchNormalization(axis=chanDim))
-		model.add(Conv2D(64, (3, 3), padding="same"))
-		model.add(Activation("relu"))
-		model.add(BatchNormalization(axis=chanDim))
-		model.add(MaxPooling2D(pool_size=(2, 2)))
-		model.add(Dropout(0.25))
-
-		# first (and only) set of FC => RELU layers
-		model.add(Flatten())
-		model.add(Dense(512))
-		model.add(Activation("relu"))
-		model.add(BatchNormalization())
-		model.add(Dropout(0.5))
-
-		# softmax classifier
-		model.add(Dense(classes))
-		model.add(Activation("softmax"))
-
-		# return the constructed network architecture
-		return model
+# the class the tutorial prints, as examples/python ships it
+MiniVGGNet = tutorial_minivggnet()
 
 
 def test_minivggnet_tutorial_recipe_on_512_images():
