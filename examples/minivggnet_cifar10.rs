@@ -1,20 +1,21 @@
 //! The tutorial's driver script, `minivggnet_cifar10.py`, through minivgg's library: load
 //! CIFAR-10, build MiniVGGNet, fit it with the tutorial's SGD, print the classification
-//! report and plot the history.
+//! report and plot the history — the same run `minivgg train` makes, by the same function.
 //!
 //!     cargo run --release --example minivggnet_cifar10 -- --output output/cifar10_minivggnet.png
 //!
 //! `--epochs N` and `--limit N` (the first N images of each split) make a quick trial.
 
 use anyhow::{bail, Result};
-use minivgg::data::{cifar10, download};
-use minivgg::engine::sgd::{Sgd, SgdConfig};
-use minivgg::engine::Network;
-use minivgg::model::zoo;
-use minivgg::report::classification::classification_report;
-use minivgg::report::plot::plot_history;
-use minivgg::train::fit::{epoch_line, evaluate, fit, FitConfig, Progress};
+use minivgg::data::DataRequest;
+use minivgg::engine::device::Device;
+use minivgg::engine::sgd::SgdConfig;
+use minivgg::engine::Precision;
+use minivgg::run::{self, beside, RunFiles};
+use minivgg::train::checkpoint::RunSettings;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 fn main() -> Result<()> {
     // construct the argument parser and parse the arguments
@@ -32,58 +33,35 @@ fn main() -> Result<()> {
     }
 
     // load the training and testing data (pixels are scaled to [0, 1] as batches are made)
-    println!("[INFO] loading CIFAR-10 data...");
-    let mut data = cifar10::load(&download::resolve_data_path(None)?)?;
-    if let Some(n) = limit {
-        data.train.truncate(n);
-        data.test.truncate(n);
-    }
+    let request = DataRequest::default();
+    let data = run::load_data(&request, limit)?;
 
-    // initialize the optimizer and model
-    println!("[INFO] compiling model...");
-    let seed = 42;
-    let mut model = Network::new(&zoo::minivggnet(true), 64, seed)?;
-    let mut opt = Sgd::new(SgdConfig::TUTORIAL, model.params.len());
-
-    // train the network
-    println!("[INFO] training network...");
-    let config = FitConfig {
+    // initialize the optimizer and model: MiniVGGNet with batch normalization, SGD(lr=0.01,
+    // decay=0.01 / 40, momentum=0.9, nesterov=True), batches of 64
+    let model = run::model_spec_for("minivggnet", false, &data)?;
+    let settings = RunSettings {
         epochs,
-        seed,
-        progress: true,
-        stop: None,
+        batch_size: 64,
+        sgd: SgdConfig::TUTORIAL,
+        seed: 42,
+        output: output.clone(),
+        save: None,
         augment: false,
-        shuffle: true,
+        limit,
+        precision: Precision::Fp32,
+        save_best: false,
+        data_fingerprint: Some(data.fingerprint()),
+        data: request,
     };
-    let mut history = Progress::default();
-    fit(
-        &mut model,
-        &mut opt,
-        &data.train,
-        &data.test,
-        &config,
-        &mut history,
-        |_, h| {
-            println!("{}", epoch_line(h.last().expect("an epoch"), epochs));
-            Ok(())
-        },
-        |_, _, _| Ok(()),
-    )?;
+    let mut files = RunFiles::new(&settings, beside(&output, "_checkpoint"));
+    files.set_data_name(&data.name);
+    files.check_writable()?;
+    let lock = files.lock()?;
 
-    // evaluate the network
-    println!("[INFO] evaluating network...");
-    let (_, predictions) = evaluate(&mut model, &data.test);
-    print!(
-        "{}",
-        classification_report(data.test.labels(), &predictions, &data.class_names)
-    );
-
-    // plot the training loss and accuracy
-    plot_history(
-        &history.history,
-        &output,
-        "Training Loss and Accuracy on CIFAR-10",
-    )?;
-    println!("[INFO] wrote {}", output.display());
+    // train the network, evaluate it (the classification report) and plot the training loss
+    // and accuracy, as `minivgg train` does
+    let never_stopped = Arc::new(AtomicBool::new(false));
+    let fresh = run::fresh_run(&model, settings)?;
+    run::train_run(fresh, &files, lock, Device::Cpu, &data, never_stopped)?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use minivgg::train::fit::{
     evaluate, finish_epoch, predict_probabilities, train_epoch, FitConfig, Outcome, Progress,
 };
 use minivgg::train::history::EpochRecord;
-use minivgg::train::plan::{Memory, MemoryPlan};
+use minivgg::train::plan::MemoryPlan;
 use numpy::ndarray::{ArrayViewD, Axis};
 use numpy::{
     Element, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArrayDyn, PyUntypedArray,
@@ -30,7 +30,7 @@ use std::path::PathBuf;
 /// exit code 2), RuntimeError for the rest; the message is the whole chain.
 fn py_err(err: anyhow::Error) -> PyErr {
     let message = format!("{err:#}");
-    if minivgg::cli::exit_code(&err) == 2 {
+    if minivgg::run::is_bad_input(&err) {
         PyValueError::new_err(message)
     } else {
         PyRuntimeError::new_err(message)
@@ -509,11 +509,7 @@ impl Model {
     fn check_memory(&self, batch_size: usize, data_bytes: u64) -> PyResult<()> {
         let plan = MemoryPlan::for_training(&self.net.spec, batch_size.max(1), 1, data_bytes)
             .map_err(py_err)?;
-        if let Some(machine) = Memory::of_this_machine() {
-            plan.check(&machine)
-                .map_err(|e| value_error(format!("{e}")))?;
-        }
-        Ok(())
+        plan.check_here().map_err(|e| value_error(e.to_string()))
     }
 
     #[pyo3(signature = (train, batch_size, shuffle, on_batch=None))]

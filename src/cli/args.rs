@@ -1,11 +1,11 @@
 //! The flags several subcommands share: the model, the recipe, the data, where it computes.
 
-use super::usage;
 use crate::data::source::{Cifar100Labels, ImageSize};
 use crate::data::DataRequest;
 use crate::engine::device::Device;
 use crate::engine::sgd::SgdConfig;
 use crate::engine::Precision;
+use crate::run::error::usage;
 use crate::train::checkpoint::RunSettings;
 use anyhow::Result;
 use clap::Args;

@@ -2,7 +2,8 @@
 
 use super::args::MAX_BATCH_SIZE;
 use super::args::{check_size, ComputeArgs, ModelArgs};
-use super::{check_memory, model_spec, set_threads};
+use super::set_threads;
+use crate::run::model_spec;
 use crate::train::bench::bench;
 use crate::train::plan::MemoryPlan;
 use anyhow::Result;
@@ -30,9 +31,9 @@ pub(super) fn run(args: BenchArgs) -> Result<()> {
     check_size("--steps", args.steps, MAX_STEPS, "")?;
     set_threads(args.compute.threads)?;
     let precision = args.compute.checked_precision()?;
-    let spec = model_spec(&args.model)?;
+    let spec = model_spec(&args.model.model, args.model.no_bn)?;
     let plan = MemoryPlan::for_training(&spec, args.batch_size, 1, 0)?;
-    check_memory(&plan)?;
+    plan.check_here()?;
     println!("[INFO] the benchmark needs {plan}");
     let (batch, steps) = (args.batch_size, args.steps);
     print!(

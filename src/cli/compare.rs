@@ -2,20 +2,22 @@
 //! and without batch normalization from one seed, side by side.
 
 use super::args::{check_flags, run_settings, RecipeArgs};
-use super::paths::Files;
-use super::train::{fresh_run, stop_on_signal, train_run, RunFiles};
-use super::{
-    beside, check_memory, declare_inputs, device_label, load_data, model_spec, model_spec_for,
-    set_threads, usage, ModelArgs,
-};
+use super::set_threads;
+use super::train::stop_on_signal;
 use crate::engine::device::Device;
 use crate::fsutil::{atomic_write_bytes, ensure_writable};
 use crate::model::LayerSpec;
 use crate::report::plot::plot_comparison;
+use crate::run::error::usage;
+use crate::run::inputs::declare_inputs;
+use crate::run::paths::Files;
+use crate::run::{
+    self, beside, device_label, fresh_run, load_data, model_spec, model_spec_for, train_run,
+    RunFiles,
+};
 use crate::train::checkpoint::{Checkpoint, RunSettings};
 use crate::train::fit::check_device;
 use crate::train::history::History;
-use crate::train::plan::MemoryPlan;
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -39,11 +41,7 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
     // One seed for both arms, drawn once if not given: the comparison is of BN alone.
     let seed = args.recipe.seed.unwrap_or_else(rand::random);
     let table_path = args.output.with_extension("md");
-    let model = ModelArgs {
-        model: args.model.clone(),
-        no_bn: false,
-    };
-    let with_bn = model_spec(&model)?;
+    let with_bn = model_spec(&args.model, false)?;
     if !with_bn.layers.contains(&LayerSpec::BatchNorm) {
         return Err(usage(format!(
             "--model: {} has no batch normalization to compare without",
@@ -92,7 +90,7 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
         .map(|(files, _)| files.lock())
         .collect::<Result<Vec<_>>>()?;
     let data = load_data(&request, args.recipe.limit)?;
-    let with_bn = model_spec_for(&model, &data)?;
+    let with_bn = model_spec_for(&args.model, false, &data)?;
     let fingerprint = data.fingerprint();
     let mut runs: Vec<(Checkpoint, String)> = Vec::new();
     for ((_, batch_norm, arm), (files, plot)) in arms.iter().zip(&mut outputs) {
@@ -108,12 +106,7 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
             ..run_settings(&args.recipe, seed, plot.clone(), None, data.train.len())
         };
         if runs.is_empty() {
-            check_memory(&MemoryPlan::for_training(
-                &spec,
-                settings.batch_size,
-                2,
-                data.resident_bytes(),
-            )?)?;
+            run::check_memory(&spec, settings.batch_size, 2, &data)?;
         }
         runs.push((fresh_run(&spec, settings)?, format!("{shown} {arm}")));
     }

@@ -2,7 +2,7 @@
 //! and says what it holds: its splits, image shape, classes and images per class.
 
 use super::args::DataArgs;
-use super::load_data;
+use crate::run::load_data;
 use anyhow::Result;
 use clap::Args;
 

@@ -1,14 +1,13 @@
 //! `minivgg evaluate`: a saved model's report and confusion matrix on the test split.
 
 use super::args::{check_size, ComputeArgs, DataArgs, MAX_BATCH_SIZE};
-use super::paths::Files;
-use super::{
-    beside, check_fits_data, check_memory, declare_inputs, load_data, load_weights,
-    report_predictions, set_threads, weights_file,
-};
+use super::set_threads;
 use crate::data::DataRequest;
 use crate::fsutil::ensure_writable;
 use crate::model::ModelSpec;
+use crate::run::inputs::{check_fits_data, declare_inputs};
+use crate::run::paths::Files;
+use crate::run::{beside, load_data, load_weights, report_predictions, weights_file};
 use crate::train::checkpoint;
 use crate::train::fit::{check_device, evaluate_on};
 use crate::train::plan::MemoryPlan;
@@ -53,12 +52,7 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
     // The model first: a file that is no model is refused before the data is loaded. Its
     // memory is planned without the data, then again with it.
     let plan = |spec: &ModelSpec, data_bytes: u64| {
-        check_memory(&MemoryPlan::for_training(
-            spec,
-            args.batch_size,
-            1,
-            data_bytes,
-        )?)
+        Ok(MemoryPlan::for_training(spec, args.batch_size, 1, data_bytes)?.check_here()?)
     };
     let mut net = load_weights(&args.weights, args.batch_size, precision, |spec| {
         plan(spec, 0)

@@ -1,14 +1,14 @@
 //! `minivgg export`: a saved model as an ONNX file.
 
 use super::args::DataArgs;
-use super::paths::Files;
-use super::{
-    declare_inputs, load_weights, model_spec_for_given_data, usage, weights_file, ModelArgs,
-};
 use crate::data::DataRequest;
 use crate::engine::{Network, Precision};
 use crate::fsutil::ensure_writable;
 use crate::model::onnx;
+use crate::run::error::usage;
+use crate::run::inputs::{declare_inputs, model_spec_for_request};
+use crate::run::paths::Files;
+use crate::run::{load_weights, weights_file};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -58,11 +58,8 @@ pub(super) fn export(args: ExportArgs) -> Result<()> {
             "trained",
         ),
         (None, model) => {
-            let model = ModelArgs {
-                model: model.clone().unwrap_or_default(),
-                no_bn: false,
-            };
-            let (spec, _) = model_spec_for_given_data(&model, &request)?;
+            let model = model.as_deref().unwrap_or_default();
+            let (spec, _) = model_spec_for_request(model, false, &request)?;
             (Network::new(&spec, 1, 0)?, "initial")
         }
     };

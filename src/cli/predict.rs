@@ -1,8 +1,9 @@
 //! `minivgg predict`: the top classes of image files under a saved model.
 
-use super::{load_weights, usage};
 use crate::data::{images, Split};
 use crate::engine::Precision;
+use crate::run::error::usage;
+use crate::run::load_weights;
 use crate::train::fit::predict_probabilities;
 use anyhow::Result;
 use clap::Args;

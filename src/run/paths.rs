@@ -3,30 +3,30 @@
 //! links and `..`), and a command that would overwrite one of its inputs, or write two of its
 //! outputs to one file, is refused naming both.
 
-use super::usage;
+use super::error::usage;
 use anyhow::Result;
 use std::path::{Component, Path, PathBuf};
 
 /// The files a command reads and writes, each with the flag (or the words) that names it.
 #[derive(Default)]
-pub(super) struct Files {
+pub(crate) struct Files {
     reads: Vec<(String, PathBuf)>,
     writes: Vec<(String, PathBuf)>,
 }
 
 impl Files {
-    pub(super) fn reads(&mut self, role: impl Into<String>, path: &Path) -> &mut Self {
+    pub(crate) fn reads(&mut self, role: impl Into<String>, path: &Path) -> &mut Self {
         self.reads.push((role.into(), path.to_path_buf()));
         self
     }
 
-    pub(super) fn writes(&mut self, role: impl Into<String>, path: &Path) -> &mut Self {
+    pub(crate) fn writes(&mut self, role: impl Into<String>, path: &Path) -> &mut Self {
         self.writes.push((role.into(), path.to_path_buf()));
         self
     }
 
     /// Refuses (exit 2) an output that is an input, or two outputs that are one file.
-    pub(super) fn check_distinct(&self) -> Result<()> {
+    pub(crate) fn check_distinct(&self) -> Result<()> {
         let reads: Vec<_> = self.reads.iter().map(|(_, p)| identity(p)).collect();
         let writes: Vec<_> = self.writes.iter().map(|(_, p)| identity(p)).collect();
         for (i, (role, path)) in self.writes.iter().enumerate() {

@@ -1,0 +1,180 @@
+//! What a run reads: its data, loaded as a command names it, and its network, a built-in one
+//! built for that data or one from a file, refused if it does not fit the data.
+
+use super::error::{bad_input, usage};
+use super::paths::Files;
+use crate::data::{cifar10, source, DataRequest, Dataset, NamedSet};
+use crate::engine::{Network, Precision};
+use crate::model::{file as network_file, io as model_io, zoo, ModelSpec, Shape};
+use crate::train::checkpoint::{self, ModelFile};
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+/// The data a run trains and validates on, cut to `limit` images per split; one line says
+/// what it is.
+pub fn load_data(request: &DataRequest, limit: Option<usize>) -> Result<Dataset> {
+    println!(
+        "[INFO] loading {} data...",
+        source::describe_source(request)
+    );
+    // What the user named (a path, or $MINIVGG_DATA) being wrong is bad input; a failed
+    // download is not.
+    let named_path = match request.source() {
+        source::Source::Path(_) => true,
+        source::Source::Named(set) => {
+            set == NamedSet::Cifar10
+                && std::env::var_os(crate::data::download::DATA_ENV).is_some_and(|v| !v.is_empty())
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut data = source::load(request).map_err(|e| if named_path { bad_input(e) } else { e })?;
+    if let Some(limit) = limit {
+        data.truncate(limit);
+    }
+    // The load time tells a user whether the decoded-image cache was used.
+    println!(
+        "[INFO] {}, loaded in {:.2}s",
+        data.describe(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(data)
+}
+
+/// The network `model` names (`--model`): a built-in one (without its batch normalization
+/// where `no_bn`), a network file, a saved model or a checkpoint (its file or directory).
+pub fn model_spec(model: &str, no_bn: bool) -> Result<ModelSpec> {
+    let path = Path::new(model);
+    // A directory counts only if it holds a checkpoint: `--model minivggnet` stays the
+    // built-in network beside a directory of that name.
+    let checkpoint_dir = path.join(checkpoint::CHECKPOINT_FILE).is_file();
+    let from_file = network_file::is_network_file(path) || path.is_file() || checkpoint_dir;
+    if from_file && no_bn {
+        return Err(usage(format!(
+            "--no-bn applies to the built-in models, not to the model file {}",
+            path.display()
+        )));
+    }
+    if network_file::is_network_file(path) {
+        return network_file::read(path).map_err(bad_input);
+    }
+    if from_file {
+        let file = checkpoint::read_spec(path).map_err(bad_input)?;
+        say_where_from(&file, "architecture");
+        return Ok(file.model);
+    }
+    zoo::by_name(model, !no_bn).map_err(|e| usage(format!("--model: {e}")))
+}
+
+/// [`model_spec`] built for `data`: a built-in network for its image shape and classes; one
+/// from a file as it is, if it fits. It carries the data's class names.
+pub fn model_spec_for(model: &str, no_bn: bool, data: &Dataset) -> Result<ModelSpec> {
+    let mut spec = model_spec(model, no_bn)?;
+    if zoo::MODEL_NAMES.contains(&model) && !Path::new(model).exists() {
+        spec = zoo::built_for(spec, data.shape().into(), data.classes());
+    }
+    check_fits_data(&spec, data)?;
+    spec.class_names = data.class_names.clone();
+    Ok(spec)
+}
+
+/// Refuses a network that cannot take `data`'s images or give its classes, naming both.
+pub fn check_fits_data(spec: &ModelSpec, data: &Dataset) -> Result<()> {
+    let images = Shape::from(data.shape());
+    if spec.input != images || spec.classes != data.classes() {
+        return Err(usage(format!(
+            "--model: {} takes {} inputs and gives {} classes; {} has {images} images ({}) of {} classes",
+            spec.name,
+            spec.input,
+            spec.classes,
+            data.name,
+            data.shape(),
+            data.classes()
+        )));
+    }
+    Ok(())
+}
+
+/// The data a network is built for without being trained on it (`summary`, `export
+/// --model`): its name and the bytes it holds in memory.
+pub struct DataFacts {
+    pub name: String,
+    pub bytes: u64,
+}
+
+/// [`model_spec`] built for the data `request` names if it names any (loading the data for
+/// its shape and classes), else for CIFAR-10, which is not loaded: its size is known.
+pub fn model_spec_for_request(
+    model: &str,
+    no_bn: bool,
+    request: &DataRequest,
+) -> Result<(ModelSpec, DataFacts)> {
+    if *request == DataRequest::default() {
+        let cifar10 = DataFacts {
+            name: "CIFAR-10".into(),
+            bytes: (cifar10::TRAIN_IMAGES + cifar10::RECORDS_PER_FILE) as u64
+                * cifar10::RECORD_BYTES as u64,
+        };
+        return Ok((model_spec(model, no_bn)?, cifar10));
+    }
+    let data = load_data(request, None)?;
+    let spec = model_spec_for(model, no_bn, &data)?;
+    let facts = DataFacts {
+        name: data.name.clone(),
+        bytes: data.resident_bytes(),
+    };
+    Ok((spec, facts))
+}
+
+/// Adds what a command reads to `files`: the network file `model` names (a built-in name
+/// reads nothing) and the data's path, from `--data` or `$MINIVGG_DATA`.
+pub(crate) fn declare_inputs(files: &mut Files, model: &str, data: &DataRequest) {
+    if Path::new(model).exists() && !zoo::MODEL_NAMES.contains(&model) {
+        files.reads("--model", Path::new(model));
+    }
+    let env = crate::data::download::DATA_ENV;
+    match data.source() {
+        source::Source::Path(path) => {
+            files.reads("--data", &path);
+        }
+        source::Source::Named(_) if data.data.is_none() => {
+            if let Some(path) = std::env::var_os(env).filter(|v| !v.is_empty()) {
+                files.reads(format!("${env}"), Path::new(&path));
+            }
+        }
+        source::Source::Named(_) => {}
+    }
+}
+
+/// The file `--weights` reads (a directory's checkpoint); a directory without one is the
+/// reader's to refuse.
+pub fn weights_file(weights: &Path) -> PathBuf {
+    checkpoint::model_file(weights).unwrap_or_else(|_| weights.to_path_buf())
+}
+
+/// The network of the model that `path` names: a saved model, a checkpoint or a checkpoint
+/// directory, for batches of up to `capacity` samples, its products in `precision`; `check`
+/// sees its architecture before it is allocated.
+pub fn load_weights(
+    path: &Path,
+    capacity: usize,
+    precision: Precision,
+    check: impl FnOnce(&ModelSpec) -> Result<()>,
+) -> Result<Network> {
+    let file = checkpoint::load_model(path, capacity, precision, check).map_err(bad_input)?;
+    say_where_from(&file, "model");
+    Ok(file.model)
+}
+
+/// One line on stderr (stdout stays the command's output) for a model taken from a
+/// checkpoint, and one for a file whose tensors could not be verified.
+fn say_where_from<T>(file: &ModelFile<T>, what: &str) {
+    if let Some(stage) = &file.checkpoint {
+        eprintln!(
+            "[INFO] {} is a checkpoint ({stage}): using its {what}",
+            file.path.display()
+        );
+    }
+    if !file.verified {
+        eprintln!("{}", model_io::unverified_warning(&file.path));
+    }
+}
