@@ -1,8 +1,10 @@
-//! File writing that never leaves a half-written file behind, on the calling thread or off it.
+//! File writing that never leaves a half-written file behind, on the calling thread or off it;
+//! file reading that takes regular files only.
 
 use anyhow::{anyhow, Result};
-use std::io::{self, Write};
-use std::path::Path;
+use std::fs::{File, FileType};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -14,6 +16,97 @@ use std::time::{Duration, Instant};
 pub struct WriteError {
     pub path: String,
     pub cause: io::Error,
+}
+
+/// `path` opened for reading if it is a regular file (through links); anything else — a
+/// directory, a FIFO, a socket, a device — is refused with an `InvalidInput` error that says
+/// what it is. A FIFO is opened without blocking, so no input can hold the open up, and a
+/// device is refused before a byte of it is read, so none can feed a read without end.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}, not a regular file", describe_file_type(kind)),
+        ));
+    }
+    Ok(file)
+}
+
+/// The whole of the regular file at `path` (see [`open_regular`]).
+pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    let mut file = open_regular(path)?;
+    let mut bytes = Vec::with_capacity(file.metadata()?.len() as usize);
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The regular file at `path` as UTF-8 text (see [`open_regular`]).
+pub fn read_regular_to_string(path: &Path) -> io::Result<String> {
+    String::from_utf8(read_regular(path)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
+/// What a file on disk is, whatever the path to it: every link and hard link to one file (or
+/// folder) has its identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FileIdentity {
+    #[cfg(unix)]
+    Inode { device: u64, inode: u64 },
+    /// Where there are no inodes: the canonical path (hard links then differ).
+    Path(PathBuf),
+}
+
+impl FileIdentity {
+    /// The identity of the existing file at `path`, `meta` its metadata (links followed).
+    pub fn of(path: &Path, meta: &std::fs::Metadata) -> io::Result<FileIdentity> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let _ = path;
+            Ok(FileIdentity::Inode {
+                device: meta.dev(),
+                inode: meta.ino(),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            Ok(FileIdentity::Path(path.canonicalize()?))
+        }
+    }
+}
+
+/// What a file that is not a regular file is, in words: "a FIFO (named pipe)", "a directory"…
+pub fn describe_file_type(kind: FileType) -> &'static str {
+    if kind.is_dir() {
+        return "a directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_char_device() {
+            return "a character device";
+        }
+        if kind.is_block_device() {
+            return "a block device";
+        }
+    }
+    "a special file"
 }
 
 /// How the temporary files of [`atomic_write`] are named: `.minivgg-NAME-XXXXXX.tmp` for a

@@ -163,7 +163,43 @@ fn bad_flags_are_named_with_exit_code_2() {
     );
     assert_usage_error(
         &["train", "--epochs", "x"],
-        "invalid value 'x' for '--epochs <EPOCHS>'",
+        "error: invalid value 'x' for '--epochs <EPOCHS>': expected a whole number, at least 1; got \"x\"",
+    );
+    // A negative value is the flag's value, refused as `--flag=-1` is, naming the flag and
+    // what it takes; never clap's "unexpected argument '-1'", which names no flag.
+    let counts = [
+        (&["train", "--epochs"][..], "'--epochs <EPOCHS>'"),
+        (&["train", "--batch-size"], "'--batch-size <BATCH_SIZE>'"),
+        (&["train", "--limit"], "'--limit <N>'"),
+        (&["train", "--threads"], "'--threads <THREADS>'"),
+        (
+            &["evaluate", "--weights", "m.safetensors", "--batch-size"],
+            "'--batch-size <BATCH_SIZE>'",
+        ),
+        (&["bench", "--steps"], "'--steps <STEPS>'"),
+        (
+            &["predict", "--weights", "m.safetensors", "x.png", "--top"],
+            "'--top <TOP>'",
+        ),
+    ];
+    for (flags, flag) in counts {
+        let message = format!(
+            "error: invalid value '-1' for {flag}: expected a whole number, at least 1; got \"-1\""
+        );
+        let apart: Vec<&str> = flags.iter().copied().chain(["-1"]).collect();
+        assert_usage_error(&apart, &message);
+        let (last, first) = flags.split_last().unwrap();
+        let joined = format!("{last}=-1");
+        let together: Vec<&str> = first.iter().copied().chain([joined.as_str()]).collect();
+        assert_usage_error(&together, &message);
+    }
+    assert_usage_error(
+        &["train", "--data", "folder", "--image-size", "-1"],
+        "error: invalid value '-1' for '--image-size <N|WxH>': expected N or WxH with sides from 1 to 1024, got \"-1\"",
+    );
+    assert_usage_error(
+        &["train", "--data", "folder", "--val-split", "-0.5"],
+        "error: --val-split must be between 0 and 1 (both excluded), got -0.5",
     );
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),

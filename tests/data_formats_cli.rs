@@ -73,6 +73,10 @@ enum Content {
         head: Vec<u8>,
     },
     Dir,
+    /// A symbolic link to this target.
+    Link(&'static str),
+    /// A FIFO (named pipe): opening it to read waits for a writer that never comes.
+    Fifo,
 }
 
 fn write(path: &Path, content: &Content) {
@@ -85,6 +89,12 @@ fn write(path: &Path, content: &Content) {
             std::os::unix::fs::FileExt::write_all_at(&file, head, 0).unwrap();
         }
         Content::Dir => std::fs::create_dir_all(path).unwrap(),
+        Content::Link(target) => std::os::unix::fs::symlink(target, path).unwrap(),
+        Content::Fifo => {
+            let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+        }
     }
 }
 
@@ -191,7 +201,108 @@ fn every_bad_input_of_the_data_readers_exits_2_naming_it_and_writes_nothing() {
     cut.pop();
     let mut record = vec![0u8; 3074];
     record[1] = 100;
+    let not_regular = |file: &str, kind: &str| {
+        format!(
+            "{pictures}/{file} is {kind}, not a regular file: pictures are read from regular \
+             files only"
+        )
+    };
+    let two_labels = |second: &str, what: &str, first: &str| {
+        let class = |p: &str| p.split('/').next().unwrap().to_string();
+        format!(
+            "{pictures}: {second} is the {what} {first} again (a link), under class {} as well \
+             as {}: a picture cannot have two labels",
+            class(second),
+            class(first)
+        )
+    };
     let cases = vec![
+        // Files that are not what they seem: never opened, or opened without waiting, and
+        // refused naming what they are.
+        case(
+            "a picture that is a link to /dev/zero",
+            two_classes(2, vec![("a/zero.png", Content::Link("/dev/zero"))]),
+            "pictures",
+            val_split,
+            not_regular("a/zero.png", "a character device"),
+        ),
+        case(
+            "a picture that is a FIFO",
+            two_classes(2, vec![("b/pipe.png", Content::Fifo)]),
+            "pictures",
+            val_split,
+            not_regular("b/pipe.png", "a FIFO (named pipe)"),
+        ),
+        case(
+            "--data a FIFO named .tar.gz",
+            vec![("cifar-10-binary.tar.gz".into(), Content::Fifo)],
+            "cifar-10-binary.tar.gz",
+            &[],
+            format!(
+                "{}: cannot read: a FIFO (named pipe), not a regular file",
+                path("cifar-10-binary.tar.gz")
+            ),
+        ),
+        case(
+            "MNIST's training images a link to /dev/zero",
+            idx_set("digits", &[(TRAIN_IMAGES, None)])
+                .into_iter()
+                .chain([(
+                    format!("digits/{TRAIN_IMAGES}"),
+                    Content::Link("/dev/zero"),
+                )])
+                .collect(),
+            "digits",
+            &[],
+            format!(
+                "{}: cannot read: a character device, not a regular file",
+                idx_file(TRAIN_IMAGES)
+            ),
+        ),
+        // Links in folders: followed once; what they make of a picture cannot be two labels.
+        case(
+            "a class folder that is a link to another class",
+            two_classes(2, vec![("c", Content::Link("a"))]),
+            "pictures",
+            val_split,
+            two_labels("c", "folder", "a"),
+        ),
+        case(
+            "a picture linked into another class",
+            two_classes(2, vec![("b/also.png", Content::Link("../a/0.png"))]),
+            "pictures",
+            val_split,
+            two_labels("b/also.png", "picture", "a/0.png"),
+        ),
+        // Splits that hold no images.
+        case(
+            "IDX files whose header counts 0 training images",
+            idx_set(
+                "digits",
+                &[
+                    (TRAIN_IMAGES, Some(idx_images(0, 4, 3))),
+                    (TRAIN_LABELS, Some(idx_labels(&[]))),
+                ],
+            ),
+            "digits",
+            &[],
+            format!("{digits}: its training split holds no images: there is nothing to train on"),
+        ),
+        case(
+            "IDX files whose header counts 0 test images",
+            idx_set(
+                "digits",
+                &[
+                    (TEST_IMAGES, Some(idx_images(0, 4, 3))),
+                    (TEST_LABELS, Some(idx_labels(&[]))),
+                ],
+            ),
+            "digits",
+            &[],
+            format!(
+                "{digits}: its validation split holds no images: there is nothing to validate on"
+            ),
+        ),
         // Image folders.
         case(
             "a folder of no class folders",
@@ -680,4 +791,52 @@ fn skip_bad_images_trains_past_the_pictures_that_do_not_decode_listing_each() {
         "{stdout}"
     );
     assert!(plot.exists() && save.exists());
+}
+
+/// Links in a folder are followed once: links back up the tree (loops) and second paths to a
+/// folder or a picture of the same class are each named in one line of `data`'s output, and
+/// nothing is counted twice.
+#[test]
+fn links_in_a_folder_are_followed_once_and_each_loop_or_repeat_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let links = vec![
+        ("a/up", Content::Link("..")),
+        ("a/again.png", Content::Link("0.png")),
+        ("b/deeper/down", Content::Link("../..")),
+        ("b/more", Content::Link("deeper")),
+    ];
+    for (rel, content) in two_classes(3, links) {
+        write(&root.join(rel), &content);
+    }
+    let pictures = root.join("pictures").display().to_string();
+    let args = ["data", "--data", &pictures, "--val-split", "0.34"].map(String::from);
+    let out = run_in(root, &args);
+    let stdout = common::text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        common::text(&out.stderr)
+    );
+    for note in [
+        "a/again.png is the picture a/0.png again (a link): counted once",
+        "a/up links back to .. (a loop): not followed",
+        "b/deeper/down links back to ../.. (a loop): not followed",
+        "b/more is the folder b/deeper again (a link): counted once",
+    ] {
+        let line = format!("[INFO] {pictures}: {note}\n");
+        assert_eq!(stdout.matches(&line).count(), 1, "{line:?} in {stdout}");
+    }
+    assert!(stdout.contains("decoded 6 images"), "{stdout}");
+    // Each class: 2 training images and 1 held out, as on disk.
+    for class in ["a", "b"] {
+        let row = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(class))
+            .unwrap_or_else(|| panic!("no row for {class} in {stdout}"));
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            [class, "2", "1"]
+        );
+    }
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 #[derive(Debug, Args)]
 pub struct ComputeArgs {
     /// Worker threads, at most the CPU cores. Default: one per CPU core.
-    #[arg(long)]
+    #[arg(long, value_parser = count)]
     pub threads: Option<usize>,
     /// cpu, or cuda (cuda:N for the Nth) for an NVIDIA GPU (a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
@@ -58,7 +58,7 @@ pub struct SummaryArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// The batch size whose memory the summary works out; at most 50,000.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = count)]
     pub batch_size: usize,
 }
 
@@ -72,23 +72,23 @@ pub enum Schedule {
 #[derive(Debug, Args)]
 pub struct RecipeArgs {
     /// At most 10,000.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 40, value_parser = count)]
     pub epochs: usize,
     /// At most 50,000 (the training images); with --limit N, batches hold at most N. The
     /// run's memory is worked out first: a run that does not fit is refused with the largest
     /// batch size that does.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = count)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.01)]
     pub lr: f32,
-    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.9)]
     pub momentum: f32,
     /// Plain momentum instead of Nesterov's.
     #[arg(long)]
     pub no_nesterov: bool,
     /// Time-based learning-rate decay per update. Default: lr / epochs, as the tutorial
     /// (0 with `--schedule linear`).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     pub decay: Option<f32>,
     /// How the learning rate falls per update t: `keras`, the tutorial's lr / (1 + decay·t);
     /// or `linear`, which also scales it by 1 − t/T so it reaches 0 at the run's last update
@@ -98,12 +98,7 @@ pub struct RecipeArgs {
     /// Adds wd·w to the gradient of every trainable parameter, as PyTorch's
     /// SGD(weight_decay=wd); Keras' l2(wd / 2) on every weight. The printed loss leaves the
     /// penalty out. The tutorial uses none.
-    #[arg(
-        long,
-        value_name = "WD",
-        default_value_t = 0.0,
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "WD", default_value_t = 0.0)]
     pub weight_decay: f32,
     /// Seed for initialisation, shuffling, dropout and augmentation. Default: a random seed,
     /// printed.
@@ -115,7 +110,7 @@ pub struct RecipeArgs {
     pub augment: bool,
     /// Use only the first N training and N test images (quick trials; the report then covers
     /// those N test images). At most 50,000.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = count)]
     pub limit: Option<usize>,
     #[command(flatten)]
     pub data: DataArgs,
@@ -217,6 +212,15 @@ pub(super) fn check_flags(args: &RecipeArgs) -> Result<()> {
 
 /// The most epochs a run may ask for.
 pub const MAX_EPOCHS: usize = 10_000;
+
+/// clap's parser of a flag that counts (epochs, images, threads…): a whole number, and where
+/// the value is not one (`-1`, `2.5`), a message that says what the flag takes; 0 and values
+/// over the flag's bound are [`check_size`]'s to refuse.
+pub(super) fn count(value: &str) -> Result<usize, String> {
+    value
+        .parse()
+        .map_err(|_| format!("expected a whole number, at least 1; got {value:?}"))
+}
 
 /// Refuses a size flag outside 1..=`max`; `why` says where the bound comes from.
 pub(super) fn check_size(flag: &str, value: usize, max: usize, why: &str) -> Result<()> {

@@ -1,7 +1,7 @@
 //! `minivgg bench`: training steps and inference timed, layer by layer, on synthetic data.
 
 use super::args::MAX_BATCH_SIZE;
-use super::args::{check_size, ComputeArgs, ModelArgs};
+use super::args::{check_size, count, ComputeArgs, ModelArgs};
 use super::set_threads;
 use crate::run::model_spec;
 use crate::train::bench::bench;
@@ -17,10 +17,10 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// At most 50,000.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = count)]
     pub batch_size: usize,
     /// Timed steps, after 5 warm-up steps; at most 10,000.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = count)]
     pub steps: usize,
     #[command(flatten)]
     pub compute: ComputeArgs,

@@ -1,6 +1,6 @@
 //! `minivgg evaluate`: a saved model's report and confusion matrix on the test split.
 
-use super::args::{check_size, ComputeArgs, DataArgs, MAX_BATCH_SIZE};
+use super::args::{check_size, count, ComputeArgs, DataArgs, MAX_BATCH_SIZE};
 use super::set_threads;
 use crate::data::DataRequest;
 use crate::fsutil::ensure_writable;
@@ -23,7 +23,7 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// At most 65,536; batches never hold more than the test images.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = count)]
     pub batch_size: usize,
     #[command(flatten)]
     pub compute: ComputeArgs,

@@ -61,7 +61,17 @@ pub enum Command {
 
 /// The command line's parser: the derived one, with the rules that derive cannot say.
 pub fn command() -> clap::Command {
-    Cli::command().mut_subcommand("train", train::with_resume_rule)
+    let mut command = Cli::command().mut_subcommand("train", train::with_resume_rule);
+    // `--epochs -1` is the value -1, refused as `--epochs=-1` is, naming the flag; not an
+    // unknown flag `-1`.
+    let subcommands: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    for name in subcommands {
+        command = command.mut_subcommand(name, |s| s.allow_negative_numbers(true));
+    }
+    command
 }
 
 /// The `minivgg` command with `args` (the program's name first): parses them, runs the

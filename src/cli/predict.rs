@@ -1,5 +1,6 @@
 //! `minivgg predict`: the top classes of image files under a saved model.
 
+use super::args::count;
 use crate::data::{images, Split};
 use crate::engine::Precision;
 use crate::run::error::usage;
@@ -19,7 +20,7 @@ pub struct PredictArgs {
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
     /// How many of the most likely classes to print per image.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = count)]
     pub top: usize,
 }
 

@@ -26,7 +26,7 @@
 //! there is never a half-written cache file; it is never modified in place afterwards.
 
 use super::dataset::{ImageShape, Split, MAX_CLASSES};
-use crate::fsutil::{remove_stale_temporaries, temp_file_beside};
+use crate::fsutil::{open_regular, remove_stale_temporaries, temp_file_beside};
 use memmap2::Mmap;
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -144,7 +144,7 @@ pub fn open(
     shape: ImageShape,
     class_names: &[String],
 ) -> Result<Option<Cached>, Damaged> {
-    let file = match File::open(path) {
+    let file = match open_regular(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Damaged(format!("cannot open it: {e}"))),

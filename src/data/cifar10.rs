@@ -2,8 +2,8 @@
 //! turns the file's planar RGB records into interleaved HWC images.
 
 use super::dataset::{Dataset, ImageShape, Split};
+use crate::fsutil::open_regular;
 use flate2::read::GzDecoder;
-use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -387,7 +387,7 @@ fn read_dir_files(
             file: label.clone(),
             cause,
         };
-        let file = match File::open(&path) {
+        let file = match open_regular(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(DataError::MissingFile { file: label });
             }
@@ -451,7 +451,7 @@ pub(crate) fn for_each_member<E: From<DataError>>(
     take: impl FnMut(Member) -> Result<(), E>,
 ) -> Result<(), E> {
     let archive_label = archive.display().to_string();
-    let file = File::open(archive).map_err(|cause| DataError::Read {
+    let file = open_regular(archive).map_err(|cause| DataError::Read {
         file: archive_label.clone(),
         cause,
     })?;

@@ -309,7 +309,33 @@ pub struct Dataset {
     pub class_names: Vec<String>,
 }
 
+/// A data set with a split that holds no images: nothing to train or to validate on.
+#[derive(Debug, thiserror::Error)]
+#[error("{data}: its {split} split holds no images: there is nothing to {what} on")]
+pub struct EmptySplit {
+    /// Where the data set was read from.
+    pub data: String,
+    pub split: &'static str,
+    pub what: &'static str,
+}
+
 impl Dataset {
+    /// Refuses a data set, read from `source`, with a split that holds no images.
+    pub fn check_not_empty(&self, source: &str) -> Result<(), EmptySplit> {
+        let empty = |split, what| EmptySplit {
+            data: source.to_string(),
+            split,
+            what,
+        };
+        if self.train.is_empty() {
+            return Err(empty("training", "train"));
+        }
+        if self.test.is_empty() {
+            return Err(empty("validation", "validate"));
+        }
+        Ok(())
+    }
+
     pub fn shape(&self) -> ImageShape {
         self.train.shape()
     }

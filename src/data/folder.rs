@@ -14,11 +14,12 @@ use super::cache::{self, CacheWriter, Cached};
 use super::dataset::{Dataset, ImageShape, MAX_CLASSES};
 use super::images::{self, ImageError};
 use super::source::ImageSize;
+use crate::fsutil::{describe_file_type, FileIdentity};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rayon::prelude::*;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, UNIX_EPOCH};
 use xxhash_rust::xxh3::Xxh3;
@@ -99,6 +100,11 @@ pub enum FolderError {
         only_train: Vec<String>,
         only_test: Vec<String>,
     },
+    #[error("{path} is {kind}, not a regular file: pictures are read from regular files only")]
+    NotRegular { path: String, kind: &'static str },
+    /// `links`: which path reaches which again, under which classes, in words.
+    #[error("{path}: {links}: a picture cannot have two labels")]
+    TwoClasses { path: String, links: String },
     #[error(
         "{path} has no test split: pass --val-split F to hold out a fraction F of each class \
          for validation, or make train/ and test/ folders"
@@ -179,6 +185,8 @@ struct Listing {
     test: Vec<Entry>,
     /// Files skipped for not being pictures.
     skipped: usize,
+    /// Links passed over (loops, repeats), one line each.
+    notes: Vec<String>,
 }
 
 fn read_error(path: &Path) -> impl Fn(std::io::Error) -> FolderError + '_ {
@@ -206,49 +214,175 @@ fn sub_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>, FolderError> {
         .collect())
 }
 
-/// Every picture under `dir` (recursively, links followed, hidden entries ignored), as paths
-/// relative to `root` with their metadata; counts the other files in `skipped`.
-fn walk(
-    root: &Path,
-    dir: &Path,
-    visited: &mut HashSet<PathBuf>,
-    found: &mut Vec<(PathBuf, std::fs::Metadata)>,
-    skipped: &mut usize,
-) -> Result<(), FolderError> {
-    // A link back up the tree would be walked for ever.
-    let real = dir.canonicalize().map_err(read_error(dir))?;
-    if !visited.insert(real) {
-        return Ok(());
-    }
-    for entry in std::fs::read_dir(dir).map_err(read_error(dir))? {
-        let entry = entry.map_err(read_error(dir))?;
-        if is_hidden(&entry.file_name()) {
-            continue;
+/// What the walk of one split has reached, by identity on disk, so that nothing is counted
+/// twice however links lead to it: each folder and picture with the class and path it was
+/// first reached under, and the loops and repeats passed over, in words.
+struct Walk<'a> {
+    root: &'a Path,
+    /// The split's folder and every folder above it: a link to one of them is a loop.
+    above: Vec<FileIdentity>,
+    folders: HashMap<FileIdentity, (u8, PathBuf)>,
+    pictures: HashMap<FileIdentity, (u8, PathBuf)>,
+    notes: Vec<String>,
+    skipped: usize,
+    class_names: &'a [(String, PathBuf)],
+}
+
+impl<'a> Walk<'a> {
+    /// The walk of the split in `split_dir` (the data set's `root` or a folder in it) whose
+    /// class folders are `class_names`.
+    fn new(
+        root: &'a Path,
+        split_dir: &Path,
+        class_names: &'a [(String, PathBuf)],
+    ) -> Result<Self, FolderError> {
+        let canonical = split_dir.canonicalize().map_err(read_error(split_dir))?;
+        let mut above = Vec::new();
+        for dir in canonical.ancestors() {
+            let meta = std::fs::metadata(dir).map_err(read_error(dir))?;
+            above.push(FileIdentity::of(dir, &meta).map_err(read_error(dir))?);
         }
-        let path = entry.path();
-        let meta = std::fs::metadata(&path).map_err(read_error(&path))?;
-        if meta.is_dir() {
-            walk(root, &path, visited, found, skipped)?;
-        } else if is_image(&path) {
-            let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
-            found.push((rel, meta));
+        Ok(Walk {
+            root,
+            above,
+            folders: HashMap::new(),
+            pictures: HashMap::new(),
+            notes: Vec::new(),
+            skipped: 0,
+            class_names,
+        })
+    }
+
+    fn relative<'p>(&self, path: &'p Path) -> &'p Path {
+        path.strip_prefix(self.root).unwrap_or(path)
+    }
+
+    /// `path`, first reached under class `label`, or an error if it was reached under another
+    /// class first; `Ok(false)` if it was reached under this class already.
+    fn first_time(
+        &mut self,
+        is_folder: bool,
+        id: FileIdentity,
+        label: u8,
+        path: &Path,
+    ) -> Result<bool, FolderError> {
+        let rel = self.relative(path).to_path_buf();
+        let seen = if is_folder {
+            &mut self.folders
         } else {
-            *skipped += 1;
+            &mut self.pictures
+        };
+        match seen.get(&id) {
+            None => {
+                seen.insert(id, (label, rel));
+                Ok(true)
+            }
+            Some((first_label, first)) if *first_label != label => Err(FolderError::TwoClasses {
+                path: self.root.display().to_string(),
+                links: format!(
+                    "{} is the {} {} again (a link), under class {} as well as {}",
+                    rel.display(),
+                    if is_folder { "folder" } else { "picture" },
+                    first.display(),
+                    self.class_names[label as usize].0,
+                    self.class_names[*first_label as usize].0
+                ),
+            }),
+            Some((_, first)) => {
+                let what = if is_folder { "folder" } else { "picture" };
+                self.notes.push(format!(
+                    "{} is the {what} {} again (a link): counted once",
+                    rel.display(),
+                    first.display()
+                ));
+                Ok(false)
+            }
         }
     }
-    Ok(())
+
+    /// Every picture under the class folder `dir` (recursively, links followed once, hidden
+    /// entries ignored), as paths relative to the root with their metadata, in `found`.
+    fn class(
+        &mut self,
+        dir: &Path,
+        label: u8,
+        found: &mut Vec<(PathBuf, std::fs::Metadata)>,
+    ) -> Result<(), FolderError> {
+        let meta = std::fs::metadata(dir).map_err(read_error(dir))?;
+        let id = FileIdentity::of(dir, &meta).map_err(read_error(dir))?;
+        if self.first_time(true, id.clone(), label, dir)? {
+            self.folder(dir, label, &mut vec![id], found)?;
+        }
+        Ok(())
+    }
+
+    /// [`Walk::class`] of the folder `dir`, inside the folders `inside` (their identities).
+    fn folder(
+        &mut self,
+        dir: &Path,
+        label: u8,
+        inside: &mut Vec<FileIdentity>,
+        found: &mut Vec<(PathBuf, std::fs::Metadata)>,
+    ) -> Result<(), FolderError> {
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(read_error(dir))? {
+            let entry = entry.map_err(read_error(dir))?;
+            if !is_hidden(&entry.file_name()) {
+                entries.push(entry.path());
+            }
+        }
+        // In name order, so that which of two paths to one file is kept never varies.
+        entries.sort_by(|a, b| {
+            a.as_os_str()
+                .as_encoded_bytes()
+                .cmp(b.as_os_str().as_encoded_bytes())
+        });
+        for path in entries {
+            let meta = std::fs::metadata(&path).map_err(read_error(&path))?;
+            let id = FileIdentity::of(&path, &meta).map_err(read_error(&path))?;
+            if meta.is_dir() {
+                if inside.contains(&id) || self.above.contains(&id) {
+                    let target = std::fs::read_link(&path).unwrap_or_default();
+                    self.notes.push(format!(
+                        "{} links back to {} (a loop): not followed",
+                        self.relative(&path).display(),
+                        target.display()
+                    ));
+                    continue;
+                }
+                if self.first_time(true, id.clone(), label, &path)? {
+                    inside.push(id);
+                    self.folder(&path, label, inside, found)?;
+                    inside.pop();
+                }
+            } else if is_image(&path) {
+                if !meta.is_file() {
+                    return Err(FolderError::NotRegular {
+                        path: path.display().to_string(),
+                        kind: describe_file_type(meta.file_type()),
+                    });
+                }
+                if self.first_time(false, id, label, &path)? {
+                    found.push((self.relative(&path).to_path_buf(), meta));
+                }
+            } else {
+                self.skipped += 1;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The pictures of each of `classes` (folders under `root`), class by class in file order.
 fn list_classes(
-    root: &Path,
+    walk: &mut Walk,
     classes: &[(String, PathBuf)],
-    skipped: &mut usize,
 ) -> Result<Vec<Vec<Entry>>, FolderError> {
+    let root = walk.root;
     let mut all = Vec::new();
     for (label, (_, class_dir)) in classes.iter().enumerate() {
         let mut found = Vec::new();
-        walk(root, class_dir, &mut HashSet::new(), &mut found, skipped)?;
+        walk.class(class_dir, label as u8, &mut found)?;
         if found.is_empty() {
             return Err(FolderError::EmptyClass {
                 path: root.display().to_string(),
@@ -300,7 +434,6 @@ const TEST_DIRS: [&str; 3] = ["test", "val", "validation"];
 
 fn list(root: &Path, options: &FolderOptions) -> Result<Listing, FolderError> {
     let path = root.display().to_string();
-    let mut skipped = 0;
     let test_dir = TEST_DIRS.iter().find(|d| root.join(d).is_dir());
     if let (true, Some(test_dir)) = (root.join("train").is_dir(), test_dir) {
         if options.val_split.is_some() {
@@ -325,13 +458,16 @@ fn list(root: &Path, options: &FolderOptions) -> Result<Listing, FolderError> {
             });
         }
         check_classes(root, &train_classes)?;
-        let train = list_classes(root, &train_classes, &mut skipped)?;
-        let test = list_classes(root, &test_classes, &mut skipped)?;
+        let mut train_walk = Walk::new(root, &root.join("train"), &train_classes)?;
+        let train = list_classes(&mut train_walk, &train_classes)?;
+        let mut test_walk = Walk::new(root, &root.join(test_dir), &test_classes)?;
+        let test = list_classes(&mut test_walk, &test_classes)?;
         return Ok(Listing {
             classes: train_names,
             train: train.into_iter().flatten().collect(),
             test: test.into_iter().flatten().collect(),
-            skipped,
+            skipped: train_walk.skipped + test_walk.skipped,
+            notes: [train_walk.notes, test_walk.notes].concat(),
         });
     }
     let classes = sub_folders(root)?;
@@ -339,7 +475,9 @@ fn list(root: &Path, options: &FolderOptions) -> Result<Listing, FolderError> {
     let Some(fraction) = options.val_split else {
         return Err(FolderError::NoSplit { path });
     };
-    let per_class = list_classes(root, &classes, &mut skipped)?;
+    let mut walk = Walk::new(root, root, &classes)?;
+    let per_class = list_classes(&mut walk, &classes)?;
+    let (skipped, notes) = (walk.skipped, walk.notes);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(VAL_SPLIT_SEED);
     let (mut train, mut test) = (Vec::new(), Vec::new());
     for ((name, _), entries) in classes.iter().zip(per_class) {
@@ -371,6 +509,7 @@ fn list(root: &Path, options: &FolderOptions) -> Result<Listing, FolderError> {
         train,
         test,
         skipped,
+        notes,
     })
 }
 
@@ -512,6 +651,9 @@ pub fn load(dir: &Path, options: &FolderOptions) -> Result<Dataset, FolderError>
         .map_or_else(|| path.clone(), |n| n.to_string_lossy().into_owned());
     let started = Instant::now();
     let listing = list(dir, options)?;
+    for note in &listing.notes {
+        println!("[INFO] {path}: {note}");
+    }
     if listing.skipped > 0 {
         println!(
             "[INFO] skipped {}",

@@ -4,8 +4,8 @@
 
 use super::dataset::{Dataset, ImageShape, Split};
 use super::source::NamedSet;
+use crate::fsutil::open_regular;
 use flate2::read::GzDecoder;
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -189,10 +189,12 @@ fn load_split(
 }
 
 /// `dir/NAME`, else `dir/NAME.gz`, if it is there.
+/// `dir/NAME` or `dir/NAME.gz`, whichever is there and not a directory: one that is a device
+/// or a FIFO is found, for the reader to refuse naming what it is.
 fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
     [dir.join(name), dir.join(format!("{name}.gz"))]
         .into_iter()
-        .find(|p| p.is_file())
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| !m.is_dir()))
 }
 
 /// Reads `dir/NAME` or, decompressing it, `dir/NAME.gz`: at most [`MAX_FILE_BYTES`] either
@@ -211,7 +213,7 @@ fn read_capped(dir: &Path, name: &'static str, max: u64) -> Result<(String, Vec<
         file: label.clone(),
         cause,
     };
-    let file = File::open(&path).map_err(read_err)?;
+    let file = open_regular(&path).map_err(read_err)?;
     let gzipped = path.extension().is_some_and(|e| e == "gz");
     let mut bytes = Vec::new();
     let got = if gzipped {

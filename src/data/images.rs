@@ -6,6 +6,7 @@
 //! footprint when shrinking, as PIL's does; through `fast_image_resize`'s SIMD kernels.
 
 use super::dataset::ImageShape;
+use crate::fsutil::read_regular;
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::error::LimitErrorKind;
@@ -35,7 +36,7 @@ pub enum ImageError {
 /// pixel's channels together (NHWC).
 pub fn load_as(path: &Path, shape: ImageShape) -> Result<Vec<u8>, ImageError> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|cause| ImageError::Read {
+    let bytes = read_regular(path).map_err(|cause| ImageError::Read {
         path: name.clone(),
         cause,
     })?;

@@ -14,5 +14,5 @@ pub mod idx;
 pub mod images;
 pub mod source;
 
-pub use dataset::{Dataset, Fingerprint, ImageShape, PixelEncoding, Split};
+pub use dataset::{Dataset, EmptySplit, Fingerprint, ImageShape, PixelEncoding, Split};
 pub use source::{DataRequest, NamedSet};

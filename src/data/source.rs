@@ -203,8 +203,15 @@ impl DataRequest {
 }
 
 /// Loads what `request` asks for. A path the user named that is not there, or that holds
-/// something no reader takes, is a [`cifar10::DataError`] or the reader's own error.
+/// something no reader takes, is a [`cifar10::DataError`] or the reader's own error; a data
+/// set with a split that holds no images is an [`EmptySplit`](super::EmptySplit).
 pub fn load(request: &DataRequest) -> Result<Dataset> {
+    let data = load_any(request)?;
+    data.check_not_empty(&describe_source(request))?;
+    Ok(data)
+}
+
+fn load_any(request: &DataRequest) -> Result<Dataset> {
     let folder_only = [
         ("--image-size", request.image_size.is_some()),
         ("--grayscale", request.grayscale),

@@ -27,6 +27,7 @@
 
 use super::io::check_architecture;
 use super::spec::{LayerSpec, ModelSpec, Shape};
+use crate::fsutil::read_regular_to_string;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -56,7 +57,7 @@ pub fn is_network_file(path: &Path) -> bool {
 
 /// Reads and checks the network file at `path`; errors name the file.
 pub fn read(path: &Path) -> Result<ModelSpec> {
-    let text = std::fs::read_to_string(path)
+    let text = read_regular_to_string(path)
         .with_context(|| format!("cannot read network file {}", path.display()))?;
     let stem = path
         .file_stem()

@@ -14,7 +14,7 @@ use crate::engine::layers::batchnorm::BatchNorm;
 use crate::engine::layers::linear::{Conv2d, Dense};
 use crate::engine::layers::{last_run_by, runs_in_neighbour};
 use crate::engine::{Network, Precision};
-use crate::fsutil::atomic_write_bytes;
+use crate::fsutil::{atomic_write_bytes, read_regular};
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
@@ -136,7 +136,7 @@ pub fn save(net: &Network, path: &Path) -> Result<()> {
 
 /// The bytes of a weights file (a model or a checkpoint).
 pub fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read weights file {}", path.display()))
+    read_regular(path).with_context(|| format!("cannot read weights file {}", path.display()))
 }
 
 /// The string metadata of a safetensors file.

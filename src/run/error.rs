@@ -4,7 +4,7 @@
 
 use crate::data::folder::FolderError;
 use crate::data::source::DataFlagError;
-use crate::data::{cifar10, idx};
+use crate::data::{cifar10, idx, EmptySplit};
 use crate::engine::cpu::simd::UnsupportedCpu;
 use crate::fsutil::{NotWritable, WriteError};
 use crate::train::checkpoint::DirInUse;
@@ -50,6 +50,7 @@ pub fn is_bad_input(err: &anyhow::Error) -> bool {
             || e.is::<cifar10::DataError>()
             || e.is::<DataFlagError>()
             || e.is::<idx::IdxError>()
+            || e.is::<EmptySplit>()
             || e.downcast_ref::<FolderError>()
                 .is_some_and(FolderError::is_bad_input)
             || e.is::<WriteError>()

@@ -4,6 +4,7 @@
 //! outputs to one file, is refused naming both.
 
 use super::error::usage;
+use crate::fsutil::FileIdentity;
 use anyhow::Result;
 use std::path::{Component, Path, PathBuf};
 
@@ -52,27 +53,15 @@ impl Files {
 /// What a path stands for: the file itself where it exists (so hard links and symlinks to it
 /// are one), else the full path it would be created at. A path through a directory yet to be
 /// created (`new/../m.safetensors`) is looked up where it leads.
-#[derive(Debug, PartialEq, Eq)]
-enum Identity {
-    #[cfg(unix)]
-    File {
-        device: u64,
-        inode: u64,
-    },
-    Path(PathBuf),
-}
-
-fn identity(path: &Path) -> Identity {
+fn identity(path: &Path) -> FileIdentity {
     let resolved = resolved(path);
-    #[cfg(unix)]
-    if let Ok(meta) = std::fs::metadata(path).or_else(|_| std::fs::metadata(&resolved)) {
-        use std::os::unix::fs::MetadataExt;
-        return Identity::File {
-            device: meta.dev(),
-            inode: meta.ino(),
-        };
+    let existing = std::fs::metadata(path)
+        .map(|meta| (path, meta))
+        .or_else(|_| std::fs::metadata(&resolved).map(|meta| (resolved.as_path(), meta)));
+    match existing.and_then(|(path, meta)| FileIdentity::of(path, &meta)) {
+        Ok(identity) => identity,
+        Err(_) => FileIdentity::Path(resolved),
     }
-    Identity::Path(resolved)
 }
 
 /// `path` made absolute with its longest existing ancestor canonical and the rest (what does

@@ -8,7 +8,7 @@ use super::history::History;
 use crate::data::{DataRequest, Fingerprint};
 use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{BatchMetrics, Network, Precision};
-use crate::fsutil::{atomic_write_bytes, remove_stale_temporaries, BackgroundWriter};
+use crate::fsutil::{atomic_write_bytes, read_regular, remove_stale_temporaries, BackgroundWriter};
 use crate::model::{io, ModelSpec};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -342,8 +342,8 @@ fn epochs_done(path: &Path, state: &RunState) -> Result<usize> {
 /// The checkpoint file in `dir`: its path, its bytes and its run state.
 fn read_state(dir: &Path) -> Result<(PathBuf, Vec<u8>, RunState)> {
     let path = dir.join(CHECKPOINT_FILE);
-    let bytes = std::fs::read(&path)
-        .with_context(|| format!("--resume: cannot read {}", path.display()))?;
+    let bytes =
+        read_regular(&path).with_context(|| format!("--resume: cannot read {}", path.display()))?;
     let metadata = io::read_metadata(&path, &bytes)?;
     let state = run_state(&path, &metadata)?.ok_or_else(|| {
         anyhow!(

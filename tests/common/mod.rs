@@ -177,10 +177,16 @@ pub fn snapshot(root: &Path) -> Vec<Entry> {
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let entry = entry.unwrap();
+            // Not through links: a link is its target's name, as a FIFO or device is its own
+            // entry, never read (one would block, the other never end).
             let meta = entry.metadata().unwrap();
             if meta.is_dir() {
                 stack.push(entry.path());
                 found.push((entry.path(), 0, None, 0));
+            } else if !meta.is_file() {
+                let target = std::fs::read_link(entry.path()).unwrap_or_default();
+                let hash = xxhash_rust::xxh3::xxh3_64(target.as_os_str().as_encoded_bytes());
+                found.push((entry.path(), meta.len(), meta.modified().ok(), hash));
             } else {
                 let bytes = std::fs::read(entry.path()).unwrap();
                 let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
