@@ -1,9 +1,10 @@
 """One contestant of scripts/bench_python_vs_keras.sh: the tutorial's MiniVGGNet, its SGD and
-its fit call, through tf.keras (Keras 2 semantics via tf_keras) or minivgg.keras, for a few
-epochs on CIFAR-10; prints one line per epoch, `epoch N: S s`, timed by a callback from the
-start to the end of the epoch (its validation included, as Keras' epoch time does).
+its fit call, through minivgg.keras, TensorFlow 2.21's own tf.keras (Keras 3, with the edits it
+needs) or tf.keras with Keras 2 semantics (tf_keras), for a few epochs on CIFAR-10; prints one
+line per epoch, `epoch N: S s`, timed by a callback from the start to the end of the epoch (its
+validation included, as Keras' epoch time does).
 
-    python bench_python_epoch.py --keras minivgg|tensorflow [--epochs N] [--limit N]
+    python bench_python_epoch.py --keras minivgg|keras3|tf_keras [--epochs N] [--limit N]
 
 The data comes from minivgg's loader on both sides (tf.keras' would download it), as the
 arrays Keras' cifar10.load_data() returns.
@@ -15,23 +16,35 @@ import sys
 import time
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--keras", choices=["minivgg", "tensorflow"], required=True)
+ap.add_argument("--keras", choices=["minivgg", "keras3", "tf_keras"], required=True)
 ap.add_argument("--epochs", type=int, default=2)
 ap.add_argument("--limit", type=int, default=None)
 args = ap.parse_args()
 
 from minivgg.keras.datasets import cifar10  # noqa: E402
 
-if args.keras == "tensorflow":
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+if args.keras in ("keras3", "tf_keras"):
+    if args.keras == "tf_keras":
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     from tensorflow import keras
 
-    # The edit Keras 3 / TF 2.11+ needs for the tutorial's SGD(lr=…, decay=…).
-    from tensorflow.keras.optimizers.legacy import SGD
+    if args.keras == "tf_keras":
+        # Keras 2's optimizer takes the tutorial's SGD(lr=…, decay=…) as printed.
+        from tensorflow.keras.optimizers.legacy import SGD
 
-    version = f"TensorFlow {tf.__version__}, Keras {keras.__version__ if hasattr(keras, '__version__') else '2'}"
+        import tf_keras
+
+        version = f"TensorFlow {tf.__version__}, tf_keras {tf_keras.__version__}"
+    else:
+        # The edits Keras 3 needs: `lr` is refused and `decay` ignored, so the tutorial's
+        # lr / (1 + decay · t) per update becomes an InverseTimeDecay schedule.
+        def SGD(lr, decay, momentum, nesterov):
+            schedule = keras.optimizers.schedules.InverseTimeDecay(lr, 1, decay)
+            return keras.optimizers.SGD(learning_rate=schedule, momentum=momentum, nesterov=nesterov)
+
+        version = f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
 else:
     import minivgg
     from minivgg import keras
