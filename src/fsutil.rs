@@ -51,8 +51,13 @@ pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
 
 /// The regular file at `path` as UTF-8 text (see [`open_regular`]).
 pub fn read_regular_to_string(path: &Path) -> io::Result<String> {
-    String::from_utf8(read_regular(path)?)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+    // std's own words, as `fs::read_to_string` says them.
+    String::from_utf8(read_regular(path)?).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
 }
 
 /// What a file on disk is, whatever the path to it: every link and hard link to one file (or

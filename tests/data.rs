@@ -320,7 +320,10 @@ fn directory_errors_name_the_file() {
     std::fs::create_dir(dir.join(META_FILE)).unwrap();
     assert_eq!(
         load_err(tmp.path()),
-        format!("{} is not a regular file", dir.join(META_FILE).display())
+        format!(
+            "{}: cannot read: a directory, not a regular file",
+            dir.join(META_FILE).display()
+        )
     );
 }
 

@@ -394,9 +394,6 @@ fn read_dir_files(
             other => other.map_err(read_err)?,
         };
         let meta = file.metadata().map_err(read_err)?;
-        if !meta.is_file() {
-            return Err(DataError::NotAFile { file: label });
-        }
         let max = check_size(layout, name, &label, meta.len())?;
         // Read at most one byte past the cap, in case the file grows after the size check.
         let mut bytes = Vec::with_capacity(meta.len() as usize);
