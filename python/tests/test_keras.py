@@ -983,6 +983,35 @@ def test_load_image_folder_gives_the_pictures_as_arrays_with_class_names(tmp_pat
         assert any(np.array_equal(image, pictures[(names[label], i)]) for i in range(8))
 
 
+def test_a_folder_that_is_not_what_it_seems_raises_value_error_naming_it(tmp_path):
+    from PIL import Image
+
+    from minivgg.keras.utils import load_image_folder
+
+    for name in ["cats", "dogs"]:
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (5, 6)).save(tmp_path / "pets" / name / f"{i}.png")
+    pets = tmp_path / "pets"
+    # A FIFO is refused without waiting for a writer.
+    os.mkfifo(pets / "cats" / "pipe.png")
+    with pytest.raises(ValueError) as error:
+        load_image_folder(pets, image_size=(6, 5), validation_split=0.5)
+    assert str(error.value) == (
+        f"{pets}/cats/pipe.png is a FIFO (named pipe), not a regular file: "
+        "pictures are read from regular files only"
+    )
+    os.remove(pets / "cats" / "pipe.png")
+    # A class that is a link to another would give its pictures two labels.
+    os.symlink("cats", pets / "kittens")
+    with pytest.raises(ValueError) as error:
+        load_image_folder(pets, image_size=(6, 5), validation_split=0.5)
+    assert str(error.value) == (
+        f"{pets}: kittens is the folder cats again (a link), under class kittens as well as cats: "
+        "a picture cannot have two labels"
+    )
+
+
 def test_the_memory_plan_refuses_a_fit_that_does_not_fit_before_it_starts(monkeypatch):
     x, y = make_data(64)
     model = compiled_model()
