@@ -4,7 +4,8 @@
 //!
 //!     cargo run --release --example minivggnet_cifar10 -- --output output/cifar10_minivggnet.png
 //!
-//! `--epochs N` and `--limit N` (the first N images of each split) make a quick trial.
+//! `--epochs N` and `--limit N` (N images of each split, every class's share equal) make a
+//! quick trial.
 
 use anyhow::{bail, Result};
 use minivgg::data::DataRequest;

@@ -49,6 +49,7 @@ fn one_epoch_of_minivggnet_reaches_half_accuracy_and_reloads() {
         stdout.contains("    accuracy                           "),
         "no classification report:\n{stdout}"
     );
+    assert!(stdout.contains("[INFO] trained 1 epoch in "), "{stdout}");
 
     let csv = std::fs::read_to_string(dir.path().join("out/plot.csv")).unwrap();
     assert!(
@@ -115,6 +116,34 @@ fn summary_prints_keras_totals() {
     );
     let out = minivgg(&["summary", "--model", "minivggnet", "--no-bn"]);
     assert!(text(&out.stdout).contains("Total params: 2,168,362\n"));
+    // The tutorial's class name, in its case, is the built-in network.
+    let out = minivgg(&["summary", "--model", "MiniVGGNet"]);
+    assert!(text(&out.stdout).contains("Total params: 2,171,178\n"));
+}
+
+#[test]
+fn a_mistyped_data_set_name_gets_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_minivgg"))
+        .args(["data", "--data", "cifar"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: data path cifar (from --data) does not exist; did you mean --data cifar10?\n"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_minivgg"))
+        .args(["data", "--data", "photos"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stderr),
+        "error: data path photos (from --data) does not exist; --data takes a path or a data \
+         set's name: cifar10, cifar100, mnist, fashion-mnist\n"
+    );
 }
 
 fn assert_usage_error(args: &[&str], message: &str) {

@@ -305,6 +305,18 @@ fn every_bad_input_of_the_data_readers_exits_2_naming_it_and_writes_nothing() {
         ),
         // Image folders.
         case(
+            "a flat folder of pictures",
+            (0..3)
+                .map(|i| (format!("pictures/{i}.png"), Content::Bytes(picture.clone())))
+                .collect(),
+            "pictures",
+            val_split,
+            format!(
+                "{pictures}: 3 images directly in it and no class folders: move them into a \
+                 folder per class (DIR/<class>/<images>), named for the class"
+            ),
+        ),
+        case(
             "a folder of no class folders",
             vec![("pictures".into(), Content::Dir)],
             "pictures",

@@ -435,3 +435,53 @@ fn a_40_by_48_rgb_folder_stopped_and_resumed_ends_as_the_whole_run_and_runs_in_t
     println!("{spread} of {} probabilities in (0.01, 0.99)", ours.len());
     assert!(spread >= 3, "{spread} probabilities in (0.01, 0.99)");
 }
+
+/// `--limit` on a folder, whose images come class by class, keeps every class: a class at a
+/// time in turn, the log saying how many of each it kept, the report covering them all.
+#[test]
+fn a_limit_on_a_folder_sorted_by_class_keeps_an_equal_share_of_every_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, folder) = (dir.path().join("cache"), dir.path().join("shapes"));
+    let classes = [
+        ("circle", [200, 30, 30]),
+        ("square", [30, 200, 30]),
+        ("star", [30, 30, 200]),
+    ];
+    write_class_folder(&folder, &classes, 6);
+    let plot = dir.path().join("out/plot.png");
+    let (folder, plot_arg) = (folder.to_str().unwrap(), plot.to_str().unwrap());
+    let out = minivgg_cached(
+        &cache,
+        &[
+            "train",
+            "--data",
+            folder,
+            "--val-split",
+            "0.5",
+            "--limit",
+            "6",
+            "--epochs",
+            "1",
+            "--model",
+            "lenet",
+            "--output",
+            plot_arg,
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains(
+            "[INFO] --limit 6: 2 of each class for training and 2 of each class for validation\n"
+        ),
+        "{stdout}"
+    );
+    let report = std::fs::read_to_string(dir.path().join("out/plot_report.txt")).unwrap();
+    for (class, _) in classes {
+        let row = report
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(class))
+            .unwrap_or_else(|| panic!("no {class} in {report}"));
+        assert_eq!(row.split_whitespace().last(), Some("2"), "{row}");
+    }
+}

@@ -79,8 +79,10 @@ pub struct RecipeArgs {
     /// batch size that does.
     #[arg(long, default_value_t = 64, value_parser = count)]
     pub batch_size: usize,
+    /// SGD's learning rate at the first update (the tutorial's `SGD(lr=0.01)`).
     #[arg(long, default_value_t = 0.01)]
     pub lr: f32,
+    /// SGD's momentum, in [0, 1) (the tutorial's `momentum=0.9`).
     #[arg(long, default_value_t = 0.9)]
     pub momentum: f32,
     /// Plain momentum instead of Nesterov's.
@@ -108,8 +110,8 @@ pub struct RecipeArgs {
     /// a horizontal flip half of the time (drawn from the seed).
     #[arg(long)]
     pub augment: bool,
-    /// Use only the first N training and N test images (quick trials; the report then covers
-    /// those N test images). At most 50,000.
+    /// Use only N training and N test images, every class's share equal, taken a class at a
+    /// time in turn (quick trials; the report then covers those N test images). At most 2^24.
     #[arg(long, value_name = "N", value_parser = count)]
     pub limit: Option<usize>,
     #[command(flatten)]

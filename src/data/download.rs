@@ -159,6 +159,8 @@ fn resolve_named_in(
     for remote in missing {
         let url = format!("{base}{}", remote.file);
         download(&url, remote.md5, &cache, remote.file).map_err(|e| {
+            // <cache>/minivgg/<set>/, then <cache>/minivgg/.
+            remove_empty_dirs([cache.as_path()].into_iter().chain(cache.parent()));
             let names: Vec<&str> = files.iter().map(|r| r.file).collect();
             anyhow!(
                 "cannot download {title} ({e:#}); put {} in {}/ or pass --data {hand}",
@@ -209,7 +211,25 @@ fn resolve(
         "CIFAR-10 is not in {}; downloading it from {OFFICIAL_URL}",
         cache.display()
     );
-    download(&cache)
+    download(&cache).map_err(|e| {
+        remove_empty_dirs([cache.as_path()]);
+        anyhow!(
+            "cannot download CIFAR-10 ({e:#}); put the {BATCHES_DIR}/ folder of \
+             cifar-10-binary.tar.gz in {}/, or pass --data PATH or set {DATA_ENV}=PATH (the \
+             archive or the folder)",
+            cache.display()
+        )
+    })
+}
+
+/// Removes each of `dirs` in turn while they are empty: the cache folders a failed download
+/// created to write into, so that it leaves nothing behind (a folder with anything in it stays).
+fn remove_empty_dirs<'a>(dirs: impl IntoIterator<Item = &'a Path>) {
+    for dir in dirs {
+        if std::fs::remove_dir(dir).is_err() {
+            return;
+        }
+    }
 }
 
 fn given(path: &Path, source: &str) -> Result<PathBuf> {
@@ -531,10 +551,39 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_cifar10_download_says_where_to_put_the_files_and_leaves_no_folder() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = root.path().join("minivgg");
+        let offline = |dir: &Path| -> Result<PathBuf> {
+            // As the real download does: the folder is made for the file, then the network fails.
+            std::fs::create_dir_all(dir).unwrap();
+            Err(anyhow!("failed to lookup address")).context("cannot download https://host/x")
+        };
+        let err = resolve(None, None, Some(cache.clone()), offline)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "cannot download CIFAR-10 (cannot download https://host/x: failed to lookup \
+                 address); put the cifar-10-batches-bin/ folder of cifar-10-binary.tar.gz in \
+                 {}/, or pass --data PATH or set MINIVGG_DATA=PATH (the archive or the folder)",
+                cache.display()
+            )
+        );
+        assert!(
+            !cache.exists(),
+            "a failed download left {}",
+            cache.display()
+        );
+    }
+
+    #[test]
     fn a_failed_named_download_says_where_to_put_the_files() {
         let cache = tempfile::tempdir().unwrap();
-        let dir = cache.path().join("fashion-mnist");
-        let offline = |url: &str, _: &str, _: &Path, _: &str| -> Result<()> {
+        let dir = cache.path().join("minivgg").join("fashion-mnist");
+        let offline = |url: &str, _: &str, dir: &Path, _: &str| -> Result<()> {
+            std::fs::create_dir_all(dir).unwrap();
             Err(anyhow!("no route to host")).with_context(|| format!("cannot download {url}"))
         };
         let err = resolve_named_in(NamedSet::FashionMnist, Some(dir.clone()), offline)
@@ -550,6 +599,9 @@ mod tests {
                 dir.display()
             )
         );
+        // The folders made for the download are gone with it; the cache root stays.
+        assert!(!cache.path().join("minivgg").exists());
+        assert!(cache.path().exists());
         let err = resolve_named_in(NamedSet::Cifar100, Some(dir.clone()), offline)
             .unwrap_err()
             .to_string();

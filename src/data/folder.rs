@@ -78,6 +78,12 @@ pub enum FolderError {
          or DIR/train/<class>/ and DIR/test/<class>/"
     )]
     NoImages { path: String },
+    #[error(
+        "{path}: {} directly in it and no class folders: move them into a folder per class \
+         (DIR/<class>/<images>), named for the class",
+        plural(*.count, "image", "images")
+    )]
+    FlatFolder { path: String, count: usize },
     #[error("{path}: the class folder {class} holds no images")]
     EmptyClass { path: String, class: String },
     #[error("{path}: none of the images of class {class} could be read")]
@@ -419,7 +425,10 @@ fn list_classes(
 fn check_classes(root: &Path, classes: &[(String, PathBuf)]) -> Result<(), FolderError> {
     let path = root.display().to_string();
     match classes.len() {
-        0 => Err(FolderError::NoImages { path }),
+        0 => match pictures_in(root) {
+            0 => Err(FolderError::NoImages { path }),
+            count => Err(FolderError::FlatFolder { path, count }),
+        },
         1 => Err(FolderError::OneClass {
             path,
             class: classes[0].0.clone(),
@@ -427,6 +436,18 @@ fn check_classes(root: &Path, classes: &[(String, PathBuf)]) -> Result<(), Folde
         n if n > MAX_CLASSES => Err(FolderError::TooManyClasses { path, count: n }),
         _ => Ok(()),
     }
+}
+
+/// How many pictures lie directly in `dir` (not in sub-folders).
+fn pictures_in(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| !is_hidden(&e.file_name()) && is_image(&e.path()))
+        .filter(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.is_file()))
+        .count()
 }
 
 /// The split folder names, the first present taken as the validation split.

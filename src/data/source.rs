@@ -234,7 +234,17 @@ fn load_any(request: &DataRequest) -> Result<Dataset> {
         }
         Source::Path(path) => {
             if !path.exists() {
-                bail!("data path {} (from --data) does not exist", path.display());
+                bail!(
+                    "data path {} (from --data) does not exist; {}",
+                    path.display(),
+                    match closest_named(&path) {
+                        Some(set) => format!("did you mean --data {}?", set.flag_name()),
+                        None => format!(
+                            "--data takes a path or a data set's name: {}",
+                            NamedSet::ALL.map(NamedSet::flag_name).join(", ")
+                        ),
+                    }
+                );
             }
             if cifar100::is_cifar100(&path)
                 || idx::find_idx_dir(&path).is_some()
@@ -277,6 +287,18 @@ fn load_file_set(path: &Path, set: Option<NamedSet>, request: &DataRequest) -> R
     })
 }
 
+/// The named data set `path`, which names none and does not exist, was likely meant to be: a
+/// name in another case or mistyped (`MNIST`, `cifar`, `fashion_mnist`), as clap suggests flags.
+fn closest_named(path: &Path) -> Option<NamedSet> {
+    let given = path.to_str()?.to_lowercase();
+    NamedSet::ALL
+        .into_iter()
+        .map(|set| (strsim::jaro_winkler(&given, set.flag_name()), set))
+        .filter(|(similarity, _)| *similarity > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, set)| set)
+}
+
 /// The path a request's data was read from, for the log and the checkpoint.
 pub fn describe_source(request: &DataRequest) -> String {
     match request.source() {
@@ -311,6 +333,16 @@ mod tests {
             "expected N or WxH with sides from 1 to 1024, got \"0\""
         );
         assert!(size("2000x10").is_err() && size("x").is_err() && size("").is_err());
+    }
+
+    #[test]
+    fn a_name_close_to_a_data_sets_is_taken_for_it() {
+        let closest = |given: &str| closest_named(Path::new(given));
+        assert_eq!(closest("cifar"), Some(NamedSet::Cifar10));
+        assert_eq!(closest("CIFAR100"), Some(NamedSet::Cifar100));
+        assert_eq!(closest("MNIST"), Some(NamedSet::Mnist));
+        assert_eq!(closest("fashion_mnist"), Some(NamedSet::FashionMnist));
+        assert_eq!(closest("~/photos/animals"), None);
     }
 
     #[test]

@@ -5,6 +5,14 @@ use anyhow::{bail, Result};
 
 pub const MODEL_NAMES: [&str; 3] = ["minivggnet", "shallownet", "lenet"];
 
+/// The built-in model `name` stands for, in any case (`MiniVGGNet`, the tutorial's class
+/// name, is `minivggnet`).
+pub fn model_name(name: &str) -> Option<&'static str> {
+    MODEL_NAMES
+        .into_iter()
+        .find(|known| known.eq_ignore_ascii_case(name))
+}
+
 /// What the functions below build for: CIFAR-10's 32×32 RGB images of 10 classes. [`build`]
 /// builds for any other data, as the tutorial's `build(width, height, depth, classes)` does.
 const CIFAR_INPUT: Shape = Shape::Image { h: 32, w: 32, c: 3 };
@@ -79,9 +87,10 @@ pub fn lenet() -> ModelSpec {
     }
 }
 
-/// Looks a model up by its command-line name. `batch_norm` only applies to MiniVGGNet.
+/// Looks a model up by its command-line name, in any case. `batch_norm` only applies to
+/// MiniVGGNet.
 pub fn by_name(name: &str, batch_norm: bool) -> Result<ModelSpec> {
-    match name {
+    match model_name(name).unwrap_or(name) {
         "minivggnet" => Ok(minivggnet(batch_norm)),
         "shallownet" | "lenet" if !batch_norm => {
             bail!("--no-bn applies to minivggnet only; {name} has no batch normalization")
@@ -173,6 +182,15 @@ mod tests {
         let odd = Shape::Image { h: 40, w: 48, c: 1 };
         let shallow = build("shallownet", true, odd, 3).unwrap();
         assert_eq!(shallow.parameter_counts().unwrap(), (320 + 184_320 + 3, 0));
+    }
+
+    #[test]
+    fn model_names_are_taken_in_any_case() {
+        let tutorial = by_name("MiniVGGNet", true).unwrap();
+        assert_eq!(tutorial, minivggnet(true));
+        assert_eq!(by_name("LeNet", true).unwrap(), lenet());
+        assert_eq!(model_name("SHALLOWNET"), Some("shallownet"));
+        assert_eq!(model_name("vgg16"), None);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub fn load_data(request: &DataRequest, limit: Option<usize>) -> Result<Dataset>
     let started = std::time::Instant::now();
     let mut data = source::load(request).map_err(|e| if named_path { bad_input(e) } else { e })?;
     if let Some(limit) = limit {
-        data.truncate(limit);
+        data.limit_per_class(limit);
     }
     // The load time tells a user whether the decoded-image cache was used.
     println!(
@@ -37,7 +37,25 @@ pub fn load_data(request: &DataRequest, limit: Option<usize>) -> Result<Dataset>
         data.describe(),
         started.elapsed().as_secs_f64()
     );
+    if let Some(limit) = limit {
+        println!(
+            "[INFO] --limit {limit}: {} for training and {} for validation",
+            kept_per_class(&data.train, data.classes()),
+            kept_per_class(&data.test, data.classes())
+        );
+    }
     Ok(data)
+}
+
+/// How many images of each class `split` holds, in words: `30 of each class`, or the range.
+fn kept_per_class(split: &crate::data::Split, classes: usize) -> String {
+    let counts = split.class_counts(classes);
+    let (least, most) = (counts.iter().min(), counts.iter().max());
+    match (least, most) {
+        (Some(least), Some(most)) if least == most => format!("{least} of each class"),
+        (Some(least), Some(most)) => format!("{least} to {most} of each class"),
+        _ => "none".into(),
+    }
 }
 
 /// The network `model` names (`--model`): a built-in one (without its batch normalization
@@ -69,7 +87,7 @@ pub fn model_spec(model: &str, no_bn: bool) -> Result<ModelSpec> {
 /// from a file as it is, if it fits. It carries the data's class names.
 pub fn model_spec_for(model: &str, no_bn: bool, data: &Dataset) -> Result<ModelSpec> {
     let mut spec = model_spec(model, no_bn)?;
-    if zoo::MODEL_NAMES.contains(&model) && !Path::new(model).exists() {
+    if zoo::model_name(model).is_some() && !Path::new(model).exists() {
         spec = zoo::built_for(spec, data.shape().into(), data.classes());
     }
     check_fits_data(&spec, data)?;
@@ -128,7 +146,7 @@ pub fn model_spec_for_request(
 /// Adds what a command reads to `files`: the network file `model` names (a built-in name
 /// reads nothing) and the data's path, from `--data` or `$MINIVGG_DATA`.
 pub(crate) fn declare_inputs(files: &mut Files, model: &str, data: &DataRequest) {
-    if Path::new(model).exists() && !zoo::MODEL_NAMES.contains(&model) {
+    if Path::new(model).exists() && zoo::model_name(model).is_none() {
         files.reads("--model", Path::new(model));
     }
     let env = crate::data::download::DATA_ENV;

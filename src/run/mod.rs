@@ -254,8 +254,11 @@ pub fn train_run(
         return Err(Interrupted(files.checkpoint_dir.clone()).into());
     }
     println!(
-        "[INFO] trained {} epochs in {:.1}s (writing files held training up {:.2}s of it)",
-        settings.epochs,
+        "[INFO] trained {} in {:.1}s (writing files held training up {:.2}s of it)",
+        match settings.epochs {
+            1 => "1 epoch".to_string(),
+            n => format!("{n} epochs"),
+        },
         started.elapsed().as_secs_f64(),
         writer.blocked().as_secs_f64()
     );
