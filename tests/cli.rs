@@ -101,6 +101,24 @@ fn one_epoch_of_minivggnet_reaches_half_accuracy_and_reloads() {
         "evaluate's confusion matrix differs"
     );
     assert!(dir.path().join("model_confusion.png").is_file());
+
+    // `--model` names the saved model in predict (and evaluate), as it does in train.
+    let picture = dir.path().join("red.png");
+    image::RgbImage::from_pixel(40, 30, image::Rgb([220, 20, 20]))
+        .save(&picture)
+        .unwrap();
+    let out = minivgg(&[
+        "predict",
+        "--model",
+        weights.to_str().unwrap(),
+        picture.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with(&format!("{}:", picture.display())),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -222,6 +240,21 @@ fn bad_flags_are_named_with_exit_code_2() {
         let together: Vec<&str> = first.iter().copied().chain([joined.as_str()]).collect();
         assert_usage_error(&together, &message);
     }
+    // The plots are PNG: a name that says otherwise is refused before any work.
+    let jpg = dir.path().join("plot.jpg");
+    let jpg = jpg.to_str().unwrap();
+    assert_usage_error(
+        &["train", "--output", jpg],
+        &format!("error: --output {jpg}: the picture is written as PNG; name it NAME.png"),
+    );
+    assert_usage_error(
+        &["compare", "--output", jpg],
+        &format!("error: --output {jpg}: the picture is written as PNG; name it NAME.png"),
+    );
+    assert_usage_error(
+        &["evaluate", "--weights", "m.safetensors", "--confusion", jpg],
+        &format!("error: --confusion {jpg}: the picture is written as PNG; name it NAME.png"),
+    );
     assert_usage_error(
         &["train", "--data", "folder", "--image-size", "-1"],
         "error: invalid value '-1' for '--image-size <N|WxH>': expected N or WxH with sides from 1 to 1024, got \"-1\"",

@@ -840,6 +840,13 @@ fn links_in_a_folder_are_followed_once_and_each_loop_or_repeat_named() {
         assert_eq!(stdout.matches(&line).count(), 1, "{line:?} in {stdout}");
     }
     assert!(stdout.contains("decoded 6 images"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "[INFO] {pictures}: --val-split 0.34 held out 2 of the 6 images for validation, \
+             drawn with the series' seed 42, the same whatever --seed says\n"
+        )),
+        "{stdout}"
+    );
     // Each class: 2 training images and 1 held out, as on disk.
     for class in ["a", "b"] {
         let row = stdout

@@ -9,7 +9,7 @@ use crate::run::error::usage;
 use crate::train::checkpoint::RunSettings;
 use anyhow::Result;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where and how a subcommand computes, shared by `train`, `compare`, `evaluate` and `bench`.
 #[derive(Debug, Args)]
@@ -222,6 +222,21 @@ pub(super) fn count(value: &str) -> Result<usize, String> {
     value
         .parse()
         .map_err(|_| format!("expected a whole number, at least 1; got {value:?}"))
+}
+
+/// Refuses a picture `flag` names that is not a `.png`: the plots are PNG images, and a
+/// `plot.jpg` of PNG bytes would open as a broken JPEG.
+pub(super) fn check_png(flag: &str, path: &Path) -> Result<()> {
+    let is_png = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !is_png {
+        return Err(usage(format!(
+            "{flag} {}: the picture is written as PNG; name it NAME.png",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a size flag outside 1..=`max`; `why` says where the bound comes from.

@@ -1,7 +1,7 @@
 //! `minivgg compare`: the tutorial's experiment, MiniVGGNet (or a network from a file) with
 //! and without batch normalization from one seed, side by side.
 
-use super::args::{check_flags, run_settings, RecipeArgs};
+use super::args::{check_flags, check_png, run_settings, RecipeArgs};
 use super::set_threads;
 use super::train::stop_on_signal;
 use crate::engine::device::Device;
@@ -77,6 +77,7 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
     }
     declare_inputs(&mut paths, &args.model, &request);
     paths.check_distinct()?;
+    check_png("--output", &args.output)?;
     for path in [&args.output, &table_path] {
         ensure_writable(path)?;
     }

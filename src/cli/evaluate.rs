@@ -1,6 +1,6 @@
 //! `minivgg evaluate`: a saved model's report and confusion matrix on the test split.
 
-use super::args::{check_size, count, ComputeArgs, DataArgs, MAX_BATCH_SIZE};
+use super::args::{check_png, check_size, count, ComputeArgs, DataArgs, MAX_BATCH_SIZE};
 use super::set_threads;
 use crate::data::DataRequest;
 use crate::fsutil::ensure_writable;
@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
-    /// A model saved by `train --save`, or a checkpoint (its file or its directory).
-    #[arg(long)]
+    /// A model saved by `train --save`, or a checkpoint (its file or its directory); `--model`
+    /// is the same flag, as `train` names a saved model.
+    #[arg(long, visible_alias = "model")]
     pub weights: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
@@ -45,6 +46,7 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
         .writes("--confusion", &confusion);
     declare_inputs(&mut paths, "", &request);
     paths.check_distinct()?;
+    check_png("--confusion", &confusion)?;
     ensure_writable(&confusion)?;
     set_threads(args.compute.threads)?;
     check_device(args.compute.device)?;

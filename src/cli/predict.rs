@@ -12,8 +12,9 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// A model saved by `train --save`, or a checkpoint (its file or its directory).
-    #[arg(long)]
+    /// A model saved by `train --save`, or a checkpoint (its file or its directory); `--model`
+    /// is the same flag, as `train` names a saved model.
+    #[arg(long, visible_alias = "model")]
     pub weights: PathBuf,
     /// Image files (PNG, JPEG, BMP, GIF, WebP, TIFF, PNM), any size: each is resized to the
     /// model's input size (aspect ratio not kept), and made grey for a one-channel model.

@@ -1,7 +1,7 @@
 //! `minivgg train`: a new run from the flags or a stopped one from its checkpoint, trained to
 //! its end, then its report, plot, history and model.
 
-use super::args::{check_flags, run_settings, ModelArgs, RecipeArgs};
+use super::args::{check_flags, check_png, run_settings, ModelArgs, RecipeArgs};
 use super::set_threads;
 use crate::data::source::Source;
 use crate::data::{DataRequest, Dataset};
@@ -110,6 +110,7 @@ fn run_outputs(args: &TrainArgs) -> Result<(RunFiles, Option<(RunSettings, usize
         Some(output) => output.clone(),
         None => default_output(&args.model, &args.recipe.data.request()?)?,
     };
+    check_png("--output", &output)?;
     let outputs = RunSettings {
         save_best: args.save_best,
         ..run_settings(&args.recipe, 0, output, args.save.clone(), 0)

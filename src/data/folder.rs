@@ -675,6 +675,14 @@ pub fn load(dir: &Path, options: &FolderOptions) -> Result<Dataset, FolderError>
     for note in &listing.notes {
         println!("[INFO] {path}: {note}");
     }
+    if let Some(fraction) = options.val_split {
+        println!(
+            "[INFO] {path}: --val-split {fraction} held out {} of the {} images for validation, \
+             drawn with the series' seed 42, the same whatever --seed says",
+            listing.test.len(),
+            listing.train.len() + listing.test.len()
+        );
+    }
     if listing.skipped > 0 {
         println!(
             "[INFO] skipped {}",
