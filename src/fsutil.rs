@@ -20,9 +20,21 @@ pub struct WriteError {
 
 /// `path` opened for reading if it is a regular file (through links); anything else — a
 /// directory, a FIFO, a socket, a device — is refused with an `InvalidInput` error that says
-/// what it is. A FIFO is opened without blocking, so no input can hold the open up, and a
-/// device is refused before a byte of it is read, so none can feed a read without end.
+/// what it is, before it is opened. Should it turn into one between that look and the open,
+/// the open does not block (a FIFO cannot hold it up) and the file is looked at again before a
+/// byte is read (a device cannot feed a read without end).
 pub fn open_regular(path: &Path) -> io::Result<File> {
+    let refuse_unless_regular = |kind: FileType| {
+        if kind.is_file() {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}, not a regular file", describe_file_type(kind)),
+            ))
+        }
+    };
+    refuse_unless_regular(std::fs::metadata(path)?.file_type())?;
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -31,20 +43,33 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
         options.custom_flags(libc::O_NONBLOCK);
     }
     let file = options.open(path)?;
-    let kind = file.metadata()?.file_type();
-    if !kind.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{}, not a regular file", describe_file_type(kind)),
-        ));
+    refuse_unless_regular(file.metadata()?.file_type())?;
+    #[cfg(unix)]
+    {
+        // Reads block as usual from here on: some network file systems answer a non-blocking
+        // read of a regular file with EAGAIN.
+        use std::os::fd::AsRawFd;
+        let fd = file.as_raw_fd();
+        // SAFETY: fcntl on a descriptor this function owns, with flags it just read.
+        let cleared = unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) == 0
+        };
+        if !cleared {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(file)
 }
 
-/// The whole of the regular file at `path` (see [`open_regular`]).
+/// The whole of the regular file at `path` (see [`open_regular`]); a file too large to hold
+/// is an error, not an abort.
 pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
     let mut file = open_regular(path)?;
-    let mut bytes = Vec::with_capacity(file.metadata()?.len() as usize);
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(file.metadata()?.len() as usize)
+        .map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, e))?;
     file.read_to_end(&mut bytes)?;
     Ok(bytes)
 }

@@ -216,6 +216,15 @@ fn every_bad_input_of_the_data_readers_exits_2_naming_it_and_writes_nothing() {
             class(first)
         )
     };
+    let two_labels_in_splits = |second: &str, first: &str| {
+        let class = |p: &str| p.split('/').nth(1).unwrap().to_string();
+        format!(
+            "{pictures}: {second} is the picture {first} again (a link), under class {} as well \
+             as {}: a picture cannot have two labels",
+            class(second),
+            class(first)
+        )
+    };
     let cases = vec![
         // Files that are not what they seem: never opened, or opened without waiting, and
         // refused naming what they are.
@@ -266,6 +275,30 @@ fn every_bad_input_of_the_data_readers_exits_2_naming_it_and_writes_nothing() {
             "pictures",
             val_split,
             two_labels("c", "folder", "a"),
+        ),
+        case(
+            "a class folder that is a link to the data set's folder",
+            two_classes(2, vec![("c", Content::Link("."))]),
+            "pictures",
+            val_split,
+            format!(
+                "{pictures}: the class folder c is a link to the data set's folder or one above \
+                 it: it would hold every class"
+            ),
+        ),
+        case(
+            "a test picture linked to a training picture of another class",
+            ["train/a", "train/b", "test/a", "test/b"]
+                .into_iter()
+                .map(|d| (format!("pictures/{d}/0.png"), Content::Bytes(picture.clone())))
+                .chain([(
+                    "pictures/test/b/1.png".to_string(),
+                    Content::Link("../../train/a/0.png"),
+                )])
+                .collect(),
+            "pictures",
+            &[],
+            two_labels_in_splits("test/b/1.png", "train/a/0.png"),
         ),
         case(
             "a picture linked into another class",

@@ -107,7 +107,7 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
             ..run_settings(&args.recipe, seed, plot.clone(), None, data.train.len())
         };
         if runs.is_empty() {
-            run::check_memory(&spec, settings.batch_size, 2, &data)?;
+            run::check_memory(&spec, settings.batch_size, 2, data.resident_bytes())?;
         }
         runs.push((fresh_run(&spec, settings)?, format!("{shown} {arm}")));
     }

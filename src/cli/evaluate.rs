@@ -7,10 +7,9 @@ use crate::fsutil::ensure_writable;
 use crate::model::ModelSpec;
 use crate::run::inputs::{check_fits_data, declare_inputs};
 use crate::run::paths::Files;
-use crate::run::{beside, load_data, load_weights, report_predictions, weights_file};
+use crate::run::{self, beside, load_data, load_weights, report_predictions, weights_file};
 use crate::train::checkpoint;
 use crate::train::fit::{check_device, evaluate_on};
-use crate::train::plan::MemoryPlan;
 use anyhow::Result;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -53,9 +52,8 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
     let precision = args.compute.checked_precision()?;
     // The model first: a file that is no model is refused before the data is loaded. Its
     // memory is planned without the data, then again with it.
-    let plan = |spec: &ModelSpec, data_bytes: u64| {
-        Ok(MemoryPlan::for_training(spec, args.batch_size, 1, data_bytes)?.check_here()?)
-    };
+    let plan =
+        |spec: &ModelSpec, data_bytes: u64| run::check_memory(spec, args.batch_size, 1, data_bytes);
     let mut net = load_weights(&args.weights, args.batch_size, precision, |spec| {
         plan(spec, 0)
     })?;

@@ -142,7 +142,7 @@ fn start_run(args: &TrainArgs, data: &Dataset, output: PathBuf) -> Result<Checkp
             data.train.len(),
         )
     };
-    run::check_memory(&spec, settings.batch_size, 1, data)?;
+    run::check_memory(&spec, settings.batch_size, 1, data.resident_bytes())?;
     run::fresh_run(&spec, settings)
 }
 

@@ -212,7 +212,7 @@ fn resolve(
         cache.display()
     );
     download(&cache).map_err(|e| {
-        remove_empty_dirs([cache.as_path()]);
+        remove_empty_dirs([cache.join(BATCHES_DIR).as_path(), &cache]);
         anyhow!(
             "cannot download CIFAR-10 ({e:#}); put the {BATCHES_DIR}/ folder of \
              cifar-10-binary.tar.gz in {}/, or pass --data PATH or set {DATA_ENV}=PATH (the \
@@ -223,11 +223,13 @@ fn resolve(
 }
 
 /// Removes each of `dirs` in turn while they are empty: the cache folders a failed download
-/// created to write into, so that it leaves nothing behind (a folder with anything in it stays).
+/// created to write into (innermost first), so that it leaves nothing behind; a folder with
+/// anything in it stays.
 fn remove_empty_dirs<'a>(dirs: impl IntoIterator<Item = &'a Path>) {
     for dir in dirs {
-        if std::fs::remove_dir(dir).is_err() {
-            return;
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return,
+            _ => {}
         }
     }
 }

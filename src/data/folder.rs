@@ -108,6 +108,11 @@ pub enum FolderError {
     },
     #[error("{path} is {kind}, not a regular file: pictures are read from regular files only")]
     NotRegular { path: String, kind: &'static str },
+    #[error(
+        "{path}: the class folder {class} is a link to the data set's folder or one above it: \
+         it would hold every class"
+    )]
+    ClassLoop { path: String, class: String },
     /// `links`: which path reaches which again, under which classes, in words.
     #[error("{path}: {links}: a picture cannot have two labels")]
     TwoClasses { path: String, links: String },
@@ -168,6 +173,11 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// The order names are listed in: by their bytes, whatever the platform's locale.
+fn byte_order(a: &std::ffi::OsStr, b: &std::ffi::OsStr) -> std::cmp::Ordering {
+    a.as_encoded_bytes().cmp(b.as_encoded_bytes())
+}
+
 fn is_hidden(name: &std::ffi::OsStr) -> bool {
     name.as_encoded_bytes().starts_with(b".")
 }
@@ -213,19 +223,20 @@ fn sub_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>, FolderError> {
             found.push((name, path));
         }
     }
-    found.sort_by(|a, b| a.0.as_encoded_bytes().cmp(b.0.as_encoded_bytes()));
+    found.sort_by(|a, b| byte_order(&a.0, &b.0));
     Ok(found
         .into_iter()
         .map(|(name, path)| (name.to_string_lossy().into_owned(), path))
         .collect())
 }
 
-/// What the walk of one split has reached, by identity on disk, so that nothing is counted
-/// twice however links lead to it: each folder and picture with the class and path it was
-/// first reached under, and the loops and repeats passed over, in words.
+/// What the walk of a data set's folder has reached (both splits), by identity on disk, so
+/// that nothing is counted twice however links lead to it: each folder and picture with the
+/// class and path it was first reached under, and the loops and repeats passed over, in words.
 struct Walk<'a> {
     root: &'a Path,
-    /// The split's folder and every folder above it: a link to one of them is a loop.
+    /// The data set's folder, every folder above it and its split folders: a link to one of
+    /// them is a loop.
     above: Vec<FileIdentity>,
     folders: HashMap<FileIdentity, (u8, PathBuf)>,
     pictures: HashMap<FileIdentity, (u8, PathBuf)>,
@@ -235,16 +246,19 @@ struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    /// The walk of the split in `split_dir` (the data set's `root` or a folder in it) whose
-    /// class folders are `class_names`.
+    /// The walk of the data set in `root`, its splits' folders `split_dirs` (none for a folder
+    /// of class folders), its classes named as `class_names` says.
     fn new(
         root: &'a Path,
-        split_dir: &Path,
+        split_dirs: &[PathBuf],
         class_names: &'a [(String, PathBuf)],
     ) -> Result<Self, FolderError> {
-        let canonical = split_dir.canonicalize().map_err(read_error(split_dir))?;
+        let canonical = root.canonicalize().map_err(read_error(root))?;
         let mut above = Vec::new();
-        for dir in canonical.ancestors() {
+        for dir in canonical
+            .ancestors()
+            .chain(split_dirs.iter().map(PathBuf::as_path))
+        {
             let meta = std::fs::metadata(dir).map_err(read_error(dir))?;
             above.push(FileIdentity::of(dir, &meta).map_err(read_error(dir))?);
         }
@@ -273,10 +287,10 @@ impl<'a> Walk<'a> {
         path: &Path,
     ) -> Result<bool, FolderError> {
         let rel = self.relative(path).to_path_buf();
-        let seen = if is_folder {
-            &mut self.folders
+        let (seen, what) = if is_folder {
+            (&mut self.folders, "folder")
         } else {
-            &mut self.pictures
+            (&mut self.pictures, "picture")
         };
         match seen.get(&id) {
             None => {
@@ -286,16 +300,14 @@ impl<'a> Walk<'a> {
             Some((first_label, first)) if *first_label != label => Err(FolderError::TwoClasses {
                 path: self.root.display().to_string(),
                 links: format!(
-                    "{} is the {} {} again (a link), under class {} as well as {}",
+                    "{} is the {what} {} again (a link), under class {} as well as {}",
                     rel.display(),
-                    if is_folder { "folder" } else { "picture" },
                     first.display(),
                     self.class_names[label as usize].0,
                     self.class_names[*first_label as usize].0
                 ),
             }),
             Some((_, first)) => {
-                let what = if is_folder { "folder" } else { "picture" };
                 self.notes.push(format!(
                     "{} is the {what} {} again (a link): counted once",
                     rel.display(),
@@ -316,6 +328,12 @@ impl<'a> Walk<'a> {
     ) -> Result<(), FolderError> {
         let meta = std::fs::metadata(dir).map_err(read_error(dir))?;
         let id = FileIdentity::of(dir, &meta).map_err(read_error(dir))?;
+        if self.above.contains(&id) {
+            return Err(FolderError::ClassLoop {
+                path: self.root.display().to_string(),
+                class: self.relative(dir).display().to_string(),
+            });
+        }
         if self.first_time(true, id.clone(), label, dir)? {
             self.folder(dir, label, &mut vec![id], found)?;
         }
@@ -338,21 +356,19 @@ impl<'a> Walk<'a> {
             }
         }
         // In name order, so that which of two paths to one file is kept never varies.
-        entries.sort_by(|a, b| {
-            a.as_os_str()
-                .as_encoded_bytes()
-                .cmp(b.as_os_str().as_encoded_bytes())
-        });
+        entries.sort_by(|a, b| byte_order(a.as_os_str(), b.as_os_str()));
         for path in entries {
             let meta = std::fs::metadata(&path).map_err(read_error(&path))?;
             let id = FileIdentity::of(&path, &meta).map_err(read_error(&path))?;
             if meta.is_dir() {
                 if inside.contains(&id) || self.above.contains(&id) {
-                    let target = std::fs::read_link(&path).unwrap_or_default();
+                    let target = match std::fs::read_link(&path) {
+                        Ok(target) => target.display().to_string(),
+                        Err(_) => "a folder it is in".into(),
+                    };
                     self.notes.push(format!(
-                        "{} links back to {} (a loop): not followed",
+                        "{} links back to {target} (a loop): not followed",
                         self.relative(&path).display(),
-                        target.display()
                     ));
                     continue;
                 }
@@ -399,11 +415,7 @@ fn list_classes(
                     .to_string(),
             });
         }
-        found.sort_by(|a, b| {
-            a.0.as_os_str()
-                .as_encoded_bytes()
-                .cmp(b.0.as_os_str().as_encoded_bytes())
-        });
+        found.sort_by(|a, b| byte_order(a.0.as_os_str(), b.0.as_os_str()));
         let entries = found
             .into_iter()
             .map(|(rel, meta)| Entry {
@@ -422,10 +434,15 @@ fn list_classes(
     Ok(all)
 }
 
-fn check_classes(root: &Path, classes: &[(String, PathBuf)]) -> Result<(), FolderError> {
+/// Refuses a split (in `split_dir`, in the data set's `root`) without 2 to 256 classes.
+fn check_classes(
+    root: &Path,
+    split_dir: &Path,
+    classes: &[(String, PathBuf)],
+) -> Result<(), FolderError> {
     let path = root.display().to_string();
     match classes.len() {
-        0 => match pictures_in(root) {
+        0 => match pictures_in(split_dir) {
             0 => Err(FolderError::NoImages { path }),
             count => Err(FolderError::FlatFolder { path, count }),
         },
@@ -478,25 +495,27 @@ fn list(root: &Path, options: &FolderOptions) -> Result<Listing, FolderError> {
                 only_test: only(&test_names, &train_names),
             });
         }
-        check_classes(root, &train_classes)?;
-        let mut train_walk = Walk::new(root, &root.join("train"), &train_classes)?;
-        let train = list_classes(&mut train_walk, &train_classes)?;
-        let mut test_walk = Walk::new(root, &root.join(test_dir), &test_classes)?;
-        let test = list_classes(&mut test_walk, &test_classes)?;
+        check_classes(root, &root.join("train"), &train_classes)?;
+        // One walk for both splits: a picture linked into both is used once, and never
+        // under two classes.
+        let split_dirs = [root.join("train"), root.join(test_dir)];
+        let mut walk = Walk::new(root, &split_dirs, &train_classes)?;
+        let train = list_classes(&mut walk, &train_classes)?;
+        let test = list_classes(&mut walk, &test_classes)?;
         return Ok(Listing {
             classes: train_names,
             train: train.into_iter().flatten().collect(),
             test: test.into_iter().flatten().collect(),
-            skipped: train_walk.skipped + test_walk.skipped,
-            notes: [train_walk.notes, test_walk.notes].concat(),
+            skipped: walk.skipped,
+            notes: walk.notes,
         });
     }
     let classes = sub_folders(root)?;
-    check_classes(root, &classes)?;
+    check_classes(root, root, &classes)?;
     let Some(fraction) = options.val_split else {
         return Err(FolderError::NoSplit { path });
     };
-    let mut walk = Walk::new(root, root, &classes)?;
+    let mut walk = Walk::new(root, &[], &classes)?;
     let per_class = list_classes(&mut walk, &classes)?;
     let (skipped, notes) = (walk.skipped, walk.notes);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(VAL_SPLIT_SEED);

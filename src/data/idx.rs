@@ -188,7 +188,6 @@ fn load_split(
     Ok((Split::new(shape, pixels, labels), shape, images_file))
 }
 
-/// `dir/NAME`, else `dir/NAME.gz`, if it is there.
 /// `dir/NAME` or `dir/NAME.gz`, whichever is there and not a directory: one that is a device
 /// or a FIFO is found, for the reader to refuse naming what it is.
 fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {

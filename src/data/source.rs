@@ -291,6 +291,10 @@ fn load_file_set(path: &Path, set: Option<NamedSet>, request: &DataRequest) -> R
 /// name in another case or mistyped (`MNIST`, `cifar`, `fashion_mnist`), as clap suggests flags.
 fn closest_named(path: &Path) -> Option<NamedSet> {
     let given = path.to_str()?.to_lowercase();
+    // A path (`data/cifar-10-batches-bin`, `cifar-10.tar.gz`) was meant as one.
+    if given.contains(['/', '\\', '.']) {
+        return None;
+    }
     NamedSet::ALL
         .into_iter()
         .map(|set| (strsim::jaro_winkler(&given, set.flag_name()), set))
@@ -343,6 +347,8 @@ mod tests {
         assert_eq!(closest("MNIST"), Some(NamedSet::Mnist));
         assert_eq!(closest("fashion_mnist"), Some(NamedSet::FashionMnist));
         assert_eq!(closest("~/photos/animals"), None);
+        assert_eq!(closest("cifar-10-batches-bin/"), None);
+        assert_eq!(closest("cifar-10.tar.gz"), None);
     }
 
     #[test]

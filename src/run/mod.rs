@@ -49,15 +49,16 @@ pub fn fresh_run(spec: &ModelSpec, settings: RunSettings) -> Result<Checkpoint> 
     })
 }
 
-/// Refuses to train `spec` in batches of `batch_size` on `data` (`networks` of it at once) if
-/// that does not fit in this machine's memory, before anything large is allocated.
+/// Refuses to train `spec` in batches of `batch_size` on data that holds `data_bytes` in
+/// memory (`networks` of it at once) if that does not fit in this machine's memory, before
+/// anything large is allocated.
 pub fn check_memory(
     spec: &ModelSpec,
     batch_size: usize,
     networks: u64,
-    data: &Dataset,
+    data_bytes: u64,
 ) -> Result<()> {
-    let plan = MemoryPlan::for_training(spec, batch_size, networks, data.resident_bytes())?;
+    let plan = MemoryPlan::for_training(spec, batch_size, networks, data_bytes)?;
     Ok(plan.check_here()?)
 }
 
@@ -68,7 +69,7 @@ pub fn resume_run(dir: &Path, data: &Dataset) -> Result<Checkpoint> {
     let run = checkpoint::read_checked(dir, |spec, settings| {
         check_same_data(dir, settings, &fingerprint)?;
         inputs::check_fits_data(spec, data)?;
-        check_memory(spec, settings.batch_size, 1, data)
+        check_memory(spec, settings.batch_size, 1, data.resident_bytes())
     })
     .map_err(bad_input)?;
     // A run with every epoch done was announced by `RunFiles::finished`.

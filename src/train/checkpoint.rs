@@ -33,7 +33,9 @@ pub struct RunSettings {
     /// `--augment`: random crops and flips of the training images.
     #[serde(default)]
     pub augment: bool,
-    /// `--limit N`: only the first N images of each split.
+    /// `--limit N`: only N images of each split, every class's share equal (see
+    /// `Dataset::limit_per_class`; a run checkpointed before that took the first N, and its
+    /// data's fingerprint no longer matches).
     #[serde(default)]
     pub limit: Option<usize>,
     /// `--precision`: checkpoints from before the flag read as fp32.
