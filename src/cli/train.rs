@@ -110,7 +110,6 @@ fn run_outputs(args: &TrainArgs) -> Result<(RunFiles, Option<(RunSettings, usize
         Some(output) => output.clone(),
         None => default_output(&args.model, &args.recipe.data.request()?)?,
     };
-    check_png("--output", &output)?;
     let outputs = RunSettings {
         save_best: args.save_best,
         ..run_settings(&args.recipe, 0, output, args.save.clone(), 0)
@@ -187,6 +186,9 @@ pub(super) fn train(args: TrainArgs) -> Result<()> {
     files.declare(&mut paths, "--output");
     declare_inputs(&mut paths, &args.model.model, &request);
     paths.check_distinct()?;
+    if resumed.is_none() {
+        check_png("--output", files.plot())?;
+    }
     // A resumed run keeps its precision: the device must run it.
     let precision = resumed
         .as_ref()
