@@ -114,14 +114,19 @@ impl MaxPool {
                 } => {
                     let out = (y, winners);
                     match normalized {
-                        None => image.forward(|at, _| x[at], out, record, drop, first),
-                        Some(Normalized { scale, shift, floor }) => image.forward(
-                            |at, j| x[at].max(floor) * scale[j] + shift[j],
-                            out,
-                            record,
-                            drop,
-                            first,
-                        ),
+                        None => image.forward(x, |x, _| x, out, record, drop, first),
+                        Some(Normalized { scale, shift, floor }) => {
+                            // Exactly c long, so that reading them needs no bounds checks.
+                            let (scale, shift) = (&scale[..image.c], &shift[..image.c]);
+                            image.forward(
+                                x,
+                                |x, j| x.max(floor) * scale[j] + shift[j],
+                                out,
+                                record,
+                                drop,
+                                first,
+                            )
+                        }
                     }
                 })
             });
@@ -188,13 +193,20 @@ impl PoolImage {
         [at(0, 0), at(0, 1), at(1, 0), at(1, 1)]
     }
 
-    /// The maximum of channel `j` over `taps` as `value(tap + j, j)` reads them, and its
+    /// The four input pixels of output pixel `o`'s window in `x`, in position order, each
+    /// exactly `c` values (so that the loops over channels need no bounds checks).
+    #[inline(always)]
+    fn taps<'x>(&self, x: &'x [f32], o: usize) -> [&'x [f32]; 4] {
+        self.window(o).map(|at| &x[at..][..self.c])
+    }
+
+    /// The maximum of channel `j` over `taps` as `value(tap[j], j)` reads them, and its
     /// position (the first of equals).
     #[inline(always)]
-    fn max_of(value: &impl Fn(usize, usize) -> f32, taps: &[usize; 4], j: usize) -> (f32, u8) {
-        let (mut best, mut arg) = (value(taps[0] + j, j), 0u8);
-        for (t, &tap) in taps.iter().enumerate().skip(1) {
-            let v = value(tap + j, j);
+    fn max_of(value: &impl Fn(f32, usize) -> f32, taps: &[&[f32]; 4], j: usize) -> (f32, u8) {
+        let (mut best, mut arg) = (value(taps[0][j], j), 0u8);
+        for (t, tap) in taps.iter().enumerate().skip(1) {
+            let v = value(tap[j], j);
             if v > best {
                 best = v;
                 arg = t as u8;
@@ -203,24 +215,26 @@ impl PoolImage {
         (best, arg)
     }
 
-    /// One image's maxima of the values `value` reads; in training (`record`) also their
-    /// winners, and, with `drop`, the maxima times their dropout factors (`first` is the
-    /// index of this image's first output in the batch, the dropout's draw).
+    /// One image's maxima of its input `x` as `value(x, channel)` reads each value; in
+    /// training (`record`) also their winners, and, with `drop`, the maxima times their
+    /// dropout factors (`first` is the index of this image's first output in the batch, the
+    /// dropout's draw).
     #[inline(always)]
     fn forward(
         &self,
-        value: impl Fn(usize, usize) -> f32,
+        x: &[f32],
+        value: impl Fn(f32, usize) -> f32,
         (y, winners): (&mut [f32], &mut [u8]),
         record: bool,
         drop: Option<Drop>,
         first: usize,
     ) {
         match (drop, record) {
-            (Some(drop), _) => self.forward_recording::<true>(&value, y, winners, drop, first),
-            (None, true) => self.forward_recording::<false>(&value, y, winners, NO_DROP, first),
+            (Some(drop), _) => self.forward_recording::<true>(x, &value, y, winners, drop, first),
+            (None, true) => self.forward_recording::<false>(x, &value, y, winners, NO_DROP, first),
             (None, false) => {
                 for (o, y) in y.chunks_exact_mut(self.c).enumerate() {
-                    let taps = self.window(o);
+                    let taps = self.taps(x, o);
                     for (j, y) in y.iter_mut().enumerate() {
                         *y = Self::max_of(&value, &taps, j).0;
                     }
@@ -232,7 +246,8 @@ impl PoolImage {
     #[inline(always)]
     fn forward_recording<const DROP: bool>(
         &self,
-        value: &impl Fn(usize, usize) -> f32,
+        x: &[f32],
+        value: &impl Fn(f32, usize) -> f32,
         y: &mut [f32],
         winners: &mut [u8],
         drop: Drop,
@@ -244,9 +259,9 @@ impl PoolImage {
             .zip(winners.chunks_exact_mut(c))
             .enumerate()
         {
-            let taps = self.window(o);
-            for j in 0..c {
-                (y[j], win[j]) = Self::max_of(value, &taps, j);
+            let taps = self.taps(x, o);
+            for (j, (y, win)) in y.iter_mut().zip(win.iter_mut()).enumerate() {
+                (*y, *win) = Self::max_of(value, &taps, j);
             }
             if DROP {
                 // A loop of its own, so that both vectorize; a product, not a branch: a
