@@ -1,6 +1,7 @@
 //! Image folders through the binary: CIFAR-10's test split written out as PNGs scores as the
 //! binary split does; a folder of another shape (48×40 grey, 3 classes of its own) trains,
-//! saves, predicts with its own class names and exports; and one of 40×48 RGB, stopped and
+//! saves, predicts with its own class names, evaluates on the data it records (and refuses other
+//! data, naming what would fit) and exports; and one of 40×48 RGB, stopped and
 //! resumed, ends as the run never stopped, and its ONNX file runs in tract as minivgg does.
 
 mod common;
@@ -122,7 +123,7 @@ fn cifar10_as_a_folder_of_pngs_scores_as_the_binary_split() {
 }
 
 #[test]
-fn a_grey_48_by_40_folder_of_three_classes_trains_saves_predicts_and_exports() {
+fn a_grey_48_by_40_folder_of_three_classes_trains_saves_predicts_evaluates_and_exports() {
     let dir = tempfile::tempdir().unwrap();
     let (cache, folder) = (dir.path().join("cache"), dir.path().join("shapes"));
     // Three classes told apart by brightness.
@@ -198,6 +199,71 @@ fn a_grey_48_by_40_folder_of_three_classes_trains_saves_predicts_and_exports() {
     assert!(
         stdout.starts_with(&format!("{}: dark ", picture.display())),
         "{stdout}"
+    );
+
+    // The model knows its data: evaluate without --data scores its validation split, as
+    // with the flags it was trained with.
+    let evaluate = |extra: &[&str]| {
+        let confusion = dir.path().join("confusion.png");
+        let args = [
+            &["evaluate", "--model", weights.to_str().unwrap()][..],
+            &["--confusion", confusion.to_str().unwrap()],
+            extra,
+        ];
+        minivgg_cached(&cache, &args.concat())
+    };
+    let own = evaluate(&[]);
+    let stdout = text(&own.stdout);
+    assert!(own.status.success(), "{stdout}{}", text(&own.stderr));
+    let trained_on = format!(
+        "was trained on {}: evaluating on its validation split",
+        folder.display()
+    );
+    assert!(stdout.contains(&trained_on), "{stdout}");
+    let flagged = evaluate(&[&["--data", folder.to_str().unwrap()][..], &flags].concat());
+    assert!(flagged.status.success(), "{}", text(&flagged.stderr));
+    assert_eq!(score_line(&stdout), score_line(&text(&flagged.stdout)));
+    // Other data is refused before a picture is decoded, naming what would fit ...
+    let refused = |out: Output, expected: &str| {
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(
+            !text(&out.stdout).contains("loading"),
+            "{}",
+            text(&out.stdout)
+        );
+    };
+    refused(
+        evaluate(&["--data", folder.to_str().unwrap()]),
+        "lenet takes (None, 40, 48, 1) inputs; ",
+    );
+    refused(
+        evaluate(&["--data", folder.to_str().unwrap()]),
+        "gives (None, 32, 32, 3) images: pass --image-size 48x40 and pass --grayscale",
+    );
+    refused(
+        evaluate(&["--data", "cifar10"]),
+        "CIFAR-10 gives (None, 32, 32, 3) images: name the data it was trained on with --data",
+    );
+    // ... and data of the same shape whose classes are others, naming both.
+    let others = dir.path().join("others");
+    write_class_folder(
+        &others,
+        &[("a", [0; 3]), ("b", [90; 3]), ("c", [250; 3])],
+        4,
+    );
+    let out = evaluate(&[&["--data", others.to_str().unwrap()][..], &flags].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let expected = format!(
+        "{} was trained on the classes 3 (bright, dark, mid); others has the classes 3 (a, b, c): \
+         name the data it was trained on with --data",
+        weights.display()
+    );
+    assert!(
+        text(&out.stderr).contains(&expected),
+        "{}",
+        text(&out.stderr)
     );
 
     // The ONNX file takes [batch, 40, 48, 1] and carries the class names.

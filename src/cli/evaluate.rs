@@ -5,14 +5,14 @@ use super::set_threads;
 use crate::data::DataRequest;
 use crate::fsutil::ensure_writable;
 use crate::model::ModelSpec;
-use crate::run::inputs::{check_fits_data, declare_inputs};
+use crate::run::inputs::{check_fits_data, check_fits_request, check_same_classes, declare_inputs};
 use crate::run::paths::Files;
 use crate::run::{self, beside, load_data, load_weights, report_predictions, weights_file};
 use crate::train::checkpoint;
 use crate::train::fit::{check_device, evaluate_on};
 use anyhow::Result;
 use clap::Args;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
@@ -57,7 +57,9 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
     let mut net = load_weights(&args.weights, args.batch_size, precision, |spec| {
         plan(spec, 0)
     })?;
+    check_fits_request(&net.spec, &args.weights, &request)?;
     let data = load_data(&request, None)?;
+    check_same_classes(&net.spec, &args.weights, &data)?;
     check_fits_data(&net.spec, &data)?;
     plan(&net.spec, data.resident_bytes())?;
     let test = &data.test;
@@ -72,23 +74,37 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
     report_predictions(&data, &predictions, None, &confusion)
 }
 
-/// The data to evaluate on: the data flags; without `--data`, a checkpoint's own data (the
-/// data set it recorded; its validation split); else CIFAR-10.
+/// The data to evaluate on: the data flags; without `--data`, the data the model was trained
+/// on (a checkpoint's; the record of a saved model, see `checkpoint::save_model`), its
+/// validation split; CIFAR-10 for a model that records none.
 fn data_request(args: &EvaluateArgs) -> Result<DataRequest> {
     let flags = args.data.request()?;
-    let checkpoint_dir = checkpoint::model_file(&args.weights)
-        .ok()
-        .filter(|file| file.ends_with(checkpoint::CHECKPOINT_FILE))
-        .and_then(|file| file.parent().map(Path::to_path_buf));
-    match checkpoint_dir.map(|dir| checkpoint::read_settings(&dir)) {
-        Some(Ok(settings)) if flags.data.is_none() => {
-            println!(
-                "[INFO] {} was trained on {}: evaluating on its validation split",
-                args.weights.display(),
-                crate::data::source::describe_source(&settings.data)
-            );
-            Ok(settings.data)
-        }
-        _ => Ok(flags),
+    if flags.data.is_some() {
+        return Ok(flags);
     }
+    // A file that cannot be read is refused, with its reason, when the model is loaded.
+    let Ok(file) = checkpoint::read_spec(&args.weights) else {
+        return Ok(flags);
+    };
+    if file.checkpoint.is_some() || file.trained_on != DataRequest::default() {
+        println!(
+            "[INFO] {} was trained on {}: evaluating on its validation split",
+            args.weights.display(),
+            crate::data::source::describe_source(&file.trained_on)
+        );
+    }
+    // The other data flags, where given, change what it recorded.
+    let recorded = file.trained_on;
+    Ok(DataRequest {
+        data: recorded.data,
+        image_size: flags.image_size.or(recorded.image_size),
+        grayscale: flags.grayscale || recorded.grayscale,
+        val_split: flags.val_split.or(recorded.val_split),
+        labels: if flags.labels == Default::default() {
+            recorded.labels
+        } else {
+            flags.labels
+        },
+        skip_bad_images: flags.skip_bad_images || recorded.skip_bad_images,
+    })
 }

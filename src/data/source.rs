@@ -3,7 +3,7 @@
 //! path to one of their files, or a folder of images. A run records its [`DataRequest`], so
 //! `train --resume` loads the same data.
 
-use super::dataset::Dataset;
+use super::dataset::{Dataset, ImageShape};
 use super::folder::{self, FolderOptions};
 use super::{cifar10, cifar100, download, idx};
 use anyhow::{bail, Result};
@@ -301,6 +301,34 @@ fn closest_named(path: &Path) -> Option<NamedSet> {
         .filter(|(similarity, _)| *similarity > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, set)| set)
+}
+
+/// The shape of the images `request` gives, where it is known without decoding any: a named
+/// data set's, or an image folder's from `--image-size` and `--grayscale`. `None` for a path
+/// to a data set's files, whose shape only its files say.
+pub fn known_shape(request: &DataRequest) -> Option<ImageShape> {
+    let named = |set| match set {
+        NamedSet::Cifar10 | NamedSet::Cifar100 => ImageShape::CIFAR,
+        NamedSet::Mnist | NamedSet::FashionMnist => ImageShape {
+            height: 28,
+            width: 28,
+            channels: 1,
+        },
+    };
+    match request.source() {
+        Source::Named(set) => Some(named(set)),
+        Source::Path(path) => {
+            let file_set = cifar100::is_cifar100(&path)
+                || idx::find_idx_dir(&path).is_some()
+                || cifar10::is_cifar10(&path);
+            let size = request.image_size.unwrap_or(ImageSize::DEFAULT);
+            (path.is_dir() && !file_set).then_some(ImageShape {
+                height: size.height,
+                width: size.width,
+                channels: if request.grayscale { 1 } else { 3 },
+            })
+        }
+    }
 }
 
 /// The path a request's data was read from, for the log and the checkpoint.

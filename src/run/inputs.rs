@@ -112,6 +112,67 @@ pub fn check_fits_data(spec: &ModelSpec, data: &Dataset) -> Result<()> {
     Ok(())
 }
 
+/// Refuses, before any image is decoded, a model (from the file `model`) that cannot take the
+/// images `request` gives where their shape is known without decoding them
+/// ([`source::known_shape`]), naming the flags that would make them fit.
+pub fn check_fits_request(spec: &ModelSpec, model: &Path, request: &DataRequest) -> Result<()> {
+    let Some(shape) = source::known_shape(request) else {
+        return Ok(());
+    };
+    let Shape::Image { h, w, c } = spec.input else {
+        return Ok(());
+    };
+    if Shape::from(shape) == spec.input {
+        return Ok(());
+    }
+    let fix = match request.source() {
+        source::Source::Path(_) => {
+            let mut flags = Vec::new();
+            if (h, w) != (shape.height, shape.width) {
+                flags.push(format!("pass --image-size {w}x{h}"));
+            }
+            match c {
+                _ if c == shape.channels => {}
+                1 => flags.push("pass --grayscale".into()),
+                3 => flags.push("leave out --grayscale".into()),
+                _ => flags.push(format!("images of {c} channels, which no folder gives")),
+            }
+            flags.join(" and ")
+        }
+        source::Source::Named(_) => "name the data it was trained on with --data".into(),
+    };
+    Err(usage(format!(
+        "{}: {} takes {} inputs; {} gives {} images: {fix}",
+        model.display(),
+        spec.name,
+        spec.input,
+        source::describe_source(request),
+        Shape::from(shape),
+    )))
+}
+
+/// Refuses data whose class names are not those the model (from the file `model`) was
+/// trained on, naming both; a model that recorded none (one saved before they were, or by
+/// `minivgg.keras` without `class_names`) is taken at its word.
+pub fn check_same_classes(spec: &ModelSpec, model: &Path, data: &Dataset) -> Result<()> {
+    let named = spec.class_names.len() == spec.classes;
+    if !named || spec.class_names == data.class_names {
+        return Ok(());
+    }
+    let list = |names: &[String]| {
+        let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+        let more = if names.len() > 5 { ", …" } else { "" };
+        format!("{} ({}{more})", names.len(), shown.join(", "))
+    };
+    Err(usage(format!(
+        "{} was trained on the classes {}; {} has the classes {}: name the data it was trained on with --data",
+        model.display(),
+        list(&spec.class_names),
+        data.name,
+        list(&data.class_names),
+    )))
+}
+
 /// The data a network is built for without being trained on it (`summary`, `export
 /// --model`): its name and the bytes it holds in memory.
 pub struct DataFacts {

@@ -18,7 +18,7 @@ use crate::engine::device::Device;
 use crate::engine::sgd::Sgd;
 use crate::engine::{Network, Precision};
 use crate::fsutil::{atomic_write_bytes, BackgroundWriter};
-use crate::model::{io as model_io, ModelSpec};
+use crate::model::ModelSpec;
 use crate::report::classification::{
     classification_report, confusion_matrix, format_confusion_matrix,
 };
@@ -176,7 +176,8 @@ pub fn train_run(
     let mut save_best = files
         .save_best
         .clone()
-        .map(|path| SaveBest::new(path, &progress.history));
+        .map(|path| SaveBest::new(path, &settings.data, &progress.history))
+        .transpose()?;
     // Keras' TensorBoard callback's layout: DIR/train and DIR/validation, `epoch_` tags.
     let mut events = match &files.tensorboard {
         Some(dir) => Some((
@@ -274,7 +275,7 @@ pub fn train_run(
         files.report.display()
     );
     if let Some(path) = &files.save {
-        model_io::save(&net, path)?;
+        checkpoint::save_model(&net, &settings.data, path)?;
         println!("[INFO] saved model to {}", path.display());
     }
     if let Some(save_best) = &save_best {

@@ -19,6 +19,11 @@ use std::time::Duration;
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 const RUN_KEY: &str = "minivgg_run";
+/// A saved model's metadata key of the data it was trained on ([`DataRequest`] as JSON), so
+/// that `evaluate` defaults to it. Absent for CIFAR-10 from `$MINIVGG_DATA` or the cache, the
+/// default data, so that a model saved by `minivgg.keras` (which records none) and one saved by
+/// `train` from the same training are the same bytes.
+const DATA_KEY: &str = "minivgg_data";
 const VELOCITY: &str = "optimizer/velocity";
 
 /// What a run was asked to do: a resumed run takes these, not new flags.
@@ -133,10 +138,40 @@ pub fn submit(
     writer.submit(move || write_bytes(&dir, &bytes))
 }
 
+/// The metadata of a model trained on `data`: what it records of it (see [`DATA_KEY`]).
+fn trained_on_metadata(data: &DataRequest) -> Result<HashMap<String, String>> {
+    let mut metadata = HashMap::new();
+    if *data != DataRequest::default() {
+        metadata.insert(DATA_KEY.to_string(), serde_json::to_string(data)?);
+    }
+    Ok(metadata)
+}
+
+/// Saves the model `net`, trained on `data`, to `path` (atomically).
+pub fn save_model(net: &Network, data: &DataRequest, path: &Path) -> Result<()> {
+    atomic_write_bytes(path, &io::to_bytes(net, &[], trained_on_metadata(data)?)?)
+}
+
+/// The data the model of a file with `metadata` was trained on: a checkpoint's run's, a
+/// saved model's record (CIFAR-10 without one, see [`DATA_KEY`]).
+fn trained_on(path: &Path, metadata: &HashMap<String, String>) -> Result<DataRequest> {
+    if let Some(state) = run_state(path, metadata)? {
+        return Ok(state.settings.data);
+    }
+    metadata
+        .get(DATA_KEY)
+        .map_or(Ok(DataRequest::default()), |json| {
+            serde_json::from_str(json)
+                .map_err(|e| anyhow!("{}: unreadable record of its data: {e}", path.display()))
+        })
+}
+
 /// `--save-best`, Keras' `ModelCheckpoint(monitor="val_loss", save_best_only=True)`: after
 /// each epoch whose val_loss is the lowest yet, the model is saved to one file.
 pub struct SaveBest {
     path: PathBuf,
+    /// What the model records of its data ([`save_model`]'s).
+    metadata: HashMap<String, String>,
     /// The epoch with the lowest val_loss so far, and that loss.
     best: Option<(usize, f64)>,
 }
@@ -144,12 +179,17 @@ pub struct SaveBest {
 impl SaveBest {
     /// Keeps the best model at `path`; a resumed run's best so far is the lowest val_loss of
     /// its `history` (already in the file: it was written before the checkpoint that holds it).
-    pub fn new(path: PathBuf, history: &History) -> SaveBest {
-        let mut save_best = SaveBest { path, best: None };
+    pub fn new(path: PathBuf, data: &DataRequest, history: &History) -> Result<SaveBest> {
+        let metadata = trained_on_metadata(data)?;
+        let mut save_best = SaveBest {
+            path,
+            metadata,
+            best: None,
+        };
         for record in &history.epochs {
             save_best.improves(record.epoch, record.val_loss);
         }
-        save_best
+        Ok(save_best)
     }
 
     /// Whether `val_loss` is lower than the best so far (NaN never is); if so it is the best.
@@ -176,7 +216,7 @@ impl SaveBest {
         if !self.improves(last.epoch, last.val_loss) {
             return Ok(None);
         }
-        let bytes = writer.prepare(|| io::to_bytes(net, &[], HashMap::new()))?;
+        let bytes = writer.prepare(|| io::to_bytes(net, &[], self.metadata.clone()))?;
         let path = self.path.clone();
         writer.submit(move || atomic_write_bytes(&path, &bytes))?;
         let from = match before {
@@ -447,6 +487,8 @@ pub struct ModelFile<T> {
     /// Whether its tensors were verified against their checksums (always true for a bare
     /// architecture, whose tensors are not read).
     pub verified: bool,
+    /// The data it was trained on, as far as the file says.
+    pub trained_on: DataRequest,
 }
 
 /// The network of a saved model, or of a checkpoint (file or directory) without its
@@ -461,7 +503,9 @@ pub fn load_model(
 ) -> Result<ModelFile<Network>> {
     let path = model_file(path)?;
     let bytes = io::read(&path)?;
-    let checkpoint = checkpoint_stage(&path, &io::read_metadata(&path, &bytes)?)?;
+    let metadata = io::read_metadata(&path, &bytes)?;
+    let checkpoint = checkpoint_stage(&path, &metadata)?;
+    let trained_on = trained_on(&path, &metadata)?;
     check(&io::spec_in(&path, &bytes)?)?;
     let extras: &[&str] = if checkpoint.is_some() {
         &[VELOCITY]
@@ -474,6 +518,7 @@ pub fn load_model(
         path,
         checkpoint,
         verified: loaded.verified,
+        trained_on,
     })
 }
 
@@ -481,11 +526,12 @@ pub fn load_model(
 pub fn read_spec(path: &Path) -> Result<ModelFile<ModelSpec>> {
     let path = model_file(path)?;
     let bytes = io::read(&path)?;
-    let checkpoint = checkpoint_stage(&path, &io::read_metadata(&path, &bytes)?)?;
+    let metadata = io::read_metadata(&path, &bytes)?;
     Ok(ModelFile {
         model: io::spec_in(&path, &bytes)?,
+        checkpoint: checkpoint_stage(&path, &metadata)?,
+        trained_on: trained_on(&path, &metadata)?,
         path,
-        checkpoint,
         verified: true,
     })
 }
