@@ -53,6 +53,7 @@ fn main() -> Result<()> {
         save_best: false,
         data_fingerprint: Some(data.fingerprint()),
         data: request,
+        keep_checkpoints: false,
     };
     let mut files = RunFiles::new(&settings, beside(&output, "_checkpoint"));
     files.set_data_name(&data.name);

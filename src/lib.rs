@@ -16,3 +16,4 @@ pub mod model;
 pub mod report;
 pub mod run;
 pub mod train;
+pub mod words;

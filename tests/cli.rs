@@ -537,6 +537,7 @@ fn resuming_a_finished_run_says_so_and_touches_nothing() {
         &plot,
         "--save",
         &model,
+        "--keep-checkpoints",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let checkpoint = file("p_checkpoint");
@@ -596,6 +597,59 @@ fn resuming_a_finished_run_says_so_and_touches_nothing() {
     );
     let out = minivgg(&["train", "--resume", &checkpoint]);
     assert_eq!(text(&out.stdout), finished);
+}
+
+/// A finished run removes its checkpoint directory (its lock too) unless --keep-checkpoints;
+/// `--resume` on it then says, in one line, that the run finished.
+#[test]
+fn a_finished_run_removes_its_checkpoint_and_resume_says_it_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let out = minivgg(&[
+        "train",
+        "--model",
+        "shallownet",
+        "--limit",
+        "64",
+        "--epochs",
+        "2",
+        "--output",
+        &file("runs/p.png"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let checkpoint = file("runs/p_checkpoint");
+    assert!(
+        stdout.ends_with(&format!(
+            "[INFO] removed the checkpoint in {checkpoint}: the run is over (--keep-checkpoints keeps it)\n"
+        )),
+        "{stdout}"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(dir.path().join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "p.csv",
+            "p.json",
+            "p.png",
+            "p_confusion.png",
+            "p_report.txt"
+        ]
+    );
+    let out = minivgg(&["train", "--resume", &checkpoint]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "[INFO] {checkpoint} is gone: the run that wrote {} finished (2 epochs) and removed its \
+             checkpoint then (--keep-checkpoints keeps it): nothing to resume\n",
+            file("runs/p.csv")
+        )
+    );
 }
 
 /// The soak: a run killed (SIGKILL, no chance to save) 20 times, at random points, every
@@ -791,6 +845,7 @@ fn a_batch_larger_than_the_split_is_capped_and_the_plan_is_printed() {
         "1000",
         "--output",
         plot.to_str().unwrap(),
+        "--keep-checkpoints",
     ]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
@@ -821,16 +876,8 @@ fn resuming_a_checkpoint_too_large_for_this_machine_says_what_fits() {
     let settings = RunSettings {
         epochs: 40,
         batch_size: 50_000,
-        sgd: SgdConfig::TUTORIAL,
         seed: 1,
-        output: dir.path().join("p.png"),
-        save: None,
-        augment: false,
-        limit: None,
-        precision: minivgg::engine::Precision::Fp32,
-        save_best: false,
-        data: Default::default(),
-        data_fingerprint: None,
+        ..common::small_run(dir.path().join("p.png"), minivgg::engine::Precision::Fp32)
     };
     let sgd = Sgd::new(SgdConfig::TUTORIAL, net.params.len());
     checkpoint::write(&checkpoints, &net, &sgd, &settings, &Default::default()).unwrap();

@@ -135,6 +135,7 @@ fn every_file_a_run_writes_has_the_mode_the_umask_gives() {
         "--save",
         model.to_str().unwrap(),
         "--save-best",
+        "--keep-checkpoints",
     ]);
     in_umask(&[
         "export",

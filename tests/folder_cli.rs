@@ -201,6 +201,47 @@ fn a_grey_48_by_40_folder_of_three_classes_trains_saves_predicts_evaluates_and_e
         "{stdout}"
     );
 
+    // A folder stands for the pictures in it, in name order; one without any is refused.
+    let queries = dir.path().join("queries");
+    std::fs::create_dir(&queries).unwrap();
+    for (name, grey) in [("b.png", 225), ("a.jpg", 28)] {
+        image::RgbImage::from_pixel(64, 64, image::Rgb([grey; 3]))
+            .save(queries.join(name))
+            .unwrap();
+    }
+    std::fs::write(queries.join("notes.txt"), "not a picture").unwrap();
+    let predict = |what: &Path| {
+        let args = [
+            "predict",
+            "--model",
+            weights.to_str().unwrap(),
+            "--top",
+            "1",
+        ];
+        minivgg_cached(&cache, &[&args[..], &[what.to_str().unwrap()]].concat())
+    };
+    let out = predict(&queries);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("{}: dark ", queries.join("a.jpg").display())),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{}: bright ", queries.join("b.png").display())),
+        "{lines:?}"
+    );
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = predict(&empty);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(&format!("{} holds no pictures (png, jpg", empty.display())),
+        "{}",
+        text(&out.stderr)
+    );
+
     // The model knows its data: evaluate without --data scores its validation split, as
     // with the flags it was trained with.
     let evaluate = |extra: &[&str]| {

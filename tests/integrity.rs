@@ -390,6 +390,7 @@ fn short_run(dir: &Path) -> (PathBuf, PathBuf) {
         dir.join("run.png").to_str().unwrap(),
         "--save",
         model.to_str().unwrap(),
+        "--keep-checkpoints",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let checkpoint_dir = dir.join("run_checkpoint");

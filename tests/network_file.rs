@@ -32,11 +32,13 @@ fn the_example_vgg_network_summarises_trains_reloads_and_exports() {
     // Three (CONV => RELU => BN) * 2 => POOL => DO blocks: the sixth conv has 128 filters on
     // a 8×8 input, and three pools leave 4×4×128 to flatten.
     assert!(
-        summary.contains("conv2d_6 (Conv2D)            (None, 8, 8, 128)         147584"),
+        summary.contains(
+            "conv2d_6 (Conv2D)                          (None, 8, 8, 128)         147584"
+        ),
         "{summary}"
     );
     assert!(
-        summary.contains("flatten_1 (Flatten)          (None, 2048)"),
+        summary.contains("flatten_1 (Flatten)                        (None, 2048)"),
         "{summary}"
     );
     assert!(summary.contains("Total params: 1,345,066\n"), "{summary}");

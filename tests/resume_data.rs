@@ -93,6 +93,7 @@ fn resume_checks_its_data_by_fingerprint() {
             "3",
             "--output",
             plot.to_str().unwrap(),
+            "--keep-checkpoints",
         ],
     );
     assert!(first.status.success(), "{}", text(&first.stderr));

@@ -39,9 +39,10 @@ impl ComputeArgs {
 
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Architecture: minivggnet, shallownet or lenet; a network file (NAME.json, the format
-    /// is in the README and examples/vgg_three_blocks.json); a model saved by `train --save`;
-    /// or a checkpoint (its file or its directory).
+    /// Architecture: minivggnet, shallownet or lenet (any case: MiniVGGNet); a network file
+    /// (NAME.json: its format is in docs/network-files.md, an example in
+    /// examples/vgg_three_blocks.json); a model saved by `train --save`; or a checkpoint (its
+    /// file or its directory).
     #[arg(long, default_value = "minivggnet")]
     pub model: String,
     /// MiniVGGNet without its five batch-normalization layers (the tutorial's ablation).
@@ -114,6 +115,10 @@ pub struct RecipeArgs {
     /// time in turn (quick trials; the report then covers those N test images). At most 2^24.
     #[arg(long, value_name = "N", value_parser = count)]
     pub limit: Option<usize>,
+    /// Keep the checkpoint directory once the run has finished (a finished run removes it:
+    /// its plot, history, report and --save model are what is left).
+    #[arg(long)]
+    pub keep_checkpoints: bool,
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
@@ -300,6 +305,7 @@ pub(super) fn run_settings(
         save_best: false,
         data: DataRequest::default(),
         data_fingerprint: None,
+        keep_checkpoints: recipe.keep_checkpoints,
     }
 }
 

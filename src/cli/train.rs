@@ -162,6 +162,14 @@ pub(super) fn stop_on_signal() -> Result<Arc<AtomicBool>> {
 }
 
 pub(super) fn train(args: TrainArgs) -> Result<()> {
+    if let Some(line) = args
+        .resume
+        .as_deref()
+        .and_then(run::files::removed_by_finished_run)
+    {
+        println!("{line}");
+        return Ok(());
+    }
     let (mut files, resumed) = run_outputs(&args)?;
     files.tensorboard = args.tensorboard.clone();
     if let (Some(dir), Some((settings, done))) = (&args.resume, &resumed) {

@@ -15,6 +15,7 @@ use super::dataset::{Dataset, ImageShape, MAX_CLASSES};
 use super::images::{self, ImageError};
 use super::source::ImageSize;
 use crate::fsutil::{describe_file_type, FileIdentity};
+use crate::words::plural;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -167,7 +168,8 @@ pub const IMAGE_EXTENSIONS: [&str; 12] = [
 /// The seed of the `--val-split` shuffle: the series' `random_state=42`.
 pub const VAL_SPLIT_SEED: u64 = 42;
 
-fn is_image(path: &Path) -> bool {
+/// Whether `path` names a picture by its extension (one of [`IMAGE_EXTENSIONS`]).
+pub fn is_image(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
@@ -659,10 +661,6 @@ fn check_readable(path: &str, classes: &[String], cached: &Cached) -> Result<(),
         }),
         None => Ok(()),
     }
-}
-
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Loads the image folder `dir` (see the module's documentation), from the image cache when

@@ -284,32 +284,44 @@ impl ModelSpec {
         Ok(placed)
     }
 
-    /// Keras' `model.summary()` table.
+    /// Keras' `model.summary()` table, at least its 65 columns, each column as wide as its
+    /// longest entry and a space (Keras cuts longer names off, such as MiniVGGNet's
+    /// `batch_normalization_1 (BatchNormalization)`).
     pub fn summary(&self) -> Result<String> {
         let placed = self.place()?;
-        let rule = "_".repeat(65);
-        let double = "=".repeat(65);
+        let rows: Vec<(String, String, usize)> = placed
+            .iter()
+            .map(|layer| {
+                let label = format!("{} ({})", layer.name, layer.spec.keras_names().0);
+                let count = layer.params.iter().map(ParamSpec::len).sum();
+                (label, layer.output.to_string(), count)
+            })
+            .collect();
+        let widest = |column: fn(&(String, String, usize)) -> usize, least| {
+            rows.iter()
+                .map(column)
+                .map(|w| w + 1)
+                .fold(least, usize::max)
+        };
+        let label_width = widest(|row| row.0.chars().count(), 29);
+        let shape_width = widest(|row| row.1.chars().count(), 26);
+        let width = label_width + shape_width + 10;
+        let rule = "_".repeat(width);
+        let double = "=".repeat(width);
         let mut out = format!("Model: \"{}\"\n{rule}\n", self.name);
         out += &format!(
-            "{:<29}{:<26}{:<10}\n{double}\n",
+            "{:<label_width$}{:<shape_width$}{:<10}\n{double}\n",
             "Layer (type)", "Output Shape", "Param #"
         );
         let (mut trainable, mut moving) = (0usize, 0usize);
-        for (i, layer) in placed.iter().enumerate() {
-            let count: usize = layer.params.iter().map(ParamSpec::len).sum();
+        for (i, (layer, (label, shape, count))) in placed.iter().zip(&rows).enumerate() {
             for p in &layer.params {
                 match p.kind {
                     ParamKind::Trainable => trainable += p.len(),
                     ParamKind::Moving => moving += p.len(),
                 }
             }
-            let label = format!("{} ({})", layer.name, layer.spec.keras_names().0);
-            out += &format!(
-                "{:<29}{:<26}{:<10}\n",
-                label,
-                layer.output.to_string(),
-                count
-            );
+            out += &format!("{label:<label_width$}{shape:<shape_width$}{count:<10}\n");
             out += if i + 1 == placed.len() {
                 &double
             } else {

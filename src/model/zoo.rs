@@ -157,13 +157,40 @@ mod tests {
         assert!(s.contains("Trainable params: 2,169,770\n"), "{s}");
         assert!(s.contains("Non-trainable params: 1,408\n"), "{s}");
         assert!(
-            s.contains("conv2d_1 (Conv2D)            (None, 32, 32, 32)        896"),
+            s.contains("conv2d_1 (Conv2D)                          (None, 32, 32, 32)        896"),
             "{s}"
         );
         assert!(
-            s.contains("dense_2 (Dense)              (None, 10)                5130"),
+            s.contains("dense_2 (Dense)                            (None, 10)                5130"),
             "{s}"
         );
+    }
+
+    /// The first column fits the longest layer name, a deeper network's
+    /// `batch_normalization_10 (BatchNormalization)`, and every row's shape starts where its
+    /// heading does.
+    #[test]
+    fn summary_columns_fit_their_longest_name() {
+        let mut deep = minivggnet(true);
+        let block = deep.layers[..3].to_vec(); // CONV → RELU → BN, the shape kept
+        for _ in 0..6 {
+            deep.layers.splice(3..3, block.clone());
+        }
+        let s = deep.summary().unwrap();
+        let heading = s.lines().find(|l| l.starts_with("Layer (type)")).unwrap();
+        let column = heading.find("Output Shape").unwrap();
+        assert_eq!(
+            column,
+            "batch_normalization_10 (BatchNormalization) ".len(),
+            "{s}"
+        );
+        let rows: Vec<&str> = s.lines().filter(|l| l.contains(" (None, ")).collect();
+        assert_eq!(rows.len(), deep.layers.len(), "{s}");
+        for row in rows {
+            assert_eq!(row.find("(None, "), Some(column), "{row}");
+        }
+        let rule = s.lines().nth(1).unwrap();
+        assert_eq!(rule.len(), column + 26 + 10, "{s}");
     }
 
     #[test]

@@ -187,10 +187,17 @@ fn blues(t: f64) -> RGBColor {
     RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
+/// Where the confusion matrix lies in its picture, in fractions of its side: left and top
+/// edges, and the width ten classes fill (more share it). The colour bar is right of it.
+const MATRIX_LEFT: f64 = 0.2;
+const MATRIX_TOP: f64 = 0.08;
+const MATRIX_SPAN: f64 = 0.66;
+
 /// scikit-learn's `ConfusionMatrixDisplay` as PNG bytes (800×800, or 1600×1600 for many
 /// classes) under `title`: one cell per (true, predicted) pair shaded by its count on the
 /// "Blues" map, the count written in it (white on dark cells) where it fits, class names
-/// along both axes. Ten classes fill 72 % of the width; more share it, in smaller type.
+/// along both axes, and the colour bar of counts at the right. The title's type shrinks
+/// where it would not fit the picture.
 pub fn render_confusion_png(
     cm: &[Vec<u64>],
     class_names: &[String],
@@ -204,7 +211,8 @@ pub fn render_confusion_png(
     let size = CONFUSION_SIZE * if n > CONFUSION_CLASSES_AT_SIZE { 2 } else { 1 };
     render_png(size, size, "confusion matrix", |root| {
         let side = (size * SUPERSAMPLE) as f64;
-        let (left, top, cell) = (0.2 * side, 0.08 * side, 0.72 * side / n.max(10) as f64);
+        let cell = MATRIX_SPAN * side / n.max(10) as f64;
+        let (left, top) = (MATRIX_LEFT * side, MATRIX_TOP * side);
         let (right, bottom) = (left + cell * n as f64, top + cell * n as f64);
         root.fill(&WHITE)?;
         // The type shrinks with the cells: an em at most 45 % of a cell.
@@ -285,16 +293,68 @@ pub fn render_confusion_png(
             baseline,
             centre_y,
         )?;
+        draw_colour_bar(root, (right, top, bottom), most, side)?;
+        // Centred over the matrix where it fits there, else over the picture, its type
+        // shrunk until it fits that.
+        let room = 0.96 * side;
+        let width = text_width(root, title, TITLE_FONT_PT);
+        let title_pt = TITLE_FONT_PT * (room / width).min(1.0);
+        let over_matrix = width / 2.0 <= centre_x.min(side - centre_x) - 0.02 * side;
         text_at(
             root,
             title,
-            TITLE_FONT_PT,
+            title_pt,
             &BLACK,
             HPos::Center,
-            centre_x,
+            if over_matrix { centre_x } else { side / 2.0 },
             top - pt(TITLE_PAD_PT),
         )
     })
+}
+
+/// scikit-learn's colour bar beside a confusion matrix whose right edge, top and bottom are
+/// `matrix` (pixels of a picture `side` wide): the "Blues" map from 0 at the bottom to `most`
+/// at the top, with whole-count ticks.
+fn draw_colour_bar(root: &Area, matrix: (f64, f64, f64), most: u64, side: f64) -> DrawResult {
+    let (right, top, bottom) = matrix;
+    let (x0, x1) = (right + 0.03 * side, right + 0.06 * side);
+    let rows = (bottom - top).round() as i32;
+    for row in 0..rows {
+        let y = top + row as f64;
+        let shade = 1.0 - row as f64 / (rows - 1).max(1) as f64;
+        root.draw(&Rectangle::new(
+            [
+                (x0.round() as i32, y as i32),
+                (x1.round() as i32, y as i32 + 1),
+            ],
+            blues(shade).filled(),
+        ))?;
+    }
+    let (ticks, _) = nice_ticks((0.0, most as f64), 1.0);
+    let tick = pt(TICK_LENGTH_PT);
+    let em = pt(TICK_FONT_PT);
+    for value in ticks {
+        let y = bottom - (bottom - top) * value / most as f64;
+        root.draw(&PathElement::new(
+            [
+                (x1.round() as i32, y.round() as i32),
+                ((x1 + tick).round() as i32, y.round() as i32),
+            ],
+            BLACK.stroke_width(pt_i(TICK_WIDTH_PT).max(1) as u32),
+        ))?;
+        let label = format!("{}", value.round() as u64);
+        let baseline = y + HALF_DIGIT_PER_EM * em;
+        text_at(
+            root,
+            &label,
+            TICK_FONT_PT,
+            &BLACK,
+            HPos::Left,
+            x1 + tick + pt(TICK_PAD_PT),
+            baseline,
+        )?;
+    }
+    Ok(())
 }
 
 /// Registers the bundled font once per process: plotters' ab_glyph backend has no system fonts.
@@ -691,10 +751,40 @@ mod tests {
         assert_eq!(picture.dimensions(), (1600, 1600));
         // The diagonal's last cell is dark blue (full count) near its corner, away from its
         // count, inside the picture.
-        let cell = 0.72 * 1600.0 / 100.0;
-        let corner = (0.2 * 1600.0 + 99.15 * cell, 0.08 * 1600.0 + 99.15 * cell);
+        let cell = MATRIX_SPAN * 1600.0 / 100.0;
+        let corner = (
+            MATRIX_LEFT * 1600.0 + 99.15 * cell,
+            MATRIX_TOP * 1600.0 + 99.15 * cell,
+        );
         let ink = picture.get_pixel(corner.0 as u32, corner.1 as u32);
         assert_eq!(ink.0, [0x08, 0x30, 0x6B]);
+    }
+
+    /// A title wider than the picture is set smaller, so no glyph touches its edges; the
+    /// colour bar runs from the darkest blue (the largest count) down to near white (none).
+    #[test]
+    fn a_confusion_matrix_fits_a_long_title_and_has_a_colour_bar() {
+        let names: Vec<String> = ["cat", "dog", "horse"].map(String::from).to_vec();
+        let cm = vec![vec![30, 2, 0], vec![5, 20, 1], vec![0, 0, 12]];
+        let title = "Confusion matrix on the /home/reader/datasets/animals-from-the-pyimagesearch-bundle test set";
+        let png = render_confusion_png(&cm, &names, title).unwrap();
+        let picture = image::load_from_memory(&png).unwrap().to_rgb8();
+        let top = (MATRIX_TOP * 800.0) as u32;
+        for y in 0..top {
+            for x in [0, 1, 2, 797, 798, 799] {
+                assert_eq!(picture.get_pixel(x, y).0, [255; 3], "ink at ({x}, {y})");
+            }
+        }
+        // Some of the title is drawn.
+        let inked = (0..top).any(|y| (0..800).any(|x| picture.get_pixel(x, y).0[0] < 128));
+        assert!(inked, "no title");
+        let right = (MATRIX_LEFT + MATRIX_SPAN * 3.0 / 10.0) * 800.0;
+        let bar_x = (right + 0.045 * 800.0) as u32;
+        let bottom = (MATRIX_TOP + MATRIX_SPAN * 3.0 / 10.0) * 800.0;
+        let dark = picture.get_pixel(bar_x, top + 1).0;
+        assert!(dark[0] < 0x10 && dark[2] < 0x78, "{dark:?}");
+        let light = picture.get_pixel(bar_x, bottom as u32 - 2).0;
+        assert!(light.iter().all(|&c| c >= 0xF0), "{light:?}");
     }
 
     /// Expected ticks are matplotlib's `MaxNLocator(nbins=9, steps=[1, 2, 2.5, 5, 10])`.

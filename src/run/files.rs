@@ -5,6 +5,7 @@ use super::paths::Files;
 use crate::fsutil::{ensure_writable, remove_stale_temporaries};
 use crate::report::monitor::TrainingMonitor;
 use crate::train::checkpoint::{self, DirLock, RunSettings};
+use crate::words::plural;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +17,27 @@ pub fn beside(path: &Path, suffix: &str) -> PathBuf {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     path.with_file_name(format!("{stem}{suffix}"))
+}
+
+/// The line that answers `--resume DIR` where DIR is gone but the history of its run is
+/// beside it (`plot_checkpoint` → `plot.csv`): the run finished and removed its checkpoint.
+pub fn removed_by_finished_run(dir: &Path) -> Option<String> {
+    if dir.exists() {
+        return None;
+    }
+    let name = dir.file_name()?.to_str()?.strip_suffix("_checkpoint")?;
+    let csv = dir.with_file_name(format!("{name}.csv"));
+    let epochs = std::fs::read_to_string(&csv)
+        .ok()?
+        .lines()
+        .count()
+        .checked_sub(1)?;
+    Some(format!(
+        "[INFO] {} is gone: the run that wrote {} finished ({}) and removed its checkpoint then (--keep-checkpoints keeps it): nothing to resume",
+        dir.display(),
+        csv.display(),
+        plural(epochs, "epoch", "epochs")
+    ))
 }
 
 /// The files one training run writes: its plot, and beside it the history, the report, the

@@ -28,6 +28,7 @@ use crate::train::checkpoint::{self, Checkpoint, DirLock, RunSettings, SaveBest}
 use crate::train::fit::{epoch_line, fit_on, Diverged, FitConfig, Outcome, Progress};
 use crate::train::history::History;
 use crate::train::plan::MemoryPlan;
+use crate::words::plural;
 use anyhow::Result;
 use error::{bad_input, usage};
 use std::cell::RefCell;
@@ -115,13 +116,14 @@ pub fn device_label(device: Device) -> String {
 }
 
 /// Trains `run` to its end on `data`, then prints its report and confusion matrix and writes
-/// its files; returns its history. `_lock`, its checkpoint directory's, is held until then.
+/// its files; returns its history. `lock`, its checkpoint directory's, is held until then;
+/// the finished run then removes its checkpoint, unless its settings keep it.
 /// A `stop` request ends it after the current batch with its checkpoint written:
 /// [`Interrupted`].
 pub fn train_run(
     run: Checkpoint,
     files: &RunFiles,
-    _lock: DirLock,
+    lock: DirLock,
     device: Device,
     data: &Dataset,
     stop: Arc<AtomicBool>,
@@ -257,10 +259,7 @@ pub fn train_run(
     }
     println!(
         "[INFO] trained {} in {:.1}s (writing files held training up {:.2}s of it)",
-        match settings.epochs {
-            1 => "1 epoch".to_string(),
-            n => format!("{n} epochs"),
-        },
+        plural(settings.epochs, "epoch", "epochs"),
         started.elapsed().as_secs_f64(),
         writer.blocked().as_secs_f64()
     );
@@ -285,6 +284,15 @@ pub fn train_run(
                 save_best.path().display()
             );
         }
+    }
+    if settings.keep_checkpoints {
+        drop(lock);
+    } else {
+        lock.remove_checkpoint()?;
+        println!(
+            "[INFO] removed the checkpoint in {}: the run is over (--keep-checkpoints keeps it)",
+            files.checkpoint_dir.display()
+        );
     }
     Ok(progress.history)
 }

@@ -57,6 +57,10 @@ pub struct RunSettings {
     /// before it was recorded.
     #[serde(default)]
     pub data_fingerprint: Option<Fingerprint>,
+    /// `--keep-checkpoints`: the checkpoint stays once the run has finished (by default it
+    /// goes then, see [`DirLock::remove_checkpoint`]).
+    #[serde(default)]
+    pub keep_checkpoints: bool,
 }
 
 /// The metadata half of a checkpoint.
@@ -250,11 +254,37 @@ pub const LOCK_FILE: &str = "lock";
 /// temporary files a kill mid-write left.
 #[derive(Debug)]
 pub struct DirLock {
-    _file: std::fs::File,
+    /// Held open for the lock; `None` once released.
+    file: Option<std::fs::File>,
     dir: PathBuf,
     /// The topmost directory this lock created (the checkpoint directory or one of its
     /// parents, such as the plot's), if it created any.
     created: Option<PathBuf>,
+}
+
+impl DirLock {
+    /// Ends a finished run's hold on its directory and removes its checkpoint (the run's
+    /// outputs and model hold what a user keeps of it), then the directory if nothing else is
+    /// in it, and the parents this lock created that are then empty.
+    pub fn remove_checkpoint(mut self) -> Result<()> {
+        let checkpoint = self.dir.join(CHECKPOINT_FILE);
+        match std::fs::remove_file(&checkpoint) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {}", checkpoint.display()))
+            }
+            _ => {}
+        }
+        // The lock's file is closed first: Windows removes no open file.
+        drop(self.file.take());
+        let _ = std::fs::remove_file(self.dir.join(LOCK_FILE));
+        let top = self.created.take().unwrap_or_else(|| self.dir.clone());
+        for dir in self.dir.ancestors() {
+            if std::fs::remove_dir(dir).is_err() || dir == top {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Drop for DirLock {
@@ -263,6 +293,10 @@ impl Drop for DirLock {
     /// run leaves nothing behind.
     fn drop(&mut self) {
         let Some(top) = &self.created else { return };
+        // Released by `remove_checkpoint`.
+        if self.file.is_none() {
+            return;
+        }
         let names: Vec<_> = std::fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
@@ -336,7 +370,7 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
     // A run killed mid-write left its temporary file; the directory is ours now.
     remove_stale_temporaries(&dir.join(CHECKPOINT_FILE), Duration::ZERO);
     Ok(DirLock {
-        _file: file,
+        file: Some(file),
         dir: dir.to_path_buf(),
         created,
     })

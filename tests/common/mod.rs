@@ -101,6 +101,7 @@ pub fn small_run(
         save_best: false,
         data: Default::default(),
         data_fingerprint: None,
+        keep_checkpoints: false,
     }
 }
 
