@@ -463,6 +463,25 @@ fn evaluate_predict_summary_and_export_take_a_checkpoint() {
         std::fs::read(&from_model).unwrap(),
         std::fs::read(&from_checkpoint).unwrap()
     );
+    // export --model MODEL, as train names a saved model: its trained weights too.
+    let by_model_flag = dir.join("by_model_flag.onnx");
+    let out = minivgg(&[
+        "export",
+        "--model",
+        &s(&model),
+        "--output",
+        &s(&by_model_flag),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("with its trained weights"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read(&from_model).unwrap(),
+        std::fs::read(&by_model_flag).unwrap()
+    );
 
     // evaluate --weights: the same loss, accuracy, report and confusion matrix.
     let confusion = dir.join("c.png");

@@ -6,7 +6,7 @@ use crate::engine::{Network, Precision};
 use crate::fsutil::ensure_writable;
 use crate::model::onnx;
 use crate::run::error::usage;
-use crate::run::inputs::{declare_inputs, model_spec_for_request};
+use crate::run::inputs::{declare_inputs, model_spec_for_request, names_saved_model};
 use crate::run::paths::Files;
 use crate::run::{load_weights, weights_file};
 use anyhow::Result;
@@ -20,7 +20,8 @@ pub struct ExportArgs {
     pub weights: Option<PathBuf>,
     /// Instead of --weights, a network (minivggnet, shallownet, lenet or NAME.json) with its
     /// initial weights: to check that a runtime takes the architecture before training it.
-    /// A built-in one is built for --data (CIFAR-10 without it).
+    /// A built-in one is built for --data (CIFAR-10 without it). A saved model or a
+    /// checkpoint here is read as --weights reads it, with its trained weights.
     #[arg(long)]
     pub model: Option<String>,
     /// The ONNX file to write: input `input`, float32 NHWC [batch, height, width, channels]
@@ -33,23 +34,26 @@ pub struct ExportArgs {
 }
 
 pub(super) fn export(args: ExportArgs) -> Result<()> {
+    // `--model` naming a saved model is that model, as `train --save` names it.
+    let (weights, model, weights_flag) = match (&args.weights, &args.model) {
+        (None, Some(model)) if names_saved_model(model) => {
+            (Some(PathBuf::from(model)), None, "--model")
+        }
+        (weights, model) => (weights.clone(), model.clone(), "--weights"),
+    };
     let mut paths = Files::default();
     paths.writes("--output", &args.output);
-    if let Some(weights) = &args.weights {
-        paths.reads("--weights", &weights_file(weights));
+    if let Some(weights) = &weights {
+        paths.reads(weights_flag, &weights_file(weights));
     }
     let request = args.data.request()?;
-    declare_inputs(
-        &mut paths,
-        args.model.as_deref().unwrap_or_default(),
-        &request,
-    );
+    declare_inputs(&mut paths, model.as_deref().unwrap_or_default(), &request);
     paths.check_distinct()?;
     ensure_writable(&args.output)?;
-    let (net, weights) = match (&args.weights, &args.model) {
+    let (net, weights) = match (&weights, &model) {
         (Some(weights), _) if request != DataRequest::default() => {
             return Err(usage(format!(
-                "the data flags apply to --model; {} is built for its own data already",
+                "the data flags apply to a network that --model builds; {} is a trained model, built for its own data already",
                 weights.display()
             )))
         }

@@ -58,14 +58,21 @@ fn kept_per_class(split: &crate::data::Split, classes: usize) -> String {
     }
 }
 
+/// Whether `model` (`--model`) names a saved model or a checkpoint (its file, or a directory
+/// that holds one), not a built-in network or a network file. A directory counts only if it
+/// holds a checkpoint: `--model minivggnet` stays the built-in network beside a directory of
+/// that name.
+pub fn names_saved_model(model: &str) -> bool {
+    let path = Path::new(model);
+    !network_file::is_network_file(path)
+        && (path.is_file() || path.join(checkpoint::CHECKPOINT_FILE).is_file())
+}
+
 /// The network `model` names (`--model`): a built-in one (without its batch normalization
 /// where `no_bn`), a network file, a saved model or a checkpoint (its file or directory).
 pub fn model_spec(model: &str, no_bn: bool) -> Result<ModelSpec> {
     let path = Path::new(model);
-    // A directory counts only if it holds a checkpoint: `--model minivggnet` stays the
-    // built-in network beside a directory of that name.
-    let checkpoint_dir = path.join(checkpoint::CHECKPOINT_FILE).is_file();
-    let from_file = network_file::is_network_file(path) || path.is_file() || checkpoint_dir;
+    let from_file = network_file::is_network_file(path) || names_saved_model(model);
     if from_file && no_bn {
         return Err(usage(format!(
             "--no-bn applies to the built-in models, not to the model file {}",
