@@ -2,9 +2,9 @@
 //! through the same code as CIFAR-10 ([`cifar10`]): records of a coarse and a fine label byte
 //! and a planar RGB image, converted to interleaved HWC.
 
+use super::catalogue::Cifar100Labels;
 use super::cifar10::{self, DataError, Layout, RecordFormat, Size, META_MAX_BYTES};
 use super::dataset::{Dataset, ImageShape, Split};
-use super::source::Cifar100Labels;
 use std::path::Path;
 
 pub const BINARY_DIR: &str = "cifar-100-binary";

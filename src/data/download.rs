@@ -1,9 +1,9 @@
 //! Where the data comes from: `--data`, `$MINIVGG_DATA`, or a per-user cache that is filled,
 //! once, by a download whose MD5 is checked before anything is unpacked.
 
+use super::catalogue::NamedSet;
 use super::cifar10::{self, ALL_FILES, BATCHES_DIR, BATCH_BYTES, META_FILE};
 use super::cifar100;
-use super::source::NamedSet;
 use crate::fsutil::{atomic_write_bytes, temp_file_beside};
 use anyhow::{anyhow, bail, Context, Result};
 use md5::{Digest, Md5};

@@ -11,9 +11,9 @@
 //! maps them from the cache file instead of decoding anything.
 
 use super::cache::{self, CacheWriter, Cached};
+use super::catalogue::ImageSize;
 use super::dataset::{Dataset, ImageShape, MAX_CLASSES};
 use super::images::{self, ImageError};
-use super::source::ImageSize;
 use crate::fsutil::{describe_file_type, FileIdentity};
 use crate::words::plural;
 use indicatif::{ProgressBar, ProgressStyle};

@@ -2,8 +2,8 @@
 //! gzipped, in a directory of their own or in torchvision's `MNIST/raw/` layout. An IDX image
 //! file is already row by row with one byte a pixel, which is NHWC with one channel.
 
+use super::catalogue::NamedSet;
 use super::dataset::{Dataset, ImageShape, Split};
-use super::source::NamedSet;
 use crate::fsutil::open_regular;
 use flate2::read::GzDecoder;
 use std::io::{self, Read};

@@ -5,6 +5,7 @@
 pub mod augment;
 pub mod batches;
 pub mod cache;
+pub mod catalogue;
 pub mod cifar10;
 pub mod cifar100;
 pub mod dataset;
@@ -14,5 +15,6 @@ pub mod idx;
 pub mod images;
 pub mod source;
 
+pub use catalogue::NamedSet;
 pub use dataset::{Dataset, EmptySplit, Fingerprint, ImageShape, PixelEncoding, Split};
-pub use source::{DataRequest, NamedSet};
+pub use source::DataRequest;
