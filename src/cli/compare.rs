@@ -16,7 +16,7 @@ use crate::run::{
     RunFiles,
 };
 use crate::train::checkpoint::{Checkpoint, RunSettings};
-use crate::train::fit::check_device;
+use crate::train::device::check_device;
 use crate::train::history::History;
 use anyhow::Result;
 use clap::Args;

@@ -9,7 +9,7 @@ use crate::run::inputs::{check_fits_data, check_fits_request, check_same_classes
 use crate::run::paths::Files;
 use crate::run::{self, beside, load_data, load_weights, report_predictions, weights_file};
 use crate::train::checkpoint;
-use crate::train::fit::{check_device, evaluate_on};
+use crate::train::device::{check_device, evaluate_on};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;

@@ -10,7 +10,7 @@ use crate::run::inputs::declare_inputs;
 use crate::run::paths::Files;
 use crate::run::{self, beside, load_data, model_spec, model_spec_for, RunFiles};
 use crate::train::checkpoint::{self, Checkpoint, RunSettings};
-use crate::train::fit::check_device;
+use crate::train::device::check_device;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;

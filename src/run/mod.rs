@@ -25,7 +25,8 @@ use crate::report::classification::{
 use crate::report::plot::plot_confusion;
 use crate::report::tensorboard::EventWriter;
 use crate::train::checkpoint::{self, Checkpoint, DirLock, RunSettings, SaveBest};
-use crate::train::fit::{epoch_line, fit_on, Diverged, FitConfig, Outcome, Progress};
+use crate::train::device::fit_on;
+use crate::train::fit::{epoch_line, Diverged, FitConfig, Outcome, Progress};
 use crate::train::history::History;
 use crate::train::plan::MemoryPlan;
 use crate::words::plural;

@@ -121,7 +121,7 @@ pub fn bench(
         #[cfg(feature = "cuda")]
         Device::Cuda(ordinal) => bench_gpu(ordinal, spec, precision, batch, steps, warmup),
         #[cfg(not(feature = "cuda"))]
-        Device::Cuda(_) => Err(crate::train::fit::no_cuda()),
+        Device::Cuda(_) => Err(crate::train::device::no_cuda()),
     }
 }
 
