@@ -6,4 +6,5 @@ pub mod im2col;
 pub mod matmul;
 pub mod reduce;
 pub mod simd;
+pub mod tile;
 pub mod winograd;

@@ -11,7 +11,6 @@
 //! precision asks for them.
 
 use super::super::precision::Precision;
-use super::conv::{Factor, TileOut};
 use std::fmt;
 
 /// The environment variable that forces a CPU path.
@@ -253,34 +252,6 @@ pub trait Simd: Copy {
     /// `acc[i] + a.lo·b[i].lo + a.hi·b[i].hi`: `a` one pair of bf16 values (low half first),
     /// `b` sixteen pairs.
     unsafe fn dot_bf16(acc: Self::V, a: u32, b: Self::Pairs) -> Self::V;
-
-    /// The products' micro-kernel with this instruction set's tile height: `conv::tile_of`
-    /// with `R` = [`Simd::ROWS`] (a const generic cannot be an associated constant).
-    unsafe fn tile<T: Factor>(
-        a: *const T,
-        rows: (&[usize], usize),
-        cols: &[usize],
-        b: (*const T, usize),
-        out: TileOut,
-    );
-}
-
-/// Sets [`Simd::ROWS`] and implements [`Simd::tile`] for that many rows.
-macro_rules! tile_with_rows {
-    ($rows:literal) => {
-        const ROWS: usize = $rows;
-
-        #[inline(always)]
-        unsafe fn tile<T: $crate::engine::cpu::conv::Factor>(
-            a: *const T,
-            rows: (&[usize], usize),
-            cols: &[usize],
-            b: (*const T, usize),
-            out: $crate::engine::cpu::conv::TileOut,
-        ) {
-            $crate::engine::cpu::conv::tile_of::<Self, T, $rows>(a, rows, cols, b, out)
-        }
-    };
 }
 
 /// The most rows any path's tile has.
@@ -311,7 +282,7 @@ pub struct Portable;
 impl Simd for Portable {
     type V = [f32; LANES];
     type Pairs = [u32; LANES];
-    tile_with_rows!(4);
+    const ROWS: usize = 4;
 
     #[inline(always)]
     unsafe fn zero() -> Self::V {
@@ -380,7 +351,7 @@ mod x86 {
     impl Simd for Avx2 {
         type V = [__m256; 2];
         type Pairs = [__m256i; 2];
-        tile_with_rows!(6);
+        const ROWS: usize = 6;
 
         #[inline(always)]
         unsafe fn zero() -> Self::V {
@@ -453,7 +424,7 @@ mod x86 {
             // 16 of the 32 registers accumulate, each a row of the tile: against 12 and 14
             // rows, `minivgg bench` measured the training step 4 % faster on Zen 4, and 16 tiles
             // (a 16×16 image's F(4×4) tiles) fill one tile exactly.
-            tile_with_rows!(16);
+            const ROWS: usize = 16;
 
             #[inline(always)]
             unsafe fn zero() -> Self::V {
@@ -554,7 +525,7 @@ mod arm {
     impl Simd for Neon {
         type V = [float32x4_t; PARTS];
         type Pairs = [uint32x4_t; PARTS];
-        tile_with_rows!(6);
+        const ROWS: usize = 6;
 
         #[inline(always)]
         unsafe fn zero() -> Self::V {

@@ -17,9 +17,9 @@
 //! Both sizes are one source: the transforms apply the constant matrices of [`Transforms`],
 //! and the compiler, seeing the constants, keeps only the additions they need.
 
-use super::conv::{store_lanes, tile, Bf16Pair, Epilogue, Factor, TileOut, COLS};
 use super::im2col::ConvGeometry;
 use super::simd::{dispatch, Isa, Kernel, Simd, LANES};
+use super::tile::{store_lanes, tile, Bf16Pair, Epilogue, Factor, TileOut, COLS};
 use crate::engine::precision::Precision;
 use rayon::prelude::*;
 use std::ops::Range;

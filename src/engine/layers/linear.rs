@@ -2,11 +2,12 @@
 //! (Dense) or its im2col patches (Conv2D). Forward and backward of both sit here.
 
 use super::{Backward, Forward};
-use crate::engine::cpu::conv::{self, DirectConv, Epilogue};
+use crate::engine::cpu::conv::DirectConv;
 use crate::engine::cpu::im2col::{col2im, im2col, ConvGeometry};
 use crate::engine::cpu::matmul::{matmul, Layout};
 use crate::engine::cpu::reduce::{column_sums, partials_len, ROWS_PER_CHUNK};
 use crate::engine::cpu::simd::Isa;
+use crate::engine::cpu::tile::{self, Epilogue};
 use crate::model::Shape;
 
 /// `y[rows × out] = a[rows × in] · kernel[in × out] + bias`.
@@ -166,7 +167,7 @@ impl Conv2d {
     /// Whether a convolution of `filters` runs the direct kernels (padded input and gradient,
     /// or Winograd) rather than im2col and `gemm` (a lowered copy of its input per sample).
     pub fn runs_direct(filters: usize) -> bool {
-        filters.is_multiple_of(conv::COLS)
+        filters.is_multiple_of(tile::COLS)
     }
 
     /// The floats of scratch a convolution of `filters` over `input` keeps per sample of a
