@@ -1,7 +1,7 @@
 //! `minivgg predict`: the top classes of image files under a saved model.
 
 use super::args::count;
-use crate::data::folder::{is_image, IMAGE_EXTENSIONS};
+use crate::data::folder::{is_hidden, is_image, IMAGE_EXTENSIONS};
 use crate::data::{images, Split};
 use crate::engine::Precision;
 use crate::run::error::{bad_input, usage};
@@ -40,12 +40,7 @@ fn pictures(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             .map_err(|e| bad_input(anyhow!("cannot read the folder {}: {e}", path.display())))?;
         let mut found: Vec<PathBuf> = entries
             .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| {
-                let hidden = p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-                !hidden && !p.is_dir() && is_image(p)
-            })
+            .filter(|p| !p.file_name().is_some_and(is_hidden) && !p.is_dir() && is_image(p))
             .collect();
         if found.is_empty() {
             return Err(bad_input(anyhow!(

@@ -180,7 +180,8 @@ fn byte_order(a: &std::ffi::OsStr, b: &std::ffi::OsStr) -> std::cmp::Ordering {
     a.as_encoded_bytes().cmp(b.as_encoded_bytes())
 }
 
-fn is_hidden(name: &std::ffi::OsStr) -> bool {
+/// Whether a file or folder name is hidden (starts with a dot): never taken as data.
+pub fn is_hidden(name: &std::ffi::OsStr) -> bool {
     name.as_encoded_bytes().starts_with(b".")
 }
 

@@ -138,10 +138,7 @@ fn load_any(request: &DataRequest) -> Result<Dataset> {
                     }
                 );
             }
-            if cifar100::is_cifar100(&path)
-                || idx::find_idx_dir(&path).is_some()
-                || cifar10::is_cifar10(&path)
-            {
+            if is_file_set(&path) {
                 refuse_folder_flags(&path.display().to_string())?;
                 return load_file_set(&path, None, request);
             }
@@ -155,6 +152,12 @@ fn load_any(request: &DataRequest) -> Result<Dataset> {
             Ok(folder::load(&path, &options)?)
         }
     }
+}
+
+/// Whether `path` holds one of the data sets of fixed files (CIFAR-10's or CIFAR-100's binary
+/// version, MNIST's IDX files), not a folder of pictures.
+fn is_file_set(path: &Path) -> bool {
+    cifar100::is_cifar100(path) || idx::find_idx_dir(path).is_some() || cifar10::is_cifar10(path)
 }
 
 /// One of the data sets of fixed files at `path` (`set` if it was named, else told by what
@@ -210,11 +213,8 @@ pub fn known_shape(request: &DataRequest) -> Option<ImageShape> {
     match request.source() {
         Source::Named(set) => Some(named(set)),
         Source::Path(path) => {
-            let file_set = cifar100::is_cifar100(&path)
-                || idx::find_idx_dir(&path).is_some()
-                || cifar10::is_cifar10(&path);
             let size = request.image_size.unwrap_or(ImageSize::DEFAULT);
-            (path.is_dir() && !file_set).then_some(ImageShape {
+            (path.is_dir() && !is_file_set(&path)).then_some(ImageShape {
                 height: size.height,
                 width: size.width,
                 channels: if request.grayscale { 1 } else { 3 },
