@@ -12,11 +12,9 @@ use minivgg::data::DataRequest;
 use minivgg::engine::device::Device;
 use minivgg::engine::sgd::SgdConfig;
 use minivgg::engine::Precision;
-use minivgg::run::{self, beside, RunFiles};
+use minivgg::run::{self, beside, RunControl, RunFiles};
 use minivgg::train::checkpoint::RunSettings;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 fn main() -> Result<()> {
     // construct the argument parser and parse the arguments
@@ -62,8 +60,14 @@ fn main() -> Result<()> {
 
     // train the network, evaluate it (the classification report) and plot the training loss
     // and accuracy, as `minivgg train` does
-    let never_stopped = Arc::new(AtomicBool::new(false));
     let fresh = run::fresh_run(&model, settings)?;
-    run::train_run(fresh, &files, lock, Device::Cpu, &data, never_stopped)?;
+    run::train_run(
+        fresh,
+        &files,
+        lock,
+        Device::Cpu,
+        &data,
+        RunControl::default(),
+    )?;
     Ok(())
 }

@@ -5,7 +5,7 @@ what the caller passes raise ValueError with a message naming the argument; an e
 failure raises RuntimeError or OSError.
 """
 
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -119,6 +119,17 @@ def load_image_folder(
 
 def run_cli(argv: list[str]) -> int:
     """The `minivgg` command with these arguments (argv[0] is the program name); its exit code."""
+
+def train(flags: list[str], on_epoch: Callable[[dict[str, Any]], None]) -> None:
+    """`minivgg train` with `flags` (those after `train`) in this process, as the command runs
+    it but without its signal handlers. After each epoch, once its checkpoint is written,
+    `on_epoch` gets a dict: epoch, epochs, loss, accuracy, val_loss, val_accuracy, lr,
+    seconds and checkpoint (the file `train --resume` goes on from, in its directory). An
+    exception from `on_epoch` stops the run and is raised here; a bad flag raises ValueError."""
+
+def check_train_flags(flags: list[str]) -> None:
+    """Raises ValueError with `minivgg train`'s message if it would refuse `flags` before
+    loading any data (a flag or value, the network, a data path that does not exist)."""
 
 class EventWriter:
     """A TensorBoard event file in `log_dir` (created if missing), named as TensorBoard's own

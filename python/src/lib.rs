@@ -9,6 +9,7 @@ use minivgg::engine::sgd::{Sgd, SgdConfig};
 use minivgg::engine::{Network, Precision};
 use minivgg::model::{file as network_file, io as model_io, Shape};
 use minivgg::report::tensorboard::EventWriter as TensorBoardWriter;
+use minivgg::run::{RunControl, SavedEpoch};
 use minivgg::train::checkpoint;
 use minivgg::train::fit::{
     evaluate, finish_epoch, predict_probabilities, train_epoch, FitConfig, Outcome, Progress,
@@ -22,6 +23,7 @@ use numpy::{
 };
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -744,6 +746,49 @@ fn run_cli(py: Python<'_>, argv: Vec<String>) -> u8 {
     py.detach(|| minivgg::cli::main(argv.into_iter().map(Into::into)))
 }
 
+/// `minivgg train` with `flags` in this process, steered by Python (see `_minivgg.pyi`).
+#[pyfunction]
+fn train(py: Python<'_>, flags: Vec<String>, on_epoch: Py<PyAny>) -> PyResult<()> {
+    let mut raised: Option<PyErr> = None;
+    let on_saved_epoch = |saved: &SavedEpoch| {
+        Python::attach(|py| {
+            let record = saved.record;
+            let figures = PyDict::new(py);
+            figures.set_item("epoch", record.epoch)?;
+            figures.set_item("epochs", saved.epochs)?;
+            figures.set_item("loss", record.loss)?;
+            figures.set_item("accuracy", record.acc)?;
+            figures.set_item("val_loss", record.val_loss)?;
+            figures.set_item("val_accuracy", record.val_acc)?;
+            figures.set_item("lr", saved.lr)?;
+            figures.set_item("seconds", record.seconds)?;
+            figures.set_item("checkpoint", saved.checkpoint)?;
+            on_epoch.call1(py, (figures,))?;
+            // Ctrl-C in the calling script ends the run here, its checkpoint written.
+            py.check_signals()
+        })
+        .map_err(|err| {
+            raised = Some(err);
+            anyhow::anyhow!("stopped by the on_epoch callback")
+        })
+    };
+    let control = RunControl {
+        stop: Default::default(),
+        on_saved_epoch: Some(Box::new(on_saved_epoch)),
+    };
+    let trained = py.detach(|| minivgg::cli::train::train_watched(&flags, control));
+    match (trained, raised) {
+        (Err(_), Some(err)) => Err(err),
+        (trained, _) => trained.map_err(py_err),
+    }
+}
+
+/// Refuses what `minivgg train` with `flags` would refuse before loading data.
+#[pyfunction]
+fn check_train_flags(flags: Vec<String>) -> PyResult<()> {
+    minivgg::cli::train::check_flags_of(&flags).map_err(py_err)
+}
+
 /// A TensorBoard event file (see `_minivgg.pyi`).
 #[pyclass(module = "minivgg._minivgg")]
 struct EventWriter(TensorBoardWriter);
@@ -772,5 +817,7 @@ fn _minivgg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load_dataset, m)?)?;
     m.add_function(wrap_pyfunction!(load_image_folder, m)?)?;
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
+    m.add_function(wrap_pyfunction!(train, m)?)?;
+    m.add_function(wrap_pyfunction!(check_train_flags, m)?)?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use crate::run::inputs::declare_inputs;
 use crate::run::paths::Files;
 use crate::run::{
     self, beside, device_label, fresh_run, load_data, model_spec, model_spec_for, train_run,
-    RunFiles,
+    RunControl, RunFiles,
 };
 use crate::train::checkpoint::{Checkpoint, RunSettings};
 use crate::train::device::check_device;
@@ -117,7 +117,14 @@ pub(super) fn compare(args: CompareArgs) -> Result<()> {
         println!("[INFO] {title}");
         let device = args.recipe.compute.device;
         histories.push((
-            train_run(run, files, lock, device, &data, stop.clone())?,
+            train_run(
+                run,
+                files,
+                lock,
+                device,
+                &data,
+                RunControl::stopped_by(stop.clone()),
+            )?,
             title,
         ));
     }

@@ -2,17 +2,17 @@
 //! its end, then its report, plot, history and model.
 
 use super::args::{check_flags, check_png, run_settings, ModelArgs, RecipeArgs};
-use super::set_threads;
-use crate::data::source::Source;
+use super::{command, set_threads, Cli, Command};
+use crate::data::source::{self, Source};
 use crate::data::{DataRequest, Dataset};
 use crate::run::error::{bad_input, usage};
 use crate::run::inputs::declare_inputs;
 use crate::run::paths::Files;
-use crate::run::{self, beside, load_data, model_spec, model_spec_for, RunFiles};
+use crate::run::{self, beside, load_data, model_spec, model_spec_for, RunControl, RunFiles};
 use crate::train::checkpoint::{self, Checkpoint, RunSettings};
 use crate::train::device::check_device;
 use anyhow::{Context, Result};
-use clap::Args;
+use clap::{Args, FromArgMatches};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -162,6 +162,53 @@ pub(super) fn stop_on_signal() -> Result<Arc<AtomicBool>> {
 }
 
 pub(super) fn train(args: TrainArgs) -> Result<()> {
+    train_with(args, None)
+}
+
+/// `train` with `flags` (those after `train`), parsed as the command line parses them.
+fn parse_flags(flags: &[String]) -> Result<TrainArgs> {
+    let argv = ["minivgg", "train"]
+        .into_iter()
+        .map(String::from)
+        .chain(flags.iter().cloned());
+    let parsed = command()
+        .try_get_matches_from(argv)
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    match parsed {
+        Ok(Cli {
+            command: Command::Train(args),
+        }) => Ok(args),
+        Ok(_) => Err(usage("not the train command".into())),
+        // clap's message without its usage lines, which name the program's command line.
+        Err(err) => {
+            let text = err.render().to_string();
+            let message = text.split("\n\nUsage:").next().unwrap_or(&text);
+            Err(usage(
+                message.trim_start_matches("error: ").trim().to_string(),
+            ))
+        }
+    }
+}
+
+/// Refuses what `train` with `flags` would refuse before it loads any data: a flag or value,
+/// the network, a data path that does not exist. A sweep checks each trial's flags so.
+pub fn check_flags_of(flags: &[String]) -> Result<()> {
+    let args = parse_flags(flags)?;
+    run_outputs(&args)?;
+    if args.resume.is_none() {
+        source::check_exists(&args.recipe.data.request()?).map_err(bad_input)?;
+    }
+    Ok(())
+}
+
+/// Runs `train` with `flags` as the command line does, steered and watched by `control`
+/// instead of the process's signals (a Ray Tune trial's process is Ray's).
+pub fn train_watched(flags: &[String], control: RunControl) -> Result<()> {
+    train_with(parse_flags(flags)?, Some(control))
+}
+
+/// The run the flags ask for, stopped by Ctrl-C unless `control` is given.
+fn train_with(args: TrainArgs, control: Option<RunControl>) -> Result<()> {
     if let Some(line) = args
         .resume
         .as_deref()
@@ -225,7 +272,10 @@ pub(super) fn train(args: TrainArgs) -> Result<()> {
         lock,
         args.recipe.compute.device,
         &data,
-        stop_on_signal()?,
+        match control {
+            Some(control) => control,
+            None => RunControl::stopped_by(stop_on_signal()?),
+        },
     )?;
     Ok(())
 }

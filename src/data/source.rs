@@ -125,19 +125,7 @@ fn load_any(request: &DataRequest) -> Result<Dataset> {
             load_file_set(&path, Some(set), request)
         }
         Source::Path(path) => {
-            if !path.exists() {
-                bail!(
-                    "data path {} (from --data) does not exist; {}",
-                    path.display(),
-                    match closest_named(&path) {
-                        Some(set) => format!("did you mean --data {}?", set.flag_name()),
-                        None => format!(
-                            "--data takes a path or a data set's name: {}",
-                            NamedSet::ALL.map(NamedSet::flag_name).join(", ")
-                        ),
-                    }
-                );
-            }
+            check_exists(request)?;
             if is_file_set(&path) {
                 refuse_folder_flags(&path.display().to_string())?;
                 return load_file_set(&path, None, request);
@@ -151,6 +139,25 @@ fn load_any(request: &DataRequest) -> Result<Dataset> {
             };
             Ok(folder::load(&path, &options)?)
         }
+    }
+}
+
+/// Refuses a `--data` path that does not exist, suggesting the data set's name it was likely
+/// meant to be.
+pub fn check_exists(request: &DataRequest) -> Result<()> {
+    match request.source() {
+        Source::Path(path) if !path.exists() => bail!(
+            "data path {} (from --data) does not exist; {}",
+            path.display(),
+            match closest_named(&path) {
+                Some(set) => format!("did you mean --data {}?", set.flag_name()),
+                None => format!(
+                    "--data takes a path or a data set's name: {}",
+                    NamedSet::ALL.map(NamedSet::flag_name).join(", ")
+                ),
+            }
+        ),
+        _ => Ok(()),
     }
 }
 

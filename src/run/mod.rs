@@ -27,7 +27,7 @@ use crate::report::tensorboard::EventWriter;
 use crate::train::checkpoint::{self, Checkpoint, DirLock, RunSettings, SaveBest};
 use crate::train::device::fit_on;
 use crate::train::fit::{epoch_line, Diverged, FitConfig, Outcome, Progress};
-use crate::train::history::History;
+use crate::train::history::{EpochRecord, History};
 use crate::train::plan::MemoryPlan;
 use crate::words::plural;
 use anyhow::Result;
@@ -116,19 +116,57 @@ pub fn device_label(device: Device) -> String {
     }
 }
 
+/// An epoch that has ended, with its checkpoint on disk: what [`RunControl::on_saved_epoch`]
+/// sees.
+pub struct SavedEpoch<'a> {
+    pub record: &'a EpochRecord,
+    /// The epochs the run trains in all.
+    pub epochs: usize,
+    /// The learning rate the epoch ended at.
+    pub lr: f32,
+    /// The checkpoint the run goes on from after this epoch (`train --resume` its directory).
+    pub checkpoint: &'a Path,
+}
+
+/// What a caller runs after each epoch of a run, once its checkpoint is written.
+pub type EpochWatcher<'a> = Box<dyn FnMut(&SavedEpoch) -> Result<()> + Send + 'a>;
+
+/// How a caller steers a run and watches it.
+#[derive(Default)]
+pub struct RunControl<'a> {
+    /// Set, it ends the run after the current batch with its checkpoint written:
+    /// [`Interrupted`].
+    pub stop: Arc<AtomicBool>,
+    /// Called after every epoch once its checkpoint is written (a Ray Tune trial reports it
+    /// there); an error from it stops the run.
+    pub on_saved_epoch: Option<EpochWatcher<'a>>,
+}
+
+impl RunControl<'_> {
+    /// A run stopped by `stop` and watched by nothing else.
+    pub fn stopped_by(stop: Arc<AtomicBool>) -> RunControl<'static> {
+        RunControl {
+            stop,
+            on_saved_epoch: None,
+        }
+    }
+}
+
 /// Trains `run` to its end on `data`, then prints its report and confusion matrix and writes
 /// its files; returns its history. `lock`, its checkpoint directory's, is held until then;
 /// the finished run then removes its checkpoint, unless its settings keep it.
-/// A `stop` request ends it after the current batch with its checkpoint written:
-/// [`Interrupted`].
 pub fn train_run(
     run: Checkpoint,
     files: &RunFiles,
     lock: DirLock,
     device: Device,
     data: &Dataset,
-    stop: Arc<AtomicBool>,
+    control: RunControl,
 ) -> Result<History> {
+    let RunControl {
+        stop,
+        mut on_saved_epoch,
+    } = control;
     let Checkpoint {
         mut net,
         mut sgd,
@@ -190,6 +228,8 @@ pub fn train_run(
         None => None,
     };
     let updates_per_epoch = data.train.len().div_ceil(net.capacity()) as u64;
+    // The rate an epoch ended at.
+    let lr_after = |epoch: usize| settings.sgd.lr_at(epoch as u64 * updates_per_epoch);
     let fitted = fit_on(
         device,
         &mut net,
@@ -203,8 +243,8 @@ pub fn train_run(
             if let Some(last) = history.last() {
                 println!("{}", epoch_line(last, settings.epochs));
                 if let Some((train, validation)) = &mut events {
-                    // The rate the epoch ended at; steps count epochs from 0, as Keras'.
-                    let lr = settings.sgd.lr_at(last.epoch as u64 * updates_per_epoch);
+                    // Steps count epochs from 0, as Keras'.
+                    let lr = lr_after(last.epoch);
                     let step = last.epoch as u64 - 1;
                     train.write_scalars(
                         step,
@@ -241,7 +281,21 @@ pub fn train_run(
                 sgd,
                 &settings,
                 progress,
-            )
+            )?;
+            let ended = progress
+                .history
+                .last()
+                .filter(|_| progress.batches_done == 0);
+            if let (Some(record), Some(observe)) = (ended, &mut on_saved_epoch) {
+                writer.wait()?;
+                observe(&SavedEpoch {
+                    record,
+                    epochs: settings.epochs,
+                    lr: lr_after(record.epoch),
+                    checkpoint: &files.checkpoint_dir.join(checkpoint::CHECKPOINT_FILE),
+                })?;
+            }
+            Ok(())
         },
     );
     // The last checkpoint is on disk before the run reports, whichever way it ended.
