@@ -5,11 +5,8 @@ children (a child stands for everything under it) with an edge where a file unde
 there is two parts of the source that each need the other. A module naming its own ancestor or
 descendant is no edge: a module is built from its children.
 
-Usage: scripts/check_module_cycles.py [--known FILE] [SRC]   (default: src/ beside this script)
-Exit 1 and a line per circle (with the files and the paths that make each edge) if any. With
---known, the circles FILE lists (as this prints them: `circle in crate: engine <-> model`; `#`
-starts a comment) are the ones still to undo: only another circle fails, or one of them that is
-gone (so that the list stays true and only shrinks).
+Usage: scripts/check_module_cycles.py [SRC]   (default: src/ beside this script)
+Exit 1 and a line per circle (with the files and the paths that make each edge) if any.
 """
 import re
 import sys
@@ -73,14 +70,6 @@ def used_paths(text: str, module: tuple):
 
 def main() -> int:
     args = sys.argv[1:]
-    known = None
-    if args[:1] == ["--known"]:
-        known = {
-            line.split("#")[0].strip()
-            for line in Path(args[1]).read_text().splitlines()
-            if line.split("#")[0].strip()
-        }
-        args = args[2:]
     src = Path(args[0]) if args else Path(__file__).resolve().parent.parent / "src"
     files = sorted(src.rglob("*.rs"))
     modules = {module_of(src, f) for f in files}
@@ -137,29 +126,14 @@ def main() -> int:
         for v in list(children):
             if v not in index:
                 visit(v)
-    found = set()
-    failed = False
     for parent, part in sorted(circles):
         where = "::".join(("crate",) + parent)
-        line = f"circle in {where}: {' <-> '.join(part)}"
-        found.add(line)
-        if known is not None and line in known:
-            print(f"{line} (known, still to undo)")
-            continue
-        failed = True
-        print(line)
+        print(f"circle in {where}: {' <-> '.join(part)}")
         for a in part:
             for b in part:
                 for file, written in sorted(edges.get((parent, a, b), ())):
                     print(f"    {a} -> {b}: {file} names {written}")
-    for line in sorted((known or set()) - found):
-        failed = True
-        print(f"gone: {line}; remove it from {args_known(sys.argv)}")
-    return 1 if failed else 0
-
-
-def args_known(argv):
-    return argv[argv.index("--known") + 1]
+    return 1 if circles else 0
 
 
 if __name__ == "__main__":

@@ -15,5 +15,6 @@ pub mod fsutil;
 pub mod model;
 pub mod report;
 pub mod run;
+pub mod store;
 pub mod train;
 pub mod words;

@@ -776,9 +776,12 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run() {
         "the last resume failed (kill times seeded {seed})"
     );
     let params = |name: &str| {
-        let net =
-            minivgg::model::io::load(Path::new(&path(name)), 1, minivgg::engine::Precision::Fp32)
-                .unwrap();
+        let net = minivgg::store::model_file::load(
+            Path::new(&path(name)),
+            1,
+            minivgg::engine::Precision::Fp32,
+        )
+        .unwrap();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         (bits(&net.params), bits(&net.moving))
     };

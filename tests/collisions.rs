@@ -16,7 +16,7 @@ fn an_output_that_is_an_input_or_another_output_is_refused_and_nothing_changes()
     let net = minivgg::engine::Network::new(&minivgg::model::zoo::shallownet(), 1, 1).unwrap();
     std::fs::write(
         &model,
-        minivgg::model::io::to_bytes(&net, &[], Default::default()).unwrap(),
+        minivgg::store::model_file::to_bytes(&net, &[], Default::default()).unwrap(),
     )
     .unwrap();
     let hard = root.join("hard.safetensors");

@@ -689,10 +689,11 @@ fn real_cifar10() {
 /// A saved-model file whose tensors are LeNet's while its architecture says ShallowNet.
 fn mismatched_model() -> Vec<u8> {
     use minivgg::engine::Network;
-    use minivgg::model::{io as model_io, zoo};
+    use minivgg::model::zoo;
+    use minivgg::store::model_file;
     use safetensors::tensor::SafeTensors;
     let lenet = Network::new(&zoo::lenet(), 1, 1).unwrap();
-    let bytes = model_io::to_bytes(&lenet, &[], Default::default()).unwrap();
+    let bytes = model_file::to_bytes(&lenet, &[], Default::default()).unwrap();
     let file = SafeTensors::deserialize(&bytes).unwrap();
     let metadata = std::collections::HashMap::from([(
         "minivgg_spec".to_string(),
@@ -716,7 +717,7 @@ fn every_bad_input_exits_2_naming_what_is_wrong() {
     let weights = root.join("model.safetensors");
     let real_model = {
         let net = minivgg::engine::Network::new(&minivgg::model::zoo::shallownet(), 1, 1).unwrap();
-        minivgg::model::io::to_bytes(&net, &[], Default::default()).unwrap()
+        minivgg::store::model_file::to_bytes(&net, &[], Default::default()).unwrap()
     };
     let garbage_tar = {
         let mut gz = GzEncoder::new(Vec::new(), Compression::fast());

@@ -7,7 +7,7 @@ use common::{minivgg, text};
 use minivgg::data::cifar10::{self, IMAGE_SIDE};
 use minivgg::data::images::load_as;
 use minivgg::data::{ImageShape, Split};
-use minivgg::model::io as model_io;
+use minivgg::store::model_file;
 use minivgg::train::fit::predict_probabilities;
 use std::path::Path;
 
@@ -137,7 +137,7 @@ fn predict_classifies_images_of_any_size_and_names_the_bad_file() {
     );
 
     // Each readable file gets its top 3, as the library computes them on the same pixels.
-    let mut net = model_io::load(&weights, 64, minivgg::engine::Precision::Fp32).unwrap();
+    let mut net = model_file::load(&weights, 64, minivgg::engine::Precision::Fp32).unwrap();
     for path in [&exact, &large, &grey] {
         let line = stdout
             .lines()

@@ -513,7 +513,8 @@ fn a_40_by_48_rgb_folder_stopped_and_resumed_ends_as_the_whole_run_and_runs_in_t
         );
     }
     let total = input.len() / shape.len();
-    let mut net = minivgg::model::io::load(&model("whole"), total, Precision::Fp32).unwrap();
+    let mut net =
+        minivgg::store::model_file::load(&model("whole"), total, Precision::Fp32).unwrap();
     net.input_mut(total).copy_from_slice(&input);
     net.forward(total, Mode::Eval);
     let ours = net.probabilities(total).to_vec();

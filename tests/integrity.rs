@@ -8,9 +8,9 @@ mod common;
 use common::{export, minivgg, text};
 use minivgg::engine::sgd::Sgd;
 use minivgg::engine::{Network, Precision};
-use minivgg::model::io::{self, checksum, from_bytes, CHECKSUMS_KEY};
 use minivgg::model::spec::ParamKind;
 use minivgg::model::zoo;
+use minivgg::store::model_file::{self, checksum, from_bytes, CHECKSUMS_KEY};
 use minivgg::train::checkpoint;
 use minivgg::train::fit::Progress;
 use safetensors::tensor::SafeTensors;
@@ -95,7 +95,7 @@ fn checkpoint_bytes(net: &Network) -> Vec<u8> {
 fn one_flipped_byte_in_any_tensor_of_a_model_or_a_checkpoint_is_named() {
     let net = minivggnet();
     let tensors = net.tensors().len();
-    let model = io::to_bytes(&net, &[], HashMap::new()).unwrap();
+    let model = model_file::to_bytes(&net, &[], HashMap::new()).unwrap();
     let path = Path::new("runs/minivggnet.safetensors");
     let loaded = from_bytes(path, &model, 2, Precision::Fp32, &[]).unwrap();
     assert!(loaded.verified);
@@ -146,7 +146,7 @@ fn one_flipped_byte_in_any_tensor_of_a_model_or_a_checkpoint_is_named() {
 /// safetensors orders tensors by name), not the first of the network.
 #[test]
 fn the_first_damaged_tensor_in_the_file_is_named() {
-    let model = io::to_bytes(&minivggnet(), &[], HashMap::new()).unwrap();
+    let model = model_file::to_bytes(&minivggnet(), &[], HashMap::new()).unwrap();
     let ranges: HashMap<String, std::ops::Range<usize>> =
         tensor_ranges(&model).into_iter().collect();
     let mut damaged = model.clone();
@@ -184,7 +184,7 @@ fn recorded_checksums(bytes: &[u8]) -> BTreeMap<String, String> {
 #[test]
 fn edited_checksums_are_caught_or_harmless() {
     let net = Network::new(&zoo::shallownet(), 1, 2).unwrap();
-    let model = io::to_bytes(&net, &[], HashMap::new()).unwrap();
+    let model = model_file::to_bytes(&net, &[], HashMap::new()).unwrap();
     let path = Path::new("m.safetensors");
     let sums = recorded_checksums(&model);
     assert_eq!(
@@ -271,7 +271,7 @@ fn non_finite_weights_are_refused_by_name() {
     let dense = tensor(&net, "dense_1/kernel");
     assert_eq!(dense.kind, ParamKind::Trainable);
     net.params[dense.offset + 5] = f32::NAN;
-    let bytes = io::to_bytes(&net, &[], HashMap::new()).unwrap();
+    let bytes = model_file::to_bytes(&net, &[], HashMap::new()).unwrap();
     assert_eq!(
         load_err(path, &bytes, &[]),
         "m.safetensors: tensor dense_1/kernel holds NaN at index 5: non-finite weights are refused"
@@ -281,7 +281,10 @@ fn non_finite_weights_are_refused_by_name() {
     let variance = tensor(&net, "batch_normalization_2/moving_variance");
     assert_eq!(variance.kind, ParamKind::Moving);
     net.moving[variance.offset] = f32::INFINITY;
-    let bytes = with_checksums(&io::to_bytes(&net, &[], HashMap::new()).unwrap(), None);
+    let bytes = with_checksums(
+        &model_file::to_bytes(&net, &[], HashMap::new()).unwrap(),
+        None,
+    );
     assert_eq!(
         load_err(path, &bytes, &[]),
         "m.safetensors: tensor batch_normalization_2/moving_variance holds inf at index 0: non-finite weights are refused"
@@ -303,7 +306,10 @@ fn non_finite_weights_are_refused_by_name() {
 #[test]
 fn a_file_without_checksums_loads_with_a_warning() {
     let net = Network::new(&zoo::shallownet(), 1, 4).unwrap();
-    let old = with_checksums(&io::to_bytes(&net, &[], HashMap::new()).unwrap(), None);
+    let old = with_checksums(
+        &model_file::to_bytes(&net, &[], HashMap::new()).unwrap(),
+        None,
+    );
     let loaded = from_bytes(Path::new("old.safetensors"), &old, 1, Precision::Fp32, &[]).unwrap();
     assert!(!loaded.verified);
     assert_eq!(loaded.net.params, net.params);
@@ -323,7 +329,11 @@ fn a_file_without_checksums_loads_with_a_warning() {
     );
     assert!(onnx.is_file());
     // A file minivgg writes now says nothing.
-    std::fs::write(&weights, io::to_bytes(&net, &[], HashMap::new()).unwrap()).unwrap();
+    std::fs::write(
+        &weights,
+        model_file::to_bytes(&net, &[], HashMap::new()).unwrap(),
+    )
+    .unwrap();
     let out = export(&weights, &onnx);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stderr), "");
@@ -347,7 +357,7 @@ fn verifying_costs_little() {
     for (what, bytes, extras) in [
         (
             "model",
-            io::to_bytes(&net, &[], HashMap::new()).unwrap(),
+            model_file::to_bytes(&net, &[], HashMap::new()).unwrap(),
             &[][..],
         ),
         ("checkpoint", checkpoint_bytes(&net), &[VELOCITY][..]),

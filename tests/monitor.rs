@@ -166,7 +166,7 @@ fn the_monitor_files_hold_every_finished_epoch_and_save_best_keeps_the_lowest_va
     );
     let (mut test, _) = cifar10::load_test(&real_data_path()).unwrap();
     test.limit_per_class(LIMIT, 10);
-    let mut net = minivgg::model::io::load(&best, 64, Precision::Fp32).unwrap();
+    let mut net = minivgg::store::model_file::load(&best, 64, Precision::Fp32).unwrap();
     let (metrics, _) = evaluate(&mut net, &test);
     assert!(
         (metrics.mean_loss() - lowest.val_loss).abs() < 1e-6,

@@ -78,7 +78,7 @@ fn bits(values: &[f32]) -> Vec<u32> {
 fn networks() -> Vec<ModelSpec> {
     let to_logits = |layers: &str| {
         let text = format!(r#"{{"input": [4, 4, 10], "classes": 10, "layers": [{layers}]}}"#);
-        minivgg::model::file::parse(&text, "to_logits").unwrap()
+        minivgg::model::network_file::parse(&text, "to_logits").unwrap()
     };
     let mut networks = common::every_network();
     networks.push(to_logits(

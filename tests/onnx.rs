@@ -10,7 +10,8 @@ use minivgg::data::batches::gather;
 use minivgg::data::{cifar10, ImageShape, Split};
 use minivgg::engine::sgd::{Sgd, SgdConfig};
 use minivgg::engine::{Mode, Network};
-use minivgg::model::{io, zoo, ModelSpec};
+use minivgg::model::{zoo, ModelSpec};
+use minivgg::store::model_file;
 use rand::{Rng, SeedableRng};
 
 /// Test images compared per model.
@@ -55,7 +56,7 @@ fn tract_runs_every_exported_model_as_minivgg_does() {
         let mut net = trained(spec, &data, seed as u64 + 1);
         let weights = dir.path().join(format!("{}.safetensors", spec.name));
         let onnx = dir.path().join(format!("{}.onnx", spec.name));
-        io::save(&net, &weights).unwrap();
+        model_file::save(&net, &weights).unwrap();
         let out = export(&weights, &onnx);
         assert!(out.status.success(), "{}", text(&out.stderr));
 
@@ -114,7 +115,7 @@ fn unreadable_weights_exit_2_naming_the_file() {
 fn an_unwritable_output_exits_2_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join("m.safetensors");
-    io::save(&Network::new(&zoo::shallownet(), 1, 1).unwrap(), &weights).unwrap();
+    model_file::save(&Network::new(&zoo::shallownet(), 1, 1).unwrap(), &weights).unwrap();
     // The output's directory is a file.
     let output = weights.join("m.onnx");
     let out = export(&weights, &output);

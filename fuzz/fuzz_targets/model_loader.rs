@@ -1,4 +1,4 @@
-//! `model::io::from_bytes` on arbitrary bytes: a safetensors file whose metadata holds the
+//! `store::model_file::from_bytes` on arbitrary bytes: a safetensors file whose metadata holds the
 //! architecture. Whatever the input, loading must return an error, never panic, abort or
 //! allocate without bound (a header or an architecture claiming huge tensors is an error).
 //!
@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use minivgg::engine::Precision;
-use minivgg::model::io::{from_bytes, read_metadata};
+use minivgg::store::model_file::{from_bytes, read_metadata};
 use std::collections::HashMap;
 use std::path::Path;
 

@@ -1,4 +1,4 @@
-//! `model::file::parse` on arbitrary text: a network file (`--model NAME.json`). Whatever the
+//! `model::network_file::parse` on arbitrary text: a network file (`--model NAME.json`). Whatever the
 //! input, it must return an error, never panic, overflow or allocate without bound; what parses
 //! goes on to be placed and allocated, so a parsed spec must also give its summary, pass
 //! `check_architecture`, and hold no more parameters than the library allows. A small one is
@@ -7,8 +7,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use minivgg::engine::Network;
-use minivgg::model::file::parse;
-use minivgg::model::io::{check_architecture, MAX_FLOATS_PER_SAMPLE, MAX_PARAMETERS};
+use minivgg::model::network_file::parse;
+use minivgg::engine::footprint::{check_architecture, MAX_FLOATS_PER_SAMPLE};
+use minivgg::model::spec::MAX_PARAMETERS;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -7,9 +7,10 @@ use minivgg::data::source::{self, Cifar100Labels, DataRequest, ImageSize};
 use minivgg::data::{Dataset, ImageShape, PixelEncoding, Split};
 use minivgg::engine::sgd::{Sgd, SgdConfig};
 use minivgg::engine::{Network, Precision};
-use minivgg::model::{file as network_file, io as model_io, Shape};
+use minivgg::model::{network_file, Shape};
 use minivgg::report::tensorboard::EventWriter as TensorBoardWriter;
 use minivgg::run::{RunControl, SavedEpoch};
+use minivgg::store::model_file;
 use minivgg::train::checkpoint;
 use minivgg::train::fit::{
     evaluate, finish_epoch, predict_probabilities, train_epoch, FitConfig, Outcome, Progress,
@@ -348,7 +349,7 @@ impl Model {
     }
 
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| model_io::save(&self.net, &path))
+        py.detach(|| model_file::save(&self.net, &path))
             .map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("{e:#}")))
     }
 

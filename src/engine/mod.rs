@@ -10,6 +10,7 @@
 
 pub mod cpu;
 pub mod device;
+pub mod footprint;
 pub mod layers;
 pub mod network;
 pub mod precision;

@@ -1,11 +1,9 @@
 //! Models as data: a [`ModelSpec`] is an input shape and a list of layers. Shapes, parameter
-//! counts and the Keras-style summary come from the spec alone; [`zoo`] builds the tutorial's
-//! networks, [`io`] saves and loads trained weights and [`onnx`] exports them for other
-//! runtimes.
+//! counts, size limits and the Keras-style summary come from the spec alone; [`zoo`] builds
+//! the tutorial's networks and [`network_file`] reads the user's own from JSON. Trained
+//! models as files are `store`'s, above the engine.
 
-pub mod file;
-pub mod io;
-pub mod onnx;
+pub mod network_file;
 pub mod spec;
 pub mod zoo;
 

@@ -244,7 +244,30 @@ impl LayerSpec {
     }
 }
 
+/// The most any one size of a stored architecture may be (a side or the channels of the input,
+/// classes, filters, kernel, units): small enough that no shape or parameter count that
+/// [`ModelSpec::place`] works out from them can overflow.
+pub const MAX_ARCH_SIZE: usize = u16::MAX as usize;
+/// The most parameters (trainable and moving, each an f32, each kept again for its gradient
+/// and the optimizer) an architecture from outside may have: 2^28, 1 GiB of weights, about
+/// twice VGG16 and 128 times MiniVGGNet.
+pub const MAX_PARAMETERS: usize = 1 << 28;
 impl ModelSpec {
+    /// Checks an architecture that came from outside (a saved model, a network file) before
+    /// anything is allocated for it: each of its sizes (at most [`MAX_ARCH_SIZE`]), its layers
+    /// ([`ModelSpec::place`], whose layers it returns) and its parameter count (at most
+    /// [`MAX_PARAMETERS`]). The engine adds what its buffers need per sample
+    /// (`engine::footprint::check_architecture`).
+    pub fn check_sizes(&self) -> Result<Vec<PlacedLayer>> {
+        check_arch_sizes(self)?;
+        let placed = self.place()?;
+        let params = parameter_count(&placed);
+        if params > MAX_PARAMETERS as u128 {
+            bail!("{params} parameters, more than the {MAX_PARAMETERS} allowed");
+        }
+        Ok(placed)
+    }
+
     /// Checks the layer list and works out every layer's name, shapes and parameters. Errors
     /// name the layer by its number (from 1) and type.
     pub fn place(&self) -> Result<Vec<PlacedLayer>> {
@@ -398,4 +421,47 @@ pub fn thousands(n: usize) -> String {
         out.push(ch);
     }
     out
+}
+
+/// The parameters (trainable and moving) of `placed` layers. In u128: a tensor's sizes (each
+/// at most 2^16, an input's length at most 2^48) multiply to at most 2^64, and place() gives
+/// fewer than 2^32 tensors.
+pub fn parameter_count(placed: &[PlacedLayer]) -> u128 {
+    placed
+        .iter()
+        .flat_map(|l| &l.params)
+        .map(|p| p.shape.iter().map(|&d| d as u128).product::<u128>())
+        .sum()
+}
+
+/// Rejects any size above [`MAX_ARCH_SIZE`], so that placing the architecture cannot overflow.
+fn check_arch_sizes(spec: &ModelSpec) -> Result<()> {
+    let too_big = |n: usize| n > MAX_ARCH_SIZE;
+    let mut sizes = vec![("classes", spec.classes)];
+    match spec.input {
+        Shape::Image { h, w, c } => sizes.extend([
+            ("input height", h),
+            ("input width", w),
+            ("input channels", c),
+        ]),
+        Shape::Flat(n) => sizes.push(("input size", n)),
+    }
+    if let Some((what, n)) = sizes.into_iter().find(|&(_, n)| too_big(n)) {
+        bail!("{what} {n}, more than {MAX_ARCH_SIZE}");
+    }
+    for (i, layer) in spec.layers.iter().enumerate() {
+        let sizes = match *layer {
+            LayerSpec::Conv2d { filters, kernel } => vec![("filters", filters), ("kernel", kernel)],
+            LayerSpec::Dense { units } => vec![("units", units)],
+            _ => continue,
+        };
+        if let Some((what, n)) = sizes.into_iter().find(|&(_, n)| too_big(n)) {
+            let kind = layer.type_name();
+            bail!(
+                "layer {} ({kind}): {n} {what}, more than {MAX_ARCH_SIZE}",
+                i + 1
+            );
+        }
+    }
+    Ok(())
 }

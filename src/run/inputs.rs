@@ -5,7 +5,8 @@ use super::error::{bad_input, usage};
 use super::paths::Files;
 use crate::data::{cifar10, source, DataRequest, Dataset, NamedSet};
 use crate::engine::{Network, Precision};
-use crate::model::{file as network_file, io as model_io, zoo, ModelSpec, Shape};
+use crate::model::{network_file, zoo, ModelSpec, Shape};
+use crate::store::model_file;
 use crate::train::checkpoint::{self, ModelFile};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -261,6 +262,6 @@ fn say_where_from<T>(file: &ModelFile<T>, what: &str) {
         );
     }
     if !file.verified {
-        eprintln!("{}", model_io::unverified_warning(&file.path));
+        eprintln!("{}", model_file::unverified_warning(&file.path));
     }
 }

@@ -9,7 +9,8 @@ use crate::data::{DataRequest, Fingerprint};
 use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{BatchMetrics, Network, Precision};
 use crate::fsutil::{atomic_write_bytes, read_regular, remove_stale_temporaries, BackgroundWriter};
-use crate::model::{io, ModelSpec};
+use crate::model::ModelSpec;
+use crate::store::model_file;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -105,7 +106,7 @@ pub fn encode(
         partial_seconds: progress.partial_seconds,
     };
     let metadata = HashMap::from([(RUN_KEY.to_string(), serde_json::to_string(&state)?)]);
-    io::to_bytes(net, &[(VELOCITY, &sgd.velocity)], metadata)
+    model_file::to_bytes(net, &[(VELOCITY, &sgd.velocity)], metadata)
 }
 
 /// Writes `dir/checkpoint.safetensors` now (temporary file, fsync, rename: the last good one
@@ -153,7 +154,10 @@ fn trained_on_metadata(data: &DataRequest) -> Result<HashMap<String, String>> {
 
 /// Saves the model `net`, trained on `data`, to `path` (atomically).
 pub fn save_model(net: &Network, data: &DataRequest, path: &Path) -> Result<()> {
-    atomic_write_bytes(path, &io::to_bytes(net, &[], trained_on_metadata(data)?)?)
+    atomic_write_bytes(
+        path,
+        &model_file::to_bytes(net, &[], trained_on_metadata(data)?)?,
+    )
 }
 
 /// The data the model of a file with `metadata` was trained on: a checkpoint's run's, a
@@ -220,7 +224,7 @@ impl SaveBest {
         if !self.improves(last.epoch, last.val_loss) {
             return Ok(None);
         }
-        let bytes = writer.prepare(|| io::to_bytes(net, &[], self.metadata.clone()))?;
+        let bytes = writer.prepare(|| model_file::to_bytes(net, &[], self.metadata.clone()))?;
         let path = self.path.clone();
         writer.submit(move || atomic_write_bytes(&path, &bytes))?;
         let from = match before {
@@ -388,7 +392,7 @@ fn run_state(path: &Path, metadata: &HashMap<String, String>) -> Result<Option<R
 }
 
 /// Reads the checkpoint in `dir`; one without checksums is read with
-/// [`io::unverified_warning`] on stderr.
+/// [`model_file::unverified_warning`] on stderr.
 pub fn read(dir: &Path) -> Result<Checkpoint> {
     read_checked(dir, |_, _| Ok(()))
 }
@@ -420,7 +424,7 @@ fn read_state(dir: &Path) -> Result<(PathBuf, Vec<u8>, RunState)> {
     let path = dir.join(CHECKPOINT_FILE);
     let bytes =
         read_regular(&path).with_context(|| format!("--resume: cannot read {}", path.display()))?;
-    let metadata = io::read_metadata(&path, &bytes)?;
+    let metadata = model_file::read_metadata(&path, &bytes)?;
     let state = run_state(&path, &metadata)?.ok_or_else(|| {
         anyhow!(
             "{}: not a minivgg checkpoint (no {RUN_KEY})",
@@ -437,11 +441,11 @@ pub fn read_checked(
     check: impl FnOnce(&ModelSpec, &RunSettings) -> Result<()>,
 ) -> Result<Checkpoint> {
     let (path, bytes, state) = read_state(dir)?;
-    check(&io::spec_in(&path, &bytes)?, &state.settings)?;
+    check(&model_file::spec_in(&path, &bytes)?, &state.settings)?;
     let (capacity, precision) = (state.settings.batch_size, state.settings.precision);
-    let mut loaded = io::from_bytes(&path, &bytes, capacity, precision, &[VELOCITY])?;
+    let mut loaded = model_file::from_bytes(&path, &bytes, capacity, precision, &[VELOCITY])?;
     if !loaded.verified {
-        eprintln!("{}", io::unverified_warning(&path));
+        eprintln!("{}", model_file::unverified_warning(&path));
     }
     let velocity = loaded.extras.remove(VELOCITY).unwrap_or_default();
     if velocity.len() != loaded.net.params.len() {
@@ -536,17 +540,17 @@ pub fn load_model(
     check: impl FnOnce(&ModelSpec) -> Result<()>,
 ) -> Result<ModelFile<Network>> {
     let path = model_file(path)?;
-    let bytes = io::read(&path)?;
-    let metadata = io::read_metadata(&path, &bytes)?;
+    let bytes = model_file::read(&path)?;
+    let metadata = model_file::read_metadata(&path, &bytes)?;
     let checkpoint = checkpoint_stage(&path, &metadata)?;
     let trained_on = trained_on(&path, &metadata)?;
-    check(&io::spec_in(&path, &bytes)?)?;
+    check(&model_file::spec_in(&path, &bytes)?)?;
     let extras: &[&str] = if checkpoint.is_some() {
         &[VELOCITY]
     } else {
         &[]
     };
-    let loaded = io::from_bytes(&path, &bytes, capacity, precision, extras)?;
+    let loaded = model_file::from_bytes(&path, &bytes, capacity, precision, extras)?;
     Ok(ModelFile {
         model: loaded.net,
         path,
@@ -559,10 +563,10 @@ pub fn load_model(
 /// The architecture of a saved model or of a checkpoint (file or directory).
 pub fn read_spec(path: &Path) -> Result<ModelFile<ModelSpec>> {
     let path = model_file(path)?;
-    let bytes = io::read(&path)?;
-    let metadata = io::read_metadata(&path, &bytes)?;
+    let bytes = model_file::read(&path)?;
+    let metadata = model_file::read_metadata(&path, &bytes)?;
     Ok(ModelFile {
-        model: io::spec_in(&path, &bytes)?,
+        model: model_file::spec_in(&path, &bytes)?,
         checkpoint: checkpoint_stage(&path, &metadata)?,
         trained_on: trained_on(&path, &metadata)?,
         path,

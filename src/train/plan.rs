@@ -3,7 +3,7 @@
 //! refused with both numbers and the largest batch size that would, instead of an allocation
 //! failure or the kernel's OOM killer minutes in.
 
-use crate::model::io::{check_architecture, gpu_floats_per_sample};
+use crate::engine::footprint::{check_architecture, gpu_floats_per_sample};
 use crate::model::spec::ParamKind;
 use crate::model::ModelSpec;
 use anyhow::Result;

@@ -131,7 +131,7 @@ pub fn every_network() -> Vec<minivgg::model::ModelSpec> {
         zoo::minivggnet(false),
         zoo::shallownet(),
         zoo::lenet(),
-        minivgg::model::file::read(&example).unwrap(),
+        minivgg::model::network_file::read(&example).unwrap(),
     ]
 }
 

@@ -25,7 +25,6 @@
 //! mark. JSON rather than TOML: a Keras user knows it from `model.to_json()`, a list of layers
 //! reads as a list, and serde_json is already here.
 
-use super::io::check_architecture;
 use super::spec::{LayerSpec, ModelSpec, Shape};
 use crate::fsutil::read_regular_to_string;
 use anyhow::{anyhow, bail, Context, Result};
@@ -109,7 +108,7 @@ pub fn parse(text: &str, default_name: &str) -> Result<ModelSpec> {
         layers,
         class_names: Vec::new(),
     };
-    check_architecture(&spec)?;
+    spec.check_sizes()?;
     Ok(spec)
 }
 

@@ -12,11 +12,11 @@
 //! initializers carry the Keras names (`conv2d_1`, `conv2d_1/kernel`, …). The messages are
 //! prost's types for ONNX's own schema, `proto/onnx.proto` (see `build.rs`).
 
-use super::spec::{LayerSpec, PlacedLayer};
-use super::Shape;
 use crate::engine::layers::batchnorm::EPSILON;
 use crate::engine::Network;
 use crate::fsutil::atomic_write_bytes;
+use crate::model::spec::{LayerSpec, PlacedLayer};
+use crate::model::Shape;
 use anyhow::{anyhow, Result};
 use prost::Message;
 use std::path::Path;

@@ -8,13 +8,11 @@
 //! that holds a NaN or an infinity. A file without checksums (another tool's, an older
 //! minivgg's) still loads: [`Loaded::verified`] says it could not be checked.
 
-use super::spec::{LayerSpec, PlacedLayer};
-use super::{ModelSpec, Shape};
-use crate::engine::layers::batchnorm::BatchNorm;
-use crate::engine::layers::linear::{Conv2d, Dense};
-use crate::engine::layers::{last_run_by, runs_in_neighbour};
+use crate::engine::footprint::{check_architecture, MAX_BATCH_FLOATS};
 use crate::engine::{Network, Precision};
 use crate::fsutil::{atomic_write_bytes, read_regular};
+use crate::model::spec::parameter_count;
+use crate::model::ModelSpec;
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
@@ -38,22 +36,6 @@ pub fn unverified_warning(path: &Path) -> String {
         path.display()
     )
 }
-
-/// The most any one size of a stored architecture may be (a side or the channels of the input,
-/// classes, filters, kernel, units): small enough that no shape or parameter count that
-/// [`ModelSpec::place`] works out from them can overflow.
-pub const MAX_ARCH_SIZE: usize = u16::MAX as usize;
-/// The most floats a stored architecture may need per sample of a batch (256 MiB), counting
-/// every layer's output, its gradient and the layer's own buffers.
-pub const MAX_FLOATS_PER_SAMPLE: u128 = 1 << 26;
-/// The most parameters (trainable and moving, each an f32, each kept again for its gradient
-/// and the optimizer) an architecture from outside may have: 2^28, 1 GiB of weights, about
-/// twice VGG16 and 128 times MiniVGGNet.
-pub const MAX_PARAMETERS: usize = 1 << 28;
-/// The most floats a loaded network's buffers may take for its batch capacity (128 GiB, more
-/// than a GPU's memory): a guard for library callers; the command line's memory plan checks
-/// what the machine has.
-pub const MAX_BATCH_FLOATS: u128 = 1 << 35;
 
 fn le_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
@@ -147,7 +129,8 @@ pub fn read_metadata(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String
 }
 
 /// The architecture stored in `metadata` of a file of `file_len` bytes, checked before anything
-/// is allocated for it; also returns what it needs per sample ([`floats_per_sample`]).
+/// is allocated for it; also returns what it needs per sample
+/// ([`floats_per_sample`](crate::engine::footprint::floats_per_sample)).
 fn spec_of(
     path: &Path,
     metadata: &HashMap<String, String>,
@@ -173,120 +156,6 @@ fn spec_of(
         );
     }
     Ok((spec, per_sample))
-}
-
-/// Checks an architecture that came from outside (a saved model, a network file) before
-/// anything is allocated for it: its sizes, its layers, the floats it needs per sample
-/// (`floats_per_sample`), which it returns with the placed layers, and its parameter count
-/// (at most [`MAX_PARAMETERS`]).
-pub fn check_architecture(spec: &ModelSpec) -> Result<(Vec<PlacedLayer>, u128)> {
-    check_arch_sizes(spec)?;
-    let placed = spec.place()?;
-    let per_sample = floats_per_sample(spec, &placed);
-    if per_sample > MAX_FLOATS_PER_SAMPLE {
-        bail!(
-            "needs {per_sample} floats per sample, more than the {MAX_FLOATS_PER_SAMPLE} allowed"
-        );
-    }
-    let params = parameter_count(&placed);
-    if params > MAX_PARAMETERS as u128 {
-        bail!("{params} parameters, more than the {MAX_PARAMETERS} allowed");
-    }
-    Ok((placed, per_sample))
-}
-
-/// The parameters (trainable and moving) of `placed` layers. In u128: a tensor's sizes (each
-/// at most 2^16, an input's length at most 2^48) multiply to at most 2^64, and place() gives
-/// fewer than 2^32 tensors.
-fn parameter_count(placed: &[PlacedLayer]) -> u128 {
-    placed
-        .iter()
-        .flat_map(|l| &l.params)
-        .map(|p| p.shape.iter().map(|&d| d as u128).product::<u128>())
-        .sum()
-}
-
-/// Rejects any size above [`MAX_ARCH_SIZE`], so that placing the architecture cannot overflow.
-fn check_arch_sizes(spec: &ModelSpec) -> Result<()> {
-    let too_big = |n: usize| n > MAX_ARCH_SIZE;
-    let mut sizes = vec![("classes", spec.classes)];
-    match spec.input {
-        Shape::Image { h, w, c } => sizes.extend([
-            ("input height", h),
-            ("input width", w),
-            ("input channels", c),
-        ]),
-        Shape::Flat(n) => sizes.push(("input size", n)),
-    }
-    if let Some((what, n)) = sizes.into_iter().find(|&(_, n)| too_big(n)) {
-        bail!("{what} {n}, more than {MAX_ARCH_SIZE}");
-    }
-    for (i, layer) in spec.layers.iter().enumerate() {
-        let sizes = match *layer {
-            LayerSpec::Conv2d { filters, kernel } => vec![("filters", filters), ("kernel", kernel)],
-            LayerSpec::Dense { units } => vec![("units", units)],
-            _ => continue,
-        };
-        if let Some((what, n)) = sizes.into_iter().find(|&(_, n)| too_big(n)) {
-            let kind = layer.type_name();
-            bail!(
-                "layer {} ({kind}): {n} {what}, more than {MAX_ARCH_SIZE}",
-                i + 1
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The floats a network's buffers take per sample of a batch: its input; each layer's output
-/// and its gradient, those of the last layer it runs (a layer that runs inside a neighbour
-/// has neither, nor a dropout's factors); a pool's winners; and the scratch of convolutions,
-/// BN and dense layers (tests/plan.rs measures the engine against it). In u128: an architecture from a file is
-/// checked with it before anything is allocated, so nothing may overflow.
-fn floats_per_sample(spec: &ModelSpec, placed: &[PlacedLayer]) -> u128 {
-    let mut floats = spec.input.len() as u128;
-    for (i, layer) in placed.iter().enumerate() {
-        let out = layer.output.len() as u128;
-        if runs_in_neighbour(placed, i) {
-            // A pool's winners are kept wherever it runs: a byte each, a quarter of a float.
-            if layer.spec == LayerSpec::MaxPool {
-                floats += out.div_ceil(4);
-            }
-            continue;
-        }
-        floats += 2 * placed[last_run_by(placed, i)].output.len() as u128;
-        floats += match (&layer.spec, layer.input) {
-            (LayerSpec::Dropout { .. }, _) => out,
-            (LayerSpec::MaxPool, _) => out.div_ceil(4),
-            (LayerSpec::BatchNorm, input) => BatchNorm::scratch_per_sample(input.len()),
-            (&LayerSpec::Dense { units }, input) => Dense::scratch_per_sample(input.len(), units),
-            (&LayerSpec::Conv2d { filters, kernel }, input) => {
-                Conv2d::scratch_per_sample(input, filters, kernel)
-            }
-            _ => 0,
-        };
-    }
-    // The libraries' own scratch within a step (gemm's packed blocks, which grow with the
-    // batch up to their block sizes) is not theirs to tell: a sixteenth more covers it.
-    floats + floats.div_ceil(16)
-}
-
-/// The floats the GPU's network keeps per sample of a batch (`engine/cuda/network.rs`): it runs
-/// every layer on its own, so each keeps its output and gradient, every convolution its im2col
-/// columns and every pool its winners (a byte each). Of a placed, checked architecture.
-pub fn gpu_floats_per_sample(spec: &ModelSpec, placed: &[PlacedLayer]) -> u128 {
-    let layers = placed.iter().map(|layer| {
-        let out = layer.output.len() as u128;
-        2 * out
-            + match (&layer.spec, layer.input) {
-                (&LayerSpec::Conv2d { kernel, .. }, input) => {
-                    input.len() as u128 * (kernel * kernel) as u128
-                }
-                (LayerSpec::MaxPool, _) => out.div_ceil(4),
-                _ => 0,
-            }
-    });
-    spec.input.len() as u128 + layers.sum::<u128>()
 }
 
 /// The architecture stored in the bytes of a weights file read from `path`.
@@ -452,7 +321,7 @@ pub fn load(path: &Path, capacity: usize, precision: Precision) -> Result<Networ
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::zoo;
+    use crate::model::{zoo, LayerSpec};
 
     fn file_with_spec(json: &str) -> Vec<u8> {
         let metadata = HashMap::from([(SPEC_KEY.to_string(), json.to_string())]);
