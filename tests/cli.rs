@@ -386,7 +386,7 @@ fn cpu_path_and_precision_errors_exit_2() {
             "error: --precision bf16 needs a CPU with AVX512_BF16",
         );
     }
-    for path in minivgg::engine::cpu::simd::Path::ALL {
+    for path in minivgg::engine::cpu::simd::CpuPath::ALL {
         let out = minivgg_on_path(
             path.name(),
             &["bench", "--steps", "1", "--model", "shallownet"],

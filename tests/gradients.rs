@@ -6,7 +6,7 @@
 //! (O(step²)): |numeric − analytic| ≤ 3e-3 · max(1, |analytic|). Inputs keep clear of ReLU's
 //! kink and of max-pool ties, where a finite difference is not a derivative.
 
-use minivgg::engine::cpu::simd::{Isa, Path};
+use minivgg::engine::cpu::simd::{CpuPath, Isa};
 use minivgg::engine::layers::softmax::softmax_cross_entropy;
 use minivgg::engine::layers::{Backward, Forward, Layer, Mode};
 use minivgg::engine::Precision;
@@ -172,7 +172,7 @@ fn spread_input(len: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
 
 /// The fp32 kernels of every CPU path this machine runs (portable, AVX2, AVX-512).
 fn fp32_paths() -> Vec<Isa> {
-    Path::supported_paths()
+    CpuPath::supported_paths()
         .into_iter()
         .map(|path| Isa::new(path, Precision::Fp32).unwrap())
         .collect()
@@ -296,7 +296,7 @@ fn batchnorm_in_evaluation_backward_matches_finite_differences() {
 /// CONV → RELU → BN.
 #[test]
 fn batchnorm_after_relu_backward_matches_finite_differences() {
-    let isa = Isa::new(Path::Portable, Precision::Fp32).unwrap();
+    let isa = Isa::new(CpuPath::Portable, Precision::Fp32).unwrap();
     for mode in [Mode::Train, Mode::Eval] {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let n = 3;
@@ -358,7 +358,7 @@ fn batchnorm_after_relu_equals_the_two_layers_bit_for_bit() {
     );
     let (weights, moving) = (draw(2 * 8, -1.0, 1.0), draw(2 * 8, 0.5, 1.5));
     for mode in [Mode::Train, Mode::Eval] {
-        let isa = Isa::new(Path::Portable, Precision::Fp32).unwrap();
+        let isa = Isa::new(CpuPath::Portable, Precision::Fp32).unwrap();
         let mut relu = Layer::new(isa, &relu_placed, n);
         let mut bn = Layer::new(isa, &bn_placed, n);
         let mut fused = Layer::batchnorm_after_relu(isa, &bn_placed, n);
@@ -420,7 +420,7 @@ fn maxpool_then_dropout_equals_the_two_layers_bit_for_bit() {
     let dy: Vec<f32> = (0..n * pooled.len())
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();
-    let portable = Isa::new(Path::Portable, Precision::Fp32).unwrap();
+    let portable = Isa::new(CpuPath::Portable, Precision::Fp32).unwrap();
     // Evaluation: the maxima alone (its backward compares winners never recorded, as equal).
     for mode in [Mode::Train, Mode::Eval] {
         let mut reference = None;
@@ -505,7 +505,7 @@ fn dropout_keeps_the_expected_share_and_scales_it() {
     )
     .unwrap();
     let mut layer = Layer::new(
-        Isa::new(Path::Portable, Precision::Fp32).unwrap(),
+        Isa::new(CpuPath::Portable, Precision::Fp32).unwrap(),
         &placed,
         1,
     );
@@ -609,7 +609,7 @@ fn batchnorm_with_pool_and_dropout_equals_the_layers_apart_bit_for_bit() {
         draw(n * pooled, -1.0, 1.0),
     );
     let (weights, moving) = (draw(2 * 24, -1.0, 1.0), draw(2 * 24, 0.5, 1.5));
-    let portable = Isa::new(Path::Portable, Precision::Fp32).unwrap();
+    let portable = Isa::new(CpuPath::Portable, Precision::Fp32).unwrap();
     for mode in [Mode::Train, Mode::Eval] {
         let apart = |i: usize| Layer::new(portable, &placed[i], n);
         let (mut relu, mut norm, mut pool, mut drop) = (apart(0), apart(1), apart(2), apart(3));

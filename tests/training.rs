@@ -148,11 +148,11 @@ fn a_run_stopped_after_every_batch_and_resumed_from_disk_ends_bit_identical() {
 /// (bf16 is never emulated for a real run).
 #[test]
 fn a_checkpoint_keeps_its_precision() {
-    use minivgg::engine::cpu::simd::{has_bf16_dot_products, Isa, Path};
+    use minivgg::engine::cpu::simd::{has_bf16_dot_products, CpuPath, Isa};
     let dir = tempfile::tempdir().unwrap();
     let settings = small_run(dir.path().join("plot.png"), Precision::Bf16);
     // Written by a bf16 network (emulated on the portable path, which any CPU runs).
-    let isa = Isa::new(Path::Portable, Precision::Bf16).unwrap();
+    let isa = Isa::new(CpuPath::Portable, Precision::Bf16).unwrap();
     let net = Network::with_isa(&zoo::minivggnet(true), 8, 3, isa).unwrap();
     let sgd = Sgd::new(settings.sgd, net.params.len());
     checkpoint::write(dir.path(), &net, &sgd, &settings, &Progress::default()).unwrap();

@@ -6,7 +6,7 @@
 
 use super::layers::batchnorm::BatchNorm;
 use super::layers::linear::{Conv2d, Dense};
-use super::layers::{last_run_by, runs_in_neighbour};
+use super::layers::{is_fused, last_fused_with};
 use crate::model::spec::PlacedLayer;
 use crate::model::{LayerSpec, ModelSpec};
 use anyhow::{bail, Result};
@@ -43,14 +43,14 @@ pub fn floats_per_sample(spec: &ModelSpec, placed: &[PlacedLayer]) -> u128 {
     let mut floats = spec.input.len() as u128;
     for (i, layer) in placed.iter().enumerate() {
         let out = layer.output.len() as u128;
-        if runs_in_neighbour(placed, i) {
+        if is_fused(placed, i) {
             // A pool's winners are kept wherever it runs: a byte each, a quarter of a float.
             if layer.spec == LayerSpec::MaxPool {
                 floats += out.div_ceil(4);
             }
             continue;
         }
-        floats += 2 * placed[last_run_by(placed, i)].output.len() as u128;
+        floats += 2 * placed[last_fused_with(placed, i)].output.len() as u128;
         floats += match (&layer.spec, layer.input) {
             (LayerSpec::Dropout { .. }, _) => out,
             (LayerSpec::MaxPool, _) => out.div_ceil(4),

@@ -6,7 +6,7 @@
 //! `[N·H·W × k·k·C] · [k·k·C × F]` whose kernel is Keras' HWIO tensor as it is stored, the
 //! output rows are already the next layer's NHWC input, BN after a convolution or a dense layer
 //! is the same per-column reduction, and Flatten changes nothing in Keras' order (the network
-//! runs it inside the layer before; `layers::runs_in_previous_layer`).
+//! runs it inside the layer before; `layers::fused_into_previous`).
 
 pub mod cpu;
 pub mod device;

@@ -5,7 +5,7 @@
 use super::cpu::simd::Isa;
 use super::layers::elementwise::dropout_key;
 use super::layers::softmax::{softmax_cross_entropy, BatchMetrics};
-use super::layers::{last_run_by, runs_in_neighbour, Backward, Forward, Layer, Mode};
+use super::layers::{is_fused, last_fused_with, Backward, Forward, Layer, Mode};
 use super::precision::Precision;
 use crate::counter_hash::mix64;
 use crate::model::spec::{LayerSpec, ParamKind, PlacedLayer};
@@ -138,9 +138,7 @@ impl Network {
                 moving: m0..moving,
             });
         }
-        let skipped: Vec<bool> = (0..placed.len())
-            .map(|i| runs_in_neighbour(&placed, i))
-            .collect();
+        let skipped: Vec<bool> = (0..placed.len()).map(|i| is_fused(&placed, i)).collect();
         let layers: Vec<Layer> = (0..placed.len())
             .map(|i| Layer::in_network(isa, &placed, i, capacity))
             .collect();
@@ -154,11 +152,11 @@ impl Network {
             })
             .collect();
         let output_lens: Vec<usize> = (0..placed.len())
-            .map(|i| placed[last_run_by(&placed, i)].output.len())
+            .map(|i| placed[last_fused_with(&placed, i)].output.len())
             .collect();
         let dropout_layers = (0..placed.len())
             .map(|i| {
-                let runs = i + 1..=last_run_by(&placed, i);
+                let runs = i + 1..=last_fused_with(&placed, i);
                 let dropout = |&j: &usize| matches!(placed[j].spec, LayerSpec::Dropout { .. });
                 runs.into_iter().find(dropout).unwrap_or(i)
             })
@@ -343,7 +341,7 @@ impl Network {
             } else if mode == Mode::Eval && passes_input_on_in_eval(&self.layers[i]) {
                 1
             } else {
-                if !self.layers[i].runs_in_neighbour() {
+                if !self.layers[i].is_fused() {
                     self.forward_layer(i, input, n, mode);
                 }
                 1
@@ -377,7 +375,7 @@ impl Network {
     /// hold whole 2×2 windows).
     fn conv_relu_batchnorm_in_one_pass(&self, i: usize) -> bool {
         match &self.layers[i..] {
-            [Layer::Conv2d(conv), Layer::InNextLayer, batchnorm @ Layer::BatchNorm(_), ..] => {
+            [Layer::Conv2d(conv), Layer::FusedIntoNext, batchnorm @ Layer::BatchNorm(_), ..] => {
                 !batchnorm.is_batchnorm_with_pool() || conv.pools_as_it_stores()
             }
             _ => false,
@@ -443,7 +441,7 @@ impl Network {
             Some(&mut self.grad_acts[logits][..n * classes]),
         );
         for i in (0..last).rev() {
-            if self.layers[i].runs_in_neighbour() {
+            if self.layers[i].is_fused() {
                 continue;
             }
             let started = Instant::now();

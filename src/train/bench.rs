@@ -3,7 +3,7 @@
 
 use crate::data::cifar10::TRAIN_IMAGES;
 use crate::engine::device::Device;
-use crate::engine::layers::{runs_in_neighbour, runs_in_next_layer};
+use crate::engine::layers::{fused_into_next, is_fused};
 use crate::engine::network::LayerTimes;
 use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{Mode, Network, Precision};
@@ -77,7 +77,7 @@ fn layer_table(
         placed.iter().zip(per_layer).zip(rows).enumerate()
     {
         let Some(row) = row else {
-            let neighbour = if runs_in_next_layer(placed, i) {
+            let neighbour = if fused_into_next(placed, i) {
                 "(in the next layer)"
             } else {
                 "(in the previous layer)"
@@ -291,7 +291,7 @@ fn bench_cpu(
         .enumerate()
         .map(|(i, ((fwd, bwd), (eval, _)))| {
             let per_step = |d: &Duration| ms(*d) / steps as f64;
-            (!runs_in_neighbour(net.placed(), i)).then(|| LayerTimes {
+            (!is_fused(net.placed(), i)).then(|| LayerTimes {
                 forward_ms: per_step(fwd),
                 backward_ms: per_step(bwd),
                 eval_ms: per_step(eval),

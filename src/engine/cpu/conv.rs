@@ -208,8 +208,9 @@ impl Kernel for KernelGradGroup<'_> {
     }
 }
 
-/// A convolution layer's scratch for the direct kernels, sized for `capacity` images.
-pub struct DirectConv {
+/// A convolution layer on the tile kernels: direct, or Winograd where it applies; its scratch
+/// sized for `capacity` images.
+pub struct TiledConv {
     isa: Isa,
     geometry: ConvGeometry,
     filters: usize,
@@ -230,11 +231,11 @@ pub struct DirectConv {
     partials: Vec<f32>,
 }
 
-impl DirectConv {
-    /// Direct kernels for `filters` (a multiple of [`COLS`]) filters over `g`, on `isa`'s
+impl TiledConv {
+    /// Tile kernels for `filters` (a multiple of [`COLS`]) filters over `g`, on `isa`'s
     /// instructions. Its precision applies to the Winograd products; the other direct
     /// products (a thin first layer, other kernel sizes) stay f32.
-    pub fn new(isa: Isa, g: ConvGeometry, filters: usize, capacity: usize) -> DirectConv {
+    pub fn new(isa: Isa, g: ConvGeometry, filters: usize, capacity: usize) -> TiledConv {
         assert!(
             filters.is_multiple_of(COLS),
             "direct convolution needs filters in 16s"
@@ -254,7 +255,7 @@ impl DirectConv {
         let (pads_input, pads_grad) = Self::pads(g, filters);
         let padded =
             |pads: bool, o: &Offsets| vec![0.0; if pads { capacity * o.padded_len } else { 0 }];
-        DirectConv {
+        TiledConv {
             isa: isa.fp32(),
             padded_input: padded(pads_input, &input_offsets),
             padded_grad: padded(pads_grad, &grad_offsets),
@@ -285,7 +286,7 @@ impl DirectConv {
         (pads(g), pads(ConvGeometry { c: filters, ..g }))
     }
 
-    /// The floats [`DirectConv::new`] keeps per image of its capacity, in u128 as the memory
+    /// The floats [`TiledConv::new`] keeps per image of its capacity, in u128 as the memory
     /// plan counts: the zero-bordered copies and the kernel gradient's partial sums.
     pub fn scratch_per_sample(g: ConvGeometry, filters: usize) -> u128 {
         let (pads_input, pads_grad) = Self::pads(g, filters);
@@ -295,14 +296,14 @@ impl DirectConv {
         pads_input as u128 * input + pads_grad as u128 * hp * wp * f
     }
 
-    /// Whether [`DirectConv::forward`] can also run the 2×2 max pooling after it.
+    /// Whether [`TiledConv::forward`] can also run the 2×2 max pooling after it.
     pub fn pools_as_it_stores(&self) -> bool {
         self.forward_winograd.is_some()
     }
 
     /// `y = conv(x, kernel) + bias` for `n` images, then `max(·, 0)·scale + shift` where
     /// `relu_affine` is given, then 2×2 max pooling where `pool` (only where
-    /// [`DirectConv::pools_as_it_stores`]); `weights` is the kernel `[k·k·C × F]` then the
+    /// [`TiledConv::pools_as_it_stores`]); `weights` is the kernel `[k·k·C × F]` then the
     /// bias.
     pub fn forward(
         &mut self,

@@ -5,7 +5,7 @@
 //! (four 128-bit registers per vector). The kernels tests run every path against the portable
 //! one, so the shared logic is tested on any machine.
 //!
-//! [`Path`] names a path; `MINIVGG_CPU=portable|avx2|avx512` (x86-64) or `portable|neon`
+//! [`CpuPath`] names a path; `MINIVGG_CPU=portable|avx2|avx512` (x86-64) or `portable|neon`
 //! (aarch64) forces a lower one than the best the CPU has. [`dispatch`] runs a [`Kernel`]
 //! compiled for an [`Isa`]: the path, with AVX512_BF16 for the bf16 products where the
 //! precision asks for them.
@@ -18,42 +18,42 @@ pub const PATH_VARIABLE: &str = "MINIVGG_CPU";
 
 /// Which instruction set the CPU kernels use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Path {
+pub enum CpuPath {
     Portable,
     Avx2,
     Avx512,
     Neon,
 }
 
-impl Path {
+impl CpuPath {
     /// The paths of this architecture, lowest first.
     #[cfg(target_arch = "x86_64")]
-    pub const ALL: [Path; 3] = [Path::Portable, Path::Avx2, Path::Avx512];
+    pub const ALL: [CpuPath; 3] = [CpuPath::Portable, CpuPath::Avx2, CpuPath::Avx512];
     /// The paths of this architecture, lowest first.
     #[cfg(target_arch = "aarch64")]
-    pub const ALL: [Path; 2] = [Path::Portable, Path::Neon];
+    pub const ALL: [CpuPath; 2] = [CpuPath::Portable, CpuPath::Neon];
     /// The paths of this architecture, lowest first.
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    pub const ALL: [Path; 1] = [Path::Portable];
+    pub const ALL: [CpuPath; 1] = [CpuPath::Portable];
 
     pub fn name(self) -> &'static str {
         match self {
-            Path::Portable => "portable",
-            Path::Avx2 => "avx2",
-            Path::Avx512 => "avx512",
-            Path::Neon => "neon",
+            CpuPath::Portable => "portable",
+            CpuPath::Avx2 => "avx2",
+            CpuPath::Avx512 => "avx512",
+            CpuPath::Neon => "neon",
         }
     }
 
     /// Whether this CPU can run the path.
     pub fn supported(self) -> bool {
         match self {
-            Path::Portable => true,
+            CpuPath::Portable => true,
             #[cfg(target_arch = "x86_64")]
-            Path::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            CpuPath::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
             #[cfg(target_arch = "x86_64")]
-            Path::Avx512 => {
-                Path::Avx2.supported()
+            CpuPath::Avx512 => {
+                CpuPath::Avx2.supported()
                     && is_x86_feature_detected!("avx512f")
                     && is_x86_feature_detected!("avx512bw")
                     && is_x86_feature_detected!("avx512dq")
@@ -61,52 +61,52 @@ impl Path {
             }
             // NEON is part of the aarch64 baseline: every such CPU has it.
             #[cfg(target_arch = "aarch64")]
-            Path::Neon => true,
+            CpuPath::Neon => true,
             _ => false,
         }
     }
 
     /// The paths this CPU runs, lowest first.
-    pub fn supported_paths() -> Vec<Path> {
-        Path::ALL.into_iter().filter(|p| p.supported()).collect()
+    pub fn supported_paths() -> Vec<CpuPath> {
+        CpuPath::ALL.into_iter().filter(|p| p.supported()).collect()
     }
 
     /// The fastest path this CPU runs.
-    pub fn best() -> Path {
-        *Path::supported_paths()
+    pub fn best() -> CpuPath {
+        *CpuPath::supported_paths()
             .last()
             .expect("portable always runs")
     }
 
     /// `MINIVGG_CPU` if it is set, else the best path; a path the CPU lacks, or an unknown
     /// name, is an error that says which paths this CPU has.
-    pub fn from_env() -> Result<Path, String> {
+    pub fn from_env() -> Result<CpuPath, String> {
         match std::env::var(PATH_VARIABLE) {
-            Ok(name) if !name.is_empty() => Path::named(&name),
-            _ => Ok(Path::best()),
+            Ok(name) if !name.is_empty() => CpuPath::named(&name),
+            _ => Ok(CpuPath::best()),
         }
     }
 
     /// This architecture's paths as the error lists them: `portable, avx2 or avx512`.
     fn listed() -> String {
-        let names = Path::ALL.map(Path::name);
+        let names = CpuPath::ALL.map(CpuPath::name);
         match names.split_last() {
             Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
             _ => names.join(""),
         }
     }
 
-    fn named(name: &str) -> Result<Path, String> {
-        let have = Path::supported_paths()
+    fn named(name: &str) -> Result<CpuPath, String> {
+        let have = CpuPath::supported_paths()
             .iter()
             .map(|p| p.name())
             .collect::<Vec<_>>()
             .join(", ");
-        let path = Path::ALL
+        let path = CpuPath::ALL
             .into_iter()
             .find(|p| p.name() == name)
             .ok_or_else(|| {
-                let expected = Path::listed();
+                let expected = CpuPath::listed();
                 format!("{PATH_VARIABLE}={name:?} is not a CPU path; expected {expected} (this CPU runs {have})")
             })?;
         if !path.supported() {
@@ -118,7 +118,7 @@ impl Path {
     }
 }
 
-impl fmt::Display for Path {
+impl fmt::Display for CpuPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -128,7 +128,7 @@ impl fmt::Display for Path {
 pub fn has_bf16_dot_products() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        Path::Avx512.supported() && is_x86_feature_detected!("avx512bf16")
+        CpuPath::Avx512.supported() && is_x86_feature_detected!("avx512bf16")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -151,15 +151,15 @@ pub struct UnsupportedCpu(pub String);
 /// proof that [`dispatch`] and `vectorized!` may use its instructions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Isa {
-    path: Path,
+    path: CpuPath,
     precision: Precision,
 }
 
 impl Isa {
     /// The kernels for `path` in `precision`: `None` where the CPU cannot run them (and for
     /// tf32, which is the GPU's: see [`Precision::on_cpu`]).
-    pub fn new(path: Path, precision: Precision) -> Option<Isa> {
-        let bf16_native = path == Path::Avx512 && precision == Precision::Bf16;
+    pub fn new(path: CpuPath, precision: Precision) -> Option<Isa> {
+        let bf16_native = path == CpuPath::Avx512 && precision == Precision::Bf16;
         (path.supported()
             && precision != Precision::Tf32
             && (!bf16_native || has_bf16_dot_products()))
@@ -169,7 +169,7 @@ impl Isa {
     /// The kernels of the path from `MINIVGG_CPU` (or the best one) in `precision`: bf16
     /// only where the CPU has its dot-product instructions, never emulated.
     pub fn from_env(precision: Precision) -> Result<Isa, UnsupportedCpu> {
-        let path = Path::from_env().map_err(UnsupportedCpu)?;
+        let path = CpuPath::from_env().map_err(UnsupportedCpu)?;
         if precision == Precision::Tf32 {
             return Err(UnsupportedCpu(
                 "--precision tf32 runs on NVIDIA GPUs (--device cuda); the CPU runs fp32 or bf16"
@@ -185,7 +185,7 @@ impl Isa {
                         .into(),
                 ));
             }
-            if path != Path::Avx512 {
+            if path != CpuPath::Avx512 {
                 return Err(UnsupportedCpu(format!(
                     "--precision bf16 runs on the avx512 path, but {PATH_VARIABLE}={path} \
                      forces another"
@@ -195,7 +195,7 @@ impl Isa {
         Ok(Isa::new(path, precision).expect("checked above"))
     }
 
-    pub fn path(self) -> Path {
+    pub fn path(self) -> CpuPath {
         self.path
     }
 
@@ -215,7 +215,7 @@ impl Isa {
     pub fn describe(self) -> String {
         match self.precision {
             Precision::Fp32 => format!("{}, fp32", self.path),
-            Precision::Bf16 if self.path == Path::Avx512 => {
+            Precision::Bf16 if self.path == CpuPath::Avx512 => {
                 format!("{}, bf16 products (vdpbf16ps)", self.path)
             }
             Precision::Bf16 => format!("{}, bf16 products (emulated)", self.path),
@@ -605,17 +605,17 @@ pub trait Kernel {
 /// there (an Isa exists only where the CPU runs it).
 pub unsafe fn dispatch<K: Kernel>(isa: Isa, kernel: K) -> K::Output {
     match (isa.path, isa.precision) {
-        (Path::Portable, _) => kernel.run::<Portable>(),
+        (CpuPath::Portable, _) => kernel.run::<Portable>(),
         #[cfg(target_arch = "x86_64")]
-        (Path::Avx2, _) => on_avx2(kernel),
+        (CpuPath::Avx2, _) => on_avx2(kernel),
         #[cfg(target_arch = "x86_64")]
-        (Path::Avx512, Precision::Fp32) => on_avx512(kernel),
+        (CpuPath::Avx512, Precision::Fp32) => on_avx512(kernel),
         #[cfg(target_arch = "x86_64")]
-        (Path::Avx512, Precision::Bf16) => on_avx512_bf16(kernel),
+        (CpuPath::Avx512, Precision::Bf16) => on_avx512_bf16(kernel),
         #[cfg(target_arch = "x86_64")]
-        (Path::Avx512, Precision::Tf32) => unreachable!("an Isa is never tf32 (Isa::new)"),
+        (CpuPath::Avx512, Precision::Tf32) => unreachable!("an Isa is never tf32 (Isa::new)"),
         #[cfg(target_arch = "aarch64")]
-        (Path::Neon, _) => on_neon(kernel),
+        (CpuPath::Neon, _) => on_neon(kernel),
         _ => unreachable!("Isa::new admits only the paths this CPU runs"),
     }
 }
@@ -688,7 +688,7 @@ mod tests {
 
     #[test]
     fn unknown_or_missing_paths_are_errors() {
-        let err = Path::named("sse9").unwrap_err();
+        let err = CpuPath::named("sse9").unwrap_err();
         let expected = if cfg!(target_arch = "x86_64") {
             "portable, avx2 or avx512"
         } else if cfg!(target_arch = "aarch64") {
@@ -700,12 +700,12 @@ mod tests {
             err.starts_with(&format!("MINIVGG_CPU=\"sse9\" is not a CPU path; expected {expected} (this CPU runs portable")),
             "{err}"
         );
-        for path in Path::ALL {
-            assert_eq!(Path::named(path.name()).is_ok(), path.supported());
+        for path in CpuPath::ALL {
+            assert_eq!(CpuPath::named(path.name()).is_ok(), path.supported());
         }
-        assert_eq!(Path::named("portable"), Ok(Path::Portable));
+        assert_eq!(CpuPath::named("portable"), Ok(CpuPath::Portable));
         // NEON is aarch64's baseline, so the path tests there always run it against portable.
         #[cfg(target_arch = "aarch64")]
-        assert_eq!(Path::best(), Path::Neon);
+        assert_eq!(CpuPath::best(), CpuPath::Neon);
     }
 }

@@ -218,7 +218,7 @@ pub struct Epilogue<'a> {
     pub relu_affine: Option<ReluAffine<'a>>,
     /// Then 2×2 max pooling (stride 2), storing only the pooled image: the evaluation-mode
     /// MaxPool after CONV → RELU → BN. Winograd's tiles (2×2, 4×4) hold whole windows, so
-    /// only its path does this ([`DirectConv::pools_as_it_stores`](super::conv::DirectConv::pools_as_it_stores)).
+    /// only its path does this ([`TiledConv::pools_as_it_stores`](super::conv::TiledConv::pools_as_it_stores)).
     pub pool: bool,
 }
 

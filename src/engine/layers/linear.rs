@@ -2,7 +2,7 @@
 //! (Dense) or its im2col patches (Conv2D). Forward and backward of both sit here.
 
 use super::{Backward, Forward};
-use crate::engine::cpu::conv::DirectConv;
+use crate::engine::cpu::conv::TiledConv;
 use crate::engine::cpu::im2col::{col2im, im2col, ConvGeometry};
 use crate::engine::cpu::matmul::{matmul, Layout};
 use crate::engine::cpu::reduce::{column_sums, partials_len, ROWS_PER_CHUNK};
@@ -149,10 +149,10 @@ pub struct Conv2d {
     sums: Vec<f64>,
 }
 
-/// How the products are done: the direct kernels where the filter count allows, else im2col
-/// and `gemm`.
+/// How the products are done: the tile kernels (direct or Winograd) where the filter count
+/// allows, else im2col and `gemm`.
 enum ConvKernels {
-    Direct(Box<DirectConv>),
+    Tiled(Box<TiledConv>),
     /// The im2col patches of the last forward pass, reused for the patch gradients in backward.
     Lowered {
         cols: Vec<f32>,
@@ -164,15 +164,15 @@ impl Conv2d {
         Self::with_kernels(isa, input, filters, kernel, capacity, true)
     }
 
-    /// Whether a convolution of `filters` runs the direct kernels (padded input and gradient,
-    /// or Winograd) rather than im2col and `gemm` (a lowered copy of its input per sample).
-    pub fn runs_direct(filters: usize) -> bool {
+    /// Whether a convolution of `filters` runs the tile kernels (direct, on a padded input and
+    /// gradient, or Winograd) rather than im2col and `gemm` (a lowered copy of its input per sample).
+    pub fn runs_tiled(filters: usize) -> bool {
         filters.is_multiple_of(tile::COLS)
     }
 
     /// The floats of scratch a convolution of `filters` over `input` keeps per sample of a
     /// batch, in u128 as the memory plan counts: the direct kernels' (see
-    /// [`DirectConv::scratch_per_sample`]) or the lowered input of im2col, and the f64
+    /// [`TiledConv::scratch_per_sample`]) or the lowered input of im2col, and the f64
     /// partial sums of the bias gradient.
     pub fn scratch_per_sample(input: Shape, filters: usize, kernel: usize) -> u128 {
         let Shape::Image { h, w, c } = input else {
@@ -182,8 +182,8 @@ impl Conv2d {
         let pixels = (h * w) as u128;
         let bias_partials = (2 * filters as u128 * pixels).div_ceil(ROWS_PER_CHUNK as u128);
         bias_partials
-            + if Self::runs_direct(filters) {
-                DirectConv::scratch_per_sample(g, filters)
+            + if Self::runs_tiled(filters) {
+                TiledConv::scratch_per_sample(g, filters)
             } else {
                 pixels * (kernel * kernel) as u128 * c as u128
             }
@@ -204,8 +204,8 @@ impl Conv2d {
         };
         let geometry = ConvGeometry { h, w, c, k: kernel };
         let rows = capacity * h * w;
-        let kernels = if direct && Self::runs_direct(filters) {
-            ConvKernels::Direct(Box::new(DirectConv::new(isa, geometry, filters, capacity)))
+        let kernels = if direct && Self::runs_tiled(filters) {
+            ConvKernels::Tiled(Box::new(TiledConv::new(isa, geometry, filters, capacity)))
         } else {
             ConvKernels::Lowered {
                 cols: vec![0.0; rows * geometry.patch_len()],
@@ -230,7 +230,7 @@ impl Conv2d {
 
     /// Whether [`Conv2d::forward_then_relu_affine`] can also run a 2×2 max pooling.
     pub fn pools_as_it_stores(&self) -> bool {
-        matches!(&self.kernels, ConvKernels::Direct(direct) if direct.pools_as_it_stores())
+        matches!(&self.kernels, ConvKernels::Tiled(tiled) if tiled.pools_as_it_stores())
     }
 
     /// The forward pass, then `max(·, 0)·scale + shift` per filter where `relu_affine` is
@@ -247,8 +247,8 @@ impl Conv2d {
     ) {
         let (rows, patch, filters) = (self.rows(io.n), self.geometry.patch_len(), self.filters);
         match &mut self.kernels {
-            ConvKernels::Direct(direct) => {
-                direct.forward(io.x, io.weights, io.y, io.n, (relu_affine, pool))
+            ConvKernels::Tiled(tiled) => {
+                tiled.forward(io.x, io.weights, io.y, io.n, (relu_affine, pool))
             }
             ConvKernels::Lowered { cols } => {
                 let cols = &mut cols[..rows * patch];
@@ -278,12 +278,12 @@ impl Conv2d {
             sums: &mut self.sums,
         };
         match &mut self.kernels {
-            ConvKernels::Direct(direct) => {
+            ConvKernels::Tiled(tiled) => {
                 let (kernel_grad, bias_grad) = io.grads.split_at_mut(patch * filters);
-                direct.kernel_grad(io.x, io.dy, kernel_grad, io.n);
+                tiled.kernel_grad(io.x, io.dy, kernel_grad, io.n);
                 bias_sums.compute(io.dy, bias_grad, rows);
                 if let Some(dx) = io.dx {
-                    direct.input_grad(io.dy, &io.weights[..patch * filters], dx, io.n);
+                    tiled.input_grad(io.dy, &io.weights[..patch * filters], dx, io.n);
                 }
             }
             ConvKernels::Lowered { cols } => {
@@ -302,7 +302,7 @@ impl Conv2d {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::cpu::simd::Path;
+    use crate::engine::cpu::simd::CpuPath;
     use crate::engine::cpu::winograd::TileSize;
     use crate::engine::layers::Mode;
     use crate::engine::precision::Precision;
@@ -378,7 +378,7 @@ mod tests {
         let weights = wave(k * k * c * filters + filters, 0.7);
         let dy = wave(n * h * w * filters, 1.3);
         let mut layer = Conv2d::with_kernels(isa, input, filters, k, n, direct);
-        assert_eq!(matches!(layer.kernels, ConvKernels::Direct(_)), direct);
+        assert_eq!(matches!(layer.kernels, ConvKernels::Tiled(_)), direct);
         run(&mut layer, &x, &weights, &dy, n)
     }
 
@@ -403,7 +403,7 @@ mod tests {
         worst
     }
 
-    fn isa(path: Path, precision: Precision) -> Isa {
+    fn isa(path: CpuPath, precision: Precision) -> Isa {
         Isa::new(path, precision).expect("supported")
     }
 
@@ -428,8 +428,8 @@ mod tests {
     #[test]
     fn portable_direct_kernels_match_im2col_and_gemm() {
         for case in CASES {
-            let want = run_case(case, isa(Path::Portable, Precision::Fp32), false);
-            let got = run_case(case, isa(Path::Portable, Precision::Fp32), true);
+            let want = run_case(case, isa(CpuPath::Portable, Precision::Fp32), false);
+            let got = run_case(case, isa(CpuPath::Portable, Precision::Fp32), true);
             let (error, what) = relative_error(&got, &want);
             assert!(
                 error <= fp32_tolerance(case),
@@ -442,10 +442,10 @@ mod tests {
     /// fp32 (FMA or not changes the rounding, not more).
     #[test]
     fn every_path_matches_the_portable_path() {
-        let paths = Path::supported_paths();
+        let paths = CpuPath::supported_paths();
         eprintln!("paths on this CPU: {paths:?}");
         for case in CASES {
-            let want = run_case(case, isa(Path::Portable, Precision::Fp32), true);
+            let want = run_case(case, isa(CpuPath::Portable, Precision::Fp32), true);
             for &path in &paths[1..] {
                 let got = run_case(case, isa(path, Precision::Fp32), true);
                 let (error, what) = relative_error(&got, &want);
@@ -466,16 +466,16 @@ mod tests {
     /// waves measure up to 3.8e-2 (the kernel gradient of 8×6×16, summed over 120 tiles).
     #[test]
     fn bf16_products_match_fp32_within_bf16_rounding() {
-        let mut bf16_paths = vec![Path::Portable];
+        let mut bf16_paths = vec![CpuPath::Portable];
         bf16_paths.extend(
-            Path::supported_paths()
+            CpuPath::supported_paths()
                 .into_iter()
-                .filter(|&p| p != Path::Portable && Isa::new(p, Precision::Bf16).is_some()),
+                .filter(|&p| p != CpuPath::Portable && Isa::new(p, Precision::Bf16).is_some()),
         );
         eprintln!("bf16 on: {bf16_paths:?}");
         for case in CASES {
-            let fp32 = run_case(case, isa(Path::Portable, Precision::Fp32), true);
-            let portable = run_case(case, isa(Path::Portable, Precision::Bf16), true);
+            let fp32 = run_case(case, isa(CpuPath::Portable, Precision::Fp32), true);
+            let portable = run_case(case, isa(CpuPath::Portable, Precision::Bf16), true);
             let (error, what) = relative_error(&portable, &fp32);
             assert!(
                 error <= 5e-2,
@@ -502,7 +502,7 @@ mod tests {
     fn bf16_products_of_exact_values_are_exact() {
         let small_integers =
             |i: usize, phase: f32| ((i * 7 + (phase * 10.0) as usize) % 5) as f32 - 2.0;
-        for path in Path::supported_paths() {
+        for path in CpuPath::supported_paths() {
             let Some(bf16) = Isa::new(path, Precision::Bf16) else {
                 continue;
             };
@@ -510,7 +510,7 @@ mod tests {
                 // im2col and gemm: F(4×4)'s fractions would not be exact.
                 let want = run_waves(
                     case,
-                    isa(Path::Portable, Precision::Fp32),
+                    isa(CpuPath::Portable, Precision::Fp32),
                     false,
                     small_integers,
                 );

@@ -55,26 +55,26 @@ pub enum Layer {
     Softmax {
         classes: usize,
     },
-    /// A ReLU that runs inside the BatchNorm after it (see `batchnorm.rs`); the network
-    /// skips it.
-    InNextLayer,
-    /// A layer that runs inside the one before it (see [`runs_in_previous_layer`]); the
+    /// A ReLU fused into the BatchNorm after it, which runs it (see `batchnorm.rs`); the
     /// network skips it.
-    InPreviousLayer,
+    FusedIntoNext,
+    /// A layer fused into the one before it, which runs it (see [`fused_into_previous`]); the
+    /// network skips it.
+    FusedIntoPrevious,
 }
 
-/// Whether layer `i` of `placed` is a ReLU that runs inside the BatchNorm after it.
-pub fn runs_in_next_layer(placed: &[PlacedLayer], i: usize) -> bool {
+/// Whether layer `i` of `placed` is a ReLU fused into the BatchNorm after it.
+pub fn fused_into_next(placed: &[PlacedLayer], i: usize) -> bool {
     placed[i].spec == LayerSpec::Relu
         && placed
             .get(i + 1)
             .is_some_and(|next| next.spec == LayerSpec::BatchNorm)
 }
 
-/// Whether layer `i` of `placed` runs inside the layer before it: a MaxPool after a
+/// Whether layer `i` of `placed` is fused into the layer before it, which runs it: a MaxPool after a
 /// BatchNorm (see `batchnorm.rs`), a Dropout after a MaxPool (see `pool.rs`), and any Flatten
 /// (NHWC images flatten in Keras' own order: the output of the layer before is already its).
-pub fn runs_in_previous_layer(placed: &[PlacedLayer], i: usize) -> bool {
+pub fn fused_into_previous(placed: &[PlacedLayer], i: usize) -> bool {
     let previous = match i.checked_sub(1) {
         Some(p) => &placed[p].spec,
         None => return false,
@@ -87,19 +87,19 @@ pub fn runs_in_previous_layer(placed: &[PlacedLayer], i: usize) -> bool {
     }
 }
 
-/// The last of the layers that layer `i` runs: itself and those after it that run inside the
-/// layer before them. Its output is layer `i`'s.
-pub fn last_run_by(placed: &[PlacedLayer], i: usize) -> usize {
+/// The last of the layers that layer `i` runs: itself and those after it fused into the layer
+/// before them. Its output is layer `i`'s.
+pub fn last_fused_with(placed: &[PlacedLayer], i: usize) -> usize {
     let mut last = i;
-    while last + 1 < placed.len() && runs_in_previous_layer(placed, last + 1) {
+    while last + 1 < placed.len() && fused_into_previous(placed, last + 1) {
         last += 1;
     }
     last
 }
 
-/// Whether layer `i` runs inside a neighbour: the network plans it no buffers and skips it.
-pub fn runs_in_neighbour(placed: &[PlacedLayer], i: usize) -> bool {
-    runs_in_next_layer(placed, i) || runs_in_previous_layer(placed, i)
+/// Whether layer `i` is fused into a neighbour: the network plans it no buffers and skips it.
+pub fn is_fused(placed: &[PlacedLayer], i: usize) -> bool {
+    fused_into_next(placed, i) || fused_into_previous(placed, i)
 }
 
 impl Layer {
@@ -129,13 +129,13 @@ impl Layer {
     /// Layer `i` of `placed` as a network runs it: inside a neighbour, or running itself and
     /// the neighbours that run inside it.
     pub fn in_network(isa: Isa, placed: &[PlacedLayer], i: usize, capacity: usize) -> Layer {
-        if runs_in_next_layer(placed, i) {
-            return Layer::InNextLayer;
+        if fused_into_next(placed, i) {
+            return Layer::FusedIntoNext;
         }
-        if runs_in_previous_layer(placed, i) {
-            return Layer::InPreviousLayer;
+        if fused_into_previous(placed, i) {
+            return Layer::FusedIntoPrevious;
         }
-        let runs = &placed[i + 1..=last_run_by(placed, i)];
+        let runs = &placed[i + 1..=last_fused_with(placed, i)];
         let dropout = runs.iter().find_map(|l| match l.spec {
             LayerSpec::Dropout { rate } => Some(rate),
             _ => None,
@@ -143,7 +143,7 @@ impl Layer {
         if placed[i].spec == LayerSpec::MaxPool {
             return Layer::MaxPool(pool::MaxPool::new(isa, placed[i].input, capacity, dropout));
         }
-        let relu_input = i > 0 && runs_in_next_layer(placed, i - 1);
+        let relu_input = i > 0 && fused_into_next(placed, i - 1);
         let pool = runs.first().filter(|l| l.spec == LayerSpec::MaxPool);
         match (Self::build(isa, &placed[i], capacity, relu_input), pool) {
             (Layer::BatchNorm(bn), Some(pool)) => Layer::BatchNorm(
@@ -194,8 +194,8 @@ impl Layer {
     }
 
     /// Whether the layer runs inside a neighbour (the network skips it).
-    pub fn runs_in_neighbour(&self) -> bool {
-        matches!(self, Layer::InNextLayer | Layer::InPreviousLayer)
+    pub fn is_fused(&self) -> bool {
+        matches!(self, Layer::FusedIntoNext | Layer::FusedIntoPrevious)
     }
 
     pub fn forward(&mut self, io: Forward) {
@@ -208,7 +208,7 @@ impl Layer {
             Layer::Dropout(l) => l.forward(io),
             Layer::Flatten => elementwise::flatten_forward(io),
             Layer::Softmax { classes } => softmax::softmax_forward(io.x, io.y, *classes),
-            Layer::InNextLayer | Layer::InPreviousLayer => unreachable!("the network skips it"),
+            Layer::FusedIntoNext | Layer::FusedIntoPrevious => unreachable!("the network skips it"),
         }
     }
 
@@ -223,7 +223,7 @@ impl Layer {
             Layer::Dropout(l) => l.backward(io),
             Layer::Flatten => elementwise::flatten_backward(io),
             Layer::Softmax { .. } => unreachable!("softmax is fused with the loss"),
-            Layer::InNextLayer | Layer::InPreviousLayer => unreachable!("the network skips it"),
+            Layer::FusedIntoNext | Layer::FusedIntoPrevious => unreachable!("the network skips it"),
         }
     }
 }
