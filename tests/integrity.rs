@@ -1,4 +1,4 @@
-//! Issue 16, items 2 and 3: every file minivgg writes carries a checksum of each tensor, so a
+//! Every file minivgg writes carries a checksum of each tensor, so a
 //! damaged tensor is refused by name; non-finite weights are refused; files without checksums
 //! still load, with a warning; and a checkpoint (file or directory) can stand wherever a
 //! model is expected.

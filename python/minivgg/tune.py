@@ -124,9 +124,13 @@ def _refuse(source: str, where: str, message: str) -> ValueError:
     return ValueError(f"{source}: {where}: {message}")
 
 
-def _absolute_if_path(value: Any) -> Any:
-    # Trials run in their own directories: a relative path there is not the user's.
-    if isinstance(value, str) and Path(value).exists():
+# The knobs that may name a file: trials run in their own directories, where a relative path
+# is not the user's.
+PATH_KNOBS = ("data", "model")
+
+
+def _absolute_if_path(key: str, value: Any) -> Any:
+    if key in PATH_KNOBS and isinstance(value, str) and Path(value).exists():
         return str(Path(value).resolve())
     return value
 
@@ -192,8 +196,11 @@ def load_sweep(sweep: str | os.PathLike | Mapping[str, Any]) -> Sweep:
     for name in tables:
         if not isinstance(tables[name], Mapping):
             raise _refuse(source, name, f"[{name}] must be a table of keys")
-    fixed = {key: _absolute_if_path(value) for key, value in tables.get("train", {}).items()}
-    search = dict(tables.get("search", {}))
+    fixed = {key: _absolute_if_path(key, value) for key, value in tables.get("train", {}).items()}
+    search = {
+        key: [_absolute_if_path(key, one) for one in value] if isinstance(value, list) else value
+        for key, value in tables.get("search", {}).items()
+    }
     tune = dict(TUNE_DEFAULTS)
     for key, value in tables.get("tune", {}).items():
         if key not in TUNE_DEFAULTS:

@@ -165,3 +165,18 @@ def test_a_bad_sweep_file_is_refused_before_ray_starts_naming_the_key(tmp_path, 
     assert "Ray" not in done.stdout + done.stderr
     assert not (tmp_path / "out").exists()
     assert time.monotonic() - started < 30
+
+
+def test_paths_in_a_sweep_are_made_absolute_for_the_trials_and_other_values_are_kept(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pictures").mkdir()
+    (tmp_path / "linear").mkdir()
+    sweep = tune.load_sweep(
+        {"train": {"data": "pictures", "schedule": "linear"}, "search": {"model": ["lenet", "shallownet"]}}
+    )
+    assert sweep.fixed == {"data": str(tmp_path / "pictures"), "schedule": "linear", "seed": 42, "epochs": 40}
+    assert sweep.search == {"model": ["lenet", "shallownet"]}
+    assert sweep.trial_flags({"model": "lenet"}, 2) == [
+        "--data", str(tmp_path / "pictures"), "--schedule", "linear", "--seed", "42", "--epochs", "40",
+        "--model", "lenet", "--threads", "2",
+    ]

@@ -3,12 +3,13 @@
 use super::args::{check_png, check_size, count, ComputeArgs, DataArgs, MAX_BATCH_SIZE};
 use super::set_threads;
 use crate::data::DataRequest;
+use crate::engine::Network;
 use crate::fsutil::ensure_writable;
 use crate::model::ModelSpec;
 use crate::run::inputs::{check_fits_data, check_fits_request, check_same_classes, declare_inputs};
 use crate::run::paths::Files;
-use crate::run::{self, beside, load_data, load_weights, report_predictions, weights_file};
-use crate::train::checkpoint;
+use crate::run::{self, beside, load_data, load_weights, report_predictions};
+use crate::train::checkpoint::ModelFile;
 use crate::train::device::{check_device, evaluate_on};
 use anyhow::Result;
 use clap::Args;
@@ -38,25 +39,27 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
         .confusion
         .clone()
         .unwrap_or_else(|| beside(&args.weights, "_confusion.png"));
-    let request = data_request(&args)?;
+    set_threads(args.compute.threads)?;
+    check_device(args.compute.device)?;
+    let precision = args.compute.checked_precision()?;
+    // The model first: a file that is no model is refused before the data is loaded, and
+    // the file says which data that is. Its memory is planned without the data, then again
+    // with it.
+    let plan =
+        |spec: &ModelSpec, data_bytes: u64| run::check_memory(spec, args.batch_size, 1, data_bytes);
+    let file = load_weights(&args.weights, args.batch_size, precision, |spec| {
+        plan(spec, 0)
+    })?;
+    let request = data_request(&args, &file)?;
     let mut paths = Files::default();
     paths
-        .reads("--weights", &weights_file(&args.weights))
+        .reads("--weights", &file.path)
         .writes("--confusion", &confusion);
     declare_inputs(&mut paths, "", &request);
     paths.check_distinct()?;
     check_png("--confusion", &confusion)?;
     ensure_writable(&confusion)?;
-    set_threads(args.compute.threads)?;
-    check_device(args.compute.device)?;
-    let precision = args.compute.checked_precision()?;
-    // The model first: a file that is no model is refused before the data is loaded. Its
-    // memory is planned without the data, then again with it.
-    let plan =
-        |spec: &ModelSpec, data_bytes: u64| run::check_memory(spec, args.batch_size, 1, data_bytes);
-    let mut net = load_weights(&args.weights, args.batch_size, precision, |spec| {
-        plan(spec, 0)
-    })?;
+    let mut net = file.model;
     check_fits_request(&net.spec, &args.weights, &request)?;
     let data = load_data(&request, None)?;
     check_same_classes(&net.spec, &args.weights, &data)?;
@@ -77,15 +80,11 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
 /// The data to evaluate on: the data flags; without `--data`, the data the model was trained
 /// on (a checkpoint's; the record of a saved model, see `checkpoint::save_model`), its
 /// validation split; CIFAR-10 for a model that records none.
-fn data_request(args: &EvaluateArgs) -> Result<DataRequest> {
+fn data_request(args: &EvaluateArgs, file: &ModelFile<Network>) -> Result<DataRequest> {
     let flags = args.data.request()?;
     if flags.data.is_some() {
         return Ok(flags);
     }
-    // A file that cannot be read is refused, with its reason, when the model is loaded.
-    let Ok(file) = checkpoint::read_spec(&args.weights) else {
-        return Ok(flags);
-    };
     if file.checkpoint.is_some() || file.trained_on != DataRequest::default() {
         println!(
             "[INFO] {} was trained on {}: evaluating on its validation split",
@@ -94,7 +93,7 @@ fn data_request(args: &EvaluateArgs) -> Result<DataRequest> {
         );
     }
     // The other data flags, where given, change what it recorded.
-    let recorded = file.trained_on;
+    let recorded = file.trained_on.clone();
     Ok(DataRequest {
         data: recorded.data,
         image_size: flags.image_size.or(recorded.image_size),

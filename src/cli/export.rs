@@ -58,7 +58,7 @@ pub(super) fn export(args: ExportArgs) -> Result<()> {
             )))
         }
         (Some(weights), _) => (
-            load_weights(weights, 1, Precision::Fp32, |_| Ok(()))?,
+            load_weights(weights, 1, Precision::Fp32, |_| Ok(()))?.model,
             "trained",
         ),
         (None, model) => {

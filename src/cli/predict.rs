@@ -67,7 +67,8 @@ pub(super) fn predict(args: PredictArgs) -> Result<()> {
     let images = pictures(&args.images)?;
     let mut net = load_weights(&args.weights, 64, Precision::Fp32, |spec| {
         spec.image_shape().map(|_| ())
-    })?;
+    })?
+    .model;
     let shape = net.spec.image_shape()?;
     let mut readable = Vec::new();
     let mut pixels = Vec::new();

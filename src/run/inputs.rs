@@ -240,16 +240,17 @@ pub fn weights_file(weights: &Path) -> PathBuf {
 
 /// The network of the model that `path` names: a saved model, a checkpoint or a checkpoint
 /// directory, for batches of up to `capacity` samples, its products in `precision`; `check`
-/// sees its architecture before it is allocated.
+/// sees its architecture before it is allocated. With it, what the file says of it (the data
+/// it was trained on, where its run stood).
 pub fn load_weights(
     path: &Path,
     capacity: usize,
     precision: Precision,
     check: impl FnOnce(&ModelSpec) -> Result<()>,
-) -> Result<Network> {
+) -> Result<ModelFile<Network>> {
     let file = checkpoint::load_model(path, capacity, precision, check).map_err(bad_input)?;
     say_where_from(&file, "model");
-    Ok(file.model)
+    Ok(file)
 }
 
 /// One line on stderr (stdout stays the command's output) for a model taken from a

@@ -278,16 +278,22 @@ impl DirLock {
             }
             _ => {}
         }
+        let top = self.created.take().unwrap_or_else(|| self.dir.clone());
+        self.remove_lock_and_empty_dirs(&top);
+        Ok(())
+    }
+
+    /// Closes and removes the lock's file, then the directory and its parents up to `top`,
+    /// each as long as it is empty.
+    fn remove_lock_and_empty_dirs(&mut self, top: &Path) {
         // The lock's file is closed first: Windows removes no open file.
         drop(self.file.take());
         let _ = std::fs::remove_file(self.dir.join(LOCK_FILE));
-        let top = self.created.take().unwrap_or_else(|| self.dir.clone());
         for dir in self.dir.ancestors() {
             if std::fs::remove_dir(dir).is_err() || dir == top {
                 break;
             }
         }
-        Ok(())
     }
 }
 
@@ -296,25 +302,20 @@ impl Drop for DirLock {
     /// the data) is removed, with the parents it created that are still empty, so a refused
     /// run leaves nothing behind.
     fn drop(&mut self) {
-        let Some(top) = &self.created else { return };
         // Released by `remove_checkpoint`.
         if self.file.is_none() {
             return;
         }
+        let Some(top) = self.created.clone() else {
+            return;
+        };
         let names: Vec<_> = std::fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
             .map(|entry| entry.map(|e| e.file_name()))
             .collect();
-        let only_the_lock = matches!(&names[..], [Ok(name)] if name == LOCK_FILE);
-        if only_the_lock {
-            let _ = std::fs::remove_file(self.dir.join(LOCK_FILE));
-            // Up to the topmost one created, each as long as it is empty.
-            for dir in self.dir.ancestors() {
-                if std::fs::remove_dir(dir).is_err() || dir == top {
-                    break;
-                }
-            }
+        if matches!(&names[..], [Ok(name)] if name == LOCK_FILE) {
+            self.remove_lock_and_empty_dirs(&top);
         }
     }
 }
