@@ -211,7 +211,7 @@ fn conv3x3_backward_matches_finite_differences() {
     );
 }
 
-/// 16 filters: the direct kernels (the layer tests in `linear.rs` compare them with im2col
+/// 16 filters: the direct kernels (the layer tests in `layers/conv.rs` compare them with im2col
 /// and `gemm` on larger shapes).
 #[test]
 fn conv3x3_with_16_filters_backward_matches_finite_differences() {

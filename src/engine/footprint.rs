@@ -5,7 +5,7 @@
 //! tests/plan.rs measures the engine against these counts.
 
 use super::layers::batchnorm::BatchNorm;
-use super::layers::linear::{Conv2d, Dense};
+use super::layers::{conv::Conv2d, dense::Dense};
 use super::layers::{is_fused, last_fused_with};
 use crate::model::spec::PlacedLayer;
 use crate::model::{LayerSpec, ModelSpec};

@@ -109,7 +109,7 @@ extern "C" __global__ void col2im(const float* cols, float* dx, i64 n, i64 h, i6
     }
 }
 
-// layers::linear::affine_forward's bias rows (the product is then added by cuBLAS).
+// layers::affine::affine_forward's bias rows (the product is then added by cuBLAS).
 extern "C" __global__ void fill_rows(float* y, const float* bias, i64 rows, i64 cols) {
     GRID_STRIDE(i, rows * cols) { y[i] = bias[i % cols]; }
 }
@@ -168,7 +168,7 @@ __device__ double chunk_total(const double* partials, i64 chunks, i64 cols, i64 
     return total;
 }
 
-// Bias gradients: Σ_rows dy (layers::linear::WeightGrads).
+// Bias gradients: Σ_rows dy (layers::affine::weight_grads).
 extern "C" __global__ void bias_grad_finish(const double* partials, i64 chunks, i64 cols, float* out) {
     GRID_STRIDE(col, cols) { out[col] = (float)chunk_total(partials, chunks, cols, col); }
 }

@@ -457,7 +457,7 @@ impl CudaNetwork {
         }
     }
 
-    /// `y[rows × out] = a · kernel + bias` (layers::linear::affine_forward).
+    /// `y[rows × out] = a · kernel + bias` (layers::affine::affine_forward).
     fn encode_affine(
         &self,
         a: u64,
@@ -664,7 +664,7 @@ impl CudaNetwork {
         }
     }
 
-    /// Kernel gradient `aᵀ · dy` and bias gradient `Σ_rows dy` (layers::linear::WeightGrads).
+    /// Kernel gradient `aᵀ · dy` and bias gradient `Σ_rows dy` (layers::affine::weight_grads).
     fn encode_weight_grads(
         &self,
         a: u64,

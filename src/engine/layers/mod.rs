@@ -1,9 +1,11 @@
 //! One file per kind of layer, each with its forward and backward side by side. Every layer
 //! reads and writes buffers the [`Network`](crate::engine::Network) planned for it.
 
+mod affine;
 pub mod batchnorm;
+pub mod conv;
+pub mod dense;
 pub mod elementwise;
-pub mod linear;
 pub mod pool;
 pub mod softmax;
 
@@ -44,8 +46,8 @@ pub struct Backward<'a> {
 }
 
 pub enum Layer {
-    Conv2d(linear::Conv2d),
-    Dense(linear::Dense),
+    Conv2d(conv::Conv2d),
+    Dense(dense::Dense),
     /// Its loops compiled for the network's instruction set.
     Relu(Isa),
     BatchNorm(batchnorm::BatchNorm),
@@ -160,7 +162,7 @@ impl Layer {
 
     fn build(isa: Isa, placed: &PlacedLayer, capacity: usize, relu_input: bool) -> Layer {
         match placed.spec {
-            LayerSpec::Conv2d { filters, kernel } => Layer::Conv2d(linear::Conv2d::new(
+            LayerSpec::Conv2d { filters, kernel } => Layer::Conv2d(conv::Conv2d::new(
                 isa,
                 placed.input,
                 filters,
@@ -168,7 +170,7 @@ impl Layer {
                 capacity,
             )),
             LayerSpec::Dense { units } => {
-                Layer::Dense(linear::Dense::new(placed.input, units, capacity))
+                Layer::Dense(dense::Dense::new(placed.input, units, capacity))
             }
             LayerSpec::Relu => Layer::Relu(isa),
             LayerSpec::BatchNorm => Layer::BatchNorm(batchnorm::BatchNorm::new(

@@ -1,145 +1,16 @@
-//! Conv2D and Dense: both are `y = a · kernel + bias` over rows, where `a` is the input itself
-//! (Dense) or its im2col patches (Conv2D). Forward and backward of both sit here.
+//! Conv2D, "same" padding: forward and backward side by side, on the tile kernels (direct
+//! or Winograd, `cpu/conv.rs` and `cpu/winograd.rs`) where the filter count allows, else on
+//! im2col patches and the products of `affine.rs`. GPU twin: `cuda/network.rs`'s Conv2d arms
+//! (cuDNN).
 
+use super::affine::{affine_forward, input_grads, weight_grads, BiasSums};
 use super::{Backward, Forward};
 use crate::engine::cpu::conv::TiledConv;
 use crate::engine::cpu::im2col::{col2im, im2col, ConvGeometry};
-use crate::engine::cpu::matmul::{matmul, Layout};
-use crate::engine::cpu::reduce::{column_sums, partials_len, ROWS_PER_CHUNK};
+use crate::engine::cpu::reduce::{partials_len, ROWS_PER_CHUNK};
 use crate::engine::cpu::simd::Isa;
 use crate::engine::cpu::tile::{self, Epilogue};
 use crate::model::Shape;
-
-/// `y[rows × out] = a[rows × in] · kernel[in × out] + bias`.
-fn affine_forward(
-    a: &[f32],
-    weights: &[f32],
-    y: &mut [f32],
-    rows: usize,
-    inputs: usize,
-    outputs: usize,
-) {
-    let (kernel, bias) = weights.split_at(inputs * outputs);
-    for row in y[..rows * outputs].chunks_exact_mut(outputs) {
-        row.copy_from_slice(bias);
-    }
-    matmul(
-        y,
-        a,
-        Layout::AsIs,
-        kernel,
-        Layout::AsIs,
-        rows,
-        inputs,
-        outputs,
-        true,
-    );
-}
-
-/// Kernel gradient `aᵀ · dy` and bias gradient `Σ_rows dy`, written into `grads` (kernel, bias).
-fn weight_grads(
-    a: &[f32],
-    dy: &[f32],
-    grads: &mut [f32],
-    bias_sums: BiasSums,
-    rows: usize,
-    inputs: usize,
-    outputs: usize,
-) {
-    let (kernel_grad, bias_grad) = grads.split_at_mut(inputs * outputs);
-    matmul(
-        kernel_grad,
-        a,
-        Layout::Transposed,
-        dy,
-        Layout::AsIs,
-        inputs,
-        rows,
-        outputs,
-        false,
-    );
-    bias_sums.compute(dy, bias_grad, rows);
-}
-
-/// The bias gradient `Σ_rows dy`, with its reduction scratch.
-struct BiasSums<'a> {
-    partials: &'a mut [f64],
-    sums: &'a mut [f64],
-}
-
-impl BiasSums<'_> {
-    fn compute(self, dy: &[f32], bias_grad: &mut [f32], rows: usize) {
-        let outputs = bias_grad.len();
-        column_sums(&dy[..rows * outputs], rows, self.partials, self.sums);
-        for (g, s) in bias_grad.iter_mut().zip(self.sums.iter()) {
-            *g = *s as f32;
-        }
-    }
-}
-
-/// `da[rows × in] = dy · kernelᵀ`.
-fn input_grads(
-    dy: &[f32],
-    weights: &[f32],
-    da: &mut [f32],
-    rows: usize,
-    inputs: usize,
-    outputs: usize,
-) {
-    let kernel = &weights[..inputs * outputs];
-    matmul(
-        da,
-        dy,
-        Layout::AsIs,
-        kernel,
-        Layout::Transposed,
-        rows,
-        outputs,
-        inputs,
-        false,
-    );
-}
-
-pub struct Dense {
-    inputs: usize,
-    units: usize,
-    partials: Vec<f64>,
-    sums: Vec<f64>,
-}
-
-impl Dense {
-    /// The floats it takes per sample of a batch beyond its output, in u128 as the memory
-    /// plan counts: `gemm`'s packed copies of the weight gradient's operands (`aᵀ · dy`),
-    /// whose depth is the batch, at most `inputs + units` a sample.
-    pub fn scratch_per_sample(inputs: usize, units: usize) -> u128 {
-        inputs as u128 + units as u128
-    }
-
-    pub fn new(input: Shape, units: usize, capacity: usize) -> Self {
-        Dense {
-            inputs: input.len(),
-            units,
-            partials: vec![0.0; partials_len(capacity, units)],
-            sums: vec![0.0; units],
-        }
-    }
-
-    pub fn forward(&mut self, io: Forward) {
-        affine_forward(io.x, io.weights, io.y, io.n, self.inputs, self.units);
-    }
-
-    pub fn backward(&mut self, io: Backward) {
-        let bias_sums = BiasSums {
-            partials: &mut self.partials,
-            sums: &mut self.sums,
-        };
-        let (n, inputs, units) = (io.n, self.inputs, self.units);
-        weight_grads(io.x, io.dy, io.grads, bias_sums, n, inputs, units);
-        if let Some(dx) = io.dx {
-            input_grads(io.dy, io.weights, dx, io.n, self.inputs, self.units);
-        }
-    }
-}
 
 pub struct Conv2d {
     geometry: ConvGeometry,
