@@ -8,7 +8,7 @@ use crate::fsutil::ensure_writable;
 use crate::model::ModelSpec;
 use crate::run::inputs::{check_fits_data, check_fits_request, check_same_classes, declare_inputs};
 use crate::run::paths::Files;
-use crate::run::{self, beside, load_data, load_weights, report_predictions};
+use crate::run::{self, beside, load_data, load_weights, report_predictions, weights_file};
 use crate::train::checkpoint::ModelFile;
 use crate::train::device::{check_device, evaluate_on};
 use anyhow::Result;
@@ -39,26 +39,27 @@ pub(super) fn evaluate_saved(args: EvaluateArgs) -> Result<()> {
         .confusion
         .clone()
         .unwrap_or_else(|| beside(&args.weights, "_confusion.png"));
+    let mut paths = Files::default();
+    paths
+        .reads("--weights", &weights_file(&args.weights))
+        .writes("--confusion", &confusion);
+    paths.check_distinct()?;
+    check_png("--confusion", &confusion)?;
+    ensure_writable(&confusion)?;
     set_threads(args.compute.threads)?;
     check_device(args.compute.device)?;
     let precision = args.compute.checked_precision()?;
     // The model first: a file that is no model is refused before the data is loaded, and
-    // the file says which data that is. Its memory is planned without the data, then again
-    // with it.
+    // the file says which data that is (then checked against the output too). Its memory is
+    // planned without the data, then again with it.
     let plan =
         |spec: &ModelSpec, data_bytes: u64| run::check_memory(spec, args.batch_size, 1, data_bytes);
     let file = load_weights(&args.weights, args.batch_size, precision, |spec| {
         plan(spec, 0)
     })?;
     let request = data_request(&args, &file)?;
-    let mut paths = Files::default();
-    paths
-        .reads("--weights", &file.path)
-        .writes("--confusion", &confusion);
     declare_inputs(&mut paths, "", &request);
     paths.check_distinct()?;
-    check_png("--confusion", &confusion)?;
-    ensure_writable(&confusion)?;
     let mut net = file.model;
     check_fits_request(&net.spec, &args.weights, &request)?;
     let data = load_data(&request, None)?;
