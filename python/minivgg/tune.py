@@ -161,13 +161,13 @@ def _values_to_check(source: str, key: str, value: Any) -> list[Any]:
     )
 
 
-def _check_flags(source: str, where: str, knobs: dict[str, Any], shown: dict[str, Any], threads: int) -> None:
-    """Refuses ``knobs`` (with ``threads``) if ``minivgg train`` would, naming ``shown``'s flags."""
+def _check_flags(source: str, where: str, knobs: dict[str, Any], threads: int) -> None:
+    """Refuses ``knobs`` (with ``threads``) if ``minivgg train`` would, naming their flags."""
     try:
         _minivgg.check_train_flags(train_flags({**knobs, "threads": threads}))
     except ValueError as err:
         why = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
-        raise _refuse(source, where, f"minivgg train refuses {shlex.join(train_flags(shown))}: {why}") from None
+        raise _refuse(source, where, f"minivgg train refuses {shlex.join(train_flags(knobs))}: {why}") from None
 
 
 def load_sweep(sweep: str | os.PathLike | Mapping[str, Any]) -> Sweep:
@@ -235,13 +235,13 @@ def load_sweep(sweep: str | os.PathLike | Mapping[str, Any]) -> Sweep:
         fixed["seed"] = 42
     threads = min(tune["cpus_per_trial"], cores)
     for key, value in fixed.items():
-        _check_flags(source, f"train.{key}", {key: value}, {key: value}, threads)
-    _check_flags(source, "[train]", fixed, fixed, threads)
+        _check_flags(source, f"train.{key}", {key: value}, threads)
+    _check_flags(source, "[train]", fixed, threads)
     for key, value in search.items():
         for one in _values_to_check(source, key, value):
             where = f"search.{key} = {json.dumps(one)}"
-            _check_flags(source, where, {key: one}, {key: one}, threads)
-            _check_flags(source, where, {**fixed, key: one}, {**fixed, key: one}, threads)
+            _check_flags(source, where, {key: one}, threads)
+            _check_flags(source, where, {**fixed, key: one}, threads)
     if "epochs" not in fixed and "epochs" not in search:
         fixed["epochs"] = 40
     return Sweep(source, fixed, search, tune)
