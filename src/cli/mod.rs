@@ -74,14 +74,20 @@ pub fn command() -> clap::Command {
     command
 }
 
+/// `args` (the program's name first) parsed as the command line takes them.
+pub(crate) fn parse(
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+) -> Result<Cli, clap::Error> {
+    command()
+        .try_get_matches_from(args)
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+}
+
 /// The `minivgg` command with `args` (the program's name first): parses them, runs the
 /// subcommand, prints an error as `error: …`, and returns the exit code. The binary and the
 /// Python package's `minivgg` command both call this.
 pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
-    let parsed = command()
-        .try_get_matches_from(args)
-        .and_then(|matches| Cli::from_arg_matches(&matches));
-    let cli = match parsed {
+    let cli = match parse(args) {
         Ok(cli) => cli,
         Err(err) => {
             // clap's own text: usage errors on stderr, --help and --version on stdout.

@@ -2,7 +2,7 @@
 //! its end, then its report, plot, history and model.
 
 use super::args::{check_flags, check_png, run_settings, ModelArgs, RecipeArgs};
-use super::{command, set_threads, Cli, Command};
+use super::{set_threads, Cli, Command};
 use crate::data::source::{self, Source};
 use crate::data::{DataRequest, Dataset};
 use crate::run::error::{bad_input, usage};
@@ -12,7 +12,7 @@ use crate::run::{self, beside, load_data, model_spec, model_spec_for, RunControl
 use crate::train::checkpoint::{self, Checkpoint, RunSettings};
 use crate::train::device::check_device;
 use anyhow::{Context, Result};
-use clap::{Args, FromArgMatches};
+use clap::Args;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -171,10 +171,7 @@ fn parse_flags(flags: &[String]) -> Result<TrainArgs> {
         .into_iter()
         .map(String::from)
         .chain(flags.iter().cloned());
-    let parsed = command()
-        .try_get_matches_from(argv)
-        .and_then(|matches| Cli::from_arg_matches(&matches));
-    match parsed {
+    match super::parse(argv) {
         Ok(Cli {
             command: Command::Train(args),
         }) => Ok(args),
