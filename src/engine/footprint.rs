@@ -1,6 +1,6 @@
 //! What a network's buffers take per sample of a batch, on the CPU ([`floats_per_sample`],
 //! the buffers `network.rs` and the layers allocate) and on the GPU
-//! ([`gpu_floats_per_sample`], `cuda/network.rs`'s), worked out from the architecture alone so
+//! ([`gpu_floats_per_sample`], `cuda/network.rs`'s and `cuda/layers/`'), worked out from the architecture alone so
 //! that an architecture from outside is checked before anything is allocated for it.
 //! tests/plan.rs measures the engine against these counts.
 
@@ -67,7 +67,7 @@ pub fn floats_per_sample(spec: &ModelSpec, placed: &[PlacedLayer]) -> u128 {
     floats + floats.div_ceil(16)
 }
 
-/// The floats the GPU's network keeps per sample of a batch (`engine/cuda/network.rs`): it runs
+/// The floats the GPU's network keeps per sample of a batch (`engine/cuda/network.rs` and `cuda/layers/`): it runs
 /// every layer on its own, so each keeps its output and gradient, every convolution its im2col
 /// columns and every pool its winners (a byte each). Of a placed, checked architecture.
 pub fn gpu_floats_per_sample(spec: &ModelSpec, placed: &[PlacedLayer]) -> u128 {

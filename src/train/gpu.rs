@@ -49,9 +49,9 @@ impl DeviceSplit {
 
     fn source(&self, gpu: &Gpu, augment: bool) -> BatchSource {
         BatchSource {
-            images: gpu.ptr(&self.images),
-            labels: gpu.ptr(&self.labels),
-            order: gpu.ptr(&self.order),
+            images: gpu.addr(&self.images),
+            labels: gpu.addr(&self.labels),
+            order: gpu.addr(&self.order),
             augment,
         }
     }
@@ -94,9 +94,9 @@ impl EpochGraphs {
     }
 }
 
-/// Offsets of the two metric triples (loss sum, correct, samples) in the metrics buffer.
-const TRAIN_METRICS: u64 = 0;
-const VALIDATION_METRICS: u64 = 3 * 8;
+/// Where the two metric triples (loss sum, correct, samples) start in the metrics buffer.
+const TRAIN_METRICS: usize = 0;
+const VALIDATION_METRICS: usize = 3;
 
 pub struct GpuTrainer {
     cuda: CudaNetwork,
@@ -130,18 +130,18 @@ impl GpuTrainer {
         );
         let metrics = gpu.zeros::<f64>(6)?;
         let predictions = gpu.zeros::<i32>(validation.len())?;
-        let (metrics_ptr, predictions_ptr) = (gpu.ptr(&metrics), gpu.ptr(&predictions));
+        let (metrics_addr, predictions_addr) = (gpu.addr(&metrics), gpu.addr(&predictions));
         let train_source = train_split.source(gpu, augment);
         let validation_source = validation_split.source(gpu, false);
         let train_graphs = EpochGraphs::capture(gpu, train.len(), batch, |n| {
-            cuda.encode_train_pass(train_source, n, metrics_ptr + TRAIN_METRICS)
+            cuda.encode_train_pass(train_source, n, metrics_addr.offset::<f64>(TRAIN_METRICS))
         })?;
         let validation_graphs = EpochGraphs::capture(gpu, validation.len(), batch, |n| {
             cuda.encode_eval_pass(
                 validation_source,
                 n,
-                predictions_ptr,
-                metrics_ptr + VALIDATION_METRICS,
+                predictions_addr,
+                metrics_addr.offset::<f64>(VALIDATION_METRICS),
             )
         })?;
         Ok(GpuTrainer {
@@ -235,7 +235,7 @@ impl GpuTrainer {
         self.cuda.time_layers(self.cuda.capacity(), rounds)
     }
 
-    /// Which path each convolution runs on, and why (see [`CudaNetwork::prepare`]).
+    /// Which path each convolution runs on, and why (see [`CudaNetwork::prepare`] and [`crate::engine::cuda::autotune`]).
     pub fn conv_choices(&self) -> Vec<&str> {
         self.cuda.conv_choices()
     }
@@ -278,8 +278,8 @@ pub fn evaluate_on_gpu(gpu: Gpu, net: &Network, split: &Split) -> Result<(BatchM
         cuda.encode_eval_pass(
             data.source(gpu, false),
             n,
-            gpu.ptr(&predictions),
-            gpu.ptr(&metrics),
+            gpu.addr(&predictions),
+            gpu.addr(&metrics),
         )?;
     }
     let m = gpu.download(&metrics, 3)?;

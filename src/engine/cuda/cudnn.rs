@@ -1,15 +1,16 @@
 //! Convolutions on cuDNN (libcudnn.so.9, loaded at run time like the rest): NHWC activations,
 //! KRSC filters (the Keras HWIO kernel transposed on the device), cross-correlation with
-//! "same" padding as Keras'. [`super::network::CudaNetwork::prepare`] chooses, per layer and
-//! batch size on the card it runs on, the fastest of cuDNN's deterministic algorithms whose
-//! results agree with the im2col + cuBLAS path, and that path itself where it is faster or
-//! where cuDNN is missing.
+//! "same" padding as Keras'. [`super::autotune`] chooses, per layer and batch size on the
+//! card it runs on, the fastest of cuDNN's deterministic algorithms whose results agree with
+//! the im2col + cuBLAS path, and that path itself where it is faster or where cuDNN is
+//! missing.
 
-use super::unusable;
+use super::kernels::DeviceAddr;
+use super::{unusable, Gpu};
 use crate::engine::precision::Precision;
 use anyhow::{bail, Result};
 use cudarc::cudnn::{result, sys};
-use cudarc::driver::CudaStream;
+use cudarc::driver::CudaSlice;
 use std::ffi::{c_int, c_void};
 
 /// The variable that forces a convolution path, as `MINIVGG_CPU` forces a CPU one.
@@ -47,22 +48,32 @@ fn failed(what: &str) -> impl Fn(result::CudnnError) -> anyhow::Error + '_ {
     move |e| unusable(format!("cuDNN {what} failed: {e:?}"))
 }
 
-/// A cuDNN handle whose work goes to the network's stream.
+/// A cuDNN handle whose work goes to the network's stream, and the workspace every layer's
+/// convolutions share.
 pub struct Cudnn {
     handle: sys::cudnnHandle_t,
+    /// Held for `workspace_addr`, which the algorithms are given.
+    _workspace: CudaSlice<u8>,
+    workspace_addr: DeviceAddr,
 }
 
 impl Cudnn {
     /// `None` where libcudnn is not installed: the convolutions then run on im2col.
-    pub fn open(stream: &CudaStream) -> Result<Option<Cudnn>> {
+    pub fn open(gpu: &Gpu) -> Result<Option<Cudnn>> {
         // SAFETY: this only tries to dlopen the library.
         if !unsafe { sys::is_culib_present() } {
             return Ok(None);
         }
+        let workspace = gpu.zeros::<u8>(WORKSPACE_BYTES)?;
+        let workspace_addr = gpu.addr(&workspace);
         let handle = result::create_handle().map_err(failed("start-up"))?;
-        let cudnn = Cudnn { handle };
+        let cudnn = Cudnn {
+            handle,
+            _workspace: workspace,
+            workspace_addr,
+        };
         // SAFETY: the handle is live and the stream outlives it (both belong to the network).
-        unsafe { result::set_stream(handle, stream.cu_stream() as sys::cudaStream_t) }
+        unsafe { result::set_stream(handle, gpu.stream.cu_stream() as sys::cudaStream_t) }
             .map_err(failed("set_stream"))?;
         Ok(Some(cudnn))
     }
@@ -75,9 +86,9 @@ impl Drop for Cudnn {
     }
 }
 
-/// One convolution layer at one batch size, described to cuDNN; the algorithms are the
-/// caller's choice among [`ConvPlan::forward_candidates`] and the others.
-pub struct ConvPlan {
+/// One convolution layer at one batch size, described to cuDNN, with the algorithms chosen
+/// for it among [`CudnnConv::forward_candidates`] and the others.
+pub struct CudnnConv {
     x: sys::cudnnTensorDescriptor_t,
     y: sys::cudnnTensorDescriptor_t,
     w: sys::cudnnFilterDescriptor_t,
@@ -98,10 +109,10 @@ pub struct ConvShape {
     pub kernel: usize,
 }
 
-impl ConvPlan {
+impl CudnnConv {
     /// The descriptors of `shape`. Strict fp32 keeps cuDNN to FMA kernels (its default math
     /// lets Ampere and later use TF32); tf32 allows the tensor cores.
-    pub fn new(shape: ConvShape, precision: Precision) -> Result<ConvPlan> {
+    pub fn new(shape: ConvShape, precision: Precision) -> Result<CudnnConv> {
         let ConvShape {
             n,
             h,
@@ -121,7 +132,7 @@ impl ConvPlan {
         let wd = result::create_filter_descriptor().map_err(failed("descriptor"))?;
         let conv = result::create_convolution_descriptor().map_err(failed("descriptor"))?;
         // Owned from here: Drop destroys them whatever fails below.
-        let plan = ConvPlan {
+        let conv_desc = CudnnConv {
             x,
             y,
             w: wd,
@@ -172,7 +183,7 @@ impl ConvPlan {
             .map_err(failed("convolution descriptor"))?;
             result::set_convolution_math_type(conv, math).map_err(failed("math type"))?;
         }
-        Ok(plan)
+        Ok(conv_desc)
     }
 
     /// cuDNN's forward algorithms for this shape that succeed, are deterministic and fit the
@@ -193,7 +204,7 @@ impl ConvPlan {
         })
     }
 
-    /// As [`ConvPlan::forward_candidates`], for the input gradient.
+    /// As [`CudnnConv::forward_candidates`], for the input gradient.
     pub fn backward_data_candidates(
         &self,
         cudnn: &Cudnn,
@@ -212,7 +223,7 @@ impl ConvPlan {
         })
     }
 
-    /// As [`ConvPlan::forward_candidates`], for the kernel gradient.
+    /// As [`CudnnConv::forward_candidates`], for the kernel gradient.
     pub fn backward_filter_candidates(
         &self,
         cudnn: &Cudnn,
@@ -234,14 +245,12 @@ impl ConvPlan {
     /// Enqueues `y = conv(x, w) + beta·y` (beta 1: onto the bias already in `y`).
     ///
     /// # Safety
-    /// `x`, `w` and `y` address this plan's shapes in NHWC, KRSC and NHWC; the workspace holds
-    /// [`WORKSPACE_BYTES`].
+    /// `x`, `w` and `y` address these shapes in NHWC, KRSC and NHWC.
     pub unsafe fn forward(
         &self,
         cudnn: &Cudnn,
         algo: sys::cudnnConvolutionFwdAlgo_t,
-        (x, w, y): (u64, u64, u64),
-        workspace: u64,
+        (x, w, y): (DeviceAddr, DeviceAddr, DeviceAddr),
         beta: f32,
     ) -> Result<()> {
         let alpha = 1.0f32;
@@ -249,16 +258,16 @@ impl ConvPlan {
             cudnn.handle,
             &alpha as *const f32 as *const c_void,
             self.x,
-            x as *const c_void,
+            x.0 as *const c_void,
             self.w,
-            w as *const c_void,
+            w.0 as *const c_void,
             self.conv,
             algo,
-            workspace as *mut c_void,
+            cudnn.workspace_addr.0 as *mut c_void,
             WORKSPACE_BYTES,
             &beta as *const f32 as *const c_void,
             self.y,
-            y as *mut c_void,
+            y.0 as *mut c_void,
         )
         .map_err(failed("forward"))
     }
@@ -266,29 +275,28 @@ impl ConvPlan {
     /// Enqueues `dx = conv_backward_data(w, dy)`.
     ///
     /// # Safety
-    /// As [`ConvPlan::forward`], for `w`, `dy` and `dx`.
+    /// As [`CudnnConv::forward`], for `w`, `dy` and `dx`.
     pub unsafe fn backward_data(
         &self,
         cudnn: &Cudnn,
         algo: sys::cudnnConvolutionBwdDataAlgo_t,
-        (w, dy, dx): (u64, u64, u64),
-        workspace: u64,
+        (w, dy, dx): (DeviceAddr, DeviceAddr, DeviceAddr),
     ) -> Result<()> {
         let (alpha, beta) = (1.0f32, 0.0f32);
         result::convolution_backward_data(
             cudnn.handle,
             &alpha as *const f32 as *const c_void,
             self.w,
-            w as *const c_void,
+            w.0 as *const c_void,
             self.y,
-            dy as *const c_void,
+            dy.0 as *const c_void,
             self.conv,
             algo,
-            workspace as *mut c_void,
+            cudnn.workspace_addr.0 as *mut c_void,
             WORKSPACE_BYTES,
             &beta as *const f32 as *const c_void,
             self.x,
-            dx as *mut c_void,
+            dx.0 as *mut c_void,
         )
         .map_err(failed("backward data"))
     }
@@ -296,29 +304,28 @@ impl ConvPlan {
     /// Enqueues `dw = conv_backward_filter(x, dy)` (KRSC).
     ///
     /// # Safety
-    /// As [`ConvPlan::forward`], for `x`, `dy` and `dw`.
+    /// As [`CudnnConv::forward`], for `x`, `dy` and `dw`.
     pub unsafe fn backward_filter(
         &self,
         cudnn: &Cudnn,
         algo: sys::cudnnConvolutionBwdFilterAlgo_t,
-        (x, dy, dw): (u64, u64, u64),
-        workspace: u64,
+        (x, dy, dw): (DeviceAddr, DeviceAddr, DeviceAddr),
     ) -> Result<()> {
         let (alpha, beta) = (1.0f32, 0.0f32);
         result::convolution_backward_filter(
             cudnn.handle,
             &alpha as *const f32 as *const c_void,
             self.x,
-            x as *const c_void,
+            x.0 as *const c_void,
             self.y,
-            dy as *const c_void,
+            dy.0 as *const c_void,
             self.conv,
             algo,
-            workspace as *mut c_void,
+            cudnn.workspace_addr.0 as *mut c_void,
             WORKSPACE_BYTES,
             &beta as *const f32 as *const c_void,
             self.w,
-            dw as *mut c_void,
+            dw.0 as *mut c_void,
         )
         .map_err(failed("backward filter"))
     }
@@ -381,7 +388,7 @@ fn candidates<P: AlgoPerf>(
         .collect())
 }
 
-impl Drop for ConvPlan {
+impl Drop for CudnnConv {
     fn drop(&mut self) {
         // SAFETY: created in new, destroyed once.
         unsafe {

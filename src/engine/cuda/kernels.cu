@@ -1,7 +1,8 @@
 // minivgg's CUDA kernels, compiled at run time by NVRTC. Each mirrors one CPU function of
 // src/engine (named in its comment) and computes the same values in the same precision.
-// Scalar parameters are all 8 bytes wide (long long, double) so the host passes every
-// argument as one u64.
+// Each has a typed launcher in kernels.rs, a struct whose fields are its parameters in
+// order, under the same section headings as here. Scalar parameters are all 8 bytes wide
+// (long long, double) so the host passes every argument as one u64.
 
 typedef unsigned long long u64;
 typedef long long i64;
@@ -9,6 +10,8 @@ typedef unsigned char u8;
 
 #define GRID_STRIDE(i, n) \
     for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)blockDim.x * gridDim.x)
+
+// ==== Step state and batches ====
 
 // Step state shared by the kernels of one captured graph (the host never touches it mid-epoch).
 #define STATE_TRAIN_STEPS 0 // training passes done: selects dropout masks
@@ -78,6 +81,8 @@ extern "C" __global__ void count_update(u64* state) { state[STATE_ITERATIONS] +=
 
 extern "C" __global__ void reset_cursor(u64* state) { state[STATE_CURSOR] = 0; }
 
+// ==== Convolution (layers/conv.rs, cuda/layers/conv.rs) ====
+
 // cpu::im2col::im2col
 extern "C" __global__ void im2col(const float* x, float* cols, i64 n, i64 h, i64 w, i64 c, i64 k) {
     i64 patch = k * k * c, pad = k / 2;
@@ -108,6 +113,14 @@ extern "C" __global__ void col2im(const float* cols, float* dx, i64 n, i64 h, i6
         dx[i] = sum;
     }
 }
+
+// y[cols × rows] = x[rows × cols]ᵀ: a Keras HWIO kernel ([k·k·C × F]) to cuDNN's KRSC
+// ([F × k·k·C]) and its gradient back (no CPU mirror: the CPU convolves HWIO as it is).
+extern "C" __global__ void transpose(const float* x, float* y, i64 rows, i64 cols) {
+    GRID_STRIDE(i, rows * cols) { y[(i % cols) * rows + i / cols] = x[i]; }
+}
+
+// ==== Affine layers and column reductions (layers/affine.rs, cuda/layers/affine.rs, cuda/reduce.rs) ====
 
 // layers::affine::affine_forward's bias rows (the product is then added by cuBLAS).
 extern "C" __global__ void fill_rows(float* y, const float* bias, i64 rows, i64 cols) {
@@ -173,6 +186,8 @@ extern "C" __global__ void bias_grad_finish(const double* partials, i64 chunks, 
     GRID_STRIDE(col, cols) { out[col] = (float)chunk_total(partials, chunks, cols, col); }
 }
 
+// ==== BatchNorm (layers/batchnorm.rs, cuda/layers/batchnorm.rs) ====
+
 // layers::batchnorm forward, training, first pass: the batch mean.
 extern "C" __global__ void bn_mean_finish(const double* partials, i64 chunks, i64 c, i64 rows, double* mean64) {
     GRID_STRIDE(ch, c) { mean64[ch] = chunk_total(partials, chunks, c, ch) / (double)rows; }
@@ -194,22 +209,6 @@ extern "C" __global__ void bn_var_finish(const double* partials, i64 chunks, i64
     }
 }
 
-// layers::batchnorm backward: gamma's and beta's gradients, and the means the input gradient
-// subtracts (zero in evaluation mode, whose statistics do not depend on the input).
-extern "C" __global__ void bn_backward_finish(const double* partials, i64 chunks, i64 c, i64 rows, i64 training,
-                                              float* gamma_grad, float* beta_grad, float* mean_dy,
-                                              float* mean_dy_xhat) {
-    GRID_STRIDE(ch, c) {
-        double sum_dy = chunk_total(partials, chunks, c, ch);
-        double sum_dy_xhat = 0.0;
-        for (i64 k = 0; k < chunks; ++k) sum_dy_xhat += partials[k * 2 * c + c + ch];
-        beta_grad[ch] = (float)sum_dy;
-        gamma_grad[ch] = (float)sum_dy_xhat;
-        mean_dy[ch] = training ? (float)(sum_dy / (double)rows) : 0.0f;
-        mean_dy_xhat[ch] = training ? (float)(sum_dy_xhat / (double)rows) : 0.0f;
-    }
-}
-
 // layers::batchnorm forward, evaluation: the moving statistics.
 extern "C" __global__ void bn_eval_stats(const float* moving_mean, const float* moving_var, i64 c, double eps,
                                          float* mean, float* inv_std) {
@@ -227,6 +226,22 @@ extern "C" __global__ void bn_apply(const float* x, float* y, const float* mean,
     }
 }
 
+// layers::batchnorm backward: gamma's and beta's gradients, and the means the input gradient
+// subtracts (zero in evaluation mode, whose statistics do not depend on the input).
+extern "C" __global__ void bn_backward_finish(const double* partials, i64 chunks, i64 c, i64 rows, i64 training,
+                                              float* gamma_grad, float* beta_grad, float* mean_dy,
+                                              float* mean_dy_xhat) {
+    GRID_STRIDE(ch, c) {
+        double sum_dy = chunk_total(partials, chunks, c, ch);
+        double sum_dy_xhat = 0.0;
+        for (i64 k = 0; k < chunks; ++k) sum_dy_xhat += partials[k * 2 * c + c + ch];
+        beta_grad[ch] = (float)sum_dy;
+        gamma_grad[ch] = (float)sum_dy_xhat;
+        mean_dy[ch] = training ? (float)(sum_dy / (double)rows) : 0.0f;
+        mean_dy_xhat[ch] = training ? (float)(sum_dy_xhat / (double)rows) : 0.0f;
+    }
+}
+
 extern "C" __global__ void bn_backward_dx(const float* x, const float* dy, const float* mean, const float* inv_std,
                                           const float* gamma, const float* mean_dy, const float* mean_dy_xhat,
                                           i64 rows, i64 c, float* dx) {
@@ -237,7 +252,8 @@ extern "C" __global__ void bn_backward_dx(const float* x, const float* dy, const
     }
 }
 
-// layers::elementwise
+// ==== Elementwise layers (layers/elementwise.rs, cuda/layers/elementwise.rs) ====
+
 extern "C" __global__ void relu_forward(const float* x, float* y, i64 len) {
     GRID_STRIDE(i, len) { y[i] = fmaxf(x[i], 0.0f); }
 }
@@ -250,25 +266,20 @@ extern "C" __global__ void copy(const float* x, float* y, i64 len) {
     GRID_STRIDE(i, len) { y[i] = x[i]; }
 }
 
-// y[cols × rows] = x[rows × cols]ᵀ: a Keras HWIO kernel ([k·k·C × F]) to cuDNN's KRSC
-// ([F × k·k·C]) and its gradient back (no CPU mirror: the CPU convolves HWIO as it is).
-extern "C" __global__ void transpose(const float* x, float* y, i64 rows, i64 cols) {
-    GRID_STRIDE(i, rows * cols) { y[(i % cols) * rows + i / cols] = x[i]; }
-}
-
-
 // Forward (training) and backward alike: out = in · (kept ? 1/(1 − rate) : 0), the mask drawn
 // from (seed, training step, layer), so backward redraws the forward's mask.
-extern "C" __global__ void dropout_apply(const float* in, float* out, i64 len, double rate, u64 seed,
+extern "C" __global__ void dropout_apply(const float* input, float* output, i64 len, double rate, u64 seed,
                                          i64 layer, const u64* state) {
     u64 key = mix64(seed + mix64(state[STATE_TRAIN_STEPS] * 256ULL + (u64)layer));
     float r = (float)rate;
     float scale = 1.0f / (1.0f - r);
     GRID_STRIDE(i, len) {
         u64 bits = mix64(key + ((u64)i + 1ULL) * 0x9E3779B97F4A7C15ULL);
-        out[i] = (float)(bits >> 40) * (1.0f / 16777216.0f) >= r ? in[i] * scale : 0.0f;
+        output[i] = (float)(bits >> 40) * (1.0f / 16777216.0f) >= r ? input[i] * scale : 0.0f;
     }
 }
+
+// ==== MaxPool (layers/pool.rs, cuda/layers/pool.rs) ====
 
 // layers::pool::MaxPool, 2×2 stride 2 over NHWC; `winners` holds dy·2 + dx of each maximum.
 extern "C" __global__ void maxpool_forward(const float* x, float* y, u8* winners, i64 n, i64 h, i64 w, i64 c) {
@@ -305,6 +316,8 @@ extern "C" __global__ void maxpool_backward(const float* dy, const u8* winners, 
         dx[i] = g;
     }
 }
+
+// ==== Softmax and the loss (layers/softmax.rs, cuda/layers/softmax.rs) ====
 
 // layers::softmax: probabilities, the fused cross-entropy's gradient (when `grad` is not null),
 // the predicted class of each sample at the cursor (when `predictions` is not null), and the
@@ -344,6 +357,8 @@ extern "C" __global__ void softmax_cross_entropy(const float* logits, const int*
         metrics[2] += (double)n;
     }
 }
+
+// ==== SGD (engine/sgd.rs) ====
 
 // engine::sgd::Sgd::step, with the update count read on the device.
 extern "C" __global__ void sgd_step(float* w, const float* g, float* v, i64 len, double lr, double decay,

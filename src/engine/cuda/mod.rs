@@ -1,13 +1,23 @@
-//! The NVIDIA GPU backend (cargo feature `cuda`). The same layers as [`super::layers`] on the
-//! CPU: elementwise work, im2col, BN, pooling, dropout and the loss as NVRTC kernels
-//! (`kernels.cu`, each naming the CPU function it mirrors), matrix products on cuBLAS, and the
-//! convolutions on cuDNN or im2col + cuBLAS, whichever measures faster per layer on the card
-//! ([`cudnn`]), over device buffers planned once. The driver, NVRTC, cuBLAS and cuDNN are
-//! loaded at run time, so the build needs no CUDA toolkit; a machine without the first three
-//! gets an error, never a panic, and one without cuDNN runs im2col.
+//! The NVIDIA GPU backend (cargo feature `cuda`), in the CPU's shape:
+//! - [`layers`]: each CPU layer's GPU twin, one file per kind under the CPU file's name, its
+//!   forward and backward encoders side by side;
+//! - `kernels.cu` and [`kernels`]: elementwise work, im2col, BN, pooling, dropout and the loss
+//!   as NVRTC kernels, each naming the CPU function it mirrors, and their typed launchers
+//!   under the same headings; [`reduce`]: the column sums;
+//! - matrix products on cuBLAS ([`Gpu::matmul`]); convolutions on cuDNN ([`cudnn`]) or im2col,
+//!   whichever [`autotune`] measures faster per layer on the card;
+//! - [`network`]: the device buffers, allocated once, and the passes over the layers.
+//!
+//! The driver, NVRTC, cuBLAS and cuDNN are loaded at run time, so the build needs no CUDA
+//! toolkit; a machine without the first three gets an error, never a panic, and one without
+//! cuDNN runs im2col.
 
+pub mod autotune;
 pub mod cudnn;
+pub mod kernels;
+pub mod layers;
 pub mod network;
+pub mod reduce;
 
 use super::cpu::matmul::Layout;
 use super::device::Device;
@@ -20,42 +30,14 @@ use cudarc::cublas::CudaBlas;
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::{
     CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
-    LaunchConfig, PushKernelArg, ValidAsZeroBits,
+    PushKernelArg, ValidAsZeroBits,
 };
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
+use kernels::{DeviceAddr, Kernel};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 const KERNEL_SOURCE: &str = include_str!("kernels.cu");
-
-/// Every `extern "C"` kernel of kernels.cu.
-const KERNELS: [&str; 25] = [
-    "gather_batch",
-    "set_augment_key",
-    "end_pass",
-    "count_update",
-    "reset_cursor",
-    "im2col",
-    "col2im",
-    "fill_rows",
-    "column_partials",
-    "bias_grad_finish",
-    "bn_mean_finish",
-    "bn_var_finish",
-    "bn_backward_finish",
-    "bn_eval_stats",
-    "bn_apply",
-    "bn_backward_dx",
-    "relu_forward",
-    "relu_backward",
-    "copy",
-    "transpose",
-    "dropout_apply",
-    "maxpool_forward",
-    "maxpool_backward",
-    "softmax_cross_entropy",
-    "sgd_step",
-];
 
 /// cuBLAS gets a workspace of its own, so no product allocates memory inside a captured graph.
 const CUBLAS_WORKSPACE_BYTES: usize = 32 << 20;
@@ -96,54 +78,6 @@ pub struct Gpu {
     blas: CudaBlas,
     _workspace: CudaSlice<u8>,
     kernels: HashMap<&'static str, CudaFunction>,
-}
-
-/// A kernel argument. Every scalar parameter of kernels.cu is 8 bytes wide (a pointer,
-/// `long long` or `double`), so each argument travels as the bits of one u64.
-#[derive(Debug, Clone, Copy)]
-pub struct Arg(pub u64);
-
-impl From<usize> for Arg {
-    fn from(v: usize) -> Arg {
-        Arg(v as u64)
-    }
-}
-
-impl From<bool> for Arg {
-    fn from(v: bool) -> Arg {
-        Arg(v as u64)
-    }
-}
-
-impl From<f64> for Arg {
-    fn from(v: f64) -> Arg {
-        Arg(v.to_bits())
-    }
-}
-
-impl From<f32> for Arg {
-    fn from(v: f32) -> Arg {
-        Arg((v as f64).to_bits())
-    }
-}
-
-/// A grid-stride launch over `len` values.
-pub fn elementwise(len: usize) -> LaunchConfig {
-    let blocks = len.div_ceil(256).clamp(1, 16_384) as u32;
-    LaunchConfig {
-        grid_dim: (blocks, 1, 1),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
-
-/// One block of 256 threads (the loss, and the step counters).
-pub fn one_block() -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (1, 1, 1),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    }
 }
 
 impl Gpu {
@@ -200,7 +134,7 @@ impl Gpu {
             .load_module(ptx)
             .map_err(|e| unusable(format!("cannot load the kernels: {e}")))?;
         let mut kernels = HashMap::new();
-        for name in KERNELS {
+        for &(name, _) in kernels::SIGNATURES {
             let f = module
                 .load_function(name)
                 .map_err(|e| unusable(format!("kernel {name}: {e}")))?;
@@ -268,23 +202,60 @@ impl Gpu {
     }
 
     /// The device address of a buffer, for kernel arguments and cuBLAS.
-    pub fn ptr<T>(&self, buffer: &CudaSlice<T>) -> u64 {
-        buffer.device_ptr(&self.stream).0
+    pub fn addr<T>(&self, buffer: &CudaSlice<T>) -> DeviceAddr {
+        DeviceAddr(buffer.device_ptr(&self.stream).0)
     }
 
-    pub fn launch(&self, kernel: &str, config: LaunchConfig, args: &[Arg]) -> Result<()> {
+    /// `len` floats at a device address inside a live buffer, to the host, after the work
+    /// enqueued before.
+    pub fn download_at(&self, addr: DeviceAddr, len: usize) -> Result<Vec<f32>> {
+        let mut host = vec![0f32; len];
+        self.bind_to_thread()?;
+        // SAFETY: the callers pass an address of at least `len` floats of a live buffer; the
+        // copy is on the stream, and `host` lives until the synchronize after it.
+        unsafe {
+            cudarc::driver::result::memcpy_dtoh_async(&mut host, addr.0, self.stream.cu_stream())
+        }
+        .map_err(|e| unusable(format!("copy from the GPU failed: {e}")))?;
+        self.synchronize()?;
+        Ok(host)
+    }
+
+    /// `host`'s floats to a device address inside a live buffer, in the stream's order.
+    pub fn upload_at(&self, host: &[f32], addr: DeviceAddr) -> Result<()> {
+        self.bind_to_thread()?;
+        // SAFETY: the callers pass an address of at least `host.len()` floats of a live
+        // buffer; `host` lives until the synchronize after the copy.
+        unsafe { cudarc::driver::result::memcpy_htod_async(addr.0, host, self.stream.cu_stream()) }
+            .map_err(|e| unusable(format!("copy to the GPU failed: {e}")))?;
+        self.synchronize()
+    }
+
+    /// Makes the GPU's context current on this thread, as cudarc's own copies do, for the raw
+    /// copies at addresses.
+    fn bind_to_thread(&self) -> Result<()> {
+        self.stream
+            .context()
+            .bind_to_thread()
+            .map_err(|e| unusable(format!("cannot use the GPU from this thread: {e}")))
+    }
+
+    /// Enqueues `kernel` with its arguments.
+    pub fn launch<K: Kernel>(&self, kernel: K) -> Result<()> {
+        let name = K::NAME;
         let f = self
             .kernels
-            .get(kernel)
-            .ok_or_else(|| anyhow!("no kernel {kernel}"))?;
+            .get(name)
+            .ok_or_else(|| anyhow!("no kernel {name}"))?;
+        let args = kernel.args();
         let mut builder = self.stream.launch_builder(f);
-        for arg in args {
+        for arg in &args {
             builder.arg(&arg.0);
         }
-        // SAFETY: every kernel's parameters are 8-byte values in the order the callers in this
-        // module pass them; the buffers they address are sized by the network's plan.
-        unsafe { builder.launch(config) }
-            .map_err(|e| unusable(format!("kernel {kernel} failed: {e}")))?;
+        // SAFETY: each `Kernel` struct lists its kernel's 8-byte parameters in kernels.cu's
+        // order; the buffers they address are sized by the network for its capacity.
+        unsafe { builder.launch(kernel.config()) }
+            .map_err(|e| unusable(format!("kernel {name} failed: {e}")))?;
         Ok(())
     }
 
@@ -293,10 +264,10 @@ impl Gpu {
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &self,
-        c: u64,
-        a: u64,
+        c: DeviceAddr,
+        a: DeviceAddr,
         a_layout: Layout,
-        b: u64,
+        b: DeviceAddr,
         b_layout: Layout,
         m: usize,
         k: usize,
@@ -323,12 +294,12 @@ impl Gpu {
                 m as i32,
                 k as i32,
                 &alpha,
-                b as *const f32,
+                b.0 as *const f32,
                 ld_b as i32,
-                a as *const f32,
+                a.0 as *const f32,
                 ld_a as i32,
                 &beta,
-                c as *mut f32,
+                c.0 as *mut f32,
                 n as i32,
             )
         }

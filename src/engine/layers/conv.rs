@@ -1,7 +1,7 @@
 //! Conv2D, "same" padding: forward and backward side by side, on the tile kernels (direct
 //! or Winograd, `cpu/conv.rs` and `cpu/winograd.rs`) where the filter count allows, else on
-//! im2col patches and the products of `affine.rs`. GPU twin: `cuda/network.rs`'s Conv2d arms
-//! (cuDNN).
+//! im2col patches and the products of `affine.rs`. GPU twin: `cuda/layers/conv.rs` (cuDNN or
+//! im2col).
 
 use super::affine::{affine_forward, input_grads, weight_grads, BiasSums};
 use super::{Backward, Forward};

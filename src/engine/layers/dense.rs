@@ -1,5 +1,5 @@
 //! Dense: `y = x · kernel + bias`, its forward and backward side by side (the products in
-//! `affine.rs`, shared with Conv2D's im2col path). GPU twin: `cuda/network.rs`'s Dense arms.
+//! `affine.rs`, shared with Conv2D's im2col path). GPU twin: `cuda/layers/dense.rs`.
 
 use super::affine::{affine_forward, input_grads, weight_grads, BiasSums};
 use super::{Backward, Forward};
