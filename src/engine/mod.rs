@@ -1,4 +1,4 @@
-//! The engine: a static list of layers over buffers planned once, explicit forward and
+//! The engine: a static list of layers over buffers allocated once, explicit forward and
 //! backward per layer, the optimizer's update ([`sgd`]), and the heavy arithmetic in [`cpu`]
 //! kernels (and `cuda`'s, with the `cuda` feature).
 //!

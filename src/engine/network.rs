@@ -1,4 +1,4 @@
-//! A model made runnable: every buffer planned once for a batch capacity, parameters,
+//! A model made runnable: every buffer allocated once for a batch capacity, parameters,
 //! gradients and moving statistics each in one flat vector (the optimizer is one loop, a
 //! checkpoint is a few slices), and forward / backward walking the layer list.
 

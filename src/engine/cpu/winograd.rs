@@ -184,7 +184,7 @@ impl TileSize {
 }
 
 pub struct Winograd {
-    plan: Plan,
+    tiling: Tiling,
     /// `G g Gᵀ` for the P² positions: `[P²][inputs][ldk]`, and in bf16 its rows paired
     /// (`[P²][inputs / 2][ldk]`; unused in fp32).
     kernels: Vec<f32>,
@@ -199,8 +199,8 @@ pub struct Winograd {
     kernel_grad_partials: Vec<f32>,
 }
 
-/// What a Winograd fixes when it is built, and its chunks of images read.
-struct Plan {
+/// How a Winograd tiles its images, fixed when it is built, and what its chunks of images read.
+struct Tiling {
     isa: Isa,
     size: TileSize,
     /// The images convolved: output size h × w, `c` input channels, k = 3.
@@ -223,7 +223,7 @@ struct Plan {
 
 impl Winograd {
     /// F(M×M, 3×3) of `size` over `geometry` for kernels `ldk` columns wide, sized for
-    /// `capacity` images, on `isa`; `kernel_grads` also plans the scratch of
+    /// `capacity` images, on `isa`; `kernel_grads` also sizes the scratch of
     /// [`Winograd::kernel_grad`].
     pub fn new(
         isa: Isa,
@@ -264,7 +264,7 @@ impl Winograd {
                     0
                 }
             ],
-            plan: Plan {
+            tiling: Tiling {
                 isa,
                 size,
                 geometry,
@@ -289,16 +289,16 @@ impl Winograd {
         outputs: usize,
         n: usize,
     ) {
-        let plan = &self.plan;
-        let ConvGeometry { h, w, c, .. } = plan.geometry;
-        let (ldk, image_len, isa) = (plan.ldk, plan.geometry.image_len(), plan.isa);
-        let positions = plan.size.positions();
+        let tiling = &self.tiling;
+        let ConvGeometry { h, w, c, .. } = tiling.geometry;
+        let (ldk, image_len, isa) = (tiling.ldk, tiling.geometry.image_len(), tiling.isa);
+        let positions = tiling.size.positions();
         // The pixels stored per image: all of them, or a quarter where the epilogue pools.
         let pixels = if epilogue.pool { h * w / 4 } else { h * w };
         assert!(outputs <= ldk && kernel.len() >= 9 * c * ldk);
         assert!(images.len() >= n * image_len && y.len() >= n * pixels * outputs);
         let transform = KernelTransform {
-            size: plan.size,
+            size: tiling.size,
             inverse: false,
             from: kernel,
             c,
@@ -310,9 +310,9 @@ impl Winograd {
         if isa.precision() == Precision::Bf16 {
             Bf16Pair::across(&self.kernels, [positions, c, ldk], &mut self.paired_kernels);
         }
-        let per_chunk = n.div_ceil(plan.chunks);
-        let scratch_len = self.scratch.len() / plan.chunks;
-        let paired_len = self.paired_scratch.len() / plan.chunks;
+        let per_chunk = n.div_ceil(tiling.chunks);
+        let scratch_len = self.scratch.len() / tiling.chunks;
+        let paired_len = self.paired_scratch.len() / tiling.chunks;
         let (kernels, paired_kernels) = (&self.kernels[..], &self.paired_kernels[..]);
         y[..n * pixels * outputs]
             .par_chunks_mut(per_chunk * pixels * outputs)
@@ -321,7 +321,7 @@ impl Winograd {
             .zip(self.paired_scratch.par_chunks_mut(paired_len))
             .for_each(|(((y, images), scratch), paired_scratch)| {
                 let kernel = ForwardChunk {
-                    plan,
+                    tiling,
                     images,
                     kernels,
                     paired_kernels,
@@ -332,7 +332,7 @@ impl Winograd {
                     paired_scratch,
                 };
                 // SAFETY: the CPU runs `isa` (Isa::new checked); the sizes are asserted above
-                // and planned in `new`.
+                // and sized in `new`.
                 unsafe { dispatch(isa, kernel) }
             });
     }
@@ -342,20 +342,20 @@ impl Winograd {
     /// Each chunk of images sums its own `dU`; the chunks are then added in order, so the
     /// result depends on `n` but not on the thread count.
     pub fn kernel_grad(&mut self, images: &[f32], dy: &[f32], kernel_grad: &mut [f32], n: usize) {
-        let plan = &self.plan;
-        let ConvGeometry { h, w, c, .. } = plan.geometry;
-        let (ldk, image_len, isa) = (plan.ldk, plan.geometry.image_len(), plan.isa);
-        let (pixels, partial_len) = (h * w, plan.size.positions() * c * ldk);
+        let tiling = &self.tiling;
+        let ConvGeometry { h, w, c, .. } = tiling.geometry;
+        let (ldk, image_len, isa) = (tiling.ldk, tiling.geometry.image_len(), tiling.isa);
+        let (pixels, partial_len) = (h * w, tiling.size.positions() * c * ldk);
         assert!(
             self.kernel_grad_partials.len() >= partial_len,
-            "planned without kernel grads"
+            "built without kernel grads"
         );
         assert!(images.len() >= n * image_len && dy.len() >= n * pixels * ldk);
         assert!(kernel_grad.len() >= 9 * c * ldk);
-        let per_chunk = n.div_ceil(plan.chunks);
+        let per_chunk = n.div_ceil(tiling.chunks);
         let used = n.div_ceil(per_chunk);
-        let scratch_len = self.scratch.len() / plan.chunks;
-        let paired_len = self.paired_scratch.len() / plan.chunks;
+        let scratch_len = self.scratch.len() / tiling.chunks;
+        let paired_len = self.paired_scratch.len() / tiling.chunks;
         let partials = &mut self.kernel_grad_partials[..used * partial_len];
         partials
             .par_chunks_mut(partial_len)
@@ -365,7 +365,7 @@ impl Winograd {
             .zip(self.paired_scratch.par_chunks_mut(paired_len))
             .for_each(|((((partial, dy), images), scratch), paired_scratch)| {
                 let kernel = KernelGradChunk {
-                    plan,
+                    tiling,
                     images,
                     dy,
                     partial,
@@ -382,7 +382,7 @@ impl Winograd {
             }
         }
         let untransform = KernelTransform {
-            size: plan.size,
+            size: tiling.size,
             inverse: true,
             from: sum,
             c,
@@ -397,7 +397,7 @@ impl Winograd {
 /// Runs `$chunk.run_with::<S, T, W, M, P>()` for the chunk's precision (T) and tile size.
 macro_rules! run_for_size_and_precision {
     ($chunk:expr, $s:ty) => {
-        match ($chunk.plan.isa.precision(), $chunk.plan.size) {
+        match ($chunk.tiling.isa.precision(), $chunk.tiling.size) {
             (Precision::Fp32, TileSize::F2) => $chunk.run_with::<$s, f32, F2, 2, 4>(),
             (Precision::Fp32, TileSize::F4) => $chunk.run_with::<$s, f32, F4, 4, 6>(),
             (Precision::Bf16, TileSize::F2) => $chunk.run_with::<$s, Bf16Pair, F2, 2, 4>(),
@@ -409,7 +409,7 @@ macro_rules! run_for_size_and_precision {
 
 /// The forward convolution of one chunk of images, a block of tiles at a time.
 struct ForwardChunk<'a> {
-    plan: &'a Plan,
+    tiling: &'a Tiling,
     images: &'a [f32],
     kernels: &'a [f32],
     paired_kernels: &'a [Bf16Pair],
@@ -465,14 +465,14 @@ impl ForwardChunk<'_> {
         T: KernelsAs,
         W: Transforms<M, P>,
     {
-        let Plan {
+        let Tiling {
             geometry,
             ldk,
             block,
             ref channel_offsets,
             ref tile_offsets,
             ..
-        } = *self.plan;
+        } = *self.tiling;
         let ConvGeometry { h, w, c, .. } = geometry;
         let (tiles, image_len) = ((h / M) * (w / M), geometry.image_len());
         let pixels = if self.epilogue.pool { h * w / 4 } else { h * w };
@@ -500,7 +500,7 @@ impl ForwardChunk<'_> {
 
 /// The kernel gradient's `dU` of one chunk of images, a block of tiles at a time.
 struct KernelGradChunk<'a> {
-    plan: &'a Plan,
+    tiling: &'a Tiling,
     images: &'a [f32],
     dy: &'a [f32],
     partial: &'a mut [f32],
@@ -525,14 +525,14 @@ impl KernelGradChunk<'_> {
         T: KernelsAs,
         W: Transforms<M, P>,
     {
-        let Plan {
+        let Tiling {
             geometry,
             ldk,
             block,
             ref channel_offsets,
             kernel_grad_offsets: ref tile_offsets,
             ..
-        } = *self.plan;
+        } = *self.tiling;
         let ConvGeometry { h, w, c, .. } = geometry;
         let (tiles, pixels, image_len) = ((h / M) * (w / M), h * w, geometry.image_len());
         let positions = P * P;

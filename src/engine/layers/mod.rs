@@ -1,5 +1,5 @@
 //! One file per kind of layer, each with its forward and backward side by side. Every layer
-//! reads and writes buffers the [`Network`](crate::engine::Network) planned for it.
+//! reads and writes buffers the [`Network`](crate::engine::Network) allocated for it.
 
 mod affine;
 pub mod batchnorm;
@@ -99,7 +99,7 @@ pub fn last_fused_with(placed: &[PlacedLayer], i: usize) -> usize {
     last
 }
 
-/// Whether layer `i` is fused into a neighbour: the network plans it no buffers and skips it.
+/// Whether layer `i` is fused into a neighbour: the network allocates it no buffers and skips it.
 pub fn is_fused(placed: &[PlacedLayer], i: usize) -> bool {
     fused_into_next(placed, i) || fused_into_previous(placed, i)
 }
