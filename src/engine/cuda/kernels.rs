@@ -385,7 +385,7 @@ mod tests {
                     .split(',')
                     .map(|p| {
                         let p = p.split_whitespace().collect::<Vec<_>>().join(" ");
-                        let (ty, name) = p.rsplit_once(|c| c == ' ' || c == '*').unwrap();
+                        let (ty, name) = p.rsplit_once([' ', '*']).unwrap();
                         let pointer = p.contains('*');
                         let ty = if pointer {
                             format!("{ty}*")
