@@ -2,6 +2,9 @@
 //! peak of a network's training steps and evaluation at two batch sizes, and the plan's bytes
 //! per sample must cover the difference without overstating it much (an overstated plan
 //! refuses batch sizes that fit).
+//!
+//! A test binary of its own: the allocator counts what every thread of the process allocates,
+//! and the test makes rayon's global pool one thread, so no other test may share the process.
 
 mod common;
 
@@ -83,8 +86,8 @@ fn the_plan_covers_what_a_batch_allocates_within_a_third_more() {
 /// The GPU runs every layer on its own: ShallowNet (CONV 32 3×3 → RELU → FLATTEN → DENSE 10 →
 /// SOFTMAX on 32×32×3) keeps, per sample, its input (3,072 floats), an output and a gradient
 /// for each layer (32,768 for the conv, the ReLU and the Flatten, 10 for the dense layer and
-/// the softmax) and the conv's im2col columns (3,072 · 9), as `engine/cuda/network.rs`
-/// allocates them: 227,368 floats.
+/// the softmax) and the conv's im2col columns (3,072 · 9), as `engine/cuda/network.rs` and
+/// `engine/cuda/layers/conv.rs` allocate them: 227,368 floats.
 #[test]
 fn the_gpu_plan_counts_every_layers_own_buffers() {
     let shallownet = minivgg::model::zoo::shallownet();

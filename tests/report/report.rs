@@ -1,6 +1,7 @@
 //! The report's figures and text against scikit-learn 1.9.1's output (hard-coded, generated
 //! once with `classification_report`), the history CSV, and the training plot's pixels.
 
+use crate::common::assert_close;
 use minivgg::report::classification::{
     classification_report, confusion_matrix, format_confusion_matrix, ClassMetrics,
     ClassificationReport,
@@ -12,17 +13,13 @@ fn names(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-fn assert_close(actual: f64, expected: f64, what: &str) {
-    assert!(
-        (actual - expected).abs() < 1e-12,
-        "{what}: got {actual}, expected {expected}"
-    );
-}
+/// How far a figure may be from the hand computation's: rounding alone.
+const ROUNDING: f64 = 1e-12;
 
 fn assert_metrics(actual: &ClassMetrics, p: f64, r: f64, f1: f64, support: u64, what: &str) {
-    assert_close(actual.precision, p, &format!("{what} precision"));
-    assert_close(actual.recall, r, &format!("{what} recall"));
-    assert_close(actual.f1, f1, &format!("{what} f1"));
+    assert_close(actual.precision, p, ROUNDING, &format!("{what} precision"));
+    assert_close(actual.recall, r, ROUNDING, &format!("{what} recall"));
+    assert_close(actual.f1, f1, ROUNDING, &format!("{what} f1"));
     assert_eq!(actual.support, support, "{what} support");
 }
 
@@ -73,7 +70,7 @@ fn report_figures_match_hand_computation() {
         3,
         "bird",
     );
-    assert_close(report.accuracy, 0.6, "accuracy");
+    assert_close(report.accuracy, 0.6, ROUNDING, "accuracy");
     assert_metrics(
         &report.macro_avg,
         11.0 / 18.0,

@@ -6,62 +6,15 @@
 //! touches the real cache or downloads anything. And --skip-bad-images trains past the
 //! pictures that do not decode, naming each.
 
-mod common;
-
-use minivgg::data::idx::{
-    IMAGES_MAGIC, LABELS_MAGIC, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS,
+use crate::common::{
+    self, command_line, idx_images, idx_labels, minivgg_offline, png_bytes, png_declaring,
 };
+use minivgg::data::idx::{TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 /// A small PNG of one colour.
 fn png(colour: [u8; 3]) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    image::RgbImage::from_pixel(9, 7, image::Rgb(colour))
-        .write_to(
-            &mut std::io::Cursor::new(&mut bytes),
-            image::ImageFormat::Png,
-        )
-        .unwrap();
-    bytes
-}
-
-/// A PNG of a header alone that declares `width`×`height` grey pixels: a few dozen bytes that
-/// would decode to `width · height` bytes.
-fn png_declaring(width: u32, height: u32) -> Vec<u8> {
-    let chunk = |kind: &[u8], data: &[u8]| {
-        let mut crc = flate2::Crc::new();
-        crc.update(kind);
-        crc.update(data);
-        let mut out = (data.len() as u32).to_be_bytes().to_vec();
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        out.extend_from_slice(&crc.sum().to_be_bytes());
-        out
-    };
-    let mut header = width.to_be_bytes().to_vec();
-    header.extend_from_slice(&height.to_be_bytes());
-    header.extend_from_slice(&[8, 0, 0, 0, 0]); // 8-bit grey, no interlacing
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(chunk(b"IHDR", &header));
-    png.extend(chunk(b"IEND", &[]));
-    png
-}
-
-fn idx_images(count: u32, rows: u32, cols: u32) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for word in [IMAGES_MAGIC, count, rows, cols] {
-        bytes.extend_from_slice(&word.to_be_bytes());
-    }
-    bytes.extend((0..count * rows * cols).map(|i| (i % 251) as u8));
-    bytes
-}
-
-fn idx_labels(labels: &[u8]) -> Vec<u8> {
-    let mut bytes = LABELS_MAGIC.to_be_bytes().to_vec();
-    bytes.extend_from_slice(&(labels.len() as u32).to_be_bytes());
-    bytes.extend_from_slice(labels);
-    bytes
+    png_bytes(image::RgbImage::from_pixel(9, 7, image::Rgb(colour)))
 }
 
 /// What a case writes before its run, relative to the temporary root.
@@ -96,16 +49,6 @@ fn write(path: &Path, content: &Content) {
             assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
         }
     }
-}
-
-/// `minivgg ARGS` with HOME in `root`, its user cache in `root/cache`, and no $MINIVGG_DATA.
-fn run_in(root: &Path, args: &[String]) -> Output {
-    common::minivgg_command(&root.join("cache"))
-        .args(args)
-        .env("HOME", root)
-        .env_remove("MINIVGG_DATA")
-        .output()
-        .unwrap()
 }
 
 /// The four IDX files of a small valid set (5 training and 3 test images of 4×3) in `dir`,
@@ -700,7 +643,7 @@ fn every_bad_input_of_the_data_readers_exits_2_naming_it_and_writes_nothing() {
         args.extend(["--output".into(), plot.display().to_string()]);
         args.extend(["--save".into(), save.display().to_string()]);
         let before = common::snapshot(root);
-        let out = run_in(root, &args);
+        let out = minivgg_offline(root, &args);
         let (stdout, stderr) = (common::text(&out.stdout), common::text(&out.stderr));
         let mut problems: Vec<String> = Vec::new();
         if out.status.code() != Some(2) || stderr.contains("panicked") {
@@ -787,27 +730,18 @@ fn skip_bad_images_trains_past_the_pictures_that_do_not_decode_listing_each() {
         root.join("out/plot.png"),
         root.join("out/model.safetensors"),
     );
-    let args: Vec<String> = [
-        "train",
-        "--data",
-        &pictures,
-        "--val-split",
-        "0.5",
-        "--skip-bad-images",
-        "--model",
-        "lenet",
-        "--epochs",
-        "1",
-        "--seed",
-        "1",
-        "--output",
-        plot.to_str().unwrap(),
-        "--save",
-        save.to_str().unwrap(),
-    ]
-    .map(String::from)
-    .to_vec();
-    let out = run_in(root, &args);
+    let args = command_line(
+        "train --val-split 0.5 --skip-bad-images --model lenet --epochs 1 --seed 1",
+        &[
+            "--data",
+            &pictures,
+            "--output",
+            plot.to_str().unwrap(),
+            "--save",
+            save.to_str().unwrap(),
+        ],
+    );
+    let out = minivgg_offline(root, &args);
     let (stdout, stderr) = (common::text(&out.stdout), common::text(&out.stderr));
     assert!(out.status.success(), "{stdout}{stderr}");
     let warnings: Vec<&str> = stderr.lines().filter(|l| l.starts_with("[WARN]")).collect();
@@ -856,7 +790,7 @@ fn links_in_a_folder_are_followed_once_and_each_loop_or_repeat_named() {
     }
     let pictures = root.join("pictures").display().to_string();
     let args = ["data", "--data", &pictures, "--val-split", "0.34"].map(String::from);
-    let out = run_in(root, &args);
+    let out = minivgg_offline(root, &args);
     let stdout = common::text(&out.stdout);
     assert!(
         out.status.success(),

@@ -3,9 +3,7 @@
 //! saved, exported by the binary and run by tract; its probabilities on real test images must
 //! be minivgg's own in evaluation mode.
 
-mod common;
-
-use common::{export, real_data_path, text, tract_probabilities};
+use crate::common::{self, export, max_difference, real_data_path, text, tract_probabilities};
 use minivgg::data::batches::gather;
 use minivgg::data::{cifar10, ImageShape, Split};
 use minivgg::engine::sgd::{Sgd, SgdConfig};
@@ -69,11 +67,7 @@ fn tract_runs_every_exported_model_as_minivgg_does() {
         // Dynamic batch: the whole batch, then a smaller one.
         for n in [COMPARED, 7] {
             let theirs = tract_probabilities(&onnx, &input[..n * 3072], n, ImageShape::CIFAR, 10);
-            let max_diff = ours[..n * 10]
-                .iter()
-                .zip(&theirs)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+            let max_diff = max_difference(&ours[..n * 10], &theirs);
             println!(
                 "{}: {n} images, max |minivgg − tract| of the probabilities {max_diff:.3e}",
                 spec.name

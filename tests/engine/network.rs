@@ -4,6 +4,7 @@
 //! `Layer`, and require the network's results to be the same bit for bit, for every network
 //! the tests know.
 
+use crate::common::{self, bits};
 use minivgg::engine::layers::elementwise::dropout_key;
 use minivgg::engine::layers::softmax::softmax_cross_entropy;
 use minivgg::engine::layers::{Backward, Forward, Layer, Mode};
@@ -11,8 +12,6 @@ use minivgg::engine::Network;
 use minivgg::model::ModelSpec;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-mod common;
 
 const N: usize = 3;
 
@@ -63,10 +62,6 @@ fn forward_layer_by_layer(net: &Network, input: &[f32], mode: Mode) -> (Vec<Laye
         acts.push(y);
     }
     (layers, acts)
-}
-
-fn bits(values: &[f32]) -> Vec<u32> {
-    values.iter().map(|v| v.to_bits()).collect()
 }
 
 /// Every network the tests know: the zoo's (MiniVGGNet with and without BN, ShallowNet,

@@ -2,9 +2,10 @@
 //! binary, every refused command exits 2 with its exact message and leaves every file as it
 //! was, byte for byte; the files a run writes have the mode `umask` gives.
 
-mod common;
-
-use common::{minivgg_command, real_data_path, snapshot, text};
+use crate::common::{
+    assert_exit_2_with, command_line, minivgg_cached, real_data_path, snapshot, text,
+    write_class_folders,
+};
 use std::path::Path;
 use std::process::Command;
 
@@ -85,14 +86,8 @@ fn an_output_that_is_an_input_or_another_output_is_refused_and_nothing_changes()
 
     let before = snapshot(root);
     for (args, message) in &cases {
-        let out = minivgg_command(&root.join("cache"))
-            .args(args)
-            .env("MINIVGG_DATA", real_data_path())
-            .output()
-            .unwrap();
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim_end(), format!("error: {message}"), "{args:?}");
+        let out = minivgg_cached(&root.join("cache"), args);
+        assert_exit_2_with(&out, message, args);
         assert_eq!(snapshot(root), before, "{args:?} changed the files");
     }
 }
@@ -102,14 +97,14 @@ fn every_file_a_run_writes_has_the_mode_the_umask_gives() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let in_umask = |args: &[&str]| {
+    let in_umask = |args: Vec<String>| {
         let status = Command::new("sh")
             .args([
                 "-c",
                 "umask 027 && exec \"$0\" \"$@\"",
                 env!("CARGO_BIN_EXE_minivgg"),
             ])
-            .args(args)
+            .args(&args)
             .env("MINIVGG_DATA", real_data_path())
             .env("XDG_CACHE_HOME", tmp.path().join("cache"))
             .output()
@@ -120,47 +115,25 @@ fn every_file_a_run_writes_has_the_mode_the_umask_gives() {
             text(&status.stderr)
         );
     };
-    let plot = out.join("p.png");
-    let model = out.join("m.safetensors");
-    in_umask(&[
-        "train",
-        "--model",
-        "shallownet",
-        "--epochs",
-        "1",
-        "--limit",
-        "64",
-        "--output",
-        plot.to_str().unwrap(),
-        "--save",
-        model.to_str().unwrap(),
-        "--save-best",
-        "--keep-checkpoints",
-    ]);
-    in_umask(&[
+    let [plot, model, onnx] = ["p.png", "m.safetensors", "m.onnx"].map(|f| out.join(f));
+    let [plot, model, onnx] = [&plot, &model, &onnx].map(|p| p.to_str().unwrap());
+    in_umask(command_line(
+        "train --model shallownet --epochs 1 --limit 64 --save-best --keep-checkpoints",
+        &["--output", plot, "--save", model],
+    ));
+    in_umask(command_line(
         "export",
-        "--weights",
-        model.to_str().unwrap(),
-        "--output",
-        out.join("m.onnx").to_str().unwrap(),
-    ]);
+        &["--weights", model, "--output", onnx],
+    ));
     // An image folder's decoded cache.
     let folder = tmp.path().join("pictures");
-    for class in ["a", "b"] {
-        std::fs::create_dir_all(folder.join(class)).unwrap();
-        for i in 0..4u8 {
-            image::RgbImage::from_pixel(8, 8, image::Rgb([i * 60; 3]))
-                .save(folder.join(class).join(format!("{i}.png")))
-                .unwrap();
-        }
-    }
-    in_umask(&[
-        "data",
-        "--data",
-        folder.to_str().unwrap(),
-        "--val-split",
-        "0.5",
-    ]);
+    write_class_folders(&folder, &["a", "b"], 4, |_, i| {
+        image::RgbImage::from_pixel(8, 8, image::Rgb([i as u8 * 60; 3]))
+    });
+    in_umask(command_line(
+        "data --val-split 0.5",
+        &["--data", folder.to_str().unwrap()],
+    ));
 
     let mut seen = Vec::new();
     for root in [out.clone(), tmp.path().join("cache")] {

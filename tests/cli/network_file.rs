@@ -3,9 +3,9 @@
 //! that is not UTF-8), or one CIFAR-10 cannot feed, is an exit-2 error naming the file and the
 //! layer.
 
-mod common;
-
-use common::{epoch_field, minivgg, text};
+use crate::common::{
+    assert_exit_2_with, command_line, epoch_field, listing, minivgg, text, write_file,
+};
 use std::path::Path;
 
 const EXAMPLE: &str = concat!(
@@ -13,11 +13,9 @@ const EXAMPLE: &str = concat!(
     "/examples/vgg_three_blocks.json"
 );
 
+/// Runs the binary with `args` and checks that it exits 2 with `error: MESSAGE` alone.
 fn assert_refused(args: &[&str], message: &str) {
-    let out = minivgg(args);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert_eq!(stderr.trim_end(), format!("error: {message}"), "{args:?}");
+    assert_exit_2_with(&minivgg(args), message, args);
 }
 
 #[test]
@@ -46,21 +44,17 @@ fn the_example_vgg_network_summarises_trains_reloads_and_exports() {
     let dir = tempfile::tempdir().unwrap();
     let plot = dir.path().join("vgg.png");
     let weights = dir.path().join("vgg.safetensors");
-    let out = minivgg(&[
-        "train",
-        "--model",
-        EXAMPLE,
-        "--epochs",
-        "1",
-        "--limit",
-        "2000",
-        "--seed",
-        "1",
-        "--output",
-        plot.to_str().unwrap(),
-        "--save",
-        weights.to_str().unwrap(),
-    ]);
+    let out = minivgg(&command_line(
+        "train --epochs 1 --limit 2000 --seed 1",
+        &[
+            "--model",
+            EXAMPLE,
+            "--output",
+            plot.to_str().unwrap(),
+            "--save",
+            weights.to_str().unwrap(),
+        ],
+    ));
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     let epoch = stdout
@@ -78,7 +72,8 @@ fn the_example_vgg_network_summarises_trains_reloads_and_exports() {
         "the saved model is the file's network"
     );
 
-    // It exports, trained or straight from the file (tests/onnx.rs runs the export in tract).
+    // It exports, trained or straight from the file (tests/storage/onnx.rs runs the export in
+    // tract).
     for (from, source) in [
         ("--weights", weights.to_str().unwrap()),
         ("--model", EXAMPLE),
@@ -94,8 +89,7 @@ fn the_example_vgg_network_summarises_trains_reloads_and_exports() {
 fn a_malformed_network_file_is_refused_naming_the_file_and_the_layer() {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
+        let path = write_file(&dir.path().join(name), text);
         path.to_str().unwrap().to_string()
     };
     let conv_then_dense = write(
@@ -106,16 +100,21 @@ fn a_malformed_network_file_is_refused_naming_the_file_and_the_layer() {
     );
     let plot = dir.path().join("p.png");
     let plot = plot.to_str().unwrap();
-    for command in ["train", "summary", "bench"] {
-        let mut args = vec![command, "--model", &conv_then_dense];
-        if command == "train" {
-            args.extend(["--output", plot]);
+    // Each of `commands` on `--model MODEL` (train with a plot) refuses it saying `message`.
+    let each_refuses = |commands: &[&str], model: &str, message: &str| {
+        for &command in commands {
+            let mut args = vec![command, "--model", model];
+            if command == "train" {
+                args.extend(["--output", plot]);
+            }
+            assert_refused(&args, message);
         }
-        assert_refused(
-            &args,
-            &format!("{conv_then_dense}: layer 2 (dense): needs a flattened input, got (None, 32, 32, 8); put a flatten layer before it"),
-        );
-    }
+    };
+    each_refuses(
+        &["train", "summary", "bench"],
+        &conv_then_dense,
+        &format!("{conv_then_dense}: layer 2 (dense): needs a flattened input, got (None, 32, 32, 8); put a flatten layer before it"),
+    );
     // serde_json alone would take the last "filters", 32, and train the network.
     let twice = write(
         "twice.json",
@@ -123,16 +122,11 @@ fn a_malformed_network_file_is_refused_naming_the_file_and_the_layer() {
             {"type": "conv2d", "filters": 64, "kernel": 3, "filters": 32},
             {"type": "flatten"}, {"type": "dense", "units": 10}, {"type": "softmax"}]}"#,
     );
-    for command in ["train", "summary"] {
-        let mut args = vec![command, "--model", &twice];
-        if command == "train" {
-            args.extend(["--output", plot]);
-        }
-        assert_refused(
-            &args,
-            &format!("{twice}: layer 1 (conv2d): field \"filters\" appears twice"),
-        );
-    }
+    each_refuses(
+        &["train", "summary"],
+        &twice,
+        &format!("{twice}: layer 1 (conv2d): field \"filters\" appears twice"),
+    );
     let latin1 = dir.path().join("latin1.json");
     std::fs::write(&latin1, b"{\"name\": \"r\xe9seau\"}").unwrap();
     let latin1 = latin1.to_str().unwrap();
@@ -168,9 +162,8 @@ fn a_malformed_network_file_is_refused_naming_the_file_and_the_layer() {
         &["summary", "--model", EXAMPLE, "--no-bn"],
         &format!("--no-bn applies to the built-in models, not to the model file {EXAMPLE}"),
     );
-    let written: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
+    let written: Vec<_> = listing(dir.path())
+        .into_iter()
         .filter(|name| Path::new(name).extension().is_none_or(|e| e != "json"))
         .collect();
     assert!(written.is_empty(), "refused runs wrote {written:?}");

@@ -1,9 +1,7 @@
 //! The tutorial's experiments as commands: `compare` (BN against no BN), `predict` on image
 //! files, and `summary` of a saved model. Quick runs on the first images of the real data.
 
-mod common;
-
-use common::{minivgg, text};
+use crate::common::{self, command_line, minivgg, text};
 use minivgg::data::cifar10::{self, IMAGE_SIDE};
 use minivgg::data::images::load_as;
 use minivgg::data::{ImageShape, Split};
@@ -13,21 +11,15 @@ use std::path::Path;
 
 /// Trains ShallowNet for one epoch on 512 images and saves it to `weights`.
 fn quick_model(dir: &Path, weights: &Path) {
-    let out = minivgg(&[
-        "train",
-        "--model",
-        "shallownet",
-        "--epochs",
-        "1",
-        "--limit",
-        "512",
-        "--seed",
-        "1",
-        "--output",
-        dir.join("quick.png").to_str().unwrap(),
-        "--save",
-        weights.to_str().unwrap(),
-    ]);
+    let out = minivgg(&command_line(
+        "train --model shallownet --epochs 1 --limit 512 --seed 1",
+        &[
+            "--output",
+            dir.join("quick.png").to_str().unwrap(),
+            "--save",
+            weights.to_str().unwrap(),
+        ],
+    ));
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
@@ -35,17 +27,10 @@ fn quick_model(dir: &Path, weights: &Path) {
 fn compare_trains_both_arms_and_writes_figure_and_table() {
     let dir = tempfile::tempdir().unwrap();
     let figure = dir.path().join("cmp.png");
-    let out = minivgg(&[
-        "compare",
-        "--epochs",
-        "2",
-        "--limit",
-        "256",
-        "--seed",
-        "3",
-        "--output",
-        figure.to_str().unwrap(),
-    ]);
+    let out = minivgg(&command_line(
+        "compare --epochs 2 --limit 256 --seed 3",
+        &["--output", figure.to_str().unwrap()],
+    ));
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     let png = image::open(&figure).unwrap();

@@ -1,30 +1,28 @@
 //! The `minivgg` binary as a user runs it: one real epoch of the tutorial's training, the saved
 //! model reloaded by `evaluate`, `summary`, and clear errors for bad flags.
 
-mod common;
-
-use common::{epoch_field, minivgg, text};
-
+use crate::common::{
+    self, assert_exit_2_saying, assert_exit_2_with, assert_usage_error, binary, bits, command_line,
+    epoch_field, listing, minivgg, on_real_data, text,
+};
 use rand::SeedableRng;
 use std::path::Path;
-use std::process::Command;
+use std::process::Output;
 
 #[test]
 fn one_epoch_of_minivggnet_reaches_half_accuracy_and_reloads() {
     let dir = tempfile::tempdir().unwrap();
     let plot = dir.path().join("out/plot.png");
     let weights = dir.path().join("model.safetensors");
-    let out = minivgg(&[
-        "train",
-        "--epochs",
-        "1",
-        "--seed",
-        "7",
-        "--output",
-        plot.to_str().unwrap(),
-        "--save",
-        weights.to_str().unwrap(),
-    ]);
+    let out = minivgg(&command_line(
+        "train --epochs 1 --seed 7",
+        &[
+            "--output",
+            plot.to_str().unwrap(),
+            "--save",
+            weights.to_str().unwrap(),
+        ],
+    ));
     let stdout = text(&out.stdout);
     assert!(
         out.status.success(),
@@ -142,21 +140,20 @@ fn summary_prints_keras_totals() {
 #[test]
 fn a_mistyped_data_set_name_gets_a_suggestion() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_minivgg"))
-        .args(["data", "--data", "cifar"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let data = |name: &str| {
+        binary()
+            .args(["data", "--data", name])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = data("cifar");
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr),
         "error: data path cifar (from --data) does not exist; did you mean --data cifar10?\n"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_minivgg"))
-        .args(["data", "--data", "photos"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let out = data("photos");
     assert_eq!(
         text(&out.stderr),
         "error: data path photos (from --data) does not exist; --data takes a path or a data \
@@ -164,46 +161,25 @@ fn a_mistyped_data_set_name_gets_a_suggestion() {
     );
 }
 
-fn assert_usage_error(args: &[&str], message: &str) {
-    let out = minivgg(args);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert!(
-        stderr.contains(message),
-        "{args:?}: expected {message:?} in {stderr:?}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-}
-
 #[test]
 fn bad_flags_are_named_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let plot = dir.path().join("p.png");
     let plot = plot.to_str().unwrap();
-    assert_usage_error(
-        &["train", "--output", plot, "--epochs", "0"],
-        "error: --epochs must be at least 1",
-    );
-    assert_usage_error(
-        &["train", "--output", plot, "--batch-size", "0"],
-        "error: --batch-size must be at least 1",
-    );
-    assert_usage_error(
-        &["train", "--output", plot, "--lr", "-1"],
-        "error: --lr must be a positive number, got -1",
-    );
-    assert_usage_error(
-        &["train", "--output", plot, "--lr", "NaN"],
-        "error: --lr must be a positive number, got NaN",
-    );
-    assert_usage_error(
-        &["train", "--output", plot, "--momentum", "1"],
-        "error: --momentum must be in [0, 1), got 1",
-    );
-    assert_usage_error(
-        &["train", "--output", plot, "--model", "vgg16"],
-        "error: --model: unknown model \"vgg16\"",
-    );
+    for (flag, message) in [
+        ("--epochs 0", "error: --epochs must be at least 1"),
+        ("--batch-size 0", "error: --batch-size must be at least 1"),
+        ("--lr -1", "error: --lr must be a positive number, got -1"),
+        ("--lr NaN", "error: --lr must be a positive number, got NaN"),
+        ("--momentum 1", "error: --momentum must be in [0, 1), got 1"),
+        ("--model vgg16", "error: --model: unknown model \"vgg16\""),
+    ] {
+        let args: Vec<&str> = ["train", "--output", plot]
+            .into_iter()
+            .chain(flag.split_whitespace())
+            .collect();
+        assert_usage_error(&args, message);
+    }
     assert_usage_error(
         &["summary", "--model", "lenet", "--no-bn"],
         "--no-bn applies to minivggnet only",
@@ -243,18 +219,19 @@ fn bad_flags_are_named_with_exit_code_2() {
     // The plots are PNG: a name that says otherwise is refused before any work.
     let jpg = dir.path().join("plot.jpg");
     let jpg = jpg.to_str().unwrap();
-    assert_usage_error(
-        &["train", "--output", jpg],
-        &format!("error: --output {jpg}: the picture is written as PNG; name it NAME.png"),
-    );
-    assert_usage_error(
-        &["compare", "--output", jpg],
-        &format!("error: --output {jpg}: the picture is written as PNG; name it NAME.png"),
-    );
-    assert_usage_error(
-        &["evaluate", "--weights", "m.safetensors", "--confusion", jpg],
-        &format!("error: --confusion {jpg}: the picture is written as PNG; name it NAME.png"),
-    );
+    for (args, flag) in [
+        (&["train", "--output", jpg][..], "--output"),
+        (&["compare", "--output", jpg], "--output"),
+        (
+            &["evaluate", "--weights", "m.safetensors", "--confusion", jpg],
+            "--confusion",
+        ),
+    ] {
+        assert_usage_error(
+            args,
+            &format!("error: {flag} {jpg}: the picture is written as PNG; name it NAME.png"),
+        );
+    }
     assert_usage_error(
         &["train", "--data", "folder", "--image-size", "-1"],
         "error: invalid value '-1' for '--image-size <N|WxH>': expected N or WxH with sides from 1 to 1024, got \"-1\"",
@@ -271,11 +248,10 @@ fn bad_flags_are_named_with_exit_code_2() {
 }
 
 /// `minivgg ARGS` with `MINIVGG_CPU` set to `path`.
-fn minivgg_on_path(path: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_minivgg"))
+fn minivgg_on_path(path: &str, args: &[&str]) -> Output {
+    on_real_data()
         .args(args)
         .env("MINIVGG_CPU", path)
-        .env("MINIVGG_DATA", common::real_data_path())
         .output()
         .unwrap()
 }
@@ -288,15 +264,6 @@ fn cpu_path_and_precision_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let plot = dir.path().join("p.png");
     let plot = plot.to_str().unwrap();
-    let expect_error = |out: std::process::Output, message: &str| {
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{stderr}");
-        assert!(
-            stderr.contains(message),
-            "expected {message:?} in {stderr:?}"
-        );
-        assert!(!stderr.contains("panicked"), "{stderr}");
-    };
     let paths = if cfg!(target_arch = "x86_64") {
         "portable, avx2 or avx512"
     } else if cfg!(target_arch = "aarch64") {
@@ -304,9 +271,10 @@ fn cpu_path_and_precision_errors_exit_2() {
     } else {
         "portable"
     };
-    expect_error(
-        minivgg_on_path("sse9", &["train", "--output", plot]),
+    assert_exit_2_saying(
+        &minivgg_on_path("sse9", &["train", "--output", plot]),
         &format!("error: MINIVGG_CPU=\"sse9\" is not a CPU path; expected {paths}"),
+        "MINIVGG_CPU=sse9",
     );
     assert_usage_error(
         &["train", "--output", plot, "--precision", "fp16"],
@@ -376,14 +344,16 @@ fn cpu_path_and_precision_errors_exit_2() {
         assert!(
             text(&bf16_bench.stdout).contains("cpu kernels: avx512, bf16 products (vdpbf16ps)\n")
         );
-        expect_error(
-            minivgg_on_path("avx2", &["train", "--output", plot, "--precision", "bf16"]),
+        assert_exit_2_saying(
+            &minivgg_on_path("avx2", &["train", "--output", plot, "--precision", "bf16"]),
             "error: --precision bf16 runs on the avx512 path, but MINIVGG_CPU=avx2 forces another",
+            "MINIVGG_CPU=avx2",
         );
     } else {
-        expect_error(
-            bf16_bench,
+        assert_exit_2_saying(
+            &bf16_bench,
             "error: --precision bf16 needs a CPU with AVX512_BF16",
+            "bench --precision bf16",
         );
     }
     for path in minivgg::engine::cpu::simd::CpuPath::ALL {
@@ -400,9 +370,10 @@ fn cpu_path_and_precision_errors_exit_2() {
                 text(&out.stdout)
             );
         } else {
-            expect_error(
-                out,
+            assert_exit_2_saying(
+                &out,
                 &format!("error: MINIVGG_CPU={path}: this CPU lacks the instructions of that path"),
+                path.name(),
             );
         }
     }
@@ -437,35 +408,18 @@ fn ctrl_c_writes_a_checkpoint_and_resume_ends_as_the_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str| -> Vec<String> {
         let out = dir.path().join(name);
-        let flags = [
-            "train",
-            "--model",
-            "shallownet",
-            "--epochs",
-            "2",
-            "--seed",
-            "3",
-            "--threads",
-            "2",
-        ];
-        let paths = [
-            "--output",
-            &format!("{}/plot.png", out.display()),
-            "--save",
-            &format!("{}/model.safetensors", out.display()),
-        ];
-        flags
-            .iter()
-            .chain(paths.iter())
-            .map(|s| s.to_string())
-            .collect()
+        let plot = format!("{}/plot.png", out.display());
+        let model = format!("{}/model.safetensors", out.display());
+        command_line(
+            "train --model shallownet --epochs 2 --seed 3 --threads 2",
+            &["--output", &plot, "--save", &model],
+        )
     };
-    let out = minivgg(&run("whole").iter().map(String::as_str).collect::<Vec<_>>());
+    let out = minivgg(&run("whole"));
     assert!(out.status.success(), "{}", text(&out.stderr));
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_minivgg"))
+    let mut child = on_real_data()
         .args(run("stopped"))
-        .env("MINIVGG_DATA", common::real_data_path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -521,24 +475,10 @@ fn resuming_a_finished_run_says_so_and_touches_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let file = |name: &str| dir.path().join(name).display().to_string();
     let (plot, model) = (file("p.png"), file("m.safetensors"));
-    let out = minivgg(&[
-        "train",
-        "--model",
-        "shallownet",
-        "--limit",
-        "64",
-        "--epochs",
-        "1",
-        "--seed",
-        "1",
-        "--threads",
-        "2",
-        "--output",
-        &plot,
-        "--save",
-        &model,
-        "--keep-checkpoints",
-    ]);
+    let out = minivgg(&command_line(
+        "train --model shallownet --limit 64 --epochs 1 --seed 1 --threads 2 --keep-checkpoints",
+        &["--output", &plot, "--save", &model],
+    ));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let checkpoint = file("p_checkpoint");
     let before = common::snapshot(dir.path());
@@ -605,17 +545,10 @@ fn resuming_a_finished_run_says_so_and_touches_nothing() {
 fn a_finished_run_removes_its_checkpoint_and_resume_says_it_finished() {
     let dir = tempfile::tempdir().unwrap();
     let file = |name: &str| dir.path().join(name).display().to_string();
-    let out = minivgg(&[
-        "train",
-        "--model",
-        "shallownet",
-        "--limit",
-        "64",
-        "--epochs",
-        "2",
-        "--output",
-        &file("runs/p.png"),
-    ]);
+    let out = minivgg(&command_line(
+        "train --model shallownet --limit 64 --epochs 2",
+        &["--output", &file("runs/p.png")],
+    ));
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let checkpoint = file("runs/p_checkpoint");
@@ -625,13 +558,8 @@ fn a_finished_run_removes_its_checkpoint_and_resume_says_it_finished() {
         )),
         "{stdout}"
     );
-    let mut left: Vec<String> = std::fs::read_dir(dir.path().join("runs"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
     assert_eq!(
-        left,
+        listing(&dir.path().join("runs")),
         [
             "p.csv",
             "p.json",
@@ -664,27 +592,18 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).display().to_string();
     let run = |name: &str| -> Vec<String> {
-        let mut args: Vec<String> = [
-            "train",
-            "--limit",
-            "1024",
-            "--epochs",
-            "6",
-            "--seed",
-            "11",
-            "--threads",
-            "2",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(["--output".into(), path(&format!("{name}/plot.png"))]);
-        args.extend(["--save".into(), path(&format!("{name}.safetensors"))]);
-        args
+        let (plot, model) = (
+            path(&format!("{name}/plot.png")),
+            path(&format!("{name}.safetensors")),
+        );
+        command_line(
+            "train --limit 1024 --epochs 6 --seed 11 --threads 2",
+            &["--output", &plot, "--save", &model],
+        )
     };
     let started = std::time::Instant::now();
-    let whole = Command::new(env!("CARGO_BIN_EXE_minivgg"))
+    let whole = on_real_data()
         .args(run("whole"))
-        .env("MINIVGG_DATA", common::real_data_path())
         .env("MINIVGG_TEST_WRITE_DELAY_MS", WRITE_DELAY_MS)
         .output()
         .unwrap();
@@ -706,9 +625,8 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run() {
         } else {
             run("killed")
         };
-        Command::new(env!("CARGO_BIN_EXE_minivgg"))
+        on_real_data()
             .args(&args)
-            .env("MINIVGG_DATA", common::real_data_path())
             .env("MINIVGG_TEST_WRITE_DELAY_MS", WRITE_DELAY_MS)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -782,7 +700,6 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run() {
             minivgg::engine::Precision::Fp32,
         )
         .unwrap();
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         (bits(&net.params), bits(&net.moving))
     };
     assert!(
@@ -796,27 +713,16 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run() {
     }
 }
 
-/// Issue: a non-finite loss stops the run with an error naming the epoch, the batch and the
-/// last good checkpoint.
+/// A non-finite loss stops the run with an error naming the epoch, the batch and the last good
+/// checkpoint.
 #[test]
 fn a_diverging_run_names_epoch_batch_and_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let plot = dir.path().join("plot.png");
-    let out = minivgg(&[
-        "train",
-        "--model",
-        "shallownet",
-        "--limit",
-        "256",
-        "--epochs",
-        "2",
-        "--seed",
-        "1",
-        "--lr",
-        "1e30",
-        "--output",
-        plot.to_str().unwrap(),
-    ]);
+    let out = minivgg(&command_line(
+        "train --model shallownet --limit 256 --epochs 2 --seed 1 --lr 1e30",
+        &["--output", plot.to_str().unwrap()],
+    ));
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(
@@ -836,20 +742,10 @@ fn a_diverging_run_names_epoch_batch_and_checkpoint() {
 fn a_batch_larger_than_the_split_is_capped_and_the_plan_is_printed() {
     let dir = tempfile::tempdir().unwrap();
     let plot = dir.path().join("p.png");
-    let out = minivgg(&[
-        "train",
-        "--model",
-        "shallownet",
-        "--epochs",
-        "1",
-        "--limit",
-        "100",
-        "--batch-size",
-        "1000",
-        "--output",
-        plot.to_str().unwrap(),
-        "--keep-checkpoints",
-    ]);
+    let out = minivgg(&command_line(
+        "train --model shallownet --epochs 1 --limit 100 --batch-size 1000 --keep-checkpoints",
+        &["--output", plot.to_str().unwrap()],
+    ));
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(
@@ -901,22 +797,14 @@ fn a_second_run_on_a_checkpoint_directory_is_refused_until_the_first_is_killed()
     let dir = tempfile::tempdir().unwrap();
     let checkpoints = dir.path().join("ckpt");
     let run = |plot: &str, epochs: &str| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_minivgg"));
+        let mut command = on_real_data();
         command
-            .args([
-                "train",
-                "--model",
-                "shallownet",
-                "--limit",
-                "2000",
-                "--epochs",
-                epochs,
-            ])
+            .args("train --model shallownet --limit 2000".split_whitespace())
+            .args(["--epochs", epochs])
             .arg("--output")
             .arg(dir.path().join(plot))
             .arg("--checkpoint-dir")
-            .arg(&checkpoints)
-            .env("MINIVGG_DATA", common::real_data_path());
+            .arg(&checkpoints);
         command
     };
     let mut first = run("first.png", "10000")
@@ -934,14 +822,13 @@ fn a_second_run_on_a_checkpoint_directory_is_refused_until_the_first_is_killed()
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let second = run("second.png", "1").output().unwrap();
-    let stderr = text(&second.stderr);
-    assert_eq!(second.status.code(), Some(2), "{stderr}");
-    assert_eq!(
-        stderr.trim_end(),
-        format!(
-            "error: checkpoint directory {} is in use by another minivgg run (process {pid}): let it finish, or give this run another --checkpoint-dir",
+    assert_exit_2_with(
+        &second,
+        &format!(
+            "checkpoint directory {} is in use by another minivgg run (process {pid}): let it finish, or give this run another --checkpoint-dir",
             checkpoints.display()
-        )
+        ),
+        "the second run",
     );
     assert!(!dir.path().join("second.csv").exists());
 

@@ -1,38 +1,25 @@
 //! A checkpoint knows its data: `--resume` finds it where the run recorded it, takes it from a
 //! new place (`--data`) only if it is the same data by its fingerprint, and refuses other data
-//! saying what changed, leaving every file as it was. Checkpoints from before fingerprints
-//! still resume, saying the data could not be checked.
+//! saying what changed, leaving every file as it was. A checkpoint that records no fingerprint
+//! still resumes, saying the data could not be checked.
 
-mod common;
-
-use common::{minivgg_command, snapshot, text};
+use crate::common::{
+    self, command_line, minivgg_offline, save_picture, snapshot, text, write_class_folders,
+};
 use minivgg::train::checkpoint::{self, RunSettings};
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 /// A folder of two classes of six 8×8 pictures each; `extra` adds a seventh to class "b".
 fn write_folder(dir: &Path, extra: bool) {
-    for (class, level) in [("a", 40u8), ("b", 200)] {
-        std::fs::create_dir_all(dir.join(class)).unwrap();
-        let count = if extra && class == "b" { 7 } else { 6 };
-        for i in 0..count {
-            picture(level + i as u8)
-                .save(dir.join(class).join(format!("{i}.png")))
-                .unwrap();
-        }
+    let levels = [40, 200];
+    write_class_folders(dir, &["a", "b"], 6, |c, i| picture(levels[c] + i as u8));
+    if extra {
+        save_picture(&dir.join("b").join("6.png"), picture(200 + 6));
     }
 }
 
 fn picture(level: u8) -> image::RgbImage {
     image::RgbImage::from_fn(8, 8, |x, y| image::Rgb([level + (x + y) as u8; 3]))
-}
-
-fn minivgg(cache: &Path, args: &[&str]) -> Output {
-    minivgg_command(cache)
-        .args(args)
-        .env_remove("MINIVGG_DATA")
-        .output()
-        .unwrap()
 }
 
 /// Every file under `dir`, recursively.
@@ -69,37 +56,26 @@ fn copy_tree(from: &Path, to: &Path) {
 fn resume_checks_its_data_by_fingerprint() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let cache = root.join("cache");
     let (folder, out) = (root.join("pictures"), root.join("out"));
     write_folder(&folder, false);
     let plot = out.join("p.png");
-    let first = minivgg(
-        &cache,
-        &[
-            "train",
-            "--data",
-            folder.to_str().unwrap(),
-            "--image-size",
-            "8",
-            "--val-split",
-            "0.5",
-            "--model",
-            "shallownet",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--seed",
-            "3",
-            "--output",
-            plot.to_str().unwrap(),
-            "--keep-checkpoints",
-        ],
+    let first = minivgg_offline(
+        root,
+        &command_line(
+            "train --image-size 8 --val-split 0.5 --model shallownet --epochs 1 --batch-size 4 \
+             --seed 3 --keep-checkpoints",
+            &[
+                "--data",
+                folder.to_str().unwrap(),
+                "--output",
+                plot.to_str().unwrap(),
+            ],
+        ),
     );
     assert!(first.status.success(), "{}", text(&first.stderr));
 
     // The same run as if stopped after the first of two epochs, once per case below; and once
-    // more as a checkpoint from before fingerprints were recorded.
+    // more as a checkpoint that records no fingerprint.
     let run = checkpoint::read(&out.join("p_checkpoint")).unwrap();
     let recorded = run
         .settings
@@ -121,7 +97,7 @@ fn resume_checks_its_data_by_fingerprint() {
         if let Some(data) = data {
             args.extend(["--data", data.to_str().unwrap()]);
         }
-        minivgg(&cache, &args)
+        minivgg_offline(root, &args)
     };
     let refused = |dir: &Path, data: Option<&Path>, change: &str| {
         let before = (contents(&out), contents(dir));
@@ -164,7 +140,7 @@ fn resume_checks_its_data_by_fingerprint() {
     assert!(done.status.success(), "{stdout}{}", text(&done.stderr));
     assert!(stdout.contains("Epoch 2/2 - "), "{stdout}");
 
-    // A checkpoint from before fingerprints resumes, saying the data was not checked.
+    // A checkpoint without a fingerprint resumes, saying the data could not be checked.
     let old = stopped("old_run", None);
     let done = resume(&old, Some(&moved));
     let stdout = text(&done.stdout);

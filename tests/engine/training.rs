@@ -2,9 +2,7 @@
 //! gives another run, and a run stopped after any batch and resumed from its checkpoint file
 //! ends exactly where the uninterrupted run ends, with `--augment` too.
 
-mod common;
-
-use common::small_run;
+use crate::common::{bits, small_run};
 use minivgg::data::cifar10::IMAGE_BYTES;
 use minivgg::data::{ImageShape, Split};
 use minivgg::engine::sgd::{Sgd, SgdConfig};
@@ -58,10 +56,6 @@ fn train(seed: u64, augment: bool) -> (Vec<f32>, Vec<f32>, History) {
     );
     assert_eq!(outcome.unwrap(), Outcome::Finished);
     end_state(net, progress.history)
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
 }
 
 #[test]

@@ -2,16 +2,14 @@
 //! hold every finished epoch while the run goes on, and `--save-best` keeps the model of the
 //! lowest val_loss.
 
-mod common;
-
-use common::{epoch_field, real_data_path};
+use crate::common::{epoch_field, on_real_data, real_data_path};
 use minivgg::data::cifar10;
 use minivgg::engine::Precision;
 use minivgg::train::fit::evaluate;
 use minivgg::train::history::History;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const EPOCHS: usize = 4;
@@ -39,7 +37,7 @@ fn the_monitor_files_hold_every_finished_epoch_and_save_best_keeps_the_lowest_va
         dir.path().join("model.safetensors"),
         dir.path().join("model_best.safetensors"),
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_minivgg"))
+    let mut child = on_real_data()
         .args([
             "train",
             "--model",
@@ -60,7 +58,6 @@ fn the_monitor_files_hold_every_finished_epoch_and_save_best_keeps_the_lowest_va
         .arg("--save")
         .arg(&save)
         .arg("--save-best")
-        .env("MINIVGG_DATA", real_data_path())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

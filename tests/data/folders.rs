@@ -2,6 +2,7 @@
 //! write with the `image` crate. Each test has its own cache root (`FolderOptions::cache_dir`),
 //! since the environment ($XDG_CACHE_HOME) is shared by the tests' threads.
 
+use crate::common::save_picture;
 use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 use minivgg::data::cache;
 use minivgg::data::folder::{self, FolderError, FolderOptions};
@@ -10,22 +11,13 @@ use minivgg::data::Dataset;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-fn rgb_png(path: &Path, colour: [u8; 3]) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    RgbImage::from_pixel(20, 12, Rgb(colour))
-        .save(path)
-        .unwrap();
-}
-
 /// A picture whose pixels differ from one to the next, so a wrong order shows.
 fn noisy_png(path: &Path, seed: u32) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    RgbImage::from_fn(32, 32, |x, y| {
+    let picture = RgbImage::from_fn(32, 32, |x, y| {
         let v = (x * 7 + y * 13 + seed * 31) as u8;
         Rgb([v, v.wrapping_mul(3), seed as u8])
-    })
-    .save(path)
-    .unwrap();
+    });
+    save_picture(path, picture);
 }
 
 struct Folder {
@@ -78,6 +70,19 @@ impl Folder {
             .unwrap_or_default();
         files.sort();
         files
+    }
+
+    /// How long the first load (decoding) and the second (from the cache) of `options` take;
+    /// both must give the same data.
+    fn time_two_loads(&self, options: &FolderOptions) -> String {
+        let start = std::time::Instant::now();
+        let first = self.load(options).unwrap();
+        let decoded = start.elapsed();
+        let start = std::time::Instant::now();
+        let second = self.load(options).unwrap();
+        let cached = start.elapsed();
+        assert_eq!(first, second);
+        format!("first load {decoded:?}, cached load {cached:?}")
     }
 
     /// `class` with `n` noisy pictures.
@@ -180,16 +185,16 @@ fn a_train_and_test_layout_is_its_own_split() {
 #[test]
 fn pictures_are_made_grey_or_rgb_at_the_size_asked() {
     let f = folder();
-    rgb_png(&f.dir.join("a/rgb.png"), [200, 100, 50]);
-    RgbaImage::from_pixel(10, 10, Rgba([10, 20, 30, 128]))
-        .save(f.dir.join("a/rgba.png"))
-        .unwrap();
+    let rgb = RgbImage::from_pixel(20, 12, Rgb([200, 100, 50]));
+    save_picture(&f.dir.join("a/rgb.png"), rgb);
+    let rgba = RgbaImage::from_pixel(10, 10, Rgba([10, 20, 30, 128]));
+    save_picture(&f.dir.join("a/rgba.png"), rgba);
     let grey16: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_pixel(7, 9, Luma([65535]));
-    std::fs::create_dir_all(f.dir.join("b")).unwrap();
-    grey16.save(f.dir.join("b/grey16.png")).unwrap();
-    GrayImage::from_pixel(5, 5, Luma([77]))
-        .save(f.dir.join("b/grey8.png"))
-        .unwrap();
+    save_picture(&f.dir.join("b/grey16.png"), grey16);
+    save_picture(
+        &f.dir.join("b/grey8.png"),
+        GrayImage::from_pixel(5, 5, Luma([77])),
+    );
 
     let data = f.load(&f.split(0.5)).unwrap();
     let all: Vec<&[u8]> = (0..2)
@@ -469,7 +474,8 @@ fn a_damaged_cache_is_rebuilt_never_trusted() {
     assert_eq!(why, "format version 99, this build reads 1");
 }
 
-/// The timings for the report: `cargo test --release --test folders -- --ignored --nocapture`.
+/// The timings for the report:
+/// `cargo test --release --test data -- folders::timing --ignored --nocapture`.
 #[test]
 #[ignore = "timings for the report, not a check: run by hand with --ignored --nocapture"]
 fn timing_5000_pngs() {
@@ -479,27 +485,16 @@ fn timing_5000_pngs() {
             noisy_png(&f.dir.join(format!("class{c}/{i:04}.png")), c * 1000 + i);
         }
     }
-    let options = f.split(0.25);
-    let start = std::time::Instant::now();
-    let first = f.load(&options).unwrap();
-    let decoded = start.elapsed();
-    let start = std::time::Instant::now();
-    let second = f.load(&options).unwrap();
-    let cached = start.elapsed();
-    assert_eq!(first, second);
-    println!("5000 32x32 PNGs: first load {decoded:?}, cached load {cached:?}");
+    println!("5000 32x32 PNGs: {}", f.time_two_loads(&f.split(0.25)));
 
     // Photographs as they come: 2000 JPEGs of 320×240, made 64×64.
     let g = folder();
     for c in 0..4 {
         for i in 0..500 {
-            let path = g.dir.join(format!("class{c}/{i:04}.jpg"));
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            RgbImage::from_fn(320, 240, |x, y| {
+            let photo = RgbImage::from_fn(320, 240, |x, y| {
                 Rgb([(x + i) as u8, (y * c) as u8, (x ^ y) as u8])
-            })
-            .save(&path)
-            .unwrap();
+            });
+            save_picture(&g.dir.join(format!("class{c}/{i:04}.jpg")), photo);
         }
     }
     let options = FolderOptions {
@@ -509,12 +504,8 @@ fn timing_5000_pngs() {
         },
         ..g.split(0.25)
     };
-    let start = std::time::Instant::now();
-    let first = g.load(&options).unwrap();
-    let decoded = start.elapsed();
-    let start = std::time::Instant::now();
-    let second = g.load(&options).unwrap();
-    let cached = start.elapsed();
-    assert_eq!(first, second);
-    println!("2000 320x240 JPEGs at 64x64: first load {decoded:?}, cached load {cached:?}");
+    println!(
+        "2000 320x240 JPEGs at 64x64: {}",
+        g.time_two_loads(&options)
+    );
 }

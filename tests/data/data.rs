@@ -1,10 +1,10 @@
 //! CIFAR-10 loading and the verified download, on small synthetic archives served from a
 //! local HTTP server, plus one test on the real data set.
 
-mod common;
-
-use flate2::write::GzEncoder;
-use flate2::Compression;
+use crate::common::{
+    self, command_line, gzip, listing, minivgg_offline, on_real_data, tar_gz, tar_gz_with,
+    write_file,
+};
 use md5::{Digest, Md5};
 use minivgg::data::cifar10::{
     self, ALL_FILES, BATCHES_DIR, BATCH_BYTES, CLASS_NAMES, IMAGE_BYTES, META_FILE,
@@ -16,7 +16,6 @@ use minivgg::train::history::History;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::thread::{self, JoinHandle};
 
@@ -59,44 +58,17 @@ fn files() -> Vec<(&'static str, Vec<u8>)> {
     files
 }
 
-/// Members `(name, data)` as a `.tar.gz`; a name ending in `/` becomes a directory. Names are
-/// written into the header raw, because `Header::set_path` refuses the `..` and absolute
-/// names that some tests need. A header claiming `claimed_size` (if given) gets no data.
-fn tar_gz_with(members: &[(&str, &[u8])], claimed_size: Option<(&str, u64)>) -> Vec<u8> {
-    let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
-    for (name, data) in members {
-        let mut header = tar::Header::new_gnu();
-        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-        header.set_mode(0o644);
-        if name.ends_with('/') {
-            header.set_entry_type(tar::EntryType::Directory);
-        }
-        let claimed = claimed_size.filter(|(n, _)| *n == *name).map(|(_, s)| s);
-        header.set_size(claimed.unwrap_or(data.len() as u64));
-        header.set_cksum();
-        let data: &[u8] = if claimed.is_some() { &[] } else { data };
-        builder.append(&header, data).unwrap();
-    }
-    builder.into_inner().unwrap().finish().unwrap()
-}
-
-fn tar_gz(members: &[(&str, &[u8])]) -> Vec<u8> {
-    tar_gz_with(members, None)
+/// `files` as archive members under `cifar-10-batches-bin/`.
+fn batch_members<'a>(files: &'a [(&str, Vec<u8>)]) -> impl Iterator<Item = (String, &'a [u8])> {
+    files
+        .iter()
+        .map(|(n, d)| (format!("{BATCHES_DIR}/{n}"), d.as_slice()))
 }
 
 /// `files()` under `cifar-10-batches-bin/`, with its directory entry first.
 fn archive_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let names: Vec<String> = files
-        .iter()
-        .map(|(n, _)| format!("{BATCHES_DIR}/{n}"))
-        .collect();
-    let mut members: Vec<(&str, &[u8])> = vec![("cifar-10-batches-bin/", &[])];
-    members.extend(
-        names
-            .iter()
-            .zip(files)
-            .map(|(n, (_, d))| (n.as_str(), d.as_slice())),
-    );
+    let mut members = vec![("cifar-10-batches-bin/".to_string(), &[][..])];
+    members.extend(batch_members(files));
     tar_gz(&members)
 }
 
@@ -105,17 +77,12 @@ fn good_archive() -> &'static [u8] {
     ARCHIVE.get_or_init(|| archive_of(&files()))
 }
 
-fn write(path: &Path, bytes: &[u8]) -> PathBuf {
-    std::fs::write(path, bytes).unwrap();
-    path.to_path_buf()
-}
-
 /// Writes `files` into `root/cifar-10-batches-bin/`.
 fn write_dir(root: &Path, files: &[(&str, Vec<u8>)]) -> PathBuf {
     let dir = root.join(BATCHES_DIR);
     std::fs::create_dir_all(&dir).unwrap();
     for (name, data) in files {
-        write(&dir.join(name), data);
+        write_file(&dir.join(name), data);
     }
     dir
 }
@@ -167,7 +134,7 @@ fn check_synthetic(data: &Dataset) {
 #[test]
 fn archive_loads_labels_pixels_and_names() {
     let tmp = tempfile::tempdir().unwrap();
-    let archive = write(&tmp.path().join("c.tar.gz"), good_archive());
+    let archive = write_file(&tmp.path().join("c.tar.gz"), good_archive());
     check_synthetic(&cifar10::load(&archive).unwrap());
 }
 
@@ -188,7 +155,7 @@ fn load_test_needs_only_test_batch_and_names() {
         .filter(|(n, _)| [META_FILE, TEST_FILE].contains(n))
         .collect();
     write_dir(tmp.path(), &only);
-    let archive = write(&tmp.path().join("c.tgz"), &archive_of(&only));
+    let archive = write_file(&tmp.path().join("c.tgz"), archive_of(&only));
     for path in [tmp.path(), archive.as_path()] {
         let (test, names) = cifar10::load_test(path).unwrap();
         assert_eq!(test.len(), 10_000);
@@ -275,7 +242,7 @@ fn directory_errors_name_the_file() {
     // From here on one file at a time is broken, then mended.
     let mut short = batch(1);
     short.pop();
-    write(&dir.join(TRAIN_FILES[1]), &short);
+    write_file(&dir.join(TRAIN_FILES[1]), &short);
     assert_eq!(
         load_err(tmp.path()),
         format!(
@@ -283,11 +250,11 @@ fn directory_errors_name_the_file() {
             dir.join("data_batch_2.bin").display()
         )
     );
-    write(&dir.join(TRAIN_FILES[1]), &batch(1));
+    write_file(&dir.join(TRAIN_FILES[1]), batch(1));
 
     let mut bad = batch(5);
     bad[9999 * RECORD_BYTES] = 10;
-    write(&dir.join(TEST_FILE), &bad);
+    write_file(&dir.join(TEST_FILE), &bad);
     assert_eq!(
         load_err(tmp.path()),
         format!(
@@ -295,10 +262,10 @@ fn directory_errors_name_the_file() {
             dir.join(TEST_FILE).display()
         )
     );
-    write(&dir.join(TEST_FILE), &batch(5));
+    write_file(&dir.join(TEST_FILE), batch(5));
     check_synthetic(&cifar10::load(tmp.path()).unwrap());
 
-    write(&dir.join(META_FILE), b"cat\ndog\n");
+    write_file(&dir.join(META_FILE), b"cat\ndog\n");
     let want = format!(
         "{}: 2 class names, expected 10 (one per line)",
         dir.join(META_FILE).display()
@@ -309,7 +276,7 @@ fn directory_errors_name_the_file() {
         want
     );
 
-    write(&dir.join(META_FILE), &[b'a'; 70_000]);
+    write_file(&dir.join(META_FILE), [b'a'; 70_000]);
     let want = format!(
         "{}: 70000 bytes, more than the 65536 this file may have",
         dir.join(META_FILE).display()
@@ -333,7 +300,7 @@ fn archive_errors_name_the_member() {
     let path = tmp.path().join("c.tar.gz");
     let member = |name: &str| format!("{}: member {BATCHES_DIR}/{name}", path.display());
 
-    write(&path, &archive_of(&without(TEST_FILE)));
+    write_file(&path, archive_of(&without(TEST_FILE)));
     let want = format!(
         "{}: no member cifar-10-batches-bin/test_batch.bin",
         path.display()
@@ -343,7 +310,7 @@ fn archive_errors_name_the_member() {
 
     let mut short = batch(2);
     short.truncate(3073 * 9999);
-    write(&path, &archive_of(&replacing(TRAIN_FILES[2], short)));
+    write_file(&path, archive_of(&replacing(TRAIN_FILES[2], short)));
     assert_eq!(
         load_err(&path),
         format!(
@@ -354,7 +321,7 @@ fn archive_errors_name_the_member() {
 
     let mut bad = batch(2);
     bad[17 * RECORD_BYTES] = 12;
-    write(&path, &archive_of(&replacing(TRAIN_FILES[2], bad)));
+    write_file(&path, archive_of(&replacing(TRAIN_FILES[2], bad)));
     assert_eq!(
         load_err(&path),
         format!(
@@ -363,7 +330,7 @@ fn archive_errors_name_the_member() {
         )
     );
 
-    write(&path, &archive_of(&replacing(META_FILE, b"\n\n".to_vec())));
+    write_file(&path, archive_of(&replacing(META_FILE, b"\n\n".to_vec())));
     assert_eq!(
         load_err(&path),
         format!(
@@ -375,7 +342,7 @@ fn archive_errors_name_the_member() {
     // Only the exact name counts: a look-alike elsewhere does not stand in for a member.
     let mut files = without(TEST_FILE);
     files.push(("sub/test_batch.bin", batch(5)));
-    write(&path, &archive_of(&files));
+    write_file(&path, archive_of(&files));
     assert_eq!(
         load_err(&path),
         format!(
@@ -390,9 +357,9 @@ fn archive_headers_claiming_huge_sizes_are_refused_before_reading() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("c.tar.gz");
     let meta_name = format!("{BATCHES_DIR}/{META_FILE}");
-    write(
+    write_file(
         &path,
-        &tar_gz_with(&[(&meta_name, &[])], Some((&meta_name, 1_000_000))),
+        tar_gz_with(&[(&meta_name, &[])], Some((&meta_name, 1_000_000))),
     );
     assert_eq!(
         load_err(&path),
@@ -402,9 +369,9 @@ fn archive_headers_claiming_huge_sizes_are_refused_before_reading() {
         )
     );
     let batch_name = format!("{BATCHES_DIR}/{TEST_FILE}");
-    write(
+    write_file(
         &path,
-        &tar_gz_with(&[(&batch_name, &[])], Some((&batch_name, 5_000_000_000))),
+        tar_gz_with(&[(&batch_name, &[])], Some((&batch_name, 5_000_000_000))),
     );
     assert_eq!(
         cifar10::load_test(&path).unwrap_err().to_string(),
@@ -422,12 +389,12 @@ fn damaged_archives_are_reported() {
     let damaged = format!("{}: damaged gzip or tar archive: ", path.display());
     let good = good_archive();
 
-    write(&path, b"this is not gzip");
+    write_file(&path, b"this is not gzip");
     let err = load_err(&path);
     assert!(err.starts_with(&damaged), "{err}");
     assert!(err.contains("gzip header"), "{err}");
 
-    write(&path, &good[..good.len() / 2]);
+    write_file(&path, &good[..good.len() / 2]);
     let err = load_err(&path);
     assert!(err.starts_with(&damaged), "{err}");
 
@@ -437,9 +404,7 @@ fn damaged_archives_are_reported() {
         .read_to_end(&mut tar)
         .unwrap();
     tar.truncate(tar.len() - BATCH_BYTES / 2);
-    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
-    gz.write_all(&tar).unwrap();
-    write(&path, &gz.finish().unwrap());
+    write_file(&path, gzip(&tar));
     let err = cifar10::load_test(&path).unwrap_err().to_string();
     assert!(err.starts_with(&damaged), "{err}");
     assert!(err.contains("test_batch.bin"), "{err}");
@@ -448,7 +413,7 @@ fn damaged_archives_are_reported() {
     let mut bad_crc = good.to_vec();
     let crc = bad_crc.len() - 8;
     bad_crc[crc] ^= 0xff;
-    write(&path, &bad_crc);
+    write_file(&path, &bad_crc);
     let err = load_err(&path);
     assert!(err.starts_with(&damaged), "{err}");
     assert!(
@@ -460,7 +425,7 @@ fn damaged_archives_are_reported() {
 #[test]
 fn unusable_paths_are_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let zip = write(&tmp.path().join("cifar.zip"), b"PK");
+    let zip = write_file(&tmp.path().join("cifar.zip"), b"PK");
     assert_eq!(
         load_err(&zip),
         format!(
@@ -504,16 +469,6 @@ fn serve(status: &'static str, body: Vec<u8>) -> (String, JoinHandle<String>) {
 
 fn md5_hex(bytes: &[u8]) -> String {
     format!("{:x}", Md5::digest(bytes))
-}
-
-/// Names under `dir`, sorted.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 fn sorted_files() -> Vec<String> {
@@ -601,24 +556,14 @@ fn download_never_writes_outside_the_cache() {
         absolute.display().to_string(),
     ];
     let payload = b"evil".to_vec();
-    let mut members: Vec<(&str, &[u8])> = escapes
-        .iter()
-        .map(|e| (e.as_str(), payload.as_slice()))
+    let mut members: Vec<(String, &[u8])> = escapes
+        .into_iter()
+        .map(|e| (e, payload.as_slice()))
         .collect();
     // A look-alike of a wanted name that climbs out must not be taken for it either.
-    let climbing = format!("{BATCHES_DIR}/../{TEST_FILE}");
-    members.push((&climbing, &payload));
+    members.push((format!("{BATCHES_DIR}/../{TEST_FILE}"), &payload));
     let good = files();
-    let names: Vec<String> = good
-        .iter()
-        .map(|(n, _)| format!("{BATCHES_DIR}/{n}"))
-        .collect();
-    members.extend(
-        names
-            .iter()
-            .zip(&good)
-            .map(|(n, (_, d))| (n.as_str(), d.as_slice())),
-    );
+    members.extend(batch_members(&good));
     let archive = tar_gz(&members);
 
     let (url, server) = serve("200 OK", archive.clone());
@@ -702,8 +647,8 @@ fn mismatched_model() -> Vec<u8> {
     safetensors::tensor::serialize(file.tensors(), Some(metadata)).unwrap()
 }
 
-/// Issue: every bad input gets one clear line naming the flag or file, exit code 2, no
-/// panic, and no new or altered file.
+/// Every bad input gets one clear line naming the flag or file, exit code 2, no panic, and no
+/// new or altered file.
 #[test]
 fn every_bad_input_exits_2_naming_what_is_wrong() {
     let tmp = tempfile::tempdir().unwrap();
@@ -719,11 +664,7 @@ fn every_bad_input_exits_2_naming_what_is_wrong() {
         let net = minivgg::engine::Network::new(&minivgg::model::zoo::shallownet(), 1, 1).unwrap();
         minivgg::store::model_file::to_bytes(&net, &[], Default::default()).unwrap()
     };
-    let garbage_tar = {
-        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
-        gz.write_all(&[0x5a; 10_000]).unwrap();
-        gz.finish().unwrap()
-    };
+    let garbage_tar = gzip(&[0x5a; 10_000]);
     let mut wrong_records = vec![0u8; RECORDS_PER_FILE * (RECORD_BYTES - 1)];
     wrong_records[0] = 1;
     let mut label_10 = batch(3);
@@ -741,17 +682,15 @@ fn every_bad_input_exits_2_naming_what_is_wrong() {
         File(PathBuf),
     }
     let train_on = |path: &Path| -> Vec<String> {
-        [
-            "train",
-            "--epochs",
-            "1",
-            "--data",
-            path.to_str().unwrap(),
-            "--output",
-            plot.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec()
+        command_line(
+            "train --epochs 1",
+            &[
+                "--data",
+                path.to_str().unwrap(),
+                "--output",
+                plot.to_str().unwrap(),
+            ],
+        )
     };
     let flags = |extra: &[&str]| -> Vec<String> {
         let mut args = vec![
@@ -904,22 +843,17 @@ fn every_bad_input_exits_2_naming_what_is_wrong() {
                 write_dir(&data, files);
             }
             Setup::Archive(bytes) => {
-                write(&archive, bytes);
+                write_file(&archive, bytes);
             }
             Setup::Weights(bytes) => {
-                write(&weights, bytes);
+                write_file(&weights, bytes);
             }
             Setup::File(path) => {
-                write(path, b"a file, not a directory");
+                write_file(path, b"a file, not a directory");
             }
         }
         let before = common::snapshot(root);
-        let run = Command::new(env!("CARGO_BIN_EXE_minivgg"))
-            .args(&args)
-            .env_remove("MINIVGG_DATA")
-            .env("HOME", root)
-            .output()
-            .unwrap();
+        let run = minivgg_offline(root, &args);
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert_eq!(run.status.code(), Some(2), "{name}: {stderr}");
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
@@ -946,22 +880,13 @@ fn a_full_disk_while_saving_leaves_no_partial_file() {
     std::fs::create_dir(&checkpoints).unwrap();
     let plot = tmp.path().join("plot.png");
     let before = common::snapshot(tmp.path());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_minivgg"));
+    let mut command = on_real_data();
     command
-        .args([
-            "train",
-            "--model",
-            "shallownet",
-            "--epochs",
-            "1",
-            "--limit",
-            "64",
-        ])
+        .args("train --model shallownet --epochs 1 --limit 64".split_whitespace())
         .arg("--output")
         .arg(&plot)
         .arg("--checkpoint-dir")
-        .arg(&checkpoints)
-        .env("MINIVGG_DATA", common::real_data_path());
+        .arg(&checkpoints);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         command.pre_exec(|| {

@@ -2,9 +2,7 @@
 //! the memory plan counts the mapped images as the pages of a file, not as memory, so a run
 //! capped (by `MINIVGG_MEMORY_LIMIT`) below the size of its images still trains.
 
-mod common;
-
-use common::{minivgg_command, text};
+use crate::common::{minivgg_command, text, write_class_folders};
 use std::path::Path;
 use std::process::Output;
 
@@ -44,17 +42,13 @@ fn a_folder_larger_than_the_memory_limit_trains_from_the_mapped_cache() {
         dir.path().join("cache"),
         dir.path().join("out"),
     );
-    for class in 0..CLASSES {
-        let class_dir = folder.join(format!("class{class}"));
-        std::fs::create_dir_all(&class_dir).unwrap();
-        for i in 0..PER_CLASS {
-            let picture = image::RgbImage::from_fn(SIDE, SIDE, |x, y| {
-                let v = (x * 3 + y * 5 + i) as u8;
-                image::Rgb([v.wrapping_add(80 * class as u8), v, 255 - v])
-            });
-            picture.save(class_dir.join(format!("{i}.png"))).unwrap();
-        }
-    }
+    let classes: Vec<String> = (0..CLASSES).map(|class| format!("class{class}")).collect();
+    write_class_folders(&folder, &classes, PER_CLASS, |class, i| {
+        image::RgbImage::from_fn(SIDE, SIDE, |x, y| {
+            let v = (x * 3 + y * 5 + i) as u8;
+            image::Rgb([v.wrapping_add(80 * class as u8), v, 255 - v])
+        })
+    });
     let pixels = CLASSES as u64 * PER_CLASS as u64 * (SIDE * SIDE * 3) as u64;
     let limit = 48 << 20;
     assert!(

@@ -3,9 +3,7 @@
 //! still load, with a warning; and a checkpoint (file or directory) can stand wherever a
 //! model is expected.
 
-mod common;
-
-use common::{export, minivgg, text};
+use crate::common::{self, command_line, export, minivgg, text};
 use minivgg::engine::sgd::Sgd;
 use minivgg::engine::{Network, Precision};
 use minivgg::model::spec::ParamKind;
@@ -301,7 +299,7 @@ fn non_finite_weights_are_refused_by_name() {
     );
 }
 
-/// A file of another tool, or of an older minivgg, loads, said unverified: in the library, and
+/// A file without checksums (another tool's) loads, said unverified: in the library, and
 /// through the binary with one warning line on stderr.
 #[test]
 fn a_file_without_checksums_loads_with_a_warning() {
@@ -328,7 +326,7 @@ fn a_file_without_checksums_loads_with_a_warning() {
         )
     );
     assert!(onnx.is_file());
-    // A file minivgg writes now says nothing.
+    // A file with its checksums loads without a word.
     std::fs::write(
         &weights,
         model_file::to_bytes(&net, &[], HashMap::new()).unwrap(),
@@ -386,22 +384,16 @@ fn verifying_costs_little() {
 /// A one-epoch ShallowNet run on 256 images: its saved model and its checkpoint directory.
 fn short_run(dir: &Path) -> (PathBuf, PathBuf) {
     let model = dir.join("model.safetensors");
-    let out = minivgg(&[
-        "train",
-        "--epochs",
-        "1",
-        "--limit",
-        "256",
-        "--model",
-        "shallownet",
-        "--seed",
-        "2",
-        "--output",
-        dir.join("run.png").to_str().unwrap(),
-        "--save",
-        model.to_str().unwrap(),
-        "--keep-checkpoints",
-    ]);
+    let plot = dir.join("run.png");
+    let out = minivgg(&command_line(
+        "train --epochs 1 --limit 256 --model shallownet --seed 2 --keep-checkpoints",
+        &[
+            "--output",
+            plot.to_str().unwrap(),
+            "--save",
+            model.to_str().unwrap(),
+        ],
+    ));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let checkpoint_dir = dir.join("run_checkpoint");
     assert!(checkpoint_dir.join(checkpoint::CHECKPOINT_FILE).is_file());

@@ -4,38 +4,25 @@
 //! data, naming what would fit) and exports; and one of 40×48 RGB, stopped and
 //! resumed, ends as the run never stopped, and its ONNX file runs in tract as minivgg does.
 
-mod common;
-
-use common::{real_data_path, text};
+use crate::common::{
+    self, command_line, minivgg_cached, real_data_path, save_picture, text, write_class_folders,
+};
 use minivgg::data::cifar10;
 use std::path::Path;
 use std::process::Output;
-
-/// The binary with its user cache in `cache` (the decoded-image cache goes there).
-fn minivgg_cached(cache: &Path, args: &[&str]) -> Output {
-    common::minivgg_command(cache)
-        .args(args)
-        .env("MINIVGG_DATA", real_data_path())
-        .output()
-        .unwrap()
-}
 
 /// Writes `per_class` pictures of each class into `folder/CLASS/`: the class's colour plus a
 /// little noise that varies over the picture, each of another size (60 + i by 50 + i % 7), so
 /// that every one is resized.
 fn write_class_folder(folder: &Path, classes: &[(&str, [u8; 3])], per_class: u32) {
-    for &(class, colour) in classes {
-        let class_dir = folder.join(class);
-        std::fs::create_dir_all(&class_dir).unwrap();
-        for i in 0..per_class {
-            let (w, h) = (60 + i, 50 + i % 7);
-            let picture = image::RgbImage::from_fn(w, h, |x, y| {
-                let noise = ((x * 7 + y * 13 + i * 31) % 23) as u8;
-                image::Rgb(colour.map(|c| c.saturating_add(noise)))
-            });
-            picture.save(class_dir.join(format!("{i}.png"))).unwrap();
-        }
-    }
+    let names: Vec<&str> = classes.iter().map(|&(class, _)| class).collect();
+    write_class_folders(folder, &names, per_class, |c, i| {
+        let (w, h) = (60 + i, 50 + i % 7);
+        image::RgbImage::from_fn(w, h, |x, y| {
+            let noise = ((x * 7 + y * 13 + i * 31) % 23) as u8;
+            image::Rgb(classes[c].1.map(|c| c.saturating_add(noise)))
+        })
+    });
 }
 
 /// The `[INFO] NAME on N test images: loss L, accuracy A` line of `evaluate`.
@@ -69,31 +56,23 @@ fn cifar10_as_a_folder_of_pngs_scores_as_the_binary_split() {
         };
         for split in splits {
             let class_dir = folder.join(split).join(&names[usize::from(label)]);
-            std::fs::create_dir_all(&class_dir).unwrap();
-            image::RgbImage::from_raw(32, 32, image.to_vec())
-                .unwrap()
-                .save(class_dir.join(format!("{i:05}.png")))
-                .unwrap();
+            let picture = image::RgbImage::from_raw(32, 32, image.to_vec()).unwrap();
+            save_picture(&class_dir.join(format!("{i:05}.png")), picture);
         }
     }
     let weights = dir.path().join("model.safetensors");
+    let quick = dir.path().join("quick.png");
     let out = minivgg_cached(
         &cache,
-        &[
-            "train",
-            "--model",
-            "shallownet",
-            "--epochs",
-            "1",
-            "--limit",
-            "2000",
-            "--seed",
-            "1",
-            "--output",
-            dir.path().join("quick.png").to_str().unwrap(),
-            "--save",
-            weights.to_str().unwrap(),
-        ],
+        &command_line(
+            "train --model shallownet --epochs 1 --limit 2000 --seed 1",
+            &[
+                "--output",
+                quick.to_str().unwrap(),
+                "--save",
+                weights.to_str().unwrap(),
+            ],
+        ),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let evaluate = |data: Option<&Path>| {
@@ -354,42 +333,24 @@ fn a_40_by_48_rgb_folder_stopped_and_resumed_ends_as_the_whole_run_and_runs_in_t
     const EPOCHS: usize = 12;
     let run = |name: &str| -> Vec<String> {
         let out = dir.path().join(name);
-        let mut args: Vec<String> = [
-            "train",
-            "--data",
-            folder.to_str().unwrap(),
-            "--image-size",
-            "40x48",
-            "--val-split",
-            "0.25",
-            "--model",
-            "minivggnet",
-            "--epochs",
-            &EPOCHS.to_string(),
-            "--batch-size",
-            "16",
-            "--seed",
-            "9",
-            "--threads",
-            "2",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend([
-            "--output".into(),
-            out.join("plot.png").display().to_string(),
-        ]);
-        args.extend([
-            "--save".into(),
-            out.join("model.safetensors").display().to_string(),
-        ]);
-        args
+        let (plot, model) = (out.join("plot.png"), out.join("model.safetensors"));
+        command_line(
+            "train --image-size 40x48 --val-split 0.25 --model minivggnet --batch-size 16 \
+             --seed 9 --threads 2",
+            &[
+                "--epochs",
+                &EPOCHS.to_string(),
+                "--data",
+                folder.to_str().unwrap(),
+                "--output",
+                plot.to_str().unwrap(),
+                "--save",
+                model.to_str().unwrap(),
+            ],
+        )
     };
     let whole = run("whole");
-    let out = minivgg_cached(
-        &cache,
-        &whole.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let out = minivgg_cached(&cache, &whole);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(
@@ -531,11 +492,7 @@ fn a_40_by_48_rgb_folder_stopped_and_resumed_ends_as_the_whole_run_and_runs_in_t
     for batch in [total, 5] {
         let theirs =
             common::tract_probabilities(&onnx, &input[..batch * shape.len()], batch, shape, 3);
-        let max_diff = ours[..batch * 3]
-            .iter()
-            .zip(&theirs)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let max_diff = common::max_difference(&ours[..batch * 3], &theirs);
         println!("{batch} images of 40×48 RGB: max |minivgg − tract| {max_diff:.3e}");
         assert!(max_diff <= 1e-5, "probabilities differ by {max_diff}");
     }
