@@ -6,6 +6,7 @@
 //!   under the same headings; [`reduce`]: the column sums;
 //! - matrix products on cuBLAS ([`Gpu::matmul`]); convolutions on cuDNN ([`cudnn`]) or im2col,
 //!   whichever [`autotune`] measures faster per layer on the card;
+//! - [`sgd`]: the update, the twin of `engine/sgd.rs`;
 //! - [`network`]: the device buffers, allocated once, and the passes over the layers.
 //!
 //! The driver, NVRTC, cuBLAS and cuDNN are loaded at run time, so the build needs no CUDA
@@ -18,6 +19,7 @@ pub mod kernels;
 pub mod layers;
 pub mod network;
 pub mod reduce;
+pub mod sgd;
 
 use super::cpu::matmul::Layout;
 use super::device::Device;

@@ -5,14 +5,13 @@
 
 use super::autotune;
 use super::cudnn::{ConvPath, Cudnn};
-use super::kernels::{
-    CountUpdate, DeviceAddr, EndPass, GatherBatch, ResetCursor, SetAugmentKey, SgdStep,
-};
+use super::kernels::{DeviceAddr, EndPass, GatherBatch, ResetCursor, SetAugmentKey};
 use super::layers::softmax::{encode_loss, LossIo};
 use super::layers::{Backward, Forward, Layer, Shared};
 use super::reduce::partials_len;
+use super::sgd::{self, SgdBuffers};
 use super::Gpu;
-use crate::engine::network::{LayerRanges, LayerTimes};
+use crate::engine::network::LayerRanges;
 use crate::engine::sgd::{Sgd, SgdConfig};
 use crate::engine::{Mode, Network, Precision};
 use crate::model::spec::PlacedLayer;
@@ -20,19 +19,13 @@ use crate::model::Shape;
 use anyhow::{bail, Result};
 use cudarc::driver::CudaSlice;
 
+mod timing;
 mod transfers;
 
 /// Indices into the device step state (see `STATE_*` in kernels.cu).
 const STATE_TRAIN_STEPS: usize = 0;
 const STATE_ITERATIONS: usize = 1;
 const STATE_LEN: usize = 4;
-
-#[derive(Clone, Copy)]
-enum Phase {
-    Forward,
-    Backward,
-    Eval,
-}
 
 /// Where a pass reads its batch from: images and labels on the device, an order of indices,
 /// and the step state's cursor into it.
@@ -268,21 +261,14 @@ impl CudaNetwork {
     /// Enqueues the SGD update of every trainable parameter and counts it (engine::sgd::Sgd::step).
     pub fn encode_sgd(&self) -> Result<()> {
         let gpu = &self.gpu;
-        let state = gpu.addr(&self.state);
-        gpu.launch(SgdStep {
-            w: gpu.addr(&self.params),
-            g: gpu.addr(&self.grads),
-            v: gpu.addr(&self.velocity),
+        let buffers = SgdBuffers {
+            weights: gpu.addr(&self.params),
+            grads: gpu.addr(&self.grads),
+            velocity: gpu.addr(&self.velocity),
             len: self.param_count(),
-            lr: self.sgd.lr.into(),
-            decay: self.sgd.decay.into(),
-            anneal_updates: self.sgd.anneal_updates,
-            momentum: self.sgd.momentum.into(),
-            nesterov: self.sgd.nesterov,
-            weight_decay: self.sgd.weight_decay.into(),
-            state,
-        })?;
-        gpu.launch(CountUpdate { state })
+            state: gpu.addr(&self.state),
+        };
+        sgd::encode_step(gpu, &self.sgd, buffers)
     }
 
     /// Enqueues the end of a pass of `n` samples: the cursor moves on, a training pass counts.
@@ -373,51 +359,5 @@ impl CudaNetwork {
             .iter()
             .map(|(_, line)| line.as_str())
             .collect()
-    }
-
-    /// Each layer's GPU time over `rounds` uncaptured passes of the batch of `n` in the input
-    /// buffer, from CUDA events around its kernels: training forward and backward, and the
-    /// evaluation forward pass; the loss and the SGD update as two more rows. Training passes
-    /// here update the BN moving statistics and, through SGD, the weights: for benchmarks only.
-    pub fn time_layers(&self, n: usize, rounds: usize) -> Result<Vec<LayerTimes>> {
-        let gpu = &self.gpu;
-        let metrics = gpu.zeros::<f64>(3)?;
-        let layers = self.layers.len();
-        let mut times = vec![LayerTimes::default(); layers + 2];
-        let (loss_row, sgd_row) = (layers, layers + 1);
-        let timed = |encode: &dyn Fn() -> Result<()>| -> Result<_> {
-            let start = gpu.timing_event()?;
-            encode()?;
-            Ok((start, gpu.timing_event()?))
-        };
-        for _ in 0..rounds {
-            let mut events = Vec::new();
-            for i in 0..layers {
-                let pair = timed(&|| self.encode_layer_forward(i, n, Mode::Train))?;
-                events.push((i, Phase::Forward, pair));
-            }
-            let pair = timed(&|| self.encode_loss(n, Mode::Train, None, gpu.addr(&metrics)))?;
-            events.push((loss_row, Phase::Forward, pair));
-            for i in (0..layers - 1).rev() {
-                let pair = timed(&|| self.encode_layer_backward(i, n))?;
-                events.push((i, Phase::Backward, pair));
-            }
-            events.push((sgd_row, Phase::Forward, timed(&|| self.encode_sgd())?));
-            for i in 0..layers {
-                let pair = timed(&|| self.encode_layer_forward(i, n, Mode::Eval))?;
-                events.push((i, Phase::Eval, pair));
-            }
-            gpu.synchronize()?;
-            for (row, phase, (start, end)) in events {
-                let ms = Gpu::elapsed_ms(&start, &end)?;
-                let t = &mut times[row];
-                *match phase {
-                    Phase::Forward => &mut t.forward_ms,
-                    Phase::Backward => &mut t.backward_ms,
-                    Phase::Eval => &mut t.eval_ms,
-                } += ms / rounds as f64;
-            }
-        }
-        Ok(times)
     }
 }
