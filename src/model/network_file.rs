@@ -25,7 +25,7 @@
 //! mark. JSON rather than TOML: a Keras user knows it from `model.to_json()`, a list of layers
 //! reads as a list, and serde_json is already here.
 
-use super::spec::{LayerSpec, ModelSpec, Shape};
+use super::spec::{LayerSpec, ModelSpec, Shape, LAYER_KINDS};
 use crate::fsutil::read_regular_to_string;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -35,17 +35,6 @@ use std::fmt;
 use std::path::Path;
 
 /// The layer types a file may use, as `"type"` names them, with their fields.
-const LAYER_TYPES: [(&str, &[&str]); 8] = [
-    ("conv2d", &["filters", "kernel"]),
-    ("relu", &[]),
-    ("batch_norm", &[]),
-    ("max_pool", &[]),
-    ("dropout", &["rate"]),
-    ("flatten", &[]),
-    ("dense", &["units"]),
-    ("softmax", &[]),
-];
-
 const MODEL_FIELDS: [&str; 4] = ["name", "input", "classes", "layers"];
 
 /// Whether `--model` names a network file rather than a built-in model or a saved one.
@@ -122,8 +111,8 @@ fn parse_layer(layer: &Value) -> Result<LayerSpec> {
         Some(other) => bail!(": \"type\" must be a string, got {other}"),
         None => bail!(": missing field \"type\""),
     };
-    let Some(&(_, allowed)) = LAYER_TYPES.iter().find(|(name, _)| *name == kind) else {
-        let known: Vec<&str> = LAYER_TYPES.iter().map(|(name, _)| *name).collect();
+    let Some(layer_kind) = LAYER_KINDS.iter().find(|k| k.type_name == kind) else {
+        let known: Vec<&str> = LAYER_KINDS.iter().map(|k| k.type_name).collect();
         bail!(
             ": unknown type {kind:?}; expected one of {}",
             known.join(", ")
@@ -131,7 +120,7 @@ fn parse_layer(layer: &Value) -> Result<LayerSpec> {
     };
     let in_layer = |e: anyhow::Error| anyhow!(" ({kind}): {e}");
     let allowed: Vec<&str> = std::iter::once("type")
-        .chain(allowed.iter().copied())
+        .chain(layer_kind.fields.iter().copied())
         .collect();
     check_fields(fields, &allowed).map_err(in_layer)?;
     let count = |field: &str| {
@@ -254,7 +243,7 @@ impl Strict<'_> {
             // Named by its type as the other layer errors are, unless the type is what is
             // given twice.
             At::Layer(i) => match fields.get("type").and_then(Value::as_str) {
-                Some(kind) if key != "type" && LAYER_TYPES.iter().any(|(t, _)| *t == kind) => {
+                Some(kind) if key != "type" && LAYER_KINDS.iter().any(|k| k.type_name == kind) => {
                     format!("layer {} ({kind}): {what}", i + 1)
                 }
                 _ => format!("layer {}: {what}", i + 1),

@@ -140,32 +140,70 @@ impl PlacedLayer {
     }
 }
 
-impl LayerSpec {
-    /// The layer's `"type"` in a network file and in saved architectures.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            LayerSpec::Conv2d { .. } => "conv2d",
-            LayerSpec::Relu => "relu",
-            LayerSpec::BatchNorm => "batch_norm",
-            LayerSpec::MaxPool => "max_pool",
-            LayerSpec::Dropout { .. } => "dropout",
-            LayerSpec::Flatten => "flatten",
-            LayerSpec::Dense { .. } => "dense",
-            LayerSpec::Softmax => "softmax",
+/// What a kind of layer is called where it is named: one row of [`LAYER_KINDS`] per
+/// [`LayerSpec`] variant.
+#[derive(Debug)]
+pub struct LayerKind {
+    /// Its `"type"` in a network file and in saved architectures (serde's tag).
+    pub type_name: &'static str,
+    /// Its other fields in a network file.
+    pub fields: &'static [&'static str],
+    /// Keras' class name, and the prefix of Keras' automatic layer names.
+    pub keras_class: &'static str,
+    pub keras_prefix: &'static str,
+}
+
+/// Every kind of layer, in [`LayerSpec`]'s order.
+pub const LAYER_KINDS: [LayerKind; 8] = [
+    LayerKind::new("conv2d", &["filters", "kernel"], "Conv2D", "conv2d"),
+    LayerKind::new("relu", &[], "Activation", "activation"),
+    LayerKind::new(
+        "batch_norm",
+        &[],
+        "BatchNormalization",
+        "batch_normalization",
+    ),
+    LayerKind::new("max_pool", &[], "MaxPooling2D", "max_pooling2d"),
+    LayerKind::new("dropout", &["rate"], "Dropout", "dropout"),
+    LayerKind::new("flatten", &[], "Flatten", "flatten"),
+    LayerKind::new("dense", &["units"], "Dense", "dense"),
+    LayerKind::new("softmax", &[], "Activation", "activation"),
+];
+
+impl LayerKind {
+    const fn new(
+        type_name: &'static str,
+        fields: &'static [&'static str],
+        keras_class: &'static str,
+        keras_prefix: &'static str,
+    ) -> LayerKind {
+        LayerKind {
+            type_name,
+            fields,
+            keras_class,
+            keras_prefix,
         }
     }
+}
 
-    /// Keras' class name and the prefix of its automatic layer names.
-    pub fn keras_names(&self) -> (&'static str, &'static str) {
-        match self {
-            LayerSpec::Conv2d { .. } => ("Conv2D", "conv2d"),
-            LayerSpec::Relu | LayerSpec::Softmax => ("Activation", "activation"),
-            LayerSpec::BatchNorm => ("BatchNormalization", "batch_normalization"),
-            LayerSpec::MaxPool => ("MaxPooling2D", "max_pooling2d"),
-            LayerSpec::Dropout { .. } => ("Dropout", "dropout"),
-            LayerSpec::Flatten => ("Flatten", "flatten"),
-            LayerSpec::Dense { .. } => ("Dense", "dense"),
-        }
+impl LayerSpec {
+    /// Its row of [`LAYER_KINDS`].
+    pub fn kind(&self) -> &'static LayerKind {
+        &LAYER_KINDS[match self {
+            LayerSpec::Conv2d { .. } => 0,
+            LayerSpec::Relu => 1,
+            LayerSpec::BatchNorm => 2,
+            LayerSpec::MaxPool => 3,
+            LayerSpec::Dropout { .. } => 4,
+            LayerSpec::Flatten => 5,
+            LayerSpec::Dense { .. } => 6,
+            LayerSpec::Softmax => 7,
+        }]
+    }
+
+    /// The layer's `"type"` in a network file and in saved architectures.
+    pub fn type_name(&self) -> &'static str {
+        self.kind().type_name
     }
 
     fn output_shape(&self, input: Shape) -> Result<Shape> {
@@ -289,7 +327,7 @@ impl ModelSpec {
             if *layer == LayerSpec::Softmax && i != end {
                 bail!("{}: softmax may only be the last layer", at(i, layer));
             }
-            let prefix = layer.keras_names().1;
+            let prefix = layer.kind().keras_prefix;
             let count = counters.entry(prefix).or_insert(0);
             *count += 1;
             let layer = PlacedLayer::new(format!("{prefix}_{count}"), layer.clone(), shape)
@@ -315,7 +353,7 @@ impl ModelSpec {
         let rows: Vec<(String, String, usize)> = placed
             .iter()
             .map(|layer| {
-                let label = format!("{} ({})", layer.name, layer.spec.keras_names().0);
+                let label = format!("{} ({})", layer.name, layer.spec.kind().keras_class);
                 let count = layer.params.iter().map(ParamSpec::len).sum();
                 (label, layer.output.to_string(), count)
             })
@@ -464,4 +502,48 @@ fn check_arch_sizes(spec: &ModelSpec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LayerSpec, LAYER_KINDS};
+
+    /// One of each variant.
+    fn every_kind() -> Vec<LayerSpec> {
+        vec![
+            LayerSpec::Conv2d {
+                filters: 4,
+                kernel: 3,
+            },
+            LayerSpec::Relu,
+            LayerSpec::BatchNorm,
+            LayerSpec::MaxPool,
+            LayerSpec::Dropout { rate: 0.5 },
+            LayerSpec::Flatten,
+            LayerSpec::Dense { units: 7 },
+            LayerSpec::Softmax,
+        ]
+    }
+
+    /// The table names each variant as its saved form does: serde's tag is the type name and
+    /// its other keys are the fields, in order, one row per variant.
+    #[test]
+    fn each_layer_kind_names_its_variant_as_saved_architectures_do() {
+        let layers = every_kind();
+        assert_eq!(layers.len(), LAYER_KINDS.len());
+        for (layer, row) in layers.iter().zip(&LAYER_KINDS) {
+            assert!(std::ptr::eq(layer.kind(), row), "{layer:?}: row {row:?}");
+            let saved = serde_json::to_value(layer).unwrap();
+            let saved = saved.as_object().unwrap();
+            assert_eq!(saved["type"], row.type_name, "{layer:?}");
+            let fields: Vec<&str> = saved
+                .keys()
+                .map(String::as_str)
+                .filter(|k| *k != "type")
+                .collect();
+            let mut expected = row.fields.to_vec();
+            expected.sort_unstable();
+            assert_eq!(fields, expected, "{layer:?}");
+        }
+    }
 }
