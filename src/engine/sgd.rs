@@ -4,7 +4,7 @@
 //! rate is also scaled by `1 − t/T`, reaching zero after the run's last update T. With
 //! `--weight-decay wd`, `g` is `g + wd·w` for every trainable parameter, as PyTorch's
 //! `SGD(weight_decay=wd)` (Keras' `l2(wd / 2)` on every weight; the printed loss leaves the
-//! penalty out, as PyTorch's does).
+//! penalty out, as PyTorch's does). GPU twin: `cuda/sgd.rs`.
 
 use rayon::prelude::*;
 

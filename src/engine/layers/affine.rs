@@ -1,5 +1,6 @@
 //! What Dense and Conv2D (on im2col patches) share: `y = a · kernel + bias` over rows, where
-//! `a` is the input itself (Dense) or its patches (Conv2D), and its gradients.
+//! `a` is the input itself (Dense) or its patches (Conv2D), and its gradients. GPU twin:
+//! `cuda/layers/affine.rs`.
 
 use crate::engine::cpu::matmul::{matmul, Layout};
 use crate::engine::cpu::reduce::column_sums;

@@ -1,6 +1,7 @@
 //! Batch normalization over the last axis of `[rows × channels]`: per channel after a
 //! convolution (rows = N·H·W), per feature after a dense layer (rows = N). Keras semantics:
-//! batch statistics in training, moving averages in evaluation.
+//! batch statistics in training, moving averages in evaluation. GPU twin:
+//! `cuda/layers/batchnorm.rs` (BN alone: the GPU fuses no neighbours).
 //!
 //! A ReLU just before a BN layer (MiniVGGNet's CONV → RELU → BN) can run inside it: the
 //! input is then read as max(x, 0), and the gradient handed back only where x > 0. The

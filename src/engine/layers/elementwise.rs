@@ -1,4 +1,5 @@
-//! The layers that act on each value alone: ReLU, Dropout and Flatten.
+//! The layers that act on each value alone: ReLU, Dropout and Flatten. GPU twin:
+//! `cuda/layers/elementwise.rs`.
 
 use super::{Backward, Forward, Mode};
 use crate::counter_hash::{bits_at, mix64};

@@ -1,4 +1,5 @@
-//! 2×2 max pooling, stride 2, over NHWC images.
+//! 2×2 max pooling, stride 2, over NHWC images. GPU twin: `cuda/layers/pool.rs` (the pool
+//! alone).
 //!
 //! A pool can run its neighbours in its own pass over memory, bit for bit as the layers apart:
 //! - the Dropout after it (MiniVGGNet's POOL → DROPOUT): in training each maximum is stored

@@ -1,5 +1,6 @@
 //! Softmax and categorical cross-entropy, fused: the loss and its gradient come straight from
-//! the logits through log-sum-exp, which neither overflows nor takes the log of zero.
+//! the logits through log-sum-exp, which neither overflows nor takes the log of zero. GPU
+//! twin: `cuda/layers/softmax.rs`.
 
 /// Row-wise softmax of `logits[n × classes]`.
 pub fn softmax_forward(logits: &[f32], probs: &mut [f32], classes: usize) {
