@@ -5,6 +5,9 @@
 //! its CPU twin, then whole networks.
 #![cfg(feature = "cuda")]
 
+mod common;
+
+use common::pass;
 use cudarc::driver::CudaSlice;
 use minivgg::data::augment;
 use minivgg::data::batches::{epoch_order, gather};
@@ -95,29 +98,18 @@ fn operands(net: &Network, i: usize, n: usize) -> Operands {
 
 fn on_cpu(placed: &PlacedLayer, i: usize, n: usize, op: &Operands) -> Results {
     let mut layer = cpu_layers::Layer::new(Isa::from_env(Precision::Fp32).unwrap(), placed, n);
-    let mut moving = op.moving.clone();
-    let mut y = vec![0.0; op.dy.len()];
-    layer.forward(cpu_layers::Forward {
-        weights: &op.weights,
-        moving: &mut moving,
-        x: &op.x,
-        y: &mut y,
+    let key = dropout_key(DROPOUT_SEED, 0, i);
+    let [y, moving, grads, dx] = pass(
+        &mut layer,
+        &op.x,
+        &op.weights,
+        &op.moving,
+        &op.dy,
         n,
-        mode: Mode::Train,
-        dropout_key: dropout_key(DROPOUT_SEED, 0, i),
-    });
+        Mode::Train,
+        key,
+    );
     let mut y_eval = vec![0.0; op.dy.len()];
-    let mut grads = vec![0.0; op.weights.len()];
-    let mut dx = vec![0.0; op.x.len()];
-    layer.backward(cpu_layers::Backward {
-        weights: &op.weights,
-        grads: &mut grads,
-        x: &op.x,
-        y: &y,
-        dy: &op.dy,
-        dx: Some(&mut dx),
-        n,
-    });
     layer.forward(cpu_layers::Forward {
         weights: &op.weights,
         moving: &mut moving.clone(),

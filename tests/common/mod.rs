@@ -1,7 +1,8 @@
 //! What the integration tests share, each helper once: running the binary (`run`), files on
 //! disk and what a run leaves there (`files`), the pictures, archives and IDX files the tests
-//! write (`images`, `archives`), comparing numbers (`numbers`); and here a small run's
-//! settings, every network the tests know, and tract's view of an exported model.
+//! write (`images`, `archives`), comparing numbers (`numbers`), one CPU layer's pass
+//! (`layers`); and here a small run's settings, every network the tests know, and tract's
+//! view of an exported model.
 
 // Each test binary uses some of the helpers.
 #![allow(dead_code, unused_imports)]
@@ -9,12 +10,14 @@
 mod archives;
 mod files;
 mod images;
+mod layers;
 mod numbers;
 mod run;
 
 pub use archives::*;
 pub use files::*;
 pub use images::*;
+pub use layers::*;
 pub use numbers::*;
 pub use run::*;
 

@@ -6,7 +6,7 @@
 //! (O(step²)): |numeric − analytic| ≤ 3e-3 · max(1, |analytic|). Inputs keep clear of ReLU's
 //! kink and of max-pool ties, where a finite difference is not a derivative.
 
-use crate::common::{assert_close, bits};
+use crate::common::{assert_close, bits, pass};
 use minivgg::engine::cpu::simd::{CpuPath, Isa};
 use minivgg::engine::layers::softmax::softmax_cross_entropy;
 use minivgg::engine::layers::{Backward, Forward, Layer, Mode};
@@ -309,42 +309,6 @@ fn batchnorm_after_relu_backward_matches_finite_differences() {
         let x = spread_input(n * IMAGE.len(), &mut rng);
         case.check(x, &format!("ReLU inside BatchNorm in {mode:?}"));
     }
-}
-
-/// Forward then backward of one layer, its dropout mask drawn under `key`: (output, moving
-/// statistics, parameter gradients, input gradient).
-#[allow(clippy::too_many_arguments)]
-fn pass(
-    layer: &mut Layer,
-    x: &[f32],
-    weights: &[f32],
-    moving: &[f32],
-    dy: &[f32],
-    n: usize,
-    mode: Mode,
-    key: u64,
-) -> [Vec<f32>; 4] {
-    let (mut y, mut moving) = (vec![0.0; dy.len()], moving.to_vec());
-    layer.forward(Forward {
-        weights,
-        moving: &mut moving,
-        x,
-        y: &mut y,
-        n,
-        mode,
-        dropout_key: key,
-    });
-    let (mut grads, mut dx) = (vec![0.0; weights.len()], vec![0.0; x.len()]);
-    layer.backward(Backward {
-        weights,
-        grads: &mut grads,
-        x,
-        y: &y,
-        dy,
-        dx: Some(&mut dx),
-        n,
-    });
-    [y, moving, grads, dx]
 }
 
 #[test]
